@@ -1,0 +1,8 @@
+"""``python -m migrate`` runs the command line."""
+
+from __future__ import annotations
+
+from migrate.cli import main
+
+if __name__ == "__main__":  # pragma: no cover - exercised through the console script
+    main()

@@ -1,0 +1,181 @@
+"""What every mesh dialect shares: the reader skeleton (dispatch by kind, duplicate
+handling, field accounting) and the writer's output record.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+from migrate.dialects import kube
+from migrate.dialects.fields import Fields
+from migrate.errors import InputProblem
+from migrate.ir.graph import MeshGraph
+from migrate.losses import LossLog, ObjectRef, Severity
+from migrate.sources.model import RawObject, SourceResult
+
+KindHandler = Callable[[Any, Fields, MeshGraph], None]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One object a writer emits, with the source objects it came from."""
+
+    body: dict[str, Any]
+    sources: tuple[ObjectRef, ...]
+
+    @property
+    def kind(self) -> str:
+        """``kind`` of the emitted object."""
+        return str(self.body["kind"])
+
+    @property
+    def name(self) -> str:
+        """``metadata.name`` of the emitted object."""
+        return str(self.body["metadata"]["name"])
+
+    @property
+    def namespace(self) -> str:
+        """``metadata.namespace`` (empty for cluster-scoped objects)."""
+        return str(self.body["metadata"].get("namespace", ""))
+
+
+@dataclass
+class ReadResult:
+    """The IR plus what the reader saw: accounted field paths and skipped kinds."""
+
+    graph: MeshGraph
+    accounted: dict[ObjectRef, set[str]] = field(default_factory=dict)
+    read: dict[str, int] = field(default_factory=dict)
+    """``Kind`` -> number of objects modelled or reported."""
+    skipped: dict[str, int] = field(default_factory=dict)
+    raw: dict[ObjectRef, RawObject] = field(default_factory=dict)
+    """The source mesh's own objects as read (for rollback copies and neutralizing)."""
+
+
+class Reader:
+    """Base reader: subclasses declare ``MESH``, ``GROUPS`` and ``HANDLERS``."""
+
+    MESH: ClassVar[str]
+    GROUPS: ClassVar[dict[str, frozenset[str]]]
+    """API group -> versions this reader understands."""
+    HANDLERS: ClassVar[dict[tuple[str, str], KindHandler]]
+    """(group, kind) -> the function that reads it: ``handler(reader, fields, graph)``."""
+
+    def __init__(self, losses: LossLog, problems: list[InputProblem]) -> None:
+        self.losses = losses
+        self.problems = problems
+
+    def read(self, source: SourceResult) -> ReadResult:
+        """Turn raw objects into a :class:`MeshGraph`; report what cannot be used."""
+        graph = MeshGraph(self.MESH)
+        result = ReadResult(graph, skipped=dict(source.skipped))
+        objects = self._unique(source.objects)
+        for raw in objects:
+            group, kind = raw.group, raw.kind
+            if (group, kind) in kube.HANDLERS and raw.version in kube.VERSIONS.get(group, ()):
+                f = Fields(raw, self.losses, self.MESH)
+                kube.HANDLERS[(group, kind)](self, f, graph)
+                for use in f.uses:
+                    graph.use(use)
+                result.read[kind] = result.read.get(kind, 0) + 1
+                continue
+            handler = self.HANDLERS.get((group, kind))
+            if handler is None:
+                key = f"{raw.api_version}/{kind}"
+                result.skipped[key] = result.skipped.get(key, 0) + 1
+                continue
+            if raw.version not in self.GROUPS[group]:
+                known = ", ".join(sorted(self.GROUPS[group]))
+                self.problems.append(InputProblem(
+                    raw.source, raw.line or None, None,
+                    f"{kind} {raw.ref.namespace}/{raw.ref.name}: unknown apiVersion "
+                    f"{raw.api_version} (known versions of {group}: {known}); object not planned"))
+                continue
+            f = Fields(raw, self.losses, self.MESH)
+            try:
+                handler(self, f, graph)
+            except (TypeError, AttributeError, ValueError, KeyError) as exc:
+                # A value shape no handler expected: report it on the object, keep going.
+                self.losses.report(
+                    "OBJECT_UNREADABLE", Severity.MANUAL, "input", f.ref, "spec",
+                    f"{kind} could not be read ({type(exc).__name__}: {exc}); not converted",
+                    "Check the object against its CRD schema and convert it by hand.")
+                f.accounted.add("spec")
+            for use in f.uses:
+                graph.use(use)
+            f.report_unaccounted()
+            result.accounted[f.ref] = f.accounted
+            result.raw[f.ref] = raw
+            result.read[kind] = result.read.get(kind, 0) + 1
+        graph.link()
+        return result
+
+    def _unique(self, objects: list[RawObject]) -> list[RawObject]:
+        """One object per identity; duplicates resolved deterministically and reported.
+
+        Like ``kubectl apply -f`` over the same inputs, the definition from the file read
+        last wins. Within one file the choice must not depend on document order (the
+        output is promised to be identical for any order), so the content decides.
+        """
+        file_rank: dict[str, int] = {}
+        for raw in objects:
+            file_rank.setdefault(raw.source, len(file_rank))
+        groups: dict[tuple[str, str, str, str], list[RawObject]] = {}
+        for raw in objects:
+            ref = raw.ref
+            groups.setdefault((raw.group, ref.kind, ref.namespace, ref.name), []).append(raw)
+        unique: list[RawObject] = []
+        for key in sorted(groups):
+            copies = groups[key]
+            if len(copies) == 1:
+                unique.append(copies[0])
+                continue
+            canon = {id(c): json.dumps(c.body, sort_keys=True, default=str) for c in copies}
+            winner = max(copies, key=lambda c: (file_rank[c.source], canon[id(c)]))
+            distinct = {canon[id(c)] for c in copies}
+            unique.append(winner)
+            if len(distinct) > 1:
+                files = sorted({c.source for c in copies})
+                ref = winner.ref
+                self.losses.report(
+                    "INPUT_DUPLICATE", Severity.MANUAL, "input", ref, "metadata.name",
+                    f"{ref.kind} {ref.namespace}/{ref.name} is defined {len(copies)} times with "
+                    f"different content (in {', '.join(files)}); planned from {winner.source}",
+                    "Keep one definition per object (a cluster holds only one) and re-run.")
+        return unique
+
+
+@dataclass
+class TargetConfig:
+    """Everything a writer produced, sorted into the phases the planner stages.
+
+    Keys of the per-namespace dicts are the namespaces the objects live in.
+    """
+
+    target: str
+    prerequisites: list[Manifest] = field(default_factory=list)
+    """Cluster-wide changes before any namespace moves (e.g. source config neutralized)."""
+    routing: dict[str, list[Manifest]] = field(default_factory=dict)
+    """Routing config, inert for the source mesh: applied when the namespace is prepared."""
+    policy_staged: dict[str, list[Manifest]] = field(default_factory=dict)
+    """Authorization in audit form: applied when the namespace is prepared."""
+    policy_enforced: dict[str, list[Manifest]] = field(default_factory=dict)
+    """The same policy enforcing: applied once the namespace's last source caller moved."""
+    remove_at_enforce: dict[str, list[Manifest]] = field(default_factory=dict)
+    """Staging-only objects deleted when the namespace enforces."""
+    routing_final: dict[str, list[Manifest]] = field(default_factory=dict)
+    """Routing in its long-term form, applied at cleanup (replacing ``routing`` objects)."""
+    remove_at_cleanup: dict[str, list[Manifest]] = field(default_factory=dict)
+    """Coexistence-only objects deleted at cleanup."""
+    namespace_staged: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Namespace annotations set when the namespace switches (besides injection)."""
+    namespace_final: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Namespace annotations set when the namespace enforces."""
+    neutralized: list[ObjectRef] = field(default_factory=list)
+    """Source objects the prerequisites step replaced."""
+
+    def add(self, bucket: dict[str, list[Manifest]], manifest: Manifest) -> None:
+        """Append a manifest to a per-namespace bucket."""
+        bucket.setdefault(manifest.namespace, []).append(manifest)

@@ -1,0 +1,208 @@
+"""Field-accounted access to one source object.
+
+A reader reads every field through :class:`Fields`, which records the paths it consumed.
+After the reader is done, :meth:`Fields.unaccounted` walks the whole object: every field
+neither consumed nor already reported becomes a ``FIELD_UNMODELLED`` loss. That is how the
+promise "no silent drop" holds for fields no one has written code for yet.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from migrate.ir.model import FeatureUse, Origin
+from migrate.losses import LossLog, ObjectRef, Severity
+from migrate.sources.model import RawObject
+
+# Bookkeeping Kubernetes adds to every object; it carries no mesh behaviour.
+NOISE = frozenset({
+    "status", "metadata.uid", "metadata.resourceVersion", "metadata.generation",
+    "metadata.creationTimestamp", "metadata.managedFields", "metadata.selfLink",
+    "metadata.ownerReferences", "metadata.finalizers", "metadata.deletionTimestamp",
+    "metadata.deletionGracePeriodSeconds", "metadata.generateName",
+    "metadata.annotations.kubectl.kubernetes.io/last-applied-configuration",
+    "metadata.name", "metadata.namespace", "metadata.labels", "apiVersion", "kind",
+})
+
+_TOKEN = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
+
+
+def split_path(path: str) -> list[str | int]:
+    """``spec.http[0].route`` -> ``["spec", "http", 0, "route"]``.
+
+    Keys that contain dots (annotation names) are written with a ``/`` in them and taken
+    whole after ``annotations.``; see :func:`join`.
+    """
+    parts: list[str | int] = []
+    if ".annotations." in f".{path}":
+        head, _, key = path.partition("annotations.")
+        return [*split_path(head.rstrip(".")), "annotations", key] if head else ["annotations", key]
+    for index, name in _TOKEN.findall(path):
+        parts.append(int(index) if index else name)
+    return parts
+
+
+def join(base: str, key: str | int) -> str:
+    """Extend a path by a key or list index."""
+    if isinstance(key, int):
+        return f"{base}[{key}]"
+    return f"{base}.{key}" if base else key
+
+
+class Fields:
+    """One source object read through a ledger of consumed field paths."""
+
+    def __init__(self, raw: RawObject, losses: LossLog, mesh: str) -> None:
+        self.raw = raw
+        self.body = raw.body
+        self.ref: ObjectRef = raw.ref
+        self.losses = losses
+        self.mesh = mesh
+        self.accounted: set[str] = set(NOISE)
+        self.uses: list[FeatureUse] = []
+
+    # -- access ---------------------------------------------------------------------------
+    def get(self, path: str, default: Any = None, whole: bool = False) -> Any:
+        """The value at ``path``, or ``default`` when absent.
+
+        A scalar is consumed by reading it. A mapping or list is consumed only with
+        ``whole=True``; otherwise the caller is expected to read its members one by one.
+        """
+        value = self._lookup(path, default)
+        if whole or not isinstance(value, (dict, list)) or not value:
+            self.accounted.add(path)
+        return value
+
+    def _lookup(self, path: str, default: Any) -> Any:
+        value: Any = self.body
+        for part in split_path(path):
+            if isinstance(part, int):
+                if not isinstance(value, list) or part >= len(value):
+                    return default
+                value = value[part]
+            else:
+                if not isinstance(value, dict) or part not in value:
+                    return default
+                value = value[part]
+        return value
+
+    def peek(self, path: str, default: Any = None) -> Any:
+        """The value at ``path`` without consuming it."""
+        return self._lookup(path, default)
+
+    def mapping(self, path: str, whole: bool = False) -> dict[str, Any]:
+        """A mapping field; a wrong type is reported and read as empty."""
+        return self._typed(path, dict, "a mapping", {}, whole)
+
+    def list(self, path: str, whole: bool = False) -> list[Any]:
+        """A list field; a wrong type is reported and read as empty."""
+        return self._typed(path, list, "a list", [], whole)
+
+    def string(self, path: str, default: str = "") -> str:
+        """A string field (numbers are accepted and turned into text)."""
+        value = self.get(path)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            self.invalid(path, f"expected a string, found {type(value).__name__}")
+            return default
+        return str(value)
+
+    def integer(self, path: str) -> int | None:
+        """An integer field (digit strings accepted); a wrong type is reported."""
+        value = self.get(path)
+        if value is None:
+            return None
+        if isinstance(value, bool):
+            self.invalid(path, "expected a number, found a boolean")
+            return None
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        self.invalid(path, f"expected a number, found {value!r}"[:120])
+        return None
+
+    def strings(self, path: str) -> tuple[str, ...]:
+        """A list of strings; non-string items are reported and skipped."""
+        out = []
+        for i, item in enumerate(self.list(path, whole=True)):
+            if isinstance(item, (str, int)) and not isinstance(item, bool):
+                out.append(str(item))
+            else:
+                self.invalid(join(path, i), "expected a string")
+        return tuple(out)
+
+    def _typed(self, path: str, cls: type, what: str, empty: Any, whole: bool) -> Any:
+        value = self.get(path, whole=whole)
+        if value is None:
+            return empty
+        if not isinstance(value, cls):
+            self.invalid(path, f"expected {what}, found {type(value).__name__}")
+            return empty
+        return value
+
+    # -- reporting ------------------------------------------------------------------------
+    def origin(self, path: str) -> Origin:
+        """An :class:`Origin` for a field of this object."""
+        return Origin(self.ref, path)
+
+    def use(self, feature: str, path: str, detail: str = "") -> None:
+        """Record a feature use at ``path`` (the path counts as accounted)."""
+        self.accounted.add(path)
+        self.uses.append(FeatureUse(feature, self.origin(path), detail))
+
+    def invalid(self, path: str, problem: str) -> None:
+        """Report a field of the wrong type or value; the field is then ignored."""
+        self.accounted.add(path)
+        self.losses.report(
+            "FIELD_INVALID", Severity.MANUAL, "input", self.ref, path,
+            f"{problem}; the field was ignored",
+            "Fix the field in the source object (kubectl explain shows its type) and re-run.")
+
+    def unaccounted(self) -> list[str]:
+        """Paths of fields nobody consumed or reported (whole subtrees folded into one)."""
+        out: list[str] = []
+        self._walk(self.body, "", out)
+        return out
+
+    def _walk(self, value: Any, path: str, out: list[str]) -> bool:
+        """Append unaccounted paths under ``value``; True when the whole subtree is."""
+        if path in self.accounted:
+            return False
+        if isinstance(value, dict) and value:
+            children: list[str] = []
+            whole = True
+            for key in value:
+                whole &= self._walk(value[key], join(path, str(key)), children)
+            if whole and path:
+                out.append(path)
+            else:
+                out.extend(children)
+            return whole
+        if isinstance(value, list) and value:
+            children = []
+            whole = True
+            for i, item in enumerate(value):
+                whole &= self._walk(item, join(path, i), children)
+            if whole and path:
+                out.append(path)
+            else:
+                out.extend(children)
+            return whole
+        if value is None or value == {} or value == []:
+            return False  # empty fields carry nothing to lose
+        out.append(path)
+        return True
+
+    def report_unaccounted(self) -> None:
+        """Turn every unaccounted field into a FIELD_UNMODELLED loss."""
+        for path in self.unaccounted():
+            self.losses.report(
+                "FIELD_UNMODELLED", Severity.DROPPED, "input", self.ref, path,
+                f"{self.ref.kind} field {path} has no translation in meshmigrate yet",
+                "Check what the field does and recreate its effect in the target by hand.")
+            self.accounted.add(path)

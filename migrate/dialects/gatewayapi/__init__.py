@@ -1,0 +1,1 @@
+"""Gateway API semantics shared by every target that speaks it (Linkerd today)."""

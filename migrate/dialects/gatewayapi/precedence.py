@@ -1,0 +1,152 @@
+"""First-match (Istio) versus most-specific-wins (Gateway API) rule selection.
+
+Istio evaluates VirtualService rules in list order and the first match wins
+(istio/api networking/v1/virtual_service.proto). Gateway API picks the most specific match
+across all rules of all routes on a parent (apis/v1/httproute_types.go: exact path, longest
+prefix, method, most headers, most query parameters; ties: oldest route, name, rule order).
+Regular-expression precedence is implementation-specific: Linkerd's proxy ranks a path match
+by the characters it matched, so an Exact or RegularExpression match counts the whole request
+path and outranks any shorter prefix (linkerd2-proxy linkerd/http/route/src/http/match/path.rs).
+
+:func:`analyse` finds every pair of rules (earlier ``a``, later ``b``) where a request matches
+both and the target would choose ``b`` while Istio chose ``a``. When every request ``b``
+matches is also matched by ``a``, Istio never used ``b``: dropping ``b``'s match keeps the
+meaning. Otherwise the meaning changes and the pair is reported.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from migrate.ir.model import RouteMatch, Rule, StringMatch
+
+_WHOLE = 1 << 30  # rank of a match that consumes the whole path (Exact, RegularExpression)
+
+
+@dataclass(frozen=True)
+class Inversion:
+    """A pair of matches whose winner differs between first-match and specificity."""
+
+    earlier: tuple[int, int]
+    """(rule index, match index) Istio picks."""
+    later: tuple[int, int]
+    """(rule index, match index) the target would pick."""
+    shadowed: bool
+    """True when ``later`` is wholly covered by ``earlier`` (Istio never used it)."""
+
+
+def rank(m: RouteMatch | None) -> tuple[int, int, int, int]:
+    """How specific a match is for the target: path, method, headers, query."""
+    if m is None:
+        return (0, 0, 0, 0)
+    if m.path is None:
+        path = 0
+    elif m.path.kind in ("exact", "regex") or m.ignore_case:
+        path = _WHOLE
+    elif m.path.kind == "prefix":
+        path = len(m.path.value.rstrip("/"))
+    else:
+        path = 0
+    return (path, 1 if m.method else 0, len(m.headers), len(m.query))
+
+
+def _fullmatch(pattern: str, text: str) -> bool | None:
+    try:
+        return re.fullmatch(pattern, text) is not None
+    except re.error:
+        return None
+
+
+def _str_contains(a: StringMatch | None, b: StringMatch | None) -> bool:
+    """Every value ``b`` accepts, ``a`` accepts too (Istio string-match semantics)."""
+    if a is None or a.kind == "present":
+        return True if a is None else b is not None
+    if b is None or b.kind == "present":
+        return False
+    if a.kind == "exact":
+        return b.kind == "exact" and a.value == b.value
+    if a.kind == "prefix":
+        return b.kind in ("exact", "prefix") and b.value.startswith(a.value)
+    # a is a regex
+    if b.kind == "exact":
+        return bool(_fullmatch(a.value, b.value))
+    return b.kind == "regex" and a.value == b.value
+
+
+def _str_overlap(a: StringMatch | None, b: StringMatch | None) -> bool:
+    """Some value is accepted by both (conservative: unknown regex overlaps count)."""
+    if a is None or b is None or a.kind == "present" or b.kind == "present":
+        return True
+    if a.kind == "exact" and b.kind == "exact":
+        return a.value == b.value
+    if a.kind == "exact" and b.kind == "prefix":
+        return a.value.startswith(b.value)
+    if b.kind == "exact" and a.kind == "prefix":
+        return b.value.startswith(a.value)
+    if a.kind == "prefix" and b.kind == "prefix":
+        return a.value.startswith(b.value) or b.value.startswith(a.value)
+    if a.kind == "regex" and b.kind == "exact":
+        return _fullmatch(a.value, b.value) is not False
+    if b.kind == "regex" and a.kind == "exact":
+        return _fullmatch(b.value, a.value) is not False
+    return True
+
+
+def _map_contains(a: tuple[tuple[str, StringMatch], ...],
+                  b: tuple[tuple[str, StringMatch], ...]) -> bool:
+    have = dict(b)
+    return all(name in have and _str_contains(m, have[name]) for name, m in a)
+
+
+def _map_overlap(a: tuple[tuple[str, StringMatch], ...],
+                 b: tuple[tuple[str, StringMatch], ...]) -> bool:
+    other = dict(b)
+    return all(_str_overlap(m, other[name]) for name, m in a if name in other)
+
+
+def contains(a: RouteMatch | None, b: RouteMatch | None) -> bool:
+    """Every request ``b`` matches, ``a`` matches too (None matches everything)."""
+    if a is None:
+        return True
+    if b is None:
+        return a.path in (None, StringMatch("prefix", "/")) and not (
+            a.method or a.headers or a.query or a.port)
+    if a.ignore_case != b.ignore_case and a.path and b.path:
+        return a.ignore_case and _str_contains(
+            StringMatch(a.path.kind, a.path.value.lower()),
+            StringMatch(b.path.kind, b.path.value.lower()))
+    return (_str_contains(a.path, b.path) and _str_contains(a.method, b.method)
+            and _map_contains(a.headers, b.headers) and _map_contains(a.query, b.query)
+            and (a.port is None or a.port == b.port))
+
+
+def overlaps(a: RouteMatch | None, b: RouteMatch | None) -> bool:
+    """Some request matches both."""
+    if a is None or b is None:
+        return True
+    if a.port is not None and b.port is not None and a.port != b.port:
+        return False
+    if a.ignore_case or b.ignore_case:
+        path_ok = True
+    else:
+        path_ok = _str_overlap(a.path, b.path)
+    return (path_ok and _str_overlap(a.method, b.method)
+            and _map_overlap(a.headers, b.headers) and _map_overlap(a.query, b.query))
+
+
+def analyse(rules: tuple[Rule, ...]) -> list[Inversion]:
+    """Every (earlier, later) match pair the target would resolve differently from Istio."""
+    flat: list[tuple[int, int, RouteMatch | None]] = []
+    for rule in rules:
+        if rule.matches:
+            flat.extend((rule.index, j, m) for j, m in enumerate(rule.matches))
+        else:
+            flat.append((rule.index, 0, None))
+    found: list[Inversion] = []
+    for x, (ri, mi, a) in enumerate(flat):
+        for rj, mj, b in flat[x + 1:]:
+            if rj == ri or not overlaps(a, b) or rank(b) <= rank(a):
+                continue
+            found.append(Inversion((ri, mi), (rj, mj), contains(a, b)))
+    return found

@@ -1,0 +1,1 @@
+"""Istio: reader (source). A writer comes with the "every direction" work."""

@@ -1,0 +1,65 @@
+"""Istio kinds with no mesh-neutral model (gateways, egress, extensions, telemetry) and the
+Gateway API kinds Istio also reads. Each becomes an :class:`~migrate.ir.model.Opaque`
+record plus one feature use for the whole spec, so the capability check reports it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from migrate.dialects.fields import Fields
+from migrate.ir.graph import MeshGraph
+from migrate.ir.model import Opaque
+
+if TYPE_CHECKING:
+    from migrate.dialects.istio.reader import IstioReader
+
+FEATURE_OF_KIND = {
+    "Gateway": "ingress.gateway",
+    "ServiceEntry": "egress.service_entry",
+    "Sidecar": "egress.sidecar",
+    "WorkloadEntry": "workload.vm",
+    "WorkloadGroup": "workload.vm",
+    "EnvoyFilter": "extension.envoy_filter",
+    "WasmPlugin": "extension.wasm",
+    "TrafficExtension": "extension.wasm",
+    "ProxyConfig": "extension.proxy_config",
+    "Telemetry": "telemetry",
+}
+
+_UNSUPPORTED_FILTERS = ("URLRewrite", "RequestMirror", "ExtensionRef", "CORS", "ExternalAuth")
+
+
+def read_opaque(reader: IstioReader, f: Fields, graph: MeshGraph) -> None:
+    """An Istio object reported whole (the feature table says what to do instead)."""
+    hosts = f.strings("spec.hosts")
+    f.use(FEATURE_OF_KIND[f.ref.kind], "spec", ", ".join(hosts))
+    graph.add(Opaque(f.ref.kind, f.ref.namespace, f.ref.name, f.origin("spec"), hosts))
+
+
+def read_gateway_api(reader: IstioReader, f: Fields, graph: MeshGraph) -> None:
+    """A gateway.networking.k8s.io object in an Istio cluster.
+
+    Istio programs Service-parented routes (GAMMA) into sidecars; Linkerd reads the same
+    objects, so they carry over as they are, unless they use a filter Linkerd does not
+    support (then Linkerd ignores the whole route). Gateway-parented routes and Gateways
+    belong to the ingress controller, which the migration replaces.
+    """
+    kind = f.ref.kind
+    if kind in ("Gateway", "GatewayClass", "ListenerSet"):
+        f.use("ingress.gateway", "spec", "Gateway API")
+    elif kind == "ReferenceGrant":
+        f.use("gateway_api.kept", "spec", kind)
+    else:
+        parents = f.peek("spec.parentRefs") or []
+        to_service = [p for p in parents if isinstance(p, dict) and p.get("kind") == "Service"]
+        if len(to_service) < len(parents) or not parents:
+            f.use("ingress.route", "spec.parentRefs", "Gateway API")
+        if to_service:
+            text = repr(f.peek("spec.rules"))
+            bad = sorted(flt for flt in _UNSUPPORTED_FILTERS if f"'{flt}'" in text)
+            f.use("gateway_api.unsupported_filter" if bad else "gateway_api.kept", "spec",
+                  ", ".join(bad) or kind)
+        f.get("spec", whole=True)
+    graph.add(Opaque(kind, f.ref.namespace, f.ref.name, f.origin("spec"),
+                     tuple(str(h) for h in (f.peek("spec.hostnames") or []))))

@@ -1,0 +1,164 @@
+"""VirtualService -> IR routes (http and tcp rules in Istio's first-match order).
+
+Istio semantics kept in mind here (istio/api networking/v1/virtual_service.proto):
+rules are evaluated in list order and the first match wins; ``gateways`` absent means the
+mesh only, ``mesh`` names sidecars explicitly; hosts are resolved relative to the
+VirtualService's namespace.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from migrate.dialects.fields import Fields, join
+from migrate.dialects.istio.matches import http_match, l4_match
+from migrate.ir.graph import MeshGraph
+from migrate.ir.hosts import service_of_host
+from migrate.ir.model import Backend, HeaderOps, Redirect, Retry, Route, Rule, ServiceKey
+
+if TYPE_CHECKING:
+    from migrate.dialects.istio.reader import IstioReader
+
+# Fields of HTTPRoute whose presence is a feature use, and their feature keys.
+_HTTP_FEATURES = {
+    "rewrite": "route.rewrite",
+    "mirror": "route.mirror",
+    "mirrors": "route.mirror",
+    "mirrorPercentage": "route.mirror",
+    "mirror_percent": "route.mirror",
+    "mirrorPercent": "route.mirror",
+    "corsPolicy": "route.cors",
+    "directResponse": "route.direct_response",
+    "delegate": "route.delegate",
+}
+
+
+def read_virtual_service(reader: IstioReader, f: Fields, graph: MeshGraph) -> None:
+    """Read one VirtualService into up to two Routes (http and tcp)."""
+    ns = f.ref.namespace
+    gateways = f.strings("spec.gateways")
+    mesh = not gateways or "mesh" in gateways
+    ingress_gateways = tuple(g for g in gateways if g != "mesh")
+    hosts: list[ServiceKey] = []
+    for i, host in enumerate(f.strings("spec.hosts")):
+        key = service_of_host(host, ns, reader.cluster_domain)
+        if key is None:
+            if mesh:
+                f.use("route.host.external", f"spec.hosts[{i}]", host)
+        else:
+            hosts.append(key)
+    export_to = f.strings("spec.exportTo")
+    if export_to and set(export_to) != {"*"}:
+        f.use("route.export_to", "spec.exportTo", ",".join(export_to))
+    if ingress_gateways:
+        f.use("ingress.route", "spec.gateways", ", ".join(ingress_gateways))
+    if mesh and hosts and any(h.namespace != ns for h in hosts):
+        f.use("route.consumer_namespace", "spec.hosts",
+              ", ".join(str(h) for h in hosts if h.namespace != ns))
+
+    before = len(f.uses)
+    http_rules = tuple(_http_rule(reader, f, i, mesh) for i in range(len(f.list("spec.http"))))
+    if not mesh:
+        # Rules of an ingress-only VirtualService are rebuilt on the new ingress controller
+        # as a whole (the ingress.route loss); their per-field features are not mesh losses.
+        del f.uses[before:]
+    if http_rules:
+        if mesh and not any(r.retry for r in http_rules):
+            f.use("route.retry.default", "spec.http")
+        graph.add(Route(ns, f.ref.name, "http", tuple(hosts), http_rules,
+                        ingress=bool(ingress_gateways), mesh=mesh, gateways=gateways,
+                        origin=f.origin("spec.http")))
+    tcp_rules = tuple(_tcp_rule(reader, f, i) for i in range(len(f.list("spec.tcp"))))
+    if tcp_rules:
+        if mesh:
+            f.use("route.tcp", "spec.tcp")
+        graph.add(Route(ns, f.ref.name, "tcp", tuple(hosts), tcp_rules,
+                        ingress=bool(ingress_gateways), mesh=mesh, gateways=gateways,
+                        origin=f.origin("spec.tcp")))
+    if f.list("spec.tls"):
+        f.use("route.tls", "spec.tls")
+
+
+def _http_rule(reader: IstioReader, f: Fields, i: int, mesh: bool) -> Rule:
+    path = f"spec.http[{i}]"
+    for key, feature in _HTTP_FEATURES.items():
+        if f.peek(join(path, key)) is not None:
+            f.use(feature, join(path, key))
+    fault = f.mapping(join(path, "fault"))
+    for key in sorted(fault):
+        f.use(f"route.fault.{'delay' if key == 'delay' else 'abort'}", f"{path}.fault.{key}")
+    matches = tuple(http_match(f, f"{path}.match[{j}]", mesh)
+                    for j in range(len(f.list(join(path, "match")))))
+    backends = tuple(_destination(reader, f, f"{path}.route[{j}]", mesh)
+                     for j in range(len(f.list(join(path, "route")))))
+    return Rule(
+        index=i,
+        name=f.string(join(path, "name")),
+        matches=matches,
+        backends=backends,
+        timeout=f.string(join(path, "timeout")),
+        retry=_retry(f, join(path, "retries")),
+        request_headers=_header_ops(f, join(path, "headers.request")),
+        response_headers=_header_ops(f, join(path, "headers.response")),
+        redirect=_redirect(f, join(path, "redirect")),
+        origin_path=path,
+    )
+
+
+def _tcp_rule(reader: IstioReader, f: Fields, i: int) -> Rule:
+    path = f"spec.tcp[{i}]"
+    matches = tuple(l4_match(f, f"{path}.match[{j}]")
+                    for j in range(len(f.list(join(path, "match")))))
+    backends = tuple(_destination(reader, f, f"{path}.route[{j}]", True)
+                     for j in range(len(f.list(join(path, "route")))))
+    return Rule(index=i, name="", matches=matches, backends=backends, origin_path=path)
+
+
+def _destination(reader: IstioReader, f: Fields, path: str, mesh: bool) -> Backend:
+    host = f.string(join(path, "destination.host"))
+    key = service_of_host(host, f.ref.namespace, reader.cluster_domain) if host else None
+    if key is None and mesh:
+        f.use("route.host.external", join(path, "destination.host"), host)
+    return Backend(
+        service=key,
+        host=host,
+        subset=f.string(join(path, "destination.subset")),
+        port=f.integer(join(path, "destination.port.number")),
+        weight=f.integer(join(path, "weight")),
+        request_headers=_header_ops(f, join(path, "headers.request")),
+        response_headers=_header_ops(f, join(path, "headers.response")),
+        origin_path=path,
+    )
+
+
+def _header_ops(f: Fields, path: str) -> HeaderOps:
+    def pairs(key: str) -> tuple[tuple[str, str], ...]:
+        items = f.mapping(join(path, key), whole=True).items()
+        return tuple(sorted((str(k), str(v)) for k, v in items))
+
+    return HeaderOps(set=pairs("set"), add=pairs("add"), remove=f.strings(join(path, "remove")))
+
+
+def _retry(f: Fields, path: str) -> Retry | None:
+    if f.peek(path) is None:
+        return None
+    for key, feature in (("retryRemoteLocalities", "route.retry.remote_localities"),
+                         ("backoff", "route.retry.backoff"),
+                         ("retryIgnorePreviousHosts", "route.retry.backoff")):
+        if f.peek(join(path, key)) is not None:
+            f.use(feature, join(path, key))
+    attempts = f.integer(join(path, "attempts"))
+    conditions = tuple(c.strip() for c in f.string(join(path, "retryOn")).split(",") if c.strip())
+    return Retry(attempts=attempts if attempts is not None else 2,
+                 per_try_timeout=f.string(join(path, "perTryTimeout")),
+                 retry_on=conditions, origin_path=path)
+
+
+def _redirect(f: Fields, path: str) -> Redirect | None:
+    if f.peek(path) is None:
+        return None
+    if f.peek(join(path, "derivePort")) is not None:
+        f.use("route.redirect.derive_port", join(path, "derivePort"))
+    return Redirect(path=f.string(join(path, "uri")), authority=f.string(join(path, "authority")),
+                    port=f.integer(join(path, "port")), scheme=f.string(join(path, "scheme")),
+                    code=f.integer(join(path, "redirectCode")) or 301, origin_path=path)

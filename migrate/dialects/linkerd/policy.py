@@ -1,0 +1,413 @@
+"""IR mTLS and authorization -> Linkerd Servers, AuthorizationPolicies, MeshTLS- and
+NetworkAuthentications, inbound HTTPRoutes and probe routes.
+
+Mapping (../shared/reference/mapping-istio-linkerd.md section 2.5, section 3 for identities):
+- Every (workload, port) that an ALLOW policy or a STRICT mode covers gets exactly one Server
+  (Servers may not overlap). Its final ``accessPolicy`` is ``deny`` under ALLOW policies
+  (Istio refuses what no ALLOW rule matches), ``all-authenticated`` under STRICT, else
+  ``all-unauthenticated``. Staged, it is ``audit``: allowed but logged, so Istio callers,
+  which reach Linkerd pods in plaintext with no identity, keep working until they move.
+- A rule with only sources authorizes the whole Server; a rule with paths or methods gets an
+  inbound HTTPRoute with those matches and an authorization on that route. Once a Server has
+  routes, requests matching none get 404 and kubelet probes are no longer authorized by
+  Linkerd itself (linkerd website 2-edge/features/server-policy.md, "Default authorizations";
+  policy-controller inbound/index.rs), so a probe route is added, and during staging a
+  catch-all route keeps unmatched requests flowing.
+- Sources: alternatives (OR) become separate AuthorizationPolicies; inside one source,
+  identities (principals, service accounts, namespaces) become one MeshTLSAuthentication and
+  ipBlocks one NetworkAuthentication, both required (AND).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from migrate.dialects.base import Manifest, TargetConfig
+from migrate.ir.graph import MeshGraph, selects
+from migrate.ir.model import AuthzOperation, AuthzPolicy, AuthzSource, MTLSPolicy, Workload
+from migrate.losses import LossLog, ObjectRef, Severity
+from migrate.names import NameRegistry, k8s_name
+
+POLICY_API = "policy.linkerd.io/v1alpha1"
+SERVER_API = "policy.linkerd.io/v1beta3"
+ROUTE_API = "policy.linkerd.io/v1beta3"
+_PROTOCOL = {"grpc": "gRPC", "http2": "HTTP/2", "http": "HTTP/1", "tcp": "opaque", "tls": "TLS"}
+PROBE_NETWORKS = ({"cidr": "0.0.0.0/0"}, {"cidr": "::/0"})
+
+
+@dataclass
+class PolicyContext:
+    """State shared while converting one graph's policies."""
+
+    graph: MeshGraph
+    losses: LossLog
+    names: NameRegistry
+    out: TargetConfig
+    trust_domain: str = "cluster.local"
+    control_plane_namespace: str = "linkerd"
+    _authns: dict[tuple[str, str], str] = field(default_factory=dict)
+    _policies: set[tuple[str, str]] = field(default_factory=set)
+
+
+@dataclass
+class _Server:
+    name: str
+    namespace: str
+    port: int
+    port_name: str
+    selector: dict[str, str]
+    final: str
+    protocol: str
+    workload: Workload
+    sources: set[ObjectRef] = field(default_factory=set)
+    server_level_authz: bool = False
+    routes: dict[str, str] = field(default_factory=dict)
+    """match-set JSON -> route name."""
+
+
+def write_policy(ctx: PolicyContext, namespaces: list[str], root_namespace: str) -> None:
+    """Convert mTLS and authorization for each namespace being migrated."""
+    mtls = ctx.graph.of(MTLSPolicy)
+    mesh_mode = next((p.mode for p in mtls if p.mesh_wide and p.mode != "UNSET"), "PERMISSIVE")
+    for ns in namespaces:
+        if ns != root_namespace:
+            _namespace(ctx, ns, mesh_mode, [p for p in mtls if p.namespace == ns])
+
+
+def _mode(policy: MTLSPolicy | None, fallback: str) -> str:
+    if policy is None or policy.mode == "UNSET":
+        return fallback
+    return "PERMISSIVE" if policy.mode == "DISABLE" else policy.mode
+
+
+def _namespace(ctx: PolicyContext, ns: str, mesh_mode: str, mtls: list[MTLSPolicy]) -> None:
+    ns_policy = next((p for p in mtls if p.selector is None), None)
+    ns_mode = _mode(ns_policy, mesh_mode)
+    if ns_mode == "STRICT":
+        ctx.out.namespace_final.setdefault(ns, {})[
+            "config.linkerd.io/default-inbound-policy"] = "all-authenticated"
+    allows = [p for p in ctx.graph.of(AuthzPolicy)
+              if p.namespace == ns and p.action == "ALLOW" and not p.mesh_wide]
+    servers: dict[tuple[tuple[tuple[str, str], ...], int], _Server] = {}
+    for w in ctx.graph.workloads_selected(ns, None):
+        w_policy = next((p for p in mtls if p.selector and selects(p.selector, w.pod_labels)), None)
+        mode = _mode(w_policy, ns_mode)
+        port_modes = dict(w_policy.port_modes) if w_policy else {}
+        applying = [p for p in allows if selects(p.selector, w.pod_labels)]
+        if not applying and mode != "STRICT" and "STRICT" not in port_modes.values():
+            continue
+        ports = _ports(ctx, w)
+        if not ports:
+            ctx.losses.report(
+                "AUTHZ_NO_PORT", Severity.MANUAL, "authz.allow", w.ref, w.origin.path,
+                f"{w.kind} {w.namespace}/{w.name} declares no container port and no Service "
+                "selects it; no Server could be written, so its policy is not converted",
+                "Declare containerPorts on the pod template and re-run.")
+            continue
+        for port_name, port in ports:
+            pmode = port_modes.get(port, "UNSET")
+            pmode = mode if pmode == "UNSET" else ("PERMISSIVE" if pmode == "DISABLE" else pmode)
+            final = "deny" if applying else (
+                "all-authenticated" if pmode == "STRICT" else "all-unauthenticated")
+            key = (w.pod_labels, port)
+            if key in servers:
+                continue
+            name = ctx.names.claim("Server", ns, k8s_name(w.name, port_name or port),
+                                   f"{w.ref}/{port}")
+            srv = _Server(name, ns, port, port_name, dict(w.pod_labels), final,
+                          _protocol(ctx, w, port, port_name), w)
+            srv.sources.update(p.origin.ref for p in applying)
+            if w_policy:
+                srv.sources.add(w_policy.origin.ref)
+            elif ns_policy and final != "deny":
+                srv.sources.add(ns_policy.origin.ref)
+            servers[key] = srv
+            for policy in applying:
+                _authorize(ctx, srv, policy)
+    _check_overlap(ctx, list(servers.values()))
+    for srv in sorted(servers.values(), key=lambda s: s.name):
+        _emit_server(ctx, srv)
+
+
+def _ports(ctx: PolicyContext, w: Workload) -> list[tuple[str, int]]:
+    """Container ports, else the numeric target ports of the Services selecting the pods."""
+    if w.ports:
+        return list(w.ports)
+    found = set()
+    for svc in ctx.graph.services_of(w):
+        for p in svc.ports:
+            target = p.target_port if p.target_port is not None else p.port
+            if isinstance(target, int):
+                found.add((p.name, target))
+    return sorted(found, key=lambda p: (p[1], p[0]))
+
+
+def _protocol(ctx: PolicyContext, w: Workload, port: int, port_name: str) -> str:
+    for svc in ctx.graph.services_of(w):
+        for p in svc.ports:
+            if p.target_port in (port, port_name) or (p.target_port is None and p.port == port):
+                return _PROTOCOL.get(p.l7, "")
+    return ""
+
+
+def _check_overlap(ctx: PolicyContext, servers: list[_Server]) -> None:
+    for a in servers:
+        for b in servers:
+            if a is not b and a.port == b.port and a.name < b.name and (
+                    selects(tuple(a.selector.items()), b.workload.pod_labels)
+                    or selects(tuple(b.selector.items()), a.workload.pod_labels)):
+                ctx.losses.report(
+                    "AUTHZ_SERVER_OVERLAP", Severity.MANUAL, "authz.allow", a.workload.ref,
+                    a.workload.origin.path,
+                    f"Servers {a.name} and {b.name} select overlapping pods on port {a.port}",
+                    "Give the workloads distinguishing pod labels, then re-run.")
+
+
+def _emit_server(ctx: PolicyContext, srv: _Server) -> None:
+    staged = "audit" if srv.final != "all-unauthenticated" else srv.final
+    sources = tuple(sorted(srv.sources | {srv.workload.ref}))
+    for phase, access in (("staged", staged), ("enforced", srv.final)):
+        spec: dict[str, Any] = {"podSelector": {"matchLabels": dict(sorted(srv.selector.items()))},
+                                "port": srv.port}
+        if srv.protocol:
+            spec["proxyProtocol"] = srv.protocol
+        spec["accessPolicy"] = access
+        body = {"apiVersion": SERVER_API, "kind": "Server",
+                "metadata": {"name": srv.name, "namespace": srv.namespace}, "spec": spec}
+        bucket = ctx.out.policy_staged if phase == "staged" else ctx.out.policy_enforced
+        ctx.out.add(bucket, Manifest(body, sources))
+    if not srv.routes:
+        return
+    _probe_route(ctx, srv, sources)
+    # While callers still come from Istio, unmatched requests must not turn into 404s.
+    name = ctx.names.claim("HTTPRoute", srv.namespace, k8s_name(srv.name, "all"),
+                           f"catchall/{srv.namespace}/{srv.name}")
+    catch_all = Manifest(_inbound_route(name, srv, [{"path": {"type": "PathPrefix",
+                                                             "value": "/"}}]), sources)
+    ctx.out.add(ctx.out.policy_staged, catch_all)
+    if not srv.server_level_authz:
+        ctx.out.add(ctx.out.remove_at_enforce, catch_all)
+
+
+def _probe_route(ctx: PolicyContext, srv: _Server, sources: tuple[ObjectRef, ...]) -> None:
+    probes = [p for p in srv.workload.probes if p.port in (srv.port, srv.port_name)]
+    if not probes:
+        return
+    route = ctx.names.claim("HTTPRoute", srv.namespace, k8s_name(srv.name, "probes"),
+                            f"probes/{srv.namespace}/{srv.name}")
+    matches = [{"path": {"type": "Exact", "value": p.path}, "method": "GET"}
+               for p in sorted({p.path: p for p in probes}.values(), key=lambda p: p.path)]
+    ctx.out.add(ctx.out.policy_staged, Manifest(_inbound_route(route, srv, matches), sources))
+    netauth = _authentication(ctx, srv.namespace, "NetworkAuthentication", "kubelet-probes",
+                              {"networks": [dict(n) for n in PROBE_NETWORKS]}, sources)
+    _authz_policy(ctx, srv.namespace, k8s_name(route), {"group": "policy.linkerd.io",
+                                                        "kind": "HTTPRoute", "name": route},
+                  [{"group": "policy.linkerd.io", "kind": "NetworkAuthentication",
+                    "name": netauth}], sources)
+    ctx.losses.report(
+        "AUTHZ_PROBE_ROUTE", Severity.INFO, "authz.allow", srv.workload.ref,
+        srv.workload.origin.path,
+        f"Server {srv.name} has path or method rules, so its probe paths "
+        f"({', '.join(m['path']['value'] for m in matches)}) got route {route} allowing GET "
+        "from any network",
+        "Narrow the probe networks to the node CIDRs if that matters.")
+
+
+def _inbound_route(name: str, srv: _Server, matches: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"apiVersion": ROUTE_API, "kind": "HTTPRoute",
+            "metadata": {"name": name, "namespace": srv.namespace},
+            "spec": {"parentRefs": [{"group": "policy.linkerd.io", "kind": "Server",
+                                     "name": srv.name}],
+                     "rules": [{"matches": matches}]}}
+
+
+def _authorize(ctx: PolicyContext, srv: _Server, policy: AuthzPolicy) -> None:
+    """Write what one ALLOW policy grants on one Server."""
+    ref = policy.origin.ref
+    for i, rule in enumerate(policy.rules):
+        if rule.inexpressible:
+            continue  # left out on purpose: fails closed (the capability check reported why)
+        ops = [op for op in rule.operations if not op.ports or srv.port in op.ports]
+        if rule.operations and not ops:
+            continue
+        whole_server = not rule.operations or any(not (op.paths or op.methods) for op in ops)
+        sources = rule.sources or (AuthzSource(origin_path=rule.origin_path),)
+        for j, src in enumerate(sources):
+            refs = _source_refs(ctx, policy, i, j, src)
+            if refs is None:
+                continue
+            if whole_server:
+                srv.server_level_authz = True
+                _authz_policy(ctx, srv.namespace, k8s_name(policy.name, f"r{i}s{j}", srv.name),
+                              {"group": "policy.linkerd.io", "kind": "Server", "name": srv.name},
+                              refs, (ref,))
+                continue
+            route = _route_for(ctx, srv, ops, ref)
+            _authz_policy(ctx, srv.namespace, k8s_name(policy.name, f"r{i}s{j}", route),
+                          {"group": "policy.linkerd.io", "kind": "HTTPRoute", "name": route},
+                          refs, (ref,))
+
+
+def _route_for(ctx: PolicyContext, srv: _Server, ops: list[AuthzOperation],
+               ref: ObjectRef) -> str:
+    matches = []
+    for op in ops:
+        paths = [_path_match(p) for p in op.paths] or [None]
+        methods = list(op.methods) or [None]
+        for path in paths:
+            for method in methods:
+                m: dict[str, Any] = {}
+                if path:
+                    m["path"] = path
+                if method:
+                    m["method"] = method.upper()
+                matches.append(m)
+    key = json.dumps(sorted(json.dumps(m, sort_keys=True) for m in matches))
+    if key not in srv.routes:
+        name = ctx.names.claim("HTTPRoute", srv.namespace,
+                               k8s_name(srv.name, f"r{len(srv.routes) + 1}"),
+                               f"inbound/{srv.namespace}/{srv.name}/{key}")
+        srv.routes[key] = name
+        unique = sorted({json.dumps(m, sort_keys=True): m for m in matches}.items())
+        ctx.out.add(ctx.out.policy_staged,
+                    Manifest(_inbound_route(name, srv, [m for _, m in unique]), (ref,)))
+    return srv.routes[key]
+
+
+def _path_match(path: str) -> dict[str, str]:
+    """Istio authorization path syntax: exact, ``prefix*``, ``*suffix``, ``*`` (present).
+
+    Istio's prefix is a raw string prefix (``/api/*`` matches ``/api/x``, not ``/api``;
+    istio/api security/v1beta1/authorization_policy.proto), so it becomes a regular
+    expression rather than a segment-aware PathPrefix.
+    """
+    if path == "*":
+        return {"type": "RegularExpression", "value": ".+"}
+    if path.endswith("*"):
+        return {"type": "RegularExpression", "value": re.escape(path[:-1]) + ".*"}
+    if path.startswith("*"):
+        return {"type": "RegularExpression", "value": ".*" + re.escape(path[1:])}
+    return {"type": "Exact", "value": path}
+
+
+def _source_refs(ctx: PolicyContext, policy: AuthzPolicy, i: int, j: int,
+                 src: AuthzSource) -> list[dict[str, str]] | None:
+    """requiredAuthenticationRefs for one source alternative (None: nothing expressible)."""
+    ref = policy.origin.ref
+    refs: list[dict[str, str]] = []
+    identity_refs, identities = _identities(ctx, ref, src)
+    if identity_refs is None:
+        return None
+    if identity_refs or identities:
+        if identities and identity_refs:
+            # MeshTLSAuthentication takes identities or identityRefs, not both.
+            identities += [_identity_string(ctx, r) for r in identity_refs]
+            identity_refs = []
+        spec = ({"identities": sorted(set(identities))} if identities else
+                {"identityRefs": identity_refs})
+        refs.append({"group": "policy.linkerd.io", "kind": "MeshTLSAuthentication",
+                     "name": _authentication(ctx, policy.namespace, "MeshTLSAuthentication",
+                                             k8s_name(policy.name, f"r{i}s{j}"), spec, (ref,))})
+    if src.ip_blocks:
+        networks = [{"cidr": b if "/" in b else (f"{b}/128" if ":" in b else f"{b}/32")}
+                    for b in src.ip_blocks]
+        refs.append({"group": "policy.linkerd.io", "kind": "NetworkAuthentication",
+                     "name": _authentication(ctx, policy.namespace, "NetworkAuthentication",
+                                             k8s_name(policy.name, f"r{i}s{j}", "net"),
+                                             {"networks": networks}, (ref,))})
+    return refs
+
+
+def _identities(ctx: PolicyContext, ref: ObjectRef,
+                src: AuthzSource) -> tuple[list[dict[str, str]] | None, list[str]]:
+    refs: dict[str, dict[str, str]] = {}
+    strings: list[str] = []
+    allowed_ns = set(src.namespaces)
+    for k, principal in enumerate(src.principals):
+        parts = principal.split("/")
+        path = f"{src.origin_path}.principals[{k}]"
+        if principal == "*":
+            strings.append("*")
+        elif len(parts) == 5 and parts[1] == "ns" and parts[3] == "sa":
+            td, ns, sa = parts[0], parts[2], parts[4]
+            if allowed_ns and ns not in allowed_ns:
+                continue  # the source's namespaces field excludes it (fields are ANDed)
+            if td not in (ctx.trust_domain, "*"):
+                strings.append(f"{sa}.{ns}.serviceaccount.identity.{ctx.control_plane_namespace}"
+                               f".{td}")
+                ctx.losses.report(
+                    "AUTHZ_PRINCIPAL", Severity.DEGRADED, "authz.allow", ref, path,
+                    f"principal {principal} is from trust domain {td}; it becomes the Linkerd "
+                    "identity of a linked cluster with that trust domain",
+                    "Link that cluster with a shared trust anchor, or drop the principal.")
+            elif sa == "*":
+                refs[f"ns/{ns}"] = {"kind": "Namespace", "name": ns}
+            else:
+                refs[f"sa/{ns}/{sa}"] = {"kind": "ServiceAccount", "name": sa, "namespace": ns}
+        elif len(parts) == 4 and parts[1] == "ns" and parts[3] == "*":
+            refs[f"ns/{parts[2]}"] = {"kind": "Namespace", "name": parts[2]}
+        else:
+            ctx.losses.report(
+                "AUTHZ_PRINCIPAL", Severity.MANUAL, "authz.allow", ref, path,
+                f"principal {principal!r} has no Linkerd identity form; it was left out "
+                "(those callers are refused)",
+                "Name the service accounts or namespaces explicitly.")
+    for k, sa in enumerate(src.service_accounts):
+        ns, _, name = sa.partition("/")
+        if name:
+            refs[f"sa/{ns}/{name}"] = {"kind": "ServiceAccount", "name": name, "namespace": ns}
+        else:
+            refs[f"sa/{ref.namespace}/{ns}"] = {"kind": "ServiceAccount", "name": ns,
+                                                "namespace": ref.namespace}
+    if not src.principals:
+        for k, ns in enumerate(src.namespaces):
+            if ns == "*":
+                strings.append("*")
+            elif "*" in ns:
+                ctx.losses.report(
+                    "AUTHZ_PRINCIPAL", Severity.MANUAL, "authz.allow", ref,
+                    f"{src.origin_path}.namespaces[{k}]",
+                    f"namespace pattern {ns!r} cannot be expressed; it was left out",
+                    "List the namespaces explicitly.")
+            else:
+                refs[f"ns/{ns}"] = {"kind": "Namespace", "name": ns}
+    wanted = bool(src.principals or src.service_accounts or src.namespaces)
+    if wanted and not refs and not strings:
+        return None, []
+    return [refs[k] for k in sorted(refs)], strings
+
+
+def _identity_string(ctx: PolicyContext, ref: dict[str, str]) -> str:
+    suffix = f"serviceaccount.identity.{ctx.control_plane_namespace}.{ctx.trust_domain}"
+    if ref["kind"] == "Namespace":
+        return f"*.{ref['name']}.{suffix}"
+    return f"{ref['name']}.{ref['namespace']}.{suffix}"
+
+
+def _authentication(ctx: PolicyContext, ns: str, kind: str, wanted: str, spec: dict[str, Any],
+                    sources: tuple[ObjectRef, ...]) -> str:
+    """A MeshTLS/NetworkAuthentication, shared between policies with the same content."""
+    key = (ns, kind + json.dumps(spec, sort_keys=True))
+    if key not in ctx._authns:
+        name = ctx.names.claim(kind, ns, wanted, key[1])
+        ctx._authns[key] = name
+        ctx.out.add(ctx.out.policy_staged, Manifest(
+            {"apiVersion": POLICY_API, "kind": kind,
+             "metadata": {"name": name, "namespace": ns}, "spec": spec}, sources))
+    return ctx._authns[key]
+
+
+def _authz_policy(ctx: PolicyContext, ns: str, wanted: str, target: dict[str, str],
+                  refs: list[dict[str, str]], sources: tuple[ObjectRef, ...]) -> None:
+    name = ctx.names.claim("AuthorizationPolicy", ns, wanted,
+                           json.dumps([target, refs], sort_keys=True))
+    if (ns, name) in ctx._policies:
+        return  # the same grant from another rule or source
+    ctx._policies.add((ns, name))
+    ctx.out.add(ctx.out.policy_staged, Manifest(
+        {"apiVersion": POLICY_API, "kind": "AuthorizationPolicy",
+         "metadata": {"name": name, "namespace": ns},
+         "spec": {"targetRef": target, "requiredAuthenticationRefs": refs}}, sources))

@@ -1,0 +1,511 @@
+"""IR routes -> Linkerd HTTPRoutes (Service parents), per-subset Services and TCPRoutes.
+
+Choices, with their sources (../shared/reference/mapping-istio-linkerd.md sections 1.3, 2.1):
+- During coexistence routes are ``policy.linkerd.io/v1beta3`` HTTPRoutes: Linkerd honours them
+  for outbound traffic exactly like gateway.networking.k8s.io ones (policy-controller
+  outbound/index/http.rs) and Istio does not read them, so the two meshes never fight over one
+  route. At cleanup they are swapped for gateway.networking.k8s.io/v1 HTTPRoutes.
+- Timeouts and retries are route annotations (``timeout.linkerd.io/request``,
+  ``retry.linkerd.io/*``): both HTTPRoute flavours honour the annotations, while the gateway
+  flavour ignores ``rules[].timeouts``. Rules with different policies go to separate routes.
+- Only filters Linkerd supports are emitted (a route with any other filter is dropped whole).
+- Retry condition lists are written without spaces (Linkerd splits on ``,`` without trimming
+  and rejects the whole route on a bad value).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from migrate.dialects.base import Manifest, TargetConfig
+from migrate.dialects.gatewayapi.precedence import analyse, overlaps, rank
+from migrate.durations import gateway_duration
+from migrate.ir.graph import MeshGraph
+from migrate.ir.model import (
+    Backend,
+    DestinationPolicy,
+    HeaderOps,
+    Route,
+    RouteMatch,
+    Rule,
+    ServiceKey,
+    StringMatch,
+)
+from migrate.losses import LossLog, ObjectRef, Severity
+from migrate.names import NameRegistry, k8s_name
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+LINKERD_ROUTE_API = "policy.linkerd.io/v1beta3"
+GATEWAY_ROUTE_API = "gateway.networking.k8s.io/v1"
+# Istio retryOn conditions Linkerd expresses in retry.linkerd.io/http.
+_HTTP_RETRY = {"5xx": "5xx", "gateway-error": "gateway-error", "retriable-4xx": "409"}
+
+
+@dataclass
+class RouteContext:
+    """What route conversion needs besides the route itself."""
+
+    graph: MeshGraph
+    losses: LossLog
+    names: NameRegistry
+    out: TargetConfig
+    subset_services: dict[tuple[ServiceKey, str], str] = field(default_factory=dict)
+    """(service, subset) -> generated Service name."""
+    policies: dict[ServiceKey, DestinationPolicy] = field(default_factory=dict)
+
+
+def write_routes(ctx: RouteContext) -> None:
+    """Convert every mesh route of the graph."""
+    for dp in ctx.graph.of(DestinationPolicy):
+        if dp.service:
+            ctx.policies.setdefault(dp.service, dp)
+    for route in ctx.graph.of(Route):
+        if not route.mesh:
+            continue
+        if route.protocol == "http":
+            for host in route.hosts:
+                _http_route(ctx, route, host)
+        elif route.protocol == "tcp":
+            for host in route.hosts:
+                _tcp_route(ctx, route, host)
+
+
+def _ref(route: Route) -> ObjectRef:
+    return route.origin.ref
+
+
+def _http_route(ctx: RouteContext, route: Route, host: ServiceKey) -> None:
+    ref = _ref(route)
+    rules = _drop_shadowed(ctx, route)
+    converted: list[tuple[tuple[str, ...], dict[str, Any], Rule]] = []
+    for rule in rules:
+        body = _rule(ctx, route, rule, host)
+        if body is None:
+            continue
+        converted.append((_policy_annotations(ctx, ref, rule), body, rule))
+    if not converted:
+        return
+    # One route per distinct timeout/retry policy (annotations are per route).
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    sources: dict[tuple[str, ...], list[Rule]] = {}
+    for key, body, rule in converted:
+        groups.setdefault(key, []).append(body)
+        sources.setdefault(key, []).append(rule)
+    base = route.name if len(route.hosts) == 1 else f"{route.name}-{host.name}"
+    for n, (key, bodies) in enumerate(groups.items()):
+        wanted = base if n == 0 else f"{base}-{n + 1}"
+        name = ctx.names.claim("HTTPRoute", host.namespace, wanted, f"{ref}/{host}/{n}")
+        annotations = dict(pair.split("=", 1) for pair in key)
+        for api, group in ((LINKERD_ROUTE_API, "core"), (GATEWAY_ROUTE_API, "")):
+            body = {
+                "apiVersion": api, "kind": "HTTPRoute",
+                "metadata": {"name": name, "namespace": host.namespace,
+                             **({"annotations": annotations} if annotations else {})},
+                "spec": {"parentRefs": [{"group": group, "kind": "Service", "name": host.name}],
+                         "rules": bodies},
+            }
+            bucket = ctx.out.routing if api == LINKERD_ROUTE_API else ctx.out.routing_final
+            manifest = Manifest(body, _route_sources(ctx, route, host, sources[key]))
+            ctx.out.add(bucket, manifest)
+            if api == LINKERD_ROUTE_API:
+                ctx.out.add(ctx.out.remove_at_cleanup, manifest)
+    if len(groups) > 1:
+        _report_cross_group_ties(ctx, route, list(sources.values()))
+
+
+def _route_sources(ctx: RouteContext, route: Route, host: ServiceKey,
+                   rules: list[Rule]) -> tuple[ObjectRef, ...]:
+    refs = {_ref(route)}
+    dp = ctx.policies.get(host)
+    if dp and any(b.subset for r in rules for b in r.backends):
+        refs.add(dp.origin.ref)
+    for r in rules:
+        for b in r.backends:
+            if b.subset and b.service and b.service in ctx.policies:
+                refs.add(ctx.policies[b.service].origin.ref)
+    return tuple(sorted(refs))
+
+
+def _drop_shadowed(ctx: RouteContext, route: Route) -> list[Rule]:
+    """Apply the first-match analysis: drop unreachable matches, report real inversions."""
+    ref = _ref(route)
+    dropped: dict[int, set[int]] = {}
+    by_index = {r.index: r for r in route.rules}
+    for inv in analyse(route.rules):
+        (ri, mi), (rj, mj) = inv.earlier, inv.later
+        a_path = _match_path(by_index[ri], mi)
+        b_path = _match_path(by_index[rj], mj)
+        if inv.shadowed:
+            dropped.setdefault(rj, set()).add(mj)
+            ctx.losses.report(
+                "ROUTE_RULE_UNREACHABLE", Severity.INFO, "route.http", ref, b_path,
+                f"{b_path} is never reached in Istio: the earlier {a_path} already matches every "
+                f"request it would; under Gateway API specificity it would win, so it is left out",
+                "Delete the unreachable match from the source too, or move it above the broader "
+                "rule if it was meant to apply.")
+        else:
+            ctx.losses.report(
+                "ROUTE_ORDER", Severity.DEGRADED, "route.http", ref, b_path,
+                f"a request matching both {a_path} and {b_path} went to {a_path} in Istio "
+                f"(first match); Gateway API prefers the more specific {b_path}",
+                "Narrow one of the two matches so they no longer overlap, then re-run.")
+    kept = []
+    for rule in route.rules:
+        gone = dropped.get(rule.index, set())
+        if not gone:
+            kept.append(rule)
+            continue
+        matches = tuple(m for j, m in enumerate(rule.matches) if j not in gone)
+        if matches:
+            kept.append(Rule(**{**rule.__dict__, "matches": matches}))
+    return kept
+
+
+def _match_path(rule: Rule, j: int) -> str:
+    return f"{rule.origin_path}.match[{j}]" if rule.matches else rule.origin_path
+
+
+def _rule(ctx: RouteContext, route: Route, rule: Rule, host: ServiceKey) -> dict[str, Any] | None:
+    ref = _ref(route)
+    body: dict[str, Any] = {}
+    matches = [m for rm in rule.matches for m in _matches(ctx, ref, rm)]
+    if rule.matches and not matches:
+        return None  # every match was inexpressible (reported)
+    if matches:
+        body["matches"] = matches
+    filters: list[dict[str, Any]] = []
+    if rule.request_headers:
+        filters.append({"type": "RequestHeaderModifier",
+                        "requestHeaderModifier": _header_filter(rule.request_headers)})
+    if rule.redirect:
+        filters.append({"type": "RequestRedirect",
+                        "requestRedirect": _redirect(ctx, ref, rule)})
+    if filters:
+        body["filters"] = filters
+    if not rule.redirect:
+        backends = [b for b in (_backend(ctx, ref, rule, backend, host, len(rule.backends))
+                                for backend in rule.backends) if b]
+        if not backends:
+            ctx.losses.report(
+                "ROUTE_RULE_EMPTY", Severity.MANUAL, "route.http", ref, rule.origin_path,
+                "the rule has no backend Linkerd can address; it was left out",
+                "Give the destinations a port and make sure their Services exist.")
+            return None
+        body["backendRefs"] = backends
+    return body
+
+
+def _matches(ctx: RouteContext, ref: ObjectRef, rm: RouteMatch) -> list[dict[str, Any]]:
+    match: dict[str, Any] = {}
+    if rm.path is not None:
+        match["path"] = _path(ctx, ref, rm)
+    headers = [_value_match(name, m) for name, m in rm.headers]
+    if headers:
+        match["headers"] = headers
+    query = [_value_match(name, m) for name, m in rm.query]
+    if query:
+        match["queryParams"] = query
+    if rm.method is None:
+        return [match]
+    methods = [v for v in METHODS if _method_matches(rm.method, v)]
+    if rm.method.kind != "exact" or rm.method.value not in METHODS:
+        ctx.losses.report(
+            "ROUTE_METHOD", Severity.DEGRADED, "route.http", ref, f"{rm.origin_path}.method",
+            f"method {rm.method.kind} {rm.method.value!r} became {', '.join(methods) or 'nothing'}; "
+            "only standard methods can be matched",
+            "Check that clients use no other methods on this route.")
+    return [{**match, "method": m} for m in methods]
+
+
+def _method_matches(m: StringMatch, verb: str) -> bool:
+    if m.kind == "exact":
+        return m.value == verb
+    if m.kind == "prefix":
+        return verb.startswith(m.value)
+    if m.kind == "regex":
+        try:
+            return re.fullmatch(m.value, verb) is not None
+        except re.error:
+            return False
+    return True
+
+
+def _path(ctx: RouteContext, ref: ObjectRef, rm: RouteMatch) -> dict[str, str]:
+    assert rm.path is not None
+    kind, value = rm.path.kind, rm.path.value
+    if rm.ignore_case:
+        body = {"exact": re.escape(value), "prefix": re.escape(value) + ".*",
+                "regex": value}.get(kind, ".*")
+        return {"type": "RegularExpression", "value": f"(?i){body}"}
+    if kind == "exact":
+        return {"type": "Exact", "value": value}
+    if kind == "regex":
+        return {"type": "RegularExpression", "value": value}
+    if kind == "prefix":
+        if value not in ("", "/"):
+            ctx.losses.report(
+                "ROUTE_PREFIX_SEGMENT", Severity.INFO, "route.http", ref, f"{rm.origin_path}.uri",
+                f"Istio prefix {value!r} matched raw strings"
+                f"{' (e.g. ' + value + 'x)' if not value.endswith('/') else ''}; PathPrefix matches "
+                "whole path segments"
+                f"{' and also ' + value.rstrip('/') if value.endswith('/') else ''}",
+                "Usually the intent; if raw-prefix matching mattered, use a regex match.")
+        return {"type": "PathPrefix", "value": value or "/"}
+    return {"type": "PathPrefix", "value": "/"}
+
+
+def _value_match(name: str, m: StringMatch) -> dict[str, str]:
+    if m.kind == "exact":
+        return {"name": name, "type": "Exact", "value": m.value}
+    pattern = {"prefix": re.escape(m.value) + ".*", "regex": m.value}.get(m.kind, ".*")
+    return {"name": name, "type": "RegularExpression", "value": pattern}
+
+
+def _header_filter(ops: HeaderOps) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if ops.set:
+        body["set"] = [{"name": k, "value": v} for k, v in ops.set]
+    if ops.add:
+        body["add"] = [{"name": k, "value": v} for k, v in ops.add]
+    if ops.remove:
+        body["remove"] = list(ops.remove)
+    return body
+
+
+def _redirect(ctx: RouteContext, ref: ObjectRef, rule: Rule) -> dict[str, Any]:
+    r = rule.redirect
+    assert r is not None
+    body: dict[str, Any] = {}
+    if r.scheme:
+        body["scheme"] = r.scheme
+    if r.authority:
+        body["hostname"] = r.authority
+    if r.path:
+        body["path"] = {"type": "ReplaceFullPath", "replaceFullPath": r.path}
+    if r.port:
+        body["port"] = r.port
+    code = {301: 301, 302: 302, 308: 301, 307: 302, 303: 302}.get(r.code, 301)
+    if code != r.code:
+        ctx.losses.report(
+            "ROUTE_REDIRECT_CODE", Severity.DEGRADED, "route.redirect", ref,
+            f"{r.origin_path}.redirectCode",
+            f"redirect status {r.code} became {code} (Gateway API 1.2.1 allows 301 and 302)",
+            "Check that clients handle the changed status (method preservation differs).")
+    body["statusCode"] = code
+    return body
+
+
+def _backend(ctx: RouteContext, ref: ObjectRef, rule: Rule, b: Backend, host: ServiceKey,
+             count: int) -> dict[str, Any] | None:
+    if b.service is None:
+        return None  # reported by the capability check (route.host.external)
+    name = b.service.name
+    if b.subset:
+        subset_name = write_subset_service(ctx, ref, b)
+        if subset_name is None:
+            return None
+        name = subset_name
+    port = b.port or _single_port(ctx, b.service)
+    if port is None:
+        ctx.losses.report(
+            "ROUTE_BACKEND_UNKNOWN", Severity.MANUAL, "route.http", ref,
+            f"{b.origin_path}.destination",
+            f"no port for backend {b.host}: the destination names none and the Service "
+            f"{'has several' if ctx.graph.service(b.service) else 'is not in the input'}",
+            "Set destination.port.number in the source (or add the Service to the input).")
+        return None
+    body: dict[str, Any] = {"name": name}
+    if b.service.namespace != host.namespace:
+        body["namespace"] = b.service.namespace
+    body["port"] = port
+    if count > 1 or b.weight is not None:
+        body["weight"] = b.weight if b.weight is not None else (1 if count == 1 else 0)
+    filters = []
+    if b.request_headers:
+        filters.append({"type": "RequestHeaderModifier",
+                        "requestHeaderModifier": _header_filter(b.request_headers)})
+    # Response header changes live on backends: the Linkerd flavour's rule-level filters
+    # allow request changes and redirects only.
+    response = _merge(rule.response_headers, b.response_headers)
+    if response:
+        filters.append({"type": "ResponseHeaderModifier",
+                        "responseHeaderModifier": _header_filter(response)})
+    if filters:
+        body["filters"] = filters
+    return body
+
+
+def _merge(a: HeaderOps, b: HeaderOps) -> HeaderOps:
+    return HeaderOps(set=tuple(sorted({**dict(a.set), **dict(b.set)}.items())),
+                     add=a.add + b.add, remove=tuple(sorted(set(a.remove) | set(b.remove))))
+
+
+def _single_port(ctx: RouteContext, key: ServiceKey) -> int | None:
+    svc = ctx.graph.service(key)
+    if svc is None:
+        return None
+    if len(svc.ports) == 1:
+        return svc.ports[0].port
+    http = [p.port for p in svc.ports if p.l7 in ("http", "http2", "grpc")]
+    return http[0] if len(http) == 1 else None
+
+
+def write_subset_service(ctx: RouteContext, ref: ObjectRef, b: Backend) -> str | None:
+    """The per-subset Service for a backend (created once); None when it cannot be built."""
+    assert b.service is not None
+    key = (b.service, b.subset)
+    if key in ctx.subset_services:
+        return ctx.subset_services[key]
+    dp = ctx.policies.get(b.service)
+    subset = next((s for s in dp.subsets if s.name == b.subset), None) if dp else None
+    base = ctx.graph.service(b.service)
+    if subset is None or base is None or not base.selector:
+        why = ("no DestinationRule defines it" if subset is None else
+               "the Service is not in the input" if base is None else "the Service has no selector")
+        ctx.losses.report(
+            "ROUTE_BACKEND_UNKNOWN", Severity.MANUAL, "destination.subsets", ref,
+            f"{b.origin_path}.destination.subset",
+            f"subset {b.subset!r} of {b.service} cannot become a Service: {why}",
+            "Add the DestinationRule and Service to the input, or create the subset Service by "
+            "hand (selector = Service selector plus subset labels).")
+        ctx.subset_services[key] = None  # type: ignore[assignment]
+        return None
+    name = ctx.names.claim("Service", b.service.namespace, k8s_name(b.service.name, b.subset),
+                           f"subset/{b.service}/{b.subset}")
+    selector = {**dict(base.selector), **dict(subset.labels)}
+    ports = []
+    for p in base.ports:
+        port: dict[str, Any] = {"port": p.port}
+        if p.name:
+            port["name"] = p.name
+        if p.app_protocol:
+            port["appProtocol"] = p.app_protocol
+        port["protocol"] = p.protocol
+        if p.target_port is not None:
+            port["targetPort"] = p.target_port
+        ports.append(port)
+    assert dp is not None
+    accrual = failure_accrual_annotations(dp)
+    body = {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": b.service.namespace,
+                     **({"annotations": accrual} if accrual else {}),
+                     "labels": {"app.kubernetes.io/managed-by": "meshmigrate",
+                                "meshmigrate.io/subset-of": b.service.name,
+                                "meshmigrate.io/subset": k8s_name(b.subset)}},
+        "spec": {"selector": dict(sorted(selector.items())), "ports": ports},
+    }
+    ctx.out.add(ctx.out.routing, Manifest(body, tuple(sorted({dp.origin.ref,
+                                                                base.origin.ref}))))
+    ctx.subset_services[key] = name
+    return name
+
+
+def failure_accrual_annotations(dp: DestinationPolicy) -> dict[str, str]:
+    """Outlier detection as Linkerd failure accrual (balancer.linkerd.io, Linkerd 2.13+).
+
+    Envoy's consecutive5xxErrors maps to max-failures and baseEjectionTime to min-penalty;
+    Linkerd then backs off exponentially (mapping-istio-linkerd.md section 2.2).
+    """
+    if dp.outlier is None:
+        return {}
+    out = {"balancer.linkerd.io/failure-accrual": "consecutive"}
+    if dp.outlier.consecutive_errors:
+        out["balancer.linkerd.io/failure-accrual-consecutive-max-failures"] = str(
+            dp.outlier.consecutive_errors)
+    penalty = gateway_duration(dp.outlier.base_ejection_time or "")
+    if penalty:
+        out["balancer.linkerd.io/failure-accrual-consecutive-min-penalty"] = penalty
+    return out
+
+
+def _policy_annotations(ctx: RouteContext, ref: ObjectRef, rule: Rule) -> tuple[str, ...]:
+    """Linkerd route annotations for a rule's timeout and retry, as sorted key=value pairs."""
+    out: dict[str, str] = {}
+    if rule.timeout:
+        value = gateway_duration(rule.timeout)
+        if value is None:
+            ctx.losses.report("ROUTE_DURATION", Severity.DROPPED, "route.timeout", ref,
+                              f"{rule.origin_path}.timeout",
+                              f"timeout {rule.timeout!r} does not parse", "Fix the duration.")
+        else:
+            out["timeout.linkerd.io/request"] = value
+    r = rule.retry
+    if r and r.attempts > 0:
+        conditions = []
+        lost = []
+        for c in r.retry_on or ("connect-failure", "refused-stream", "unavailable", "cancelled"):
+            if c in _HTTP_RETRY:
+                conditions.append(_HTTP_RETRY[c])
+            elif c.isdigit():
+                conditions.append(c)
+            elif c != "retriable-status-codes":
+                lost.append(c)
+        if lost:
+            ctx.losses.report(
+                "ROUTE_RETRY_CONDITION", Severity.DEGRADED, "route.retry", ref,
+                f"{r.origin_path}.retryOn",
+                f"retry conditions {','.join(lost)} have no Linkerd form"
+                f"{'' if conditions else '; this rule is no longer retried'}",
+                "Linkerd retries on HTTP status conditions (5xx, gateway-error, codes) and, for "
+                "gRPC, on retry.linkerd.io/grpc set on the Service.")
+        if conditions:
+            out["retry.linkerd.io/http"] = ",".join(dict.fromkeys(conditions))
+            out["retry.linkerd.io/limit"] = str(r.attempts)
+            if r.per_try_timeout:
+                value = gateway_duration(r.per_try_timeout)
+                if value:
+                    out["retry.linkerd.io/timeout"] = value
+    return tuple(f"{k}={v}" for k, v in sorted(out.items()))
+
+
+def _report_cross_group_ties(ctx: RouteContext, route: Route, groups: list[list[Rule]]) -> None:
+    """Rules split over several HTTPRoutes tie-break by route age, then name, not list order."""
+    for g, rules in enumerate(groups):
+        for other in groups[g + 1:]:
+            for a in rules:
+                for b in other:
+                    for ma in a.matches or (None,):
+                        for mb in b.matches or (None,):
+                            if overlaps(ma, mb) and rank(ma) == rank(mb):
+                                first, second = sorted((a, b), key=lambda r: r.index)
+                                ctx.losses.report(
+                                    "ROUTE_ORDER", Severity.DEGRADED, "route.http", _ref(route),
+                                    second.origin_path,
+                                    f"{first.origin_path} and {second.origin_path} have equally "
+                                    "specific matches but different timeouts or retries, so they "
+                                    "went to separate HTTPRoutes, where route age and name (not "
+                                    "list order) decide between them",
+                                    "Make the two matches distinct, or give both rules the same "
+                                    "timeout and retry policy.")
+
+
+def _tcp_route(ctx: RouteContext, route: Route, host: ServiceKey) -> None:
+    """Weighted or redirected TCP routing; a single direct destination needs no route."""
+    ref = _ref(route)
+    rules = route.rules
+    if len(rules) == 1 and len(rules[0].backends) == 1 and \
+            rules[0].backends[0].service == host and not rules[0].backends[0].subset:
+        return
+    rule = rules[0]
+    if len(rules) > 1:
+        ctx.losses.report(
+            "ROUTE_ORDER", Severity.DEGRADED, "route.tcp", ref, route.origin.path,
+            f"TCPRoute takes one rule; only {rule.origin_path} was converted",
+            "Split the port-specific rules into separate Services if they differ.")
+    backends = [b for b in (_backend(ctx, ref, rule, x, host, len(rule.backends))
+                            for x in rule.backends) if b]
+    if not backends:
+        return
+    for b in backends:
+        b.pop("filters", None)
+    name = ctx.names.claim("TCPRoute", host.namespace, route.name, f"{ref}/{host}/tcp")
+    body = {"apiVersion": "gateway.networking.k8s.io/v1alpha2", "kind": "TCPRoute",
+            "metadata": {"name": name, "namespace": host.namespace},
+            "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": host.name}],
+                     "rules": [{"backendRefs": backends}]}}
+    # Istio also reads gateway.networking.k8s.io routes with Service parents and there is no
+    # Linkerd-only TCPRoute, so this one is applied at cleanup, once Istio is gone.
+    ctx.out.add(ctx.out.routing_final, Manifest(body, (ref,)))

@@ -1,0 +1,54 @@
+"""LinkerdWriter: the IR of a source mesh -> Linkerd manifests, sorted into plan phases."""
+
+from __future__ import annotations
+
+from migrate.dialects.base import Manifest, TargetConfig
+from migrate.dialects.linkerd.policy import PolicyContext, write_policy
+from migrate.dialects.linkerd.routes import (
+    RouteContext,
+    failure_accrual_annotations,
+    write_routes,
+)
+from migrate.ir.graph import MeshGraph
+from migrate.ir.model import DestinationPolicy
+from migrate.losses import LossLog
+from migrate.mappings import CapabilityTable
+from migrate.names import NameRegistry
+
+
+class LinkerdWriter:
+    """Writes Linkerd 2.14-2.20 configuration."""
+
+    MESH = "linkerd"
+
+    def __init__(self, losses: LossLog, table: CapabilityTable, version: str,
+                 trust_domain: str = "cluster.local", root_namespace: str = "istio-system"):
+        self.losses = losses
+        self.table = table
+        self.version = version
+        self.trust_domain = trust_domain
+        self.root_namespace = root_namespace
+
+    def write(self, graph: MeshGraph, namespaces: list[str]) -> TargetConfig:
+        """Everything Linkerd needs for ``namespaces``, by phase."""
+        out = TargetConfig(self.MESH)
+        names = NameRegistry()
+        if self.table.supports("route.http", self.version):
+            write_routes(RouteContext(graph, self.losses, names, out))
+        if self.table.supports("destination.outlier_detection", self.version):
+            self._failure_accrual(graph, out)
+        if self.table.supports("authz.allow", self.version):
+            write_policy(PolicyContext(graph, self.losses, names, out, self.trust_domain),
+                         namespaces, self.root_namespace)
+        return out
+
+    def _failure_accrual(self, graph: MeshGraph, out: TargetConfig) -> None:
+        """Outlier detection -> failure accrual annotations on the Service itself."""
+        for dp in graph.of(DestinationPolicy):
+            annotations = failure_accrual_annotations(dp)
+            if not annotations or dp.service is None:
+                continue
+            body = {"apiVersion": "v1", "kind": "Service",
+                    "metadata": {"name": dp.service.name, "namespace": dp.service.namespace,
+                                 "annotations": annotations}}
+            out.add(out.routing, Manifest(body, (dp.origin.ref,)))

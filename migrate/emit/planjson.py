@@ -1,0 +1,63 @@
+"""plan.json: the plan for machines (format in docs/runbook-format.md)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from migrate.emit.manifests import step_files
+from migrate.losses import Severity
+from migrate.plan.model import Plan
+
+
+def plan_document(plan: Plan) -> dict[str, Any]:
+    """The plan as plain JSON data."""
+    index = {id(loss): i for i, loss in enumerate(plan.losses)}
+    counts = {s.value: 0 for s in Severity}
+    for loss in plan.losses:
+        counts[loss.severity.value] += 1
+    steps = []
+    for step in plan.steps:
+        files = step_files(step)
+        steps.append({
+            "id": step.id,
+            "title": step.title,
+            "kind": step.kind,
+            "namespaces": step.namespaces,
+            "summary": step.summary,
+            "manifests": [f"steps/{step.id}/{f}" for f in files if "/" not in f],
+            "rollback_manifests": [f"steps/{step.id}/{f}" for f in files if "/" in f],
+            "commands": step.commands,
+            "verify": step.verify,
+            "rollback": step.rollback,
+            "manual": step.manual,
+            "losses": [index[id(loss)] for loss in step.losses if id(loss) in index],
+        })
+    return {
+        "source": {"mesh": plan.source},
+        "target": {"mesh": plan.target, "version": plan.target_version},
+        "order": {
+            "groups": plan.groups,
+            "dependencies": [{"caller": a, "callee": b, "reasons": r}
+                             for a, b, r in plan.dependencies],
+            "ingress_namespaces": plan.ingress_namespaces,
+            "overridden": plan.order_overridden,
+            "override_cost": plan.override_cost,
+        },
+        "steps": steps,
+        "losses": [loss.to_json() for loss in plan.losses],
+        "summary": {
+            "namespaces": sorted(ns for g in plan.groups for ns in g),
+            "outside": plan.outside,
+            "steps": len(plan.steps),
+            "manifests": sum(len(s["manifests"]) for s in steps),
+            "losses": counts,
+            "input_problems": plan.input_problems,
+            "skipped_kinds": plan.skipped,
+        },
+    }
+
+
+def dump_plan(plan: Plan) -> str:
+    """plan.json text: sorted keys where order carries no meaning, two-space indent."""
+    return json.dumps(plan_document(plan), indent=2, ensure_ascii=False) + "\n"

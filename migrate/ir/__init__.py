@@ -1,0 +1,1 @@
+"""The mesh-neutral intermediate representation: typed records held in a networkx graph."""

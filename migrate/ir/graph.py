@@ -1,0 +1,234 @@
+"""MeshGraph: the IR records in a networkx graph with typed edges.
+
+Nodes are keyed by ``"<Type>/<namespace>/<name>"`` and hold the record in the ``obj``
+attribute. Edges carry a ``type``: SELECTS (Service -> Workload), ATTACHES (Route -> Service it
+routes for), ROUTES_TO (Route -> backend Service), CONFIGURES (DestinationPolicy -> Service),
+APPLIES_TO (MTLS/Authz policy -> Workload), AUTHORIZES (Authz policy -> caller Namespace),
+CALLS (Workload -> Service named in its environment). The planner's namespace dependency
+graph is derived from them (:meth:`MeshGraph.namespace_dependencies`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Iterable, Iterator, TypeVar
+
+import networkx as nx
+
+from migrate.ir.hosts import host_in_value, service_of_host
+from migrate.ir.model import (
+    AuthzPolicy,
+    DestinationPolicy,
+    FeatureUse,
+    Labels,
+    MTLSPolicy,
+    Namespace,
+    Opaque,
+    Route,
+    Service,
+    ServiceKey,
+    Workload,
+)
+
+T = TypeVar("T")
+
+SELECTS, ATTACHES, ROUTES_TO, CONFIGURES, APPLIES_TO, AUTHORIZES, CALLS = (
+    "SELECTS", "ATTACHES", "ROUTES_TO", "CONFIGURES", "APPLIES_TO", "AUTHORIZES", "CALLS")
+
+
+def node_id(record: object) -> str:
+    """The graph key of a record."""
+    if isinstance(record, Namespace):
+        return f"Namespace//{record.name}"
+    if isinstance(record, Service):
+        return f"Service/{record.key.namespace}/{record.key.name}"
+    if isinstance(record, Opaque):
+        return f"Opaque:{record.kind}/{record.namespace}/{record.name}"
+    if isinstance(record, Route):
+        return f"Route/{record.namespace}/{record.name}/{record.protocol}"
+    ns = getattr(record, "namespace")
+    name = getattr(record, "name")
+    return f"{type(record).__name__}/{ns}/{name}"
+
+
+def selects(selector: Labels | None, pod_labels: Labels) -> bool:
+    """Whether a matchLabels selector picks pods with these labels (None picks all)."""
+    if selector is None:
+        return True
+    have = dict(pod_labels)
+    return all(have.get(k) == v for k, v in selector)
+
+
+class MeshGraph:
+    """The IR of one mesh configuration."""
+
+    def __init__(self, mesh: str) -> None:
+        self.mesh = mesh
+        self.g: nx.MultiDiGraph = nx.MultiDiGraph()
+        self.features: list[FeatureUse] = []
+
+    # -- building -------------------------------------------------------------------------
+    def add(self, record: object) -> None:
+        """Add a record as a node (the same key twice keeps the last)."""
+        self.g.add_node(node_id(record), obj=record)
+
+    def use(self, use: FeatureUse) -> None:
+        """Record that the configuration uses a feature at an origin."""
+        self.features.append(use)
+
+    def link(self) -> None:
+        """Derive the typed edges once every record is in."""
+        services = {s.key: s for s in self.of(Service)}
+        workloads_by_ns: dict[str, list[Workload]] = defaultdict(list)
+        for w in self.of(Workload):
+            workloads_by_ns[w.namespace].append(w)
+        for svc in services.values():
+            if not svc.selector:
+                continue
+            for w in workloads_by_ns[svc.key.namespace]:
+                if selects(svc.selector, w.pod_labels):
+                    self.g.add_edge(node_id(svc), node_id(w), type=SELECTS)
+        for route in self.of(Route):
+            for host in route.hosts:
+                self._edge_to_service(route, host, ATTACHES, services)
+            for rule in route.rules:
+                for backend in rule.backends:
+                    if backend.service:
+                        self._edge_to_service(route, backend.service, ROUTES_TO, services)
+        for dp in self.of(DestinationPolicy):
+            if dp.service:
+                self._edge_to_service(dp, dp.service, CONFIGURES, services)
+        for policy in [*self.of(MTLSPolicy), *self.of(AuthzPolicy)]:
+            for w in workloads_by_ns[policy.namespace]:
+                if selects(policy.selector, w.pod_labels):
+                    self.g.add_edge(node_id(policy), node_id(w), type=APPLIES_TO)
+        for authz in self.of(AuthzPolicy):
+            for ns in sorted(self.caller_namespaces(authz)):
+                if ns != authz.namespace:
+                    self.g.add_edge(node_id(authz), f"Namespace//{ns}", type=AUTHORIZES)
+        for w in self.of(Workload):
+            for host, _ in w.calls:
+                key = service_of_host(host, w.namespace)
+                if key in services:
+                    self.g.add_edge(node_id(w), node_id(services[key]), type=CALLS)
+
+    def _edge_to_service(self, record: object, key: ServiceKey, kind: str,
+                         services: dict[ServiceKey, Service]) -> None:
+        target = f"Service/{key.namespace}/{key.name}"
+        if key not in services and target not in self.g:
+            # A Service outside the dump still anchors the dependency (it exists in the cluster).
+            self.g.add_node(target, obj=None)
+        self.g.add_edge(node_id(record), target, type=kind)
+
+    # -- reading --------------------------------------------------------------------------
+    def of(self, cls: type[T]) -> list[T]:
+        """Every record of one type, sorted by key for deterministic iteration."""
+        found = [(key, data["obj"]) for key, data in self.g.nodes(data=True)
+                 if isinstance(data.get("obj"), cls)]
+        return [obj for _, obj in sorted(found, key=lambda item: item[0])]
+
+    def service(self, key: ServiceKey) -> Service | None:
+        """The Service with this key, if the input had it."""
+        data = self.g.nodes.get(f"Service/{key.namespace}/{key.name}")
+        obj = data.get("obj") if data else None
+        return obj if isinstance(obj, Service) else None
+
+    def namespace(self, name: str) -> Namespace | None:
+        """The Namespace record, if the input had one."""
+        data = self.g.nodes.get(f"Namespace//{name}")
+        obj = data.get("obj") if data else None
+        return obj if isinstance(obj, Namespace) else None
+
+    def namespaces_declared(self) -> list[Namespace]:
+        """Namespace records the input contained."""
+        return self.of(Namespace)
+
+    def workloads_selected(self, namespace: str, selector: Labels | None) -> list[Workload]:
+        """Workloads of a namespace whose pods a selector picks."""
+        return [w for w in self.of(Workload)
+                if w.namespace == namespace and selects(selector, w.pod_labels)]
+
+    def services_of(self, workload: Workload) -> list[Service]:
+        """Services that select a workload's pods."""
+        wid = node_id(workload)
+        found = [self.g.nodes[u]["obj"] for u, _, t in self.g.in_edges(wid, data="type")
+                 if t == SELECTS]
+        return sorted(found, key=lambda s: s.key)
+
+    def edges(self, kind: str) -> Iterator[tuple[str, str]]:
+        """(source, target) node keys of every edge of one type, sorted."""
+        yield from sorted((u, v) for u, v, t in self.g.edges(data="type") if t == kind)
+
+    @staticmethod
+    def caller_namespaces(authz: AuthzPolicy) -> set[str]:
+        """Namespaces an authorization policy names as sources (principals, SAs, namespaces)."""
+        found: set[str] = set()
+        for rule in authz.rules:
+            for src in rule.sources:
+                found.update(n for n in src.namespaces if "*" not in n)
+                for p in src.principals:
+                    parts = p.split("/")
+                    if len(parts) >= 3 and parts[-4:-3] == ["ns"] and "*" not in parts[-3]:
+                        found.add(parts[-3])
+                found.update(sa.split("/", 1)[0] for sa in src.service_accounts if "/" in sa)
+        return found
+
+    def namespace_dependencies(self, namespaces: Iterable[str]) -> nx.DiGraph:
+        """Caller namespace -> callee namespace, with the reasons for each edge.
+
+        An edge A -> B means something in A calls (or is allowed to call, or routes into)
+        something in B: workloads naming B's Services in their environment, authorization
+        sources in B naming A, routes in A for B's Services, and routes for B's Services
+        whose backends are in C (callers of B reach C: B -> C).
+        """
+        deps = nx.DiGraph()
+        deps.add_nodes_from(sorted(namespaces))
+
+        def add(a: str, b: str, why: str) -> None:
+            if a == b or a not in deps or b not in deps:
+                return
+            if deps.has_edge(a, b):
+                deps.edges[a, b]["reasons"].add(why)
+            else:
+                deps.add_edge(a, b, reasons={why})
+
+        for u, v in self.edges(CALLS):
+            w: Workload = self.g.nodes[u]["obj"]
+            add(w.namespace, v.split("/")[1], f"{w.kind} {w.namespace}/{w.name} calls "
+                f"Service {v.split('/', 1)[1]}")
+        for authz in self.of(AuthzPolicy):
+            if authz.action != "ALLOW":
+                continue
+            for ns in sorted(self.caller_namespaces(authz)):
+                add(ns, authz.namespace,
+                    f"AuthorizationPolicy {authz.namespace}/{authz.name} allows callers from {ns}")
+        for route in self.of(Route):
+            if not route.mesh:
+                continue
+            for host in route.hosts:
+                add(route.namespace, host.namespace,
+                    f"route {route.namespace}/{route.name} configures Service {host}")
+                for rule in route.rules:
+                    for b in rule.backends:
+                        if b.service:
+                            add(host.namespace, b.service.namespace,
+                                f"route {route.namespace}/{route.name} sends {host} traffic "
+                                f"to {b.service}")
+        for key in deps.edges:
+            deps.edges[key]["reasons"] = sorted(deps.edges[key]["reasons"])
+        return deps
+
+    def ingress_namespaces(self) -> set[str]:
+        """Namespaces whose Services an ingress-bound route sends traffic to."""
+        found: set[str] = set()
+        for route in self.of(Route):
+            if route.ingress:
+                for rule in route.rules:
+                    found.update(b.service.namespace for b in rule.backends if b.service)
+        return found
+
+
+def env_calls(values: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """Hosts found in (env path, value) pairs, as (host, path), sorted and unique."""
+    found = {(host, path) for path, value in values if (host := host_in_value(value))}
+    return tuple(sorted(found))

@@ -1,0 +1,350 @@
+"""IR records: namespaces, services, workloads, routes, destination policies, mTLS and
+authorization, each tied to the source object and field it came from (:class:`Origin`).
+
+Records are frozen dataclasses holding tuples, so they can be shared, hashed and compared.
+Features a record uses are listed as :class:`FeatureUse` entries; the capability check
+(:mod:`migrate.check`) turns the ones a target lacks into losses, so a writer never has to
+remember to warn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from migrate.losses import ObjectRef
+
+Labels = tuple[tuple[str, str], ...]
+"""A label set as sorted (key, value) pairs: hashable and order-stable."""
+
+
+def labels(mapping: Mapping[str, object] | None) -> Labels:
+    """Sorted, hashable labels from a mapping (values turned into strings)."""
+    return tuple(sorted((str(k), str(v)) for k, v in (mapping or {}).items()))
+
+
+@dataclass(frozen=True, order=True)
+class Origin:
+    """Where a fact came from: the source object and the field path inside it."""
+
+    ref: ObjectRef
+    path: str
+    """JSON-style path in the source's own vocabulary, e.g. ``spec.http[1].route[0]``."""
+
+
+@dataclass(frozen=True)
+class FeatureUse:
+    """A use of a model feature (a key of mappings/features.yaml) at one origin."""
+
+    feature: str
+    origin: Origin
+    detail: str = ""
+    """Specifics for the message, e.g. the mirror host."""
+
+
+@dataclass(frozen=True, order=True)
+class ServiceKey:
+    """A Kubernetes Service by namespace and name."""
+
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """A namespace and its data-plane (injection) state in the source mesh."""
+
+    name: str
+    labels: Labels
+    annotations: Labels
+    injection: str
+    """``sidecar``, ``ambient``, ``revision:<rev>`` or ``none``."""
+    origin: Origin | None
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    """One port of a Service."""
+
+    port: int
+    name: str = ""
+    target_port: int | str | None = None
+    protocol: str = "TCP"
+    app_protocol: str = ""
+
+    @property
+    def l7(self) -> str:
+        """Application protocol as Istio infers it: http, http2, grpc, tcp, tls, or unknown."""
+        proto = (self.app_protocol or self.name.split("-", 1)[0]).lower()
+        for known in ("grpc-web", "grpc", "http2", "https", "http", "tls", "tcp", "mongo",
+                      "mysql", "redis"):
+            if proto == known or proto.startswith(known + "-"):
+                return {"grpc-web": "http", "https": "tls", "mongo": "tcp", "mysql": "tcp",
+                        "redis": "tcp", "kubernetes.io/h2c": "http2"}.get(known, known)
+        if proto == "kubernetes.io/h2c":
+            return "http2"
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class Service:
+    """A Kubernetes Service."""
+
+    key: ServiceKey
+    ports: tuple[ServicePort, ...]
+    selector: Labels
+    labels: Labels
+    headless: bool
+    origin: Origin
+    raw_spec_type: str = "ClusterIP"
+
+
+@dataclass(frozen=True)
+class Probe:
+    """An HTTP probe kubelet sends to a container (needs authorizing under Linkerd routes)."""
+
+    path: str
+    port: int | str
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A pod template owner (Deployment, StatefulSet, DaemonSet) or a bare Pod."""
+
+    kind: str
+    namespace: str
+    name: str
+    service_account: str
+    pod_labels: Labels
+    pod_annotations: Labels
+    ports: tuple[tuple[str, int], ...]
+    """Container ports as (name, number)."""
+    probes: tuple[Probe, ...]
+    injection: str
+    """``sidecar``, ``ambient``, ``none`` or ``inherit`` (decided by the namespace)."""
+    calls: tuple[tuple[str, str], ...]
+    """Hosts named in container env values as (host, env var path)."""
+    origin: Origin
+
+    @property
+    def ref(self) -> ObjectRef:
+        """The workload as a Kubernetes object."""
+        return self.origin.ref
+
+
+@dataclass(frozen=True)
+class StringMatch:
+    """An exact, prefix or regex string match (Istio StringMatch)."""
+
+    kind: str
+    """``exact``, ``prefix``, ``regex`` or ``present``."""
+    value: str = ""
+
+
+@dataclass(frozen=True)
+class RouteMatch:
+    """One match block of a route rule; all present conditions must hold (AND)."""
+
+    path: StringMatch | None = None
+    ignore_case: bool = False
+    method: StringMatch | None = None
+    headers: tuple[tuple[str, StringMatch], ...] = ()
+    query: tuple[tuple[str, StringMatch], ...] = ()
+    port: int | None = None
+    origin_path: str = ""
+
+
+@dataclass(frozen=True)
+class HeaderOps:
+    """Header changes: set (replace), add (append) and remove."""
+
+    set: tuple[tuple[str, str], ...] = ()
+    add: tuple[tuple[str, str], ...] = ()
+    remove: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.set or self.add or self.remove)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A weighted destination of a rule."""
+
+    service: ServiceKey | None
+    """None when the host is not a Kubernetes Service (external or unknown)."""
+    host: str
+    subset: str = ""
+    port: int | None = None
+    weight: int | None = None
+    request_headers: HeaderOps = field(default_factory=HeaderOps)
+    response_headers: HeaderOps = field(default_factory=HeaderOps)
+    origin_path: str = ""
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Retry policy of a rule."""
+
+    attempts: int
+    per_try_timeout: str = ""
+    retry_on: tuple[str, ...] = ()
+    origin_path: str = ""
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """An HTTP redirect answered by the proxy."""
+
+    path: str = ""
+    authority: str = ""
+    port: int | None = None
+    scheme: str = ""
+    code: int = 301
+    origin_path: str = ""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One ordered rule of a route (Istio: first match in list order wins)."""
+
+    index: int
+    name: str
+    matches: tuple[RouteMatch, ...]
+    """Empty means: matches every request."""
+    backends: tuple[Backend, ...]
+    timeout: str = ""
+    retry: Retry | None = None
+    request_headers: HeaderOps = field(default_factory=HeaderOps)
+    response_headers: HeaderOps = field(default_factory=HeaderOps)
+    redirect: Redirect | None = None
+    origin_path: str = ""
+
+
+@dataclass(frozen=True)
+class Route:
+    """Routing for one or more hosts: HTTP, TCP or TLS rules in the source's order."""
+
+    namespace: str
+    name: str
+    protocol: str
+    """``http``, ``tcp`` or ``tls``."""
+    hosts: tuple[ServiceKey, ...]
+    """Mesh Services the rules attach to (their parents)."""
+    rules: tuple[Rule, ...]
+    ingress: bool
+    """Bound to an ingress gateway rather than (or besides) the mesh."""
+    mesh: bool
+    """Applies to sidecar (mesh) traffic."""
+    gateways: tuple[str, ...]
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class Subset:
+    """A named subset of a Service's endpoints, selected by labels."""
+
+    name: str
+    labels: Labels
+    origin_path: str
+
+
+@dataclass(frozen=True)
+class OutlierDetection:
+    """Passive health checking (endpoint ejection after consecutive failures)."""
+
+    consecutive_errors: int | None
+    base_ejection_time: str
+    origin_path: str
+
+
+@dataclass(frozen=True)
+class DestinationPolicy:
+    """Client-side policy for traffic to a Service: subsets, TLS, balancing, ejection."""
+
+    namespace: str
+    name: str
+    service: ServiceKey | None
+    host: str
+    subsets: tuple[Subset, ...]
+    tls_mode: str
+    """``ISTIO_MUTUAL``, ``SIMPLE``, ``MUTUAL``, ``DISABLE`` or empty."""
+    outlier: OutlierDetection | None
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class MTLSPolicy:
+    """Inbound mTLS mode for a namespace or the workloads a selector picks."""
+
+    namespace: str
+    name: str
+    selector: Labels | None
+    """None means namespace-wide."""
+    mode: str
+    """``STRICT``, ``PERMISSIVE``, ``DISABLE`` or ``UNSET``."""
+    port_modes: tuple[tuple[int, str], ...]
+    mesh_wide: bool
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class AuthzSource:
+    """One ``from.source`` alternative: its fields must all hold (AND)."""
+
+    principals: tuple[str, ...] = ()
+    namespaces: tuple[str, ...] = ()
+    service_accounts: tuple[str, ...] = ()
+    """``namespace/name`` pairs."""
+    ip_blocks: tuple[str, ...] = ()
+    origin_path: str = ""
+
+
+@dataclass(frozen=True)
+class AuthzOperation:
+    """One ``to.operation`` alternative: its fields must all hold (AND)."""
+
+    ports: tuple[int, ...] = ()
+    methods: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+    origin_path: str = ""
+
+
+@dataclass(frozen=True)
+class AuthzRule:
+    """Sources (OR) AND operations (OR). Empty sources/operations mean any."""
+
+    sources: tuple[AuthzSource, ...]
+    operations: tuple[AuthzOperation, ...]
+    origin_path: str
+    inexpressible: tuple[str, ...] = ()
+    """Features that narrow this rule but have no model (conditions, negations, JWT
+    principals...). Writers leave such a rule out: failing closed refuses more requests
+    than the source did, where keeping it without them would allow more."""
+
+
+@dataclass(frozen=True)
+class AuthzPolicy:
+    """An authorization policy on the workloads a selector picks (None: namespace-wide)."""
+
+    namespace: str
+    name: str
+    selector: Labels | None
+    action: str
+    """``ALLOW``, ``DENY``, ``AUDIT`` or ``CUSTOM``."""
+    rules: tuple[AuthzRule, ...]
+    mesh_wide: bool
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class Opaque:
+    """A source object with no model here (EnvoyFilter, ServiceEntry, ...): reported only."""
+
+    kind: str
+    namespace: str
+    name: str
+    origin: Origin
+    hosts: tuple[str, ...] = ()

@@ -1,0 +1,158 @@
+"""Losses: every feature that does not survive the move, as structured records.
+
+A :class:`Loss` names a stable ``code`` (catalogued in ``docs/losses.md``), a
+:class:`Severity`, the IR feature, the source object and the field path in the source's own
+vocabulary, a message and the action a person should take. One :class:`LossLog` per run
+collects them; it deduplicates and always iterates in a sorted, deterministic order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Iterable, Iterator
+
+
+class Severity(str, Enum):
+    """What happened to a feature, from least to most serious."""
+
+    INFO = "info"
+    """Behaviour is kept; something differs in form worth knowing (e.g. a default changes)."""
+    DEGRADED = "degraded"
+    """An approximation: the feature survives with a documented difference."""
+    DROPPED = "dropped"
+    """The feature has no form in the target and is gone."""
+    MANUAL = "manual"
+    """A person must act (decide, install, or rebuild it by hand) for the plan to be complete."""
+
+    @property
+    def rank(self) -> int:
+        """Order for ``--fail-on`` comparisons."""
+        return _RANK[self]
+
+
+_RANK = {Severity.INFO: 0, Severity.DEGRADED: 1, Severity.DROPPED: 2, Severity.MANUAL: 3}
+
+
+@dataclass(frozen=True, order=True)
+class ObjectRef:
+    """A source object as Kubernetes names it."""
+
+    kind: str
+    namespace: str
+    name: str
+    api_version: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}" if self.namespace else f"{self.kind}/{self.name}"
+
+    def to_json(self) -> dict[str, str]:
+        """The ``object`` member of a loss in plan.json."""
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "namespace": self.namespace,
+            "name": self.name,
+        }
+
+
+@dataclass(frozen=True)
+class Loss:
+    """One feature that does not survive, tied to the source object and field it came from."""
+
+    code: str
+    """Stable identifier, e.g. ``ROUTE_MIRROR``; a section of docs/losses.md."""
+    severity: Severity
+    feature: str
+    """IR feature key from mappings/features.yaml, e.g. ``route.mirror``."""
+    object: ObjectRef
+    path: str
+    """Field path in the source object, e.g. ``spec.http[0].mirror``."""
+    message: str
+    action: str
+
+    @property
+    def namespace(self) -> str:
+        """The namespace a loss concerns (a Namespace object concerns itself)."""
+        o = self.object
+        return o.namespace or (o.name if o.kind == "Namespace" else "")
+
+    def sort_key(self) -> tuple[str, str, str, str, str, str]:
+        """Namespace, kind, name, path, code: the order every report uses."""
+        o = self.object
+        return (self.namespace, o.kind, o.name, _natural(self.path), self.code, self.message)
+
+    def to_json(self) -> dict[str, object]:
+        """The loss as it appears in plan.json."""
+        return {
+            "code": self.code,
+            "severity": self.severity.value,
+            "feature": self.feature,
+            "object": self.object.to_json(),
+            "path": self.path,
+            "message": self.message,
+            "action": self.action,
+        }
+
+
+def _natural(path: str) -> str:
+    # Pad list indices so that "[10]" sorts after "[9]".
+    out = []
+    num = ""
+    for ch in path:
+        if ch.isdigit():
+            num += ch
+            continue
+        if num:
+            out.append(num.zfill(6))
+            num = ""
+        out.append(ch)
+    if num:
+        out.append(num.zfill(6))
+    return "".join(out)
+
+
+@dataclass
+class LossLog:
+    """The one collector of losses for a run. Pass it explicitly; never a global."""
+
+    _items: dict[tuple[str, ObjectRef, str, str], Loss] = field(default_factory=dict)
+
+    def add(self, loss: Loss) -> None:
+        """Record a loss; the same code on the same object field is kept once."""
+        key = (loss.code, loss.object, loss.path, loss.message)
+        self._items.setdefault(key, loss)
+
+    def report(
+        self,
+        code: str,
+        severity: Severity,
+        feature: str,
+        obj: ObjectRef,
+        path: str,
+        message: str,
+        action: str,
+    ) -> None:
+        """Shorthand for ``add(Loss(...))``."""
+        self.add(Loss(code, severity, feature, obj, path, message, action))
+
+    def extend(self, losses: Iterable[Loss]) -> None:
+        """Record several losses."""
+        for loss in losses:
+            self.add(loss)
+
+    def __iter__(self) -> Iterator[Loss]:
+        return iter(sorted(self._items.values(), key=Loss.sort_key))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def for_namespaces(self, namespaces: Iterable[str]) -> list[Loss]:
+        """Losses whose source object lives in one of ``namespaces``."""
+        wanted = set(namespaces)
+        return [loss for loss in self if loss.namespace in wanted]
+
+    def worst(self) -> Severity | None:
+        """The most serious severity recorded, or None when there is no loss."""
+        ranks = [loss.severity for loss in self._items.values()]
+        return max(ranks, key=lambda s: s.rank) if ranks else None

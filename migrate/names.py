@@ -1,0 +1,54 @@
+"""Kubernetes name rules for generated objects.
+
+Generated names must stay valid (RFC 1123 labels, at most 63 characters; Service names also
+start with a letter, RFC 1035) and unique once suffixed. Long names are cut and given a
+stable hash suffix so two different long inputs never collide.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+MAX_LABEL = 63
+_INVALID = re.compile(r"[^a-z0-9-]+")
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+def k8s_name(*parts: object, max_len: int = MAX_LABEL) -> str:
+    """A valid RFC 1035/1123 label built from ``parts`` joined by ``-``."""
+    raw = "-".join(str(p) for p in parts if str(p) != "")
+    name = _INVALID.sub("-", raw.lower()).strip("-")
+    name = re.sub(r"-{2,}", "-", name) or "x"
+    if not name[0].isalpha():
+        name = "x-" + name
+    if len(name) > max_len:
+        digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
+        name = f"{name[: max_len - 9].rstrip('-')}-{digest}"
+    return name
+
+
+class NameRegistry:
+    """Hands out unique names per (kind, namespace)."""
+
+    def __init__(self) -> None:
+        self._taken: dict[tuple[str, str], dict[str, str]] = {}
+
+    def claim(self, kind: str, namespace: str, wanted: str, owner: str) -> str:
+        """A unique valid name for ``owner`` (the same owner always gets the same name)."""
+        taken = self._taken.setdefault((kind, namespace), {})
+        name = k8s_name(wanted)
+        if taken.get(name, owner) == owner:
+            taken[name] = owner
+            return name
+        digest = hashlib.sha256(owner.encode()).hexdigest()[:6]
+        name = k8s_name(f"{name[: MAX_LABEL - 7]}-{digest}")
+        taken[name] = owner
+        return name
+
+
+def valid_name(name: str, service: bool = False) -> bool:
+    """Whether a name obeys the label rules (RFC 1035 for Services)."""
+    pattern = DNS1035_LABEL if service else DNS1123_LABEL
+    return len(name) <= MAX_LABEL and bool(pattern.match(name))

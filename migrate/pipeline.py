@@ -1,0 +1,158 @@
+"""The pipeline as one call: read -> IR -> capability check -> write -> plan.
+
+:func:`plan_migration` is what the CLI calls; tests and other tools can call it too. It never
+exits the process and never prints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import IO
+
+from migrate import mappings
+from migrate.check import check_capabilities
+from migrate.dialects.base import ReadResult
+from migrate.dialects.istio.reader import IstioReader
+from migrate.dialects.linkerd.writer import LinkerdWriter
+from migrate.errors import InputProblem, UsageError
+from migrate.ir.graph import MeshGraph
+from migrate.ir.model import (
+    AuthzPolicy,
+    DestinationPolicy,
+    MTLSPolicy,
+    Opaque,
+    Route,
+    Service,
+    Workload,
+)
+from migrate.losses import LossLog, ObjectRef, Severity
+from migrate.plan.builder import PlanInput, assign_losses, build_steps, plaintext_hops
+from migrate.plan.model import Plan
+from migrate.plan.order import exposed_hops, migration_order, override_order
+from migrate.sources.files import read_files, relative
+from migrate.sources.model import SourceResult
+
+SOURCES = {"istio": IstioReader}
+TARGETS = {"linkerd": LinkerdWriter}
+# Namespaces that belong to platforms, never to the application mesh being moved.
+SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease", "linkerd",
+                               "linkerd-viz", "linkerd-jaeger", "linkerd-multicluster"})
+
+
+@dataclass
+class PlanOptions:
+    """What a person chose on the command line."""
+
+    source: str
+    target: str
+    paths: list[str]
+    target_version: str = ""
+    order: list[str] = field(default_factory=list)
+    trust_domain: str = "cluster.local"
+    root_namespace: str = "istio-system"
+    stdin: IO[bytes] | None = None
+
+
+@dataclass
+class PlanResult:
+    """The plan plus everything needed to report on it."""
+
+    plan: Plan
+    losses: LossLog
+    problems: list[InputProblem]
+    read: ReadResult
+
+
+def check_pair(source: str, target: str) -> None:
+    """Refuse meshes or directions that do not exist yet, with a hint."""
+    import difflib
+
+    for role, name, known in (("source", source, SOURCES), ("target", target, TARGETS)):
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f" Did you mean {close[0]}?" if close else ""
+            raise UsageError(f"unknown {role} mesh {name!r}: supported {role}s are "
+                             f"{', '.join(sorted(known))}.{hint}")
+
+
+def plan_migration(options: PlanOptions) -> PlanResult:
+    """Read the input and build the whole plan."""
+    check_pair(options.source, options.target)
+    table = mappings.table(options.target)
+    version = options.target_version or table.default_version
+    if table.versions and version not in table.versions:
+        raise UsageError(f"unknown {options.target} version {version!r}: choose one of "
+                         f"{', '.join(table.versions)}")
+    if not options.paths:
+        raise UsageError("no input: give -f PATH (files, folders, or - for stdin)")
+    source: SourceResult = read_files(options.paths, options.stdin)
+    problems = [InputProblem(relative(pr.source), pr.line, pr.column, pr.message)
+                for pr in source.problems]
+    losses = LossLog()
+    reader = IstioReader(losses, problems, root_namespace=options.root_namespace)
+    read = reader.read(source)
+    graph = read.graph
+    check_capabilities(graph, table, version, losses)
+    namespaces, outside = _namespaces(graph, options.root_namespace)
+    writer = LinkerdWriter(losses, table, version, trust_domain=options.trust_domain,
+                           root_namespace=options.root_namespace)
+    target = writer.write(graph, namespaces)
+    deps = graph.namespace_dependencies(namespaces)
+    ingress = graph.ingress_namespaces() & set(namespaces)
+    computed = migration_order(deps, ingress)
+    groups = override_order(options.order, computed) if options.order else computed
+    unknown = [ns for ns in options.order if ns not in namespaces]
+    if unknown:
+        raise UsageError(f"--order names namespaces that are not migrated: {', '.join(unknown)} "
+                         f"(migrated: {', '.join(namespaces)})")
+    cost = exposed_hops(deps, groups) if options.order else []
+    for hop in cost:
+        losses.report(
+            "PLAN_ORDER_OVERRIDE", Severity.MANUAL, "plan",
+            ObjectRef("Namespace", "", str(hop["callee"]), "v1"), "metadata.name",
+            f"{hop['caller']} moves {hop['groups_exposed']} group(s) before its callee "
+            f"{hop['callee']}: for those steps {hop['callee']} (still on {options.source}) gets "
+            "plaintext calls with no peer identity; STRICT mTLS resets them and identity-based "
+            "authorization refuses them",
+            f"Before {hop['caller']} moves, set {hop['callee']}'s PeerAuthentication to "
+            "PERMISSIVE and add the caller pods' CIDRs (ipBlocks) to its identity-based rules, "
+            "or keep the computed order.")
+    pin = PlanInput(graph, read, target, losses, groups, deps, ingress, options.root_namespace)
+    steps = build_steps(pin)
+    plaintext_hops(pin, steps)
+    assign_losses(pin, steps)
+    plan = Plan(
+        source=options.source, source_version="", target=options.target, target_version=version,
+        groups=groups,
+        dependencies=[(a, b, list(deps.edges[a, b]["reasons"])) for a, b in sorted(deps.edges)],
+        ingress_namespaces=sorted(ingress), order_overridden=bool(options.order),
+        override_cost=cost, steps=steps, losses=list(losses), outside=outside,
+        input_problems=[str(p) for p in problems],
+        skipped=dict(sorted(read.skipped.items())))
+    return PlanResult(plan, losses, problems, read)
+
+
+def _namespaces(graph: MeshGraph, root: str) -> tuple[list[str], list[str]]:
+    """Namespaces to migrate, and namespaces seen but left alone (no mesh in them)."""
+    seen: set[str] = set()
+    meshed: set[str] = set()
+    for w in graph.of(Workload):
+        seen.add(w.namespace)
+        record = graph.namespace(w.namespace)
+        ns_injected = record is None or record.injection != "none"
+        if w.injection in ("sidecar", "ambient") or (ns_injected and w.injection != "none"):
+            meshed.add(w.namespace)
+    for cls in (Route, DestinationPolicy, MTLSPolicy, AuthzPolicy):
+        for rec in graph.of(cls):
+            seen.add(rec.namespace)  # type: ignore[attr-defined]
+            meshed.add(rec.namespace)  # type: ignore[attr-defined]
+    for svc in graph.of(Service):
+        seen.add(svc.key.namespace)
+    for op in graph.of(Opaque):
+        seen.add(op.namespace)
+    for ns in graph.namespaces_declared():
+        seen.add(ns.name)
+        if ns.injection != "none":
+            meshed.add(ns.name)
+    meshed -= SYSTEM_NAMESPACES | {root}
+    return sorted(meshed), sorted(seen - meshed - SYSTEM_NAMESPACES - {root})

@@ -1,0 +1,320 @@
+"""Build the staged plan for a source -> target move from the IR, the target config and the
+namespace order. The step templates follow mapping-istio-linkerd.md sections 4 and 5:
+
+00 prerequisites  install the target, neutralize source config that breaks coexistence
+move <group>      apply routing (inert for the source) and staged policy (audit), switch
+                  injection, restart, verify, then delete the source's inbound objects
+enforce <group>   once the group's last source-mesh caller has moved: policy enforces and
+                  the source's routing for the group's Services is retired
+ingress           replace the source's ingress gateway (callers of ingress-facing groups)
+cleanup           long-term route forms, remaining source objects, uninstall the source
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from migrate.dialects.base import Manifest, ReadResult, TargetConfig
+from migrate.dialects.istio import coexist as istio
+from migrate.dialects.linkerd import coexist as linkerd
+from migrate.ir.graph import MeshGraph
+from migrate.ir.model import DestinationPolicy, Opaque, Route, Workload
+from migrate.losses import LossLog, ObjectRef, Severity
+from migrate.names import k8s_name
+from migrate.plan.model import Step
+from migrate.sources.model import strip_noise
+
+INGRESS = "(ingress)"
+
+
+@dataclass
+class PlanInput:
+    """Everything the step builder reads."""
+
+    graph: MeshGraph
+    read: ReadResult
+    target: TargetConfig
+    losses: LossLog
+    groups: list[list[str]]
+    deps: nx.DiGraph
+    ingress_namespaces: set[str]
+    root_namespace: str
+    steps: list[Step] = field(default_factory=list)
+
+
+def build_steps(p: PlanInput) -> list[Step]:
+    """The ordered steps of the plan."""
+    steps: list[Step] = [_prerequisites(p)]
+    position = {ns: i for i, g in enumerate(p.groups) for ns in g}
+    last_caller: dict[int, int] = {}
+    for i, group in enumerate(p.groups):
+        callers = {position[a] for b in group for a in p.deps.predecessors(b)
+                   if a in position and position[a] != i}
+        last = max(callers, default=i)
+        if any(ns in p.ingress_namespaces for ns in group):
+            last = max(last, len(p.groups))  # the ingress moves after every group
+        last_caller[i] = last
+    has_ingress = bool(p.ingress_namespaces) or any(
+        isinstance(o, Opaque) and o.kind == "Gateway" for o in p.graph.of(Opaque))
+    moved: dict[str, str] = {}
+
+    def enforce_after(index: int) -> None:
+        for g in sorted(g for g, last in last_caller.items() if last == index):
+            step = _enforce(p, p.groups[g], len(steps), moved)
+            if step is not None:
+                steps.append(step)
+
+    for i, group in enumerate(p.groups):
+        step = _move(p, group, len(steps), position)
+        steps.append(step)
+        moved.update({ns: step.id for ns in group})
+        enforce_after(i)
+    if has_ingress:
+        steps.append(_ingress(p, len(steps)))
+    enforce_after(len(p.groups))
+    steps.append(_cleanup(p, len(steps)))
+    return steps
+
+
+def _apply(step_id: str, verb: str = "apply") -> str:
+    if verb == "replace":
+        return f"kubectl replace -k steps/{step_id}"
+    return f"kubectl apply --server-side --field-manager=meshmigrate -k steps/{step_id}"
+
+
+def _slug(kind: str, group: list[str]) -> str:
+    return k8s_name(kind, *group, max_len=48)
+
+
+def _prerequisites(p: PlanInput) -> Step:
+    step = Step(0, "prerequisites", "Prerequisites: install Linkerd next to Istio", "prerequisites",
+                [])
+    experimental = any(m.kind in ("TCPRoute", "TLSRoute")
+                       for ms in p.target.routing_final.values() for m in ms)
+    neutralized = istio.neutralize_mesh_tls(p.read.raw)
+    step.manifests = [Manifest(body, (raw.ref,)) for body, raw in neutralized]
+    step.rollback_manifests = [strip_noise(raw.body) for _, raw in neutralized]
+    step.apply_verb = "replace"
+    step.summary = (
+        "Installs the Gateway API CRDs (a bundle Istio 1.30 and Linkerd 2.20 both accept) and the "
+        "Linkerd control plane beside Istio. Nothing is meshed by Linkerd yet."
+        + (f" Rewrites {len(neutralized)} DestinationRule(s) without `tls.mode: ISTIO_MUTUAL`: "
+           "with it, Istio clients would send Istio mTLS to pods that moved to Linkerd, whose "
+           "proxy cannot terminate it. Istio's auto-mTLS keeps Istio-to-Istio traffic encrypted."
+           if neutralized else ""))
+    step.commands = linkerd.install_commands(experimental)
+    if neutralized:
+        step.commands.append(_apply(step.id, "replace"))
+    step.verify = linkerd.install_verify()
+    step.rollback = ([f"kubectl replace -k steps/{step.id}/rollback"] if neutralized else []) + \
+        linkerd.uninstall_commands()
+    return step
+
+
+def _workloads(p: PlanInput, ns: str) -> list[Workload]:
+    return [w for w in p.graph.of(Workload) if w.namespace == ns]
+
+
+def _source_objects(p: PlanInput, namespaces: set[str], kinds: frozenset[str]) -> list[ObjectRef]:
+    return sorted(r for r in p.read.raw if r.namespace in namespaces and r.kind in kinds)
+
+
+def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int]) -> Step:
+    step = Step(number, _slug("move", group), f"Move {', '.join(group)} to Linkerd", "move",
+                list(group))
+    for ns in group:
+        step.manifests += p.target.routing.get(ns, []) + p.target.policy_staged.get(ns, [])
+    inbound = _source_objects(p, set(group), istio.INBOUND_KINDS)
+    step.rollback_manifests = [strip_noise(p.read.raw[r].body) for r in inbound]
+    policy = any(p.target.policy_staged.get(ns) for ns in group)
+    callers = sorted({a for b in group for a in p.deps.predecessors(b)
+                      if a not in group and position.get(a, -1) > position[group[0]]})
+    step.summary = (
+        "Applies the Linkerd routing for these namespaces' Services (inert for Istio) and their "
+        "authorization in staged form (Servers in `audit`: refused requests are logged, not "
+        "refused), moves the pods from Istio's sidecar to Linkerd's, and removes the Istio "
+        "objects that configured these pods' own sidecars."
+        + (f" Callers still on Istio ({', '.join(callers)}) reach them in plaintext until they "
+           "move." if callers else ""))
+    if step.manifests:
+        step.commands.append(_apply(step.id))
+    rollback: list[str] = []
+    for ns in group:
+        record = p.graph.namespace(ns)
+        workloads = _workloads(p, ns)
+        staged = p.target.namespace_staged.get(ns, {})
+        step.commands += istio.leave_commands(ns, record, workloads)
+        step.commands += linkerd.join_commands(ns, staged)
+        rollback += linkerd.leave_commands(ns, staged) + istio.rejoin_commands(ns, record)
+        for w in workloads:
+            if w.kind in ("Deployment", "StatefulSet", "DaemonSet"):
+                ref = f"{w.kind.lower()}/{w.name}"
+                step.commands.append(f"kubectl rollout restart {ref} -n {ns}")
+                step.commands.append(f"kubectl rollout status {ref} -n {ns} --timeout=10m")
+                rollback.append(f"kubectl rollout restart {ref} -n {ns}")
+            elif w.kind == "Pod":
+                step.manual.append(f"Recreate bare Pod {ns}/{w.name} so Linkerd injects it.")
+            else:
+                step.manual.append(f"{w.kind} {ns}/{w.name} picks up Linkerd at its next run.")
+        step.verify += istio.verify_left(ns)
+        step.verify += linkerd.verify_joined(
+            ns, [f"{w.kind.lower()}/{w.name}" for w in workloads
+                 if w.kind in ("Deployment", "StatefulSet", "DaemonSet")], policy)
+        if record is None:
+            step.manual.append(f"The input has no Namespace object for {ns}: its injection state "
+                               "is assumed to be Istio sidecars; check before switching.")
+    step.commands += [f"{istio.delete_command(r)}  # after verification" for r in inbound]
+    if inbound:
+        rollback.append(f"kubectl apply -k steps/{step.id}/rollback")
+    if step.manifests:
+        rollback.append(f"kubectl delete -k steps/{step.id} --ignore-not-found")
+    step.rollback = rollback
+    return step
+
+
+def _enforce(p: PlanInput, group: list[str], number: int, moved: dict[str, str]) -> Step | None:
+    step = Step(number, _slug("enforce", group), f"Enforce policy in {', '.join(group)}",
+                "enforce", list(group))
+    members = set(group)
+    routing_refs = sorted({r.origin.ref for r in p.graph.of(Route)
+                           if r.mesh and r.hosts and {h.namespace for h in r.hosts} <= members}
+                          | {d.origin.ref for d in p.graph.of(DestinationPolicy)
+                             if d.service and d.service.namespace in members})
+    routing_refs = [r for r in routing_refs if r in p.read.raw]
+    for ns in group:
+        step.manifests += p.target.policy_enforced.get(ns, [])
+    step.rollback_manifests = [strip_noise(p.read.raw[r].body) for r in routing_refs]
+    step.summary = (
+        "Every caller of these namespaces now runs on Linkerd, so their policy starts refusing "
+        "requests (Servers leave `audit`), the STRICT default applies to new pods, and the Istio "
+        "routing for their Services (applied by Istio callers, of which none is left) is retired.")
+    if step.manifests:
+        step.commands.append(_apply(step.id))
+    for ns in group:
+        for m in p.target.remove_at_enforce.get(ns, []):
+            step.commands.append(_delete(m))
+        final = p.target.namespace_final.get(ns, {})
+        if final:
+            step.commands += linkerd.enforce_commands(ns, final)
+            for w in _workloads(p, ns):
+                if w.kind in ("Deployment", "StatefulSet", "DaemonSet"):
+                    step.commands.append(f"kubectl rollout restart {w.kind.lower()}/{w.name} "
+                                         f"-n {ns}  # applies the default inbound policy")
+        step.verify += linkerd.verify_enforced(ns)
+    step.commands += [istio.delete_command(r) for r in routing_refs]
+    if not step.commands:
+        return None  # nothing to enforce and no Istio routing to retire
+    step.rollback = [f"kubectl apply -k steps/{step.id}/rollback"] if routing_refs else []
+    step.rollback += sorted({f"{_apply(moved[ns])}  # Servers back to audit" for ns in group
+                             if p.target.policy_enforced.get(ns)})
+    for ns in group:
+        staged = p.target.namespace_staged.get(ns, {})
+        for key in sorted(p.target.namespace_final.get(ns, {})):
+            value = staged.get(key)
+            step.rollback.append(f"kubectl annotate namespace {ns} {key}={value} --overwrite"
+                                 if value else f"kubectl annotate namespace {ns} {key}-")
+    return step
+
+
+def _delete(m: Manifest) -> str:
+    group = m.body["apiVersion"].split("/")[0] if "/" in m.body["apiVersion"] else ""
+    kind = f"{m.kind.lower()}.{group}" if group else m.kind.lower()
+    return f"kubectl delete {kind}/{m.name} -n {m.namespace} --ignore-not-found"
+
+
+def _ingress(p: PlanInput, number: int) -> Step:
+    step = Step(number, "ingress", "Replace the Istio ingress gateway", "ingress",
+                sorted(p.ingress_namespaces))
+    step.summary = (
+        "Linkerd has no ingress controller of its own. Install a Gateway API implementation, "
+        "inject its pods with `linkerd.io/inject: ingress`, recreate the listeners and routes "
+        "listed below as a Gateway and HTTPRoutes, move DNS to it, and only then retire the "
+        "Istio ingress gateway. Until this step the Istio gateway reaches the migrated "
+        "backends in plaintext.")
+    step.manual = [
+        "Install a Gateway API ingress controller and annotate its namespace with "
+        "linkerd.io/inject=ingress.",
+        "Recreate each Istio Gateway as a Gateway API Gateway and each bound VirtualService as an "
+        "HTTPRoute with that Gateway as parent (see the ingress losses below).",
+        "Move DNS / the load balancer to the new controller and watch its success rate.",
+    ]
+    refs = sorted(r for r in p.read.raw if r.kind == "Gateway" or (
+        r.kind == "VirtualService" and any(rt.ingress and not rt.mesh and rt.origin.ref == r
+                                           for rt in p.graph.of(Route))))
+    step.rollback_manifests = [strip_noise(p.read.raw[r].body) for r in refs]
+    step.commands = [f"{istio.delete_command(r)}  # once DNS points at the new controller"
+                     for r in refs]
+    step.verify = ["kubectl get gateways.gateway.networking.k8s.io -A  # Programmed=True",
+                   "linkerd viz stat deploy -n <ingress namespace>  # meshed, traffic flowing"]
+    step.rollback = [f"kubectl apply -k steps/{step.id}/rollback"] if refs else []
+    step.rollback.append("Point DNS back at the Istio ingress gateway.")
+    return step
+
+
+def _cleanup(p: PlanInput, number: int) -> Step:
+    step = Step(number, "cleanup", "Clean up: long-term routes, remove Istio", "cleanup", [])
+    for ns in sorted(p.target.routing_final):
+        step.manifests += p.target.routing_final[ns]
+    step.summary = (
+        "Istio is no longer in the data path. The coexistence-only policy.linkerd.io HTTPRoutes "
+        "are replaced by gateway.networking.k8s.io ones (Istio would have read those too while "
+        "it ran), the remaining Istio objects are deleted and Istio is uninstalled.")
+    if step.manifests:
+        step.commands.append(_apply(step.id))
+    for ns in sorted(p.target.remove_at_cleanup):
+        step.commands += [_delete(m) for m in p.target.remove_at_cleanup[ns]]
+    remaining = sorted(r for r in p.read.raw if r.kind in istio._GROUP)
+    step.commands += [istio.delete_command(r) for r in remaining]
+    step.commands += istio.uninstall_commands()
+    step.rollback_manifests = [strip_noise(p.read.raw[r].body) for r in remaining]
+    step.verify = ["linkerd check", "kubectl get httproutes.gateway.networking.k8s.io -A  "
+                   "# every route Accepted", "kubectl get crd | grep istio.io  # expect nothing"]
+    step.rollback = [istio.reinstall_note()]
+    if remaining:
+        step.rollback.append(f"kubectl apply -k steps/{step.id}/rollback")
+    return step
+
+
+def assign_losses(p: PlanInput, steps: list[Step]) -> None:
+    """Attach each loss to the step a reviewer meets it in."""
+    by_ns = {ns: s for s in steps if s.kind == "move" for ns in s.namespaces}
+    ingress = next((s for s in steps if s.kind == "ingress"), None)
+    first, last = steps[0], steps[-1]
+    for loss in p.losses:
+        if loss.feature.startswith("ingress.") and ingress is not None:
+            ingress.losses.append(loss)
+        elif loss.code == "DESTINATION_TLS_MESH":
+            first.losses.append(loss)
+        elif loss.namespace in by_ns:
+            by_ns[loss.namespace].losses.append(loss)
+        else:
+            last.losses.append(loss)
+
+
+def plaintext_hops(p: PlanInput, steps: list[Step]) -> None:
+    """Report each call that crosses the two meshes, and between which steps."""
+    move = {ns: s for s in steps if s.kind == "move" for ns in s.namespaces}
+    ingress = next((s for s in steps if s.kind == "ingress"), None)
+    for ns in sorted(p.ingress_namespaces):
+        if ingress is not None and ns in move:
+            p.losses.report(
+                "PLAN_PLAINTEXT_HOP", Severity.INFO, "plan", ObjectRef("Namespace", "", ns, "v1"),
+                "metadata.name",
+                f"the Istio ingress gateway reaches {ns} in plaintext from step "
+                f"{move[ns].number} to step {ingress.number}",
+                "Keep that window short; terminate client TLS at the gateway as before.")
+    for caller, callee in sorted(p.deps.edges):
+        a, b = move.get(caller), move.get(callee)
+        if a is None or b is None or a is b:
+            continue
+        if b.number < a.number:
+            p.losses.report(
+                "PLAN_PLAINTEXT_HOP", Severity.INFO, "plan", ObjectRef("Namespace", "", callee,
+                                                                       "v1"), "metadata.name",
+                f"calls from {caller} (still on Istio) to {callee} are plaintext with no peer "
+                f"identity from step {b.number} to step {a.number}",
+                "Keep that window short; the staged Servers log these calls as audit hits.")
+
+

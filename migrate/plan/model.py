@@ -1,0 +1,60 @@
+"""Plan records: plain data, so emitters only format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from migrate.dialects.base import Manifest
+from migrate.losses import Loss
+
+
+@dataclass
+class Step:
+    """One reviewable, appliable unit of the migration."""
+
+    number: int
+    slug: str
+    title: str
+    kind: str
+    """prerequisites, move, enforce, ingress or cleanup."""
+    namespaces: list[str]
+    summary: str = ""
+    manifests: list[Manifest] = field(default_factory=list)
+    apply_verb: str = "apply"
+    """How the manifests are applied: ``apply`` (server-side) or ``replace``."""
+    commands: list[str] = field(default_factory=list)
+    verify: list[str] = field(default_factory=list)
+    rollback: list[str] = field(default_factory=list)
+    rollback_manifests: list[dict[str, Any]] = field(default_factory=list)
+    """Source objects this step deletes or replaces, as they were (restored on rollback)."""
+    losses: list[Loss] = field(default_factory=list)
+    manual: list[str] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        """``NN-slug``: the folder name under steps/."""
+        return f"{self.number:02d}-{self.slug}"
+
+
+@dataclass
+class Plan:
+    """The whole migration: ordered steps, losses, and why the order is what it is."""
+
+    source: str
+    source_version: str
+    target: str
+    target_version: str
+    groups: list[list[str]]
+    """Namespace groups in migration order (a group moves in one step)."""
+    dependencies: list[tuple[str, str, list[str]]]
+    """(caller, callee, reasons) between namespaces."""
+    ingress_namespaces: list[str]
+    order_overridden: bool
+    override_cost: list[dict[str, Any]]
+    steps: list[Step]
+    losses: list[Loss]
+    outside: list[str]
+    """Namespaces in the input that are not migrated (no injection, no mesh objects)."""
+    input_problems: list[str]
+    skipped: dict[str, int]

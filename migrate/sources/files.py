@@ -1,0 +1,165 @@
+"""The file source: files, folders (recursive), ``-`` for stdin; multi-document YAML, JSON
+and ``kind: List`` dumps as ``kubectl get -o yaml`` prints them.
+
+Bad input never stops the run: each unusable document becomes an
+:class:`~migrate.errors.InputProblem` with its file and line, and every other document is
+still returned.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import IO, Any, Iterable
+
+from migrate.errors import InputProblem, SourceError
+from migrate.sources.model import RawObject, SourceResult
+from migrate.yamlio import DocumentError, load_documents, split_documents
+
+SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def expand_paths(paths: Iterable[str]) -> list[str]:
+    """Files named directly, plus every .yaml/.yml/.json below each folder, sorted.
+
+    Raises:
+        SourceError: a path does not exist.
+    """
+    found: list[str] = []
+    for raw in paths:
+        if raw == "-":
+            found.append("-")
+            continue
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(
+                str(p) for p in sorted(path.rglob("*"))
+                if p.is_file() and p.suffix.lower() in SUFFIXES
+            )
+        elif path.is_file():
+            found.append(str(path))
+        else:
+            raise SourceError(f"{raw}: no such file or directory")
+    return found
+
+
+def read_files(paths: Iterable[str], stdin: IO[bytes] | None = None) -> SourceResult:
+    """Read every document of every path into one :class:`SourceResult`."""
+    result = SourceResult()
+    for path in expand_paths(paths):
+        if path == "-":
+            stream = stdin if stdin is not None else sys.stdin.buffer
+            _read_bytes(stream.read(), "<stdin>", result)
+        else:
+            try:
+                data = Path(path).read_bytes()
+            except OSError as exc:
+                result.problems.append(InputProblem(path, None, None, f"cannot read: {exc.strerror}"))
+                continue
+            _read_bytes(data, path, result)
+    return result
+
+
+def _read_bytes(data: bytes, source: str, result: SourceResult) -> None:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        # Salvage the documents that are valid UTF-8; report the first bad byte's place.
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        result.problems.append(InputProblem(source, line, column,
+                                            "not UTF-8 text (byte 0x%02x)" % data[exc.start]))
+        text = data.decode("utf-8", errors="replace")
+        _read_chunks(text, source, result, reject_replacement=True)
+        return
+    if source.endswith(".json") or text.lstrip().startswith(("{", "[")):
+        try:
+            _add_document(json.loads(text), source, 1, result)
+            return
+        except ValueError:
+            pass  # not plain JSON after all (YAML flow style or JSON lines): parse as YAML
+    try:
+        for doc in load_documents(text):
+            _add_document(doc.data, source, doc.line, result)
+    except DocumentError:
+        _read_chunks(text, source, result, reject_replacement=False)
+
+
+def _read_chunks(text: str, source: str, result: SourceResult, reject_replacement: bool) -> None:
+    """Parse a stream one ``---`` chunk at a time so one bad document spares the others."""
+    # Documents already added from this source before the error would be added twice.
+    result.objects[:] = [o for o in result.objects if o.source != source]
+    for offset, chunk in split_documents(text):
+        if reject_replacement and "\ufffd" in chunk:
+            continue  # already reported as not UTF-8
+        try:
+            for doc in load_documents(chunk, line_offset=offset):
+                _add_document(doc.data, source, doc.line, result)
+        except DocumentError as exc:
+            result.problems.append(InputProblem(source, exc.line, exc.column, exc.message))
+
+
+def _add_document(data: Any, source: str, line: int, result: SourceResult) -> None:
+    if data is None:
+        return
+    if not isinstance(data, dict):
+        result.problems.append(InputProblem(
+            source, line, None, f"expected a Kubernetes object (a mapping), found {_type(data)}"))
+        return
+    if data.get("kind") == "List" or (
+        isinstance(data.get("items"), list) and str(data.get("kind", "")).endswith("List")
+    ):
+        items = data.get("items")
+        if not isinstance(items, list):
+            result.problems.append(InputProblem(source, line, None, "kind: List without an items list"))
+            return
+        for index, item in enumerate(items):
+            _add_object(item, source, line, result, f"items[{index}]")
+        return
+    _add_object(data, source, line, result, None)
+
+
+def _add_object(data: Any, source: str, line: int, result: SourceResult, item: str | None) -> None:
+    where = f" ({item})" if item else ""
+    if not isinstance(data, dict):
+        result.problems.append(InputProblem(source, line, None,
+                                            f"expected a Kubernetes object{where}, found {_type(data)}"))
+        return
+    api, kind = data.get("apiVersion"), data.get("kind")
+    if not isinstance(api, str) or not api or not isinstance(kind, str) or not kind:
+        result.problems.append(InputProblem(
+            source, line, None, f"object{where} has no apiVersion or kind (both must be strings)"))
+        return
+    meta = data.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    if not isinstance(name, str) or not name:
+        shown = "missing" if name is None else f"{_type(name)} {name!r}"
+        result.problems.append(InputProblem(
+            source, line, None, f"{kind}{where}: metadata.name must be a non-empty string ({shown})"))
+        return
+    namespace = meta.get("namespace")
+    if namespace is not None and not isinstance(namespace, str):
+        result.problems.append(InputProblem(
+            source, line, None, f"{kind} {name}{where}: metadata.namespace must be a string"))
+        return
+    if kind == "Secret":
+        # Never keep a Secret's data in memory longer than needed, never echo it.
+        result.skipped[f"{api}/{kind}"] = result.skipped.get(f"{api}/{kind}", 0) + 1
+        return
+    result.objects.append(RawObject(data, source, line))
+
+
+def _type(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", int: "a number",
+            float: "a number", bool: "a boolean"}.get(type(value), type(value).__name__)
+
+
+def relative(path: str) -> str:
+    """A path as shown to users: relative to the working directory when below it."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if rel.startswith("..") else rel

@@ -1,0 +1,33 @@
+"""Helpers to run the pipeline on inline YAML."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import yaml
+
+from migrate.pipeline import PlanOptions, PlanResult, plan_migration
+
+
+def plan_yaml(text: str, **options: Any) -> PlanResult:
+    """Plan from a YAML string given on stdin."""
+    opts = PlanOptions(source="istio", target="linkerd", paths=["-"],
+                       stdin=io.BytesIO(text.encode()), **options)
+    return plan_migration(opts)
+
+
+def manifests(result: PlanResult, kind: str | None = None) -> list[dict[str, Any]]:
+    """Every manifest of every step (optionally of one kind), in plan order."""
+    return [m.body for s in result.plan.steps for m in s.manifests
+            if kind is None or m.kind == kind]
+
+
+def codes(result: PlanResult) -> list[str]:
+    """Loss codes, sorted as the plan lists them."""
+    return [loss.code for loss in result.losses]
+
+
+def docs(text: str) -> list[dict[str, Any]]:
+    """Parse multi-document YAML."""
+    return [d for d in yaml.safe_load_all(text) if d]

@@ -1,0 +1,83 @@
+"""The file source: formats, bad input, and that one bad document spares the others."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from migrate.sources.files import read_files
+from migrate.yamlio import dump_documents, load_documents
+
+SVC = "apiVersion: v1\nkind: Service\nmetadata: {name: %s, namespace: shop}\nspec: {ports: [{port: 80}]}\n"
+
+
+def read_text(text: str | bytes):
+    data = text if isinstance(text, bytes) else text.encode()
+    return read_files(["-"], io.BytesIO(data))
+
+
+def test_multi_document_and_lines():
+    result = read_text(SVC % "a" + "---\n" + SVC % "b")
+    assert [o.ref.name for o in result.objects] == ["a", "b"]
+    assert [o.line for o in result.objects] == [1, 6]
+    assert result.problems == []
+
+
+def test_kind_list_is_flattened():
+    dump = {"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a", "namespace": "x"}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "b", "namespace": "y"}}]}
+    result = read_text(json.dumps(dump))
+    assert sorted(str(o.ref) for o in result.objects) == ["Service/x/a", "Service/y/b"]
+
+
+def test_malformed_document_reported_with_line_and_others_kept():
+    text = SVC % "a" + "---\nkind: [unclosed\n---\n" + SVC % "c"
+    result = read_text(text)
+    assert [o.ref.name for o in result.objects] == ["a", "c"]
+    assert len(result.problems) == 1
+    problem = result.problems[0]
+    assert problem.source == "<stdin>" and problem.line is not None and problem.line >= 6
+    assert "malformed YAML" in problem.message
+
+
+def test_non_utf8_bytes_reported_and_other_documents_kept():
+    text = (SVC % "a").encode() + b"---\nkind: \xff\xfe\n---\n" + (SVC % "c").encode()
+    result = read_text(text)
+    assert [o.ref.name for o in result.objects] == ["a", "c"]
+    assert any("UTF-8" in p.message and p.line == 6 for p in result.problems)
+
+
+def test_wrong_shapes_are_problems_not_crashes():
+    text = "- just\n- a list\n---\napiVersion: v1\nkind: Service\nmetadata: {name: 42}\n"
+    result = read_text(text)
+    assert result.objects == []
+    messages = " | ".join(p.message for p in result.problems)
+    assert "found a list" in messages and "metadata.name must be a non-empty string" in messages
+
+
+def test_secrets_are_counted_never_kept():
+    text = "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {password: c2VjcmV0}\n"
+    result = read_text(text)
+    assert result.objects == [] and result.skipped == {"v1/Secret": 1}
+
+
+def test_dump_quotes_what_other_parsers_misread():
+    out = dump_documents([{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"},
+                           "data": {"a": "on", "b": "1e3", "c": "2024-01-01", "d": "plain",
+                                    "e": "y", "f": "0o17"}}])
+    assert 'a: "on"' in out and 'b: "1e3"' in out and 'c: "2024-01-01"' in out
+    assert "d: plain" in out and 'e: "y"' in out and 'f: "0o17"' in out
+    assert out.startswith("apiVersion: v1\nkind: ConfigMap\nmetadata:")
+
+
+def test_dump_never_writes_anchors():
+    shared = {"type": "Exact", "value": "/x"}
+    out = dump_documents([{"apiVersion": "v1", "kind": "X", "metadata": {"name": "x"},
+                           "spec": {"a": shared, "b": shared}}])
+    assert "&" not in out and "*" not in out
+
+
+def test_loader_reports_document_start_lines():
+    docs = list(load_documents("a: 1\n---\n\n# comment\nb: 2\n"))
+    assert [d.line for d in docs] == [1, 5]
