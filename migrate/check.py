@@ -17,7 +17,8 @@ def check_capabilities(graph: MeshGraph, target: CapabilityTable, version: str,
     for use in sorted(graph.features, key=lambda u: (u.origin, u.feature, u.detail)):
         feature = catalogue[use.feature]
         cap = target.get(use.feature)
-        detail = f" ({use.detail})" if use.detail else ""
+        text = " ".join(use.detail.split())
+        detail = f" ({text[:160]}{'...' if len(text) > 160 else ''})" if text else ""
         if cap.status == "supported":
             if not target.supports(use.feature, version):
                 losses.report(

@@ -13,6 +13,7 @@ from migrate.dialects.fields import Fields
 from migrate.errors import InputProblem
 from migrate.ir.graph import MeshGraph
 from migrate.losses import LossLog, ObjectRef, Severity
+from migrate.sources.files import relative
 from migrate.sources.model import RawObject, SourceResult
 
 KindHandler = Callable[[Any, Fields, MeshGraph], None]
@@ -137,12 +138,13 @@ class Reader:
             distinct = {canon[id(c)] for c in copies}
             unique.append(winner)
             if len(distinct) > 1:
-                files = sorted({c.source for c in copies})
+                files = sorted({relative(c.source) for c in copies})
                 ref = winner.ref
                 self.losses.report(
                     "INPUT_DUPLICATE", Severity.MANUAL, "input", ref, "metadata.name",
                     f"{ref.kind} {ref.namespace}/{ref.name} is defined {len(copies)} times with "
-                    f"different content (in {', '.join(files)}); planned from {winner.source}",
+                    f"different content (in {', '.join(files)}); planned from "
+                    f"{relative(winner.source)}",
                     "Keep one definition per object (a cluster holds only one) and re-run.")
         return unique
 

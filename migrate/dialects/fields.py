@@ -155,6 +155,10 @@ class Fields:
         self.accounted.add(path)
         self.uses.append(FeatureUse(feature, self.origin(path), detail))
 
+    def note(self, feature: str, path: str, detail: str = "") -> None:
+        """Record a feature use that covers no field by itself (the fields are read apart)."""
+        self.uses.append(FeatureUse(feature, self.origin(path), detail))
+
     def invalid(self, path: str, problem: str) -> None:
         """Report a field of the wrong type or value; the field is then ignored."""
         self.accounted.add(path)

@@ -31,6 +31,8 @@ def read_destination_rule(reader: IstioReader, f: Fields, graph: MeshGraph) -> N
                               labels(f.mapping(join(path, "labels"), whole=True)), path))
     if key is None and subsets:
         f.use("destination.external", "spec.subsets", host)
+    elif subsets:
+        f.note("destination.subsets", "spec.subsets")
     tls_mode, outlier = _traffic_policy(f, "spec.trafficPolicy")
     for i, _ in enumerate(f.list("spec.trafficPolicy.portLevelSettings")):
         f.use("destination.port_level", f"spec.trafficPolicy.portLevelSettings[{i}]")

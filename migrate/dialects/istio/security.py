@@ -42,7 +42,9 @@ def read_peer_authentication(reader: IstioReader, f: Fields, graph: MeshGraph) -
         else:
             f.invalid(path, "portLevelMtls keys must be port numbers")
     if mesh_wide:
-        f.use("mtls.mesh_wide", "spec.mtls", mode)
+        f.note("mtls.mesh_wide", "spec.mtls", mode)
+    if mode == "STRICT":
+        f.note("mtls.strict", "spec.mtls.mode")
     graph.add(MTLSPolicy(f.ref.namespace, f.ref.name, selector, mode, tuple(ports), mesh_wide,
                          f.origin("spec")))
 
@@ -66,6 +68,7 @@ def read_authorization_policy(reader: IstioReader, f: Fields, graph: MeshGraph) 
         f.get("spec.rules", whole=True)
         f.get("spec.provider", whole=True)
         return
+    f.note("authz.allow", "spec")
     rules = []
     raw_rules = f.list("spec.rules")
     if f.peek("spec.rules") is not None:

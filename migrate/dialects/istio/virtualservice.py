@@ -64,18 +64,18 @@ def read_virtual_service(reader: IstioReader, f: Fields, graph: MeshGraph) -> No
         del f.uses[before:]
     if http_rules:
         if mesh and not any(r.retry for r in http_rules):
-            f.use("route.retry.default", "spec.http")
+            f.note("route.retry.default", "spec.http")
         graph.add(Route(ns, f.ref.name, "http", tuple(hosts), http_rules,
                         ingress=bool(ingress_gateways), mesh=mesh, gateways=gateways,
                         origin=f.origin("spec.http")))
     tcp_rules = tuple(_tcp_rule(reader, f, i) for i in range(len(f.list("spec.tcp"))))
     if tcp_rules:
         if mesh:
-            f.use("route.tcp", "spec.tcp")
+            f.note("route.tcp", "spec.tcp")
         graph.add(Route(ns, f.ref.name, "tcp", tuple(hosts), tcp_rules,
                         ingress=bool(ingress_gateways), mesh=mesh, gateways=gateways,
                         origin=f.origin("spec.tcp")))
-    if f.list("spec.tls"):
+    if f.peek("spec.tls"):
         f.use("route.tls", "spec.tls")
 
 
@@ -91,6 +91,12 @@ def _http_rule(reader: IstioReader, f: Fields, i: int, mesh: bool) -> Rule:
                     for j in range(len(f.list(join(path, "match")))))
     backends = tuple(_destination(reader, f, f"{path}.route[{j}]", mesh)
                      for j in range(len(f.list(join(path, "route")))))
+    if mesh:
+        for key, feature in (("timeout", "route.timeout"), ("retries", "route.retry"),
+                             ("headers", "route.header_ops"), ("redirect", "route.redirect")):
+            if f.peek(join(path, key)) is not None:
+                f.note(feature, join(path, key))
+        f.note("route.http", path)
     return Rule(
         index=i,
         name=f.string(join(path, "name")),

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from migrate.dialects.base import Manifest, TargetConfig
 from migrate.dialects.gatewayapi.precedence import analyse, overlaps, rank
@@ -51,6 +51,8 @@ class RouteContext:
     losses: LossLog
     names: NameRegistry
     out: TargetConfig
+    supports: Callable[[str], bool] = lambda feature: True
+    """Whether the chosen target version has a feature (mappings/linkerd.yaml)."""
     subset_services: dict[tuple[ServiceKey, str], str] = field(default_factory=dict)
     """(service, subset) -> generated Service name."""
     policies: dict[ServiceKey, DestinationPolicy] = field(default_factory=dict)
@@ -424,7 +426,7 @@ def failure_accrual_annotations(dp: DestinationPolicy) -> dict[str, str]:
 def _policy_annotations(ctx: RouteContext, ref: ObjectRef, rule: Rule) -> tuple[str, ...]:
     """Linkerd route annotations for a rule's timeout and retry, as sorted key=value pairs."""
     out: dict[str, str] = {}
-    if rule.timeout:
+    if rule.timeout and ctx.supports("route.timeout"):
         value = gateway_duration(rule.timeout)
         if value is None:
             ctx.losses.report("ROUTE_DURATION", Severity.DROPPED, "route.timeout", ref,
@@ -433,7 +435,7 @@ def _policy_annotations(ctx: RouteContext, ref: ObjectRef, rule: Rule) -> tuple[
         else:
             out["timeout.linkerd.io/request"] = value
     r = rule.retry
-    if r and r.attempts > 0:
+    if r and r.attempts > 0 and ctx.supports("route.retry"):
         conditions = []
         lost = []
         for c in r.retry_on or ("connect-failure", "refused-stream", "unavailable", "cancelled"):

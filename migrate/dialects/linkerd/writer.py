@@ -34,7 +34,8 @@ class LinkerdWriter:
         out = TargetConfig(self.MESH)
         names = NameRegistry()
         if self.table.supports("route.http", self.version):
-            write_routes(RouteContext(graph, self.losses, names, out))
+            write_routes(RouteContext(graph, self.losses, names, out,
+                                      lambda f: self.table.supports(f, self.version)))
         if self.table.supports("destination.outlier_detection", self.version):
             self._failure_accrual(graph, out)
         if self.table.supports("authz.allow", self.version):

@@ -1,0 +1,139 @@
+"""mTLS and authorization: Istio -> Linkerd Servers, policies and authentications."""
+
+from __future__ import annotations
+
+from tests.helpers import codes, manifests, plan_yaml
+
+APP = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: pay, labels: {istio-injection: enabled}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: pay}
+spec:
+  selector: {app: api}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: pay}
+spec:
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      serviceAccountName: api
+      containers:
+      - name: app
+        image: x
+        ports: [{containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /ready, port: 8080}}
+"""
+
+
+def policy(spec: str, kind="AuthorizationPolicy", name="allow") -> str:
+    return APP + f"""---
+apiVersion: security.istio.io/v1
+kind: {kind}
+metadata: {{name: {name}, namespace: pay}}
+spec:
+{spec}
+"""
+
+
+def by_kind(result, kind, phase=None):
+    steps = [s for s in result.plan.steps if phase is None or s.kind == phase]
+    return [m.body for s in steps for m in s.manifests if m.kind == kind]
+
+
+def test_strict_namespace_stages_audit_then_enforces_all_authenticated():
+    result = plan_yaml(policy("  mtls: {mode: STRICT}", kind="PeerAuthentication",
+                              name="default"))
+    [staged] = by_kind(result, "Server", "move")
+    [enforced] = by_kind(result, "Server", "enforce")
+    assert staged["spec"]["accessPolicy"] == "audit"
+    assert enforced["spec"]["accessPolicy"] == "all-authenticated"
+    assert staged["spec"]["port"] == 8080 and staged["spec"]["proxyProtocol"] == "HTTP/1"
+    enforce = next(s for s in result.plan.steps if s.kind == "enforce")
+    assert any("config.linkerd.io/default-inbound-policy=all-authenticated" in c
+               for c in enforce.commands)
+
+
+def test_allow_by_principal_namespace_and_ip():
+    result = plan_yaml(policy("""  selector: {matchLabels: {app: api}}
+  rules:
+  - from:
+    - source: {principals: ["cluster.local/ns/web/sa/frontend"]}
+    - source: {namespaces: [ops], ipBlocks: [10.1.0.0/16]}
+"""))
+    mtls = {m["metadata"]["name"]: m["spec"] for m in by_kind(result, "MeshTLSAuthentication")}
+    assert mtls == {
+        "allow-r0s0": {"identityRefs": [{"kind": "ServiceAccount", "name": "frontend",
+                                         "namespace": "web"}]},
+        "allow-r0s1": {"identityRefs": [{"kind": "Namespace", "name": "ops"}]}}
+    [net] = by_kind(result, "NetworkAuthentication")
+    assert net["spec"] == {"networks": [{"cidr": "10.1.0.0/16"}]}
+    policies = by_kind(result, "AuthorizationPolicy")
+    assert sorted(len(p["spec"]["requiredAuthenticationRefs"]) for p in policies) == [1, 2]
+    assert {p["spec"]["targetRef"]["kind"] for p in policies} == {"Server"}
+    [enforced] = by_kind(result, "Server", "enforce")
+    assert enforced["spec"]["accessPolicy"] == "deny"
+
+
+def test_path_rules_get_inbound_routes_probe_route_and_staging_catch_all():
+    result = plan_yaml(policy("""  selector: {matchLabels: {app: api}}
+  rules:
+  - from: [{source: {principals: ["cluster.local/ns/web/sa/frontend"]}}]
+    to: [{operation: {methods: [GET], paths: ["/api/*", /status]}}]
+"""))
+    inbound = {m["metadata"]["name"]: m for m in by_kind(result, "HTTPRoute")
+               if m["spec"]["parentRefs"][0]["kind"] == "Server"}
+    assert set(inbound) == {"api-8080-r1", "api-8080-probes", "api-8080-all"}
+    assert inbound["api-8080-r1"]["spec"]["rules"][0]["matches"] == [
+        {"method": "GET", "path": {"type": "Exact", "value": "/status"}},
+        {"method": "GET", "path": {"type": "RegularExpression", "value": "/api/.*"}}]
+    assert inbound["api-8080-probes"]["spec"]["rules"][0]["matches"] == [
+        {"method": "GET", "path": {"type": "Exact", "value": "/ready"}}]
+    # The catch-all only serves the staging window: no rule authorizes the whole Server.
+    enforce = next(s for s in result.plan.steps if s.kind == "enforce")
+    assert any("httproute.policy.linkerd.io/api-8080-all" in c for c in enforce.commands)
+    assert "AUTHZ_PROBE_ROUTE" in codes(result)
+
+
+def test_deny_and_conditions_are_losses_and_fail_closed():
+    result = plan_yaml(policy("""  selector: {matchLabels: {app: api}}
+  rules:
+  - from: [{source: {notNamespaces: [evil]}}]
+  - from: [{source: {principals: ["cluster.local/ns/web/sa/frontend"]}}]
+    when: [{key: "request.auth.claims[iss]", values: ["https://idp"]}]
+""") + """---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: block, namespace: pay}
+spec:
+  action: DENY
+  rules: [{to: [{operation: {paths: [/admin]}}]}]
+""")
+    found = {(x.code, x.severity.value) for x in result.losses}
+    assert {("AUTHZ_DENY", "dropped"), ("AUTHZ_SOURCE_NEGATED", "manual"),
+            ("AUTHZ_CONDITION", "manual")} <= found
+    # Neither inexpressible rule is converted into a wider grant.
+    assert by_kind(result, "AuthorizationPolicy") == []
+    [enforced] = by_kind(result, "Server", "enforce")
+    assert enforced["spec"]["accessPolicy"] == "deny"
+
+
+def test_wildcard_principals():
+    result = plan_yaml(policy("""  selector: {matchLabels: {app: api}}
+  rules:
+  - from: [{source: {principals: ["*"]}}]
+  - from: [{source: {principals: ["cluster.local/ns/ops/sa/*", "other.td/ns/x/sa/y"]}}]
+  - from: [{source: {principals: ["spiffe-ish*"]}}]
+"""))
+    mtls = [m["spec"] for m in by_kind(result, "MeshTLSAuthentication")]
+    assert {"identities": ["*"]} in mtls
+    assert {"identities": ["*.ops.serviceaccount.identity.linkerd.cluster.local",
+                           "y.x.serviceaccount.identity.linkerd.other.td"]} in mtls
+    assert [x.severity.value for x in result.losses if x.code == "AUTHZ_PRINCIPAL"] == [
+        "degraded", "manual"]
