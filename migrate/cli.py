@@ -7,6 +7,7 @@ used; the rest was planned) or an I/O error; 2 usage error; 3 a loss at or above
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -142,4 +143,10 @@ def _run(action) -> ExitStatus:  # type: ignore[no-untyped-def]
         return exc.exit_status
     except OSError as exc:
         click.echo(f"meshmigrate: error: {exc.filename or ''}: {exc.strerror}", err=True)
+        return ExitStatus.ERROR
+    except Exception as exc:  # a bug in meshmigrate, not in the input
+        if os.environ.get("MESHMIGRATE_TRACEBACK"):
+            raise
+        click.echo(f"meshmigrate: internal error: {type(exc).__name__}: {exc} (a bug; please "
+                   "report it with MESHMIGRATE_TRACEBACK=1 output)", err=True)
         return ExitStatus.ERROR

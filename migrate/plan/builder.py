@@ -52,7 +52,7 @@ def build_steps(p: PlanInput) -> list[Step]:
     for i, group in enumerate(p.groups):
         callers = {position[a] for b in group for a in p.deps.predecessors(b)
                    if a in position and position[a] != i}
-        last = max(callers, default=i)
+        last = max(callers | {i})  # never before the group's own move
         if any(ns in p.ingress_namespaces for ns in group):
             last = max(last, len(p.groups))  # the ingress moves after every group
         last_caller[i] = last

@@ -73,8 +73,21 @@ _NOISE_META = ("uid", "resourceVersion", "generation", "creationTimestamp", "man
 _NOISE_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
 
 
+def _sorted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
+
+
 def strip_noise(body: dict[str, Any]) -> dict[str, Any]:
-    """A copy of an object without status and server-set metadata (safe to re-apply)."""
+    """A copy of an object without status and server-set metadata (safe to re-apply).
+
+    Keys are sorted: YAML mappings are unordered, so the same object written with its keys
+    in another order must give the same bytes.
+    """
+    body = _sorted(body)
     out = {k: v for k, v in body.items() if k != "status"}
     meta = {k: v for k, v in (body.get("metadata") or {}).items() if k not in _NOISE_META}
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items()

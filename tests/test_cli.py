@@ -1,0 +1,147 @@
+"""The command line: exit codes, stdout/stderr split, bad input, determinism."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from migrate.cli import main
+from tests.conftest import SAMPLES
+
+SHOP = str(SAMPLES / "istio" / "shop")
+BOOKINFO = str(SAMPLES / "istio" / "bookinfo")
+
+
+def run(*args: str, input: bytes | None = None):
+    return CliRunner().invoke(main, list(args), input=input)
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def test_plan_writes_runbook_plan_json_and_kustomize_steps(tmp_path: Path):
+    result = run("plan", "--from", "istio", "--to", "linkerd", "-f", SHOP, "-o", str(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""  # manifests never mix with the report
+    assert "namespace orders:" in result.stderr and "AUTHZ_DENY" in result.stderr
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["source"] == {"mesh": "istio"} and plan["target"]["mesh"] == "linkerd"
+    for step in plan["steps"]:
+        assert set(step) >= {"id", "title", "namespaces", "manifests", "commands", "verify",
+                             "rollback"}
+        folder = tmp_path / "steps" / step["id"]
+        kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+        assert sorted(f"steps/{step['id']}/{r}" for r in kustomization["resources"]) == \
+            sorted(step["manifests"])
+        for rel in step["manifests"]:
+            body = yaml.safe_load((tmp_path / rel).read_text())
+            assert body["metadata"]["annotations"]["meshmigrate.io/source"]
+    for loss in plan["losses"]:
+        assert set(loss) == {"code", "severity", "feature", "object", "path", "message", "action"}
+        assert set(loss["object"]) == {"apiVersion", "kind", "namespace", "name"}
+    runbook = (tmp_path / "RUNBOOK.md").read_text()
+    assert "```mermaid" in runbook and "- [ ] `kubectl" in runbook and "**Rollback**" in runbook
+
+
+def test_fail_on_sets_exit_code_3(tmp_path: Path):
+    result = run("plan", "--from", "istio", "--to", "linkerd", "-f", SHOP, "-o", str(tmp_path),
+                 "--fail-on", "manual")
+    assert result.exit_code == 3
+    clean = tmp_path / "clean.yaml"
+    clean.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: x}\n"
+                     "spec: {ports: [{port: 80}]}\n")
+    result = run("plan", "--from", "istio", "--to", "linkerd", "-f", str(clean), "-o",
+                 str(tmp_path / "o2"), "--fail-on", "degraded")
+    assert result.exit_code == 0, result.stderr
+
+
+def test_usage_errors_exit_2_without_traceback(tmp_path: Path):
+    no_input = run("plan", "--from", "istio", "--to", "linkerd", "-o", str(tmp_path))
+    assert no_input.exit_code == 2 and "no input" in no_input.stderr
+    typo = run("plan", "--from", "istoi", "--to", "linkerd", "-f", SHOP, "-o", str(tmp_path))
+    assert typo.exit_code == 2 and "Did you mean istio?" in typo.stderr
+    bad_version = run("plan", "--from", "istio", "--to", "linkerd", "-f", SHOP, "-o",
+                      str(tmp_path), "--target-version", "3.1")
+    assert bad_version.exit_code == 2 and "2.20" in bad_version.stderr
+    missing = run("plan", "--from", "istio", "--to", "linkerd", "-f", "nope.yaml", "-o",
+                  str(tmp_path))
+    assert missing.exit_code == 1 and "no such file" in missing.stderr
+    for r in (no_input, typo, bad_version, missing):
+        assert "Traceback" not in r.stderr
+
+
+def test_bad_input_is_reported_and_the_rest_is_planned(tmp_path: Path):
+    good = (SAMPLES / "istio" / "bookinfo" / "networking.yaml").read_text()
+    bad = tmp_path / "in.yaml"
+    bad.write_text(good + "---\nkind: [broken\n---\napiVersion: networking.istio.io/v9\n"
+                   "kind: VirtualService\nmetadata: {name: x, namespace: bookinfo}\n"
+                   "spec: {hosts: [x]}\n")
+    out = tmp_path / "out"
+    result = run("plan", "--from", "istio", "--to", "linkerd", "-f", str(bad), "-f", BOOKINFO,
+                 "-o", str(out))
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert any("malformed YAML" in e and f"{bad.name}:" in e for e in errors)
+    assert any("unknown apiVersion networking.istio.io/v9" in e for e in errors)
+    plan = json.loads((out / "plan.json").read_text())
+    assert any("reviews" in m for s in plan["steps"] for m in s["manifests"])
+    assert "Traceback" not in result.stderr
+
+
+def test_order_override_reports_its_cost(tmp_path: Path):
+    result = run("plan", "--from", "istio", "--to", "linkerd", "-f", SHOP, "-o", str(tmp_path),
+                 "--order", "frontend")
+    assert result.exit_code == 0, result.stderr
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["order"]["overridden"] is True
+    assert plan["order"]["groups"][0] == ["frontend"]
+    exposed = {(h["caller"], h["callee"]) for h in plan["order"]["override_cost"]}
+    assert exposed == {("frontend", "orders"), ("frontend", "catalog")}
+    assert {x["code"] for x in plan["losses"]} >= {"PLAN_ORDER_OVERRIDE"}
+
+
+def test_output_folder_with_foreign_content_is_refused(tmp_path: Path):
+    (tmp_path / "notes.txt").write_text("mine")
+    result = run("plan", "--from", "istio", "--to", "linkerd", "-f", SHOP, "-o", str(tmp_path))
+    assert result.exit_code == 1 and "not empty" in result.stderr
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_same_input_in_any_document_order_gives_identical_files(tmp_path: Path):
+    documents = []
+    for path in sorted(Path(BOOKINFO).glob("*.yaml")) + [Path(SHOP) / "dump.yaml"]:
+        for doc in yaml.safe_load_all(path.read_text()):
+            documents.extend(doc["items"] if doc.get("kind") == "List" else [doc])
+    outputs = []
+    for seed in (1, 2, 3):
+        random.Random(seed).shuffle(documents)
+        src = tmp_path / "input.yaml"
+        src.write_text(yaml.safe_dump_all(documents, sort_keys=bool(seed % 2)))
+        out = tmp_path / f"out{seed}"
+        result = run("plan", "--from", "istio", "--to", "linkerd", "-f", str(src), "-o", str(out))
+        assert result.exit_code == 0, result.stderr
+        outputs.append(tree(out))
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert len(outputs[0]) > 30
+
+
+def test_stdin_and_kind_list(tmp_path: Path):
+    data = (Path(SHOP) / "dump.yaml").read_bytes()
+    result = run("plan", "--from", "istio", "--to", "linkerd", "-f", "-", "-o", str(tmp_path),
+                 input=data)
+    assert result.exit_code == 0, result.stderr
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["order"]["groups"] == [["shared-db"], ["catalog"], ["orders", "payments"],
+                                       ["frontend"]]
+
+
+def test_meshes_lists_pairs():
+    result = run("meshes")
+    assert result.exit_code == 0
+    assert "istio" in result.stdout and "linkerd" in result.stdout and "2.20" in result.stdout
