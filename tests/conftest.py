@@ -31,3 +31,15 @@ def shared_sets(mesh: str) -> list[str]:
     if found is None:
         return []
     return sorted(p.name for p in (found / "corpus" / mesh).iterdir() if p.is_dir())
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--update-golden`` rewrites tests/golden/*/expected (review the diff before committing)."""
+    parser.addoption("--update-golden", action="store_true", default=False,
+                     help="rewrite golden expectations from the current output")
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    """Whether this run rewrites golden files."""
+    return bool(request.config.getoption("--update-golden"))

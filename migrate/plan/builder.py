@@ -186,10 +186,6 @@ def _enforce(p: PlanInput, group: list[str], number: int, moved: dict[str, str])
     for ns in group:
         step.manifests += p.target.policy_enforced.get(ns, [])
     step.rollback_manifests = [strip_noise(p.read.raw[r].body) for r in routing_refs]
-    step.summary = (
-        "Every caller of these namespaces now runs on Linkerd, so their policy starts refusing "
-        "requests (Servers leave `audit`), the STRICT default applies to new pods, and the Istio "
-        "routing for their Services (applied by Istio callers, of which none is left) is retired.")
     if step.manifests:
         step.commands.append(_apply(step.id))
     for ns in group:
@@ -206,6 +202,18 @@ def _enforce(p: PlanInput, group: list[str], number: int, moved: dict[str, str])
     step.commands += [istio.delete_command(r) for r in routing_refs]
     if not step.commands:
         return None  # nothing to enforce and no Istio routing to retire
+    enforcing = bool(step.manifests) or any(p.target.namespace_final.get(ns) for ns in group)
+    said = ["Every caller of these namespaces now runs on Linkerd."]
+    if enforcing:
+        said.append("Their policy starts refusing requests (Servers leave `audit`) and the "
+                    "STRICT default applies to restarted pods.")
+    if routing_refs:
+        said.append("The Istio routing for their Services is retired: Istio applies it in the "
+                    "caller's sidecar, and no Istio caller is left.")
+    step.summary = " ".join(said)
+    if not enforcing:
+        step.slug = _slug("retire", group)
+        step.title = f"Retire Istio routing for {', '.join(group)}"
     step.rollback = [f"kubectl apply -k steps/{step.id}/rollback"] if routing_refs else []
     step.rollback += sorted({f"{_apply(moved[ns])}  # Servers back to audit" for ns in group
                              if p.target.policy_enforced.get(ns)})
