@@ -41,7 +41,8 @@ class PlanInput:
     deps: nx.DiGraph
     ingress_namespaces: set[str]
     root_namespace: str
-    steps: list[Step] = field(default_factory=list)
+    deleted: set[ObjectRef] = field(default_factory=set)
+    """Source objects an earlier step already deletes."""
 
 
 def build_steps(p: PlanInput) -> list[Step]:
@@ -118,7 +119,8 @@ def _workloads(p: PlanInput, ns: str) -> list[Workload]:
 
 
 def _source_objects(p: PlanInput, namespaces: set[str], kinds: frozenset[str]) -> list[ObjectRef]:
-    return sorted(r for r in p.read.raw if r.namespace in namespaces and r.kind in kinds)
+    return sorted(r for r in p.read.raw
+                  if r.namespace in namespaces and r.kind in kinds and istio.is_istio(r))
 
 
 def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int]) -> Step:
@@ -166,6 +168,7 @@ def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int])
             step.manual.append(f"The input has no Namespace object for {ns}: its injection state "
                                "is assumed to be Istio sidecars; check before switching.")
     step.commands += [f"{istio.delete_command(r)}  # after verification" for r in inbound]
+    p.deleted.update(inbound)
     if inbound:
         rollback.append(f"kubectl apply -k steps/{step.id}/rollback")
     if step.manifests:
@@ -182,7 +185,7 @@ def _enforce(p: PlanInput, group: list[str], number: int, moved: dict[str, str])
                            if r.mesh and r.hosts and {h.namespace for h in r.hosts} <= members}
                           | {d.origin.ref for d in p.graph.of(DestinationPolicy)
                              if d.service and d.service.namespace in members})
-    routing_refs = [r for r in routing_refs if r in p.read.raw]
+    routing_refs = [r for r in routing_refs if r in p.read.raw and r not in p.deleted]
     for ns in group:
         step.manifests += p.target.policy_enforced.get(ns, [])
     step.rollback_manifests = [strip_noise(p.read.raw[r].body) for r in routing_refs]
@@ -200,6 +203,7 @@ def _enforce(p: PlanInput, group: list[str], number: int, moved: dict[str, str])
                                          f"-n {ns}  # applies the default inbound policy")
         step.verify += linkerd.verify_enforced(ns)
     step.commands += [istio.delete_command(r) for r in routing_refs]
+    p.deleted.update(routing_refs)
     if not step.commands:
         return None  # nothing to enforce and no Istio routing to retire
     enforcing = bool(step.manifests) or any(p.target.namespace_final.get(ns) for ns in group)
@@ -248,9 +252,14 @@ def _ingress(p: PlanInput, number: int) -> Step:
         "HTTPRoute with that Gateway as parent (see the ingress losses below).",
         "Move DNS / the load balancer to the new controller and watch its success rate.",
     ]
-    refs = sorted(r for r in p.read.raw if r.kind == "Gateway" or (
-        r.kind == "VirtualService" and any(rt.ingress and not rt.mesh and rt.origin.ref == r
-                                           for rt in p.graph.of(Route))))
+    refs = sorted(r for r in p.read.raw if istio.is_istio(r) and r not in p.deleted and (
+        r.kind == "Gateway" or (r.kind == "VirtualService" and any(
+            rt.ingress and not rt.mesh and rt.origin.ref == r for rt in p.graph.of(Route)))))
+    p.deleted.update(refs)
+    if any(r.kind == "Gateway" and not istio.is_istio(r) for r in p.read.raw):
+        step.manual.append("Gateway API Gateways served by Istio's controller (gatewayClassName "
+                           "istio) stop working when Istio is removed: move them to the new "
+                           "controller's class.")
     step.rollback_manifests = [strip_noise(p.read.raw[r].body) for r in refs]
     step.commands = [f"{istio.delete_command(r)}  # once DNS points at the new controller"
                      for r in refs]
@@ -273,7 +282,7 @@ def _cleanup(p: PlanInput, number: int) -> Step:
         step.commands.append(_apply(step.id))
     for ns in sorted(p.target.remove_at_cleanup):
         step.commands += [_delete(m) for m in p.target.remove_at_cleanup[ns]]
-    remaining = sorted(r for r in p.read.raw if r.kind in istio._GROUP)
+    remaining = sorted(r for r in p.read.raw if istio.is_istio(r) and r not in p.deleted)
     step.commands += [istio.delete_command(r) for r in remaining]
     step.commands += istio.uninstall_commands()
     step.rollback_manifests = [strip_noise(p.read.raw[r].body) for r in remaining]

@@ -35,6 +35,11 @@ _GROUP = {"VirtualService": "networking.istio.io", "DestinationRule": "networkin
           "WasmPlugin": "extensions.istio.io", "TrafficExtension": "extensions.istio.io"}
 
 
+def is_istio(ref: ObjectRef) -> bool:
+    """Whether an object belongs to one of Istio's own API groups."""
+    return ref.api_version.split("/")[0].endswith("istio.io")
+
+
 def resource(ref: ObjectRef) -> str:
     """``kind.group/name`` as kubectl addresses it without ambiguity."""
     group = _GROUP.get(ref.kind) or (ref.api_version.split("/")[0] if "/" in ref.api_version

@@ -1,0 +1,93 @@
+"""Plan structure: prerequisites, staging, every step verifiable and reversible, validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from migrate.cli import main
+from migrate.names import NameRegistry, k8s_name, valid_name
+from migrate.pipeline import PlanOptions, plan_migration
+from tests.conftest import SAMPLES
+
+BOOKINFO = SAMPLES / "istio" / "bookinfo"
+SHOP = SAMPLES / "istio" / "shop"
+
+
+def test_every_step_has_verification_and_rollback():
+    plan = plan_migration(PlanOptions("istio", "linkerd", [str(SHOP)])).plan
+    kinds = [s.kind for s in plan.steps]
+    assert kinds[0] == "prerequisites" and kinds[-1] == "cleanup"
+    assert kinds.index("ingress") > max(i for i, k in enumerate(kinds) if k == "move")
+    for step in plan.steps:
+        assert step.verify, step.id
+        assert step.rollback, step.id
+
+
+def test_istio_mutual_is_neutralized_before_anything_moves():
+    plan = plan_migration(PlanOptions("istio", "linkerd", [str(BOOKINFO)])).plan
+    first = plan.steps[0]
+    [dr] = [m.body for m in first.manifests]
+    assert dr["kind"] == "DestinationRule" and dr["metadata"]["name"] == "reviews"
+    assert "tls" not in dr["spec"].get("trafficPolicy", {})
+    assert [s["name"] for s in dr["spec"]["subsets"]] == ["v1", "v2", "v3"]
+    # The original is kept for the rollback, as it was.
+    [original] = first.rollback_manifests
+    assert original["spec"]["trafficPolicy"]["tls"]["mode"] == "ISTIO_MUTUAL"
+    assert any(c.startswith("kubectl replace -k steps/00-") for c in first.commands)
+
+
+def test_routing_objects_stay_until_the_last_istio_caller_moved():
+    plan = plan_migration(PlanOptions("istio", "linkerd", [str(SHOP)])).plan
+    delete_vs = {s.id: [c for c in s.commands if "virtualservice" in c] for s in plan.steps}
+    moved_orders = next(s.number for s in plan.steps if "orders" in s.namespaces
+                        and s.kind == "move")
+    moved_frontend = next(s.number for s in plan.steps if s.namespaces == ["frontend"]
+                          and s.kind == "move")
+    [(step_id, cmds)] = [(k, v) for k, v in delete_vs.items()
+                         if any("virtualservice.networking.istio.io/orders" in c for c in v)]
+    number = int(step_id[:2])
+    # orders is called by frontend: its VirtualService goes only after frontend moved.
+    assert number > moved_frontend > moved_orders
+
+
+def test_validate_with_reports_file_and_field(tmp_path: Path, shared: Path):
+    crds = shared / "crds" / "linkerd" / "edge-26.8.3" / "rendered" / "install_crds.golden.yaml"
+    gateway = shared / "crds" / "gateway-api" / "v1.6.1" / "experimental"
+    istio = shared / "crds" / "istio" / "1.30.3" / "crd-all.gen.yaml"
+    ok = CliRunner().invoke(main, ["plan", "--from", "istio", "--to", "linkerd", "-f",
+                                   str(SHOP), "-o", str(tmp_path / "a"), "--validate-with",
+                                   str(crds), "--validate-with", str(gateway),
+                                   "--validate-with", str(istio)])
+    assert ok.exit_code == 0, ok.stderr
+    # A stricter Server schema (accessPolicy may only be deny) must be caught.
+    docs = [d for d in yaml.safe_load_all(crds.read_text()) if d]
+    for d in docs:
+        if d["spec"]["names"]["kind"] == "Server":
+            for v in d["spec"]["versions"]:
+                props = v["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+                if "accessPolicy" in props:
+                    props["accessPolicy"]["enum"] = ["deny"]
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(yaml.safe_dump_all(docs))
+    bad = CliRunner().invoke(main, ["plan", "--from", "istio", "--to", "linkerd", "-f",
+                                    str(SHOP), "-o", str(tmp_path / "b"), "--validate-with",
+                                    str(strict)])
+    assert bad.exit_code == 4
+    lines = [x for x in bad.stderr.splitlines() if x.startswith("invalid: ")]
+    assert any("server.policy-payments-payments-grpc.yaml: spec.accessPolicy:" in x
+               for x in lines)
+
+
+def test_generated_names_stay_valid_and_unique():
+    long = "x" * 70
+    assert len(k8s_name(long, "canary")) == 63 and valid_name(k8s_name(long, "canary"))
+    assert k8s_name(long + "a") != k8s_name(long + "b")
+    assert valid_name(k8s_name("9lives", "V1_beta"), service=True)
+    registry = NameRegistry()
+    first = registry.claim("Service", "ns", "reviews-v1", "subset/reviews/v1")
+    second = registry.claim("Service", "ns", "reviews-v1", "subset/reviews-v1/")
+    assert first == "reviews-v1" and second != first and valid_name(second, service=True)
+    assert registry.claim("Service", "ns", "reviews-v1", "subset/reviews/v1") == first
