@@ -71,10 +71,18 @@ def test_corpus_set_plans_and_accounts_for_every_field(shared: Path, name: str):
                 assert (ref, loss.path) in reported
 
 
-@pytest.mark.parametrize("name", ISTIO_SETS + ["samples:bookinfo", "samples:shop"])
+GOLDEN = sorted(p.name for p in (Path(__file__).parent / "golden").iterdir() if p.is_dir())
+
+
+@pytest.mark.parametrize("name", ISTIO_SETS + ["samples:bookinfo", "samples:shop"] +
+                         [f"golden:{g}" for g in GOLDEN])
 def test_every_emitted_manifest_is_schema_valid(shared: Path, schemas: SchemaSet, name: str):
-    path = (SAMPLES / "istio" / name.split(":")[1] if name.startswith("samples:")
-            else shared / "corpus" / "istio" / name)
+    if name.startswith("samples:"):
+        path = SAMPLES / "istio" / name.split(":")[1]
+    elif name.startswith("golden:"):
+        path = Path(__file__).parent / "golden" / name.split(":")[1] / "input.yaml"
+    else:
+        path = shared / "corpus" / "istio" / name
     result = plan_set(path)
     violations = []
     count = 0

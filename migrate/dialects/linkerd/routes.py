@@ -81,12 +81,13 @@ def _ref(route: Route) -> ObjectRef:
 def _http_route(ctx: RouteContext, route: Route, host: ServiceKey) -> None:
     ref = _ref(route)
     rules = _drop_shadowed(ctx, route)
+    grpc = _grpc_service(ctx, host)
     converted: list[tuple[tuple[str, ...], dict[str, Any], Rule]] = []
     for rule in rules:
         body = _rule(ctx, route, rule, host)
         if body is None:
             continue
-        converted.append((_policy_annotations(ctx, ref, rule), body, rule))
+        converted.append((_policy_annotations(ctx, ref, rule, grpc), body, rule))
     if not converted:
         return
     # One route per distinct timeout/retry policy (annotations are per route).
@@ -99,14 +100,20 @@ def _http_route(ctx: RouteContext, route: Route, host: ServiceKey) -> None:
     for n, (key, bodies) in enumerate(groups.items()):
         wanted = base if n == 0 else f"{base}-{n + 1}"
         name = ctx.names.claim("HTTPRoute", host.namespace, wanted, f"{ref}/{host}/{n}")
-        annotations = dict(pair.split("=", 1) for pair in key)
+        pairs = [pair.split("=", 1) for pair in key]
         for api, group in ((LINKERD_ROUTE_API, "core"), (GATEWAY_ROUTE_API, "")):
+            kind, rules_out = "HTTPRoute", bodies
+            grpc_rules = _grpc_rules(bodies) if grpc and api == GATEWAY_ROUTE_API else None
+            if grpc_rules is not None:
+                kind, rules_out = "GRPCRoute", grpc_rules
+            annotations = {k.removeprefix("grpc:"): v for k, v in pairs
+                           if k.startswith("grpc:") == (kind == "GRPCRoute")}
             body = {
-                "apiVersion": api, "kind": "HTTPRoute",
+                "apiVersion": api, "kind": kind,
                 "metadata": {"name": name, "namespace": host.namespace,
                              **({"annotations": annotations} if annotations else {})},
                 "spec": {"parentRefs": [{"group": group, "kind": "Service", "name": host.name}],
-                         "rules": bodies},
+                         "rules": rules_out},
             }
             bucket = ctx.out.routing if api == LINKERD_ROUTE_API else ctx.out.routing_final
             manifest = Manifest(body, _route_sources(ctx, route, host, sources[key]))
@@ -423,8 +430,57 @@ def failure_accrual_annotations(dp: DestinationPolicy) -> dict[str, str]:
     return out
 
 
-def _policy_annotations(ctx: RouteContext, ref: ObjectRef, rule: Rule) -> tuple[str, ...]:
-    """Linkerd route annotations for a rule's timeout and retry, as sorted key=value pairs."""
+def _grpc_service(ctx: RouteContext, key: ServiceKey) -> bool:
+    """Whether every port of a Service speaks gRPC (its routes become GRPCRoutes at cleanup)."""
+    svc = ctx.graph.service(key)
+    return bool(svc and svc.ports and all(p.l7 == "grpc" for p in svc.ports))
+
+
+def _grpc_rules(rules: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """HTTPRoute rules as GRPCRoute rules, or None when a match or filter has no gRPC form.
+
+    gRPC calls are ``POST /<package.Service>/<Method>``: an exact path names a method, a
+    prefix ending at the service names the whole service, and ``/`` matches every call.
+    """
+    out = []
+    for rule in rules:
+        if any(f["type"] != "RequestHeaderModifier" for f in rule.get("filters", [])):
+            return None
+        matches = []
+        for m in rule.get("matches", []):
+            if set(m) - {"path", "headers"}:
+                return None
+            grpc: dict[str, Any] = {}
+            path = m.get("path")
+            if path and path["value"] != "/":
+                parts = path["value"].strip("/").split("/")
+                if path["type"] == "Exact" and len(parts) == 2 and all(parts):
+                    grpc["method"] = {"type": "Exact", "service": parts[0], "method": parts[1]}
+                elif path["type"] == "PathPrefix" and len(parts) == 1 and parts[0]:
+                    grpc["method"] = {"type": "Exact", "service": parts[0]}
+                else:
+                    return None
+            if "headers" in m:
+                grpc["headers"] = m["headers"]
+            matches.append(grpc)
+        converted = {k: v for k, v in rule.items() if k != "matches"}
+        if matches:
+            converted = {"matches": matches, **converted}
+        out.append(converted)
+    return out
+
+
+# gRPC status conditions retry.linkerd.io/grpc accepts (mapping-istio-linkerd.md section 1.2).
+_GRPC_RETRY = ("cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable")
+
+
+def _policy_annotations(ctx: RouteContext, ref: ObjectRef, rule: Rule,
+                        grpc: bool = False) -> tuple[str, ...]:
+    """Linkerd route annotations for a rule's timeout and retry, as sorted key=value pairs.
+
+    For a gRPC Service the GRPCRoute written at cleanup gets its own set, prefixed ``grpc:``
+    here: gRPC status conditions go in retry.linkerd.io/grpc, which HTTPRoutes cannot carry.
+    """
     out: dict[str, str] = {}
     if rule.timeout and ctx.supports("route.timeout"):
         value = gateway_duration(rule.timeout)
@@ -434,15 +490,18 @@ def _policy_annotations(ctx: RouteContext, ref: ObjectRef, rule: Rule) -> tuple[
                               f"timeout {rule.timeout!r} does not parse", "Fix the duration.")
         else:
             out["timeout.linkerd.io/request"] = value
+            if grpc:
+                out["grpc:timeout.linkerd.io/request"] = value
     r = rule.retry
     if r and r.attempts > 0 and ctx.supports("route.retry"):
-        conditions = []
-        lost = []
+        conditions, grpc_conditions, lost = [], [], []
         for c in r.retry_on or ("connect-failure", "refused-stream", "unavailable", "cancelled"):
             if c in _HTTP_RETRY:
                 conditions.append(_HTTP_RETRY[c])
             elif c.isdigit():
                 conditions.append(c)
+            elif c in _GRPC_RETRY and grpc:
+                grpc_conditions.append(c)
             elif c != "retriable-status-codes":
                 lost.append(c)
         if lost:
@@ -450,16 +509,24 @@ def _policy_annotations(ctx: RouteContext, ref: ObjectRef, rule: Rule) -> tuple[
                 "ROUTE_RETRY_CONDITION", Severity.DEGRADED, "route.retry", ref,
                 f"{r.origin_path}.retryOn",
                 f"retry conditions {','.join(lost)} have no Linkerd form"
-                f"{'' if conditions else '; this rule is no longer retried'}",
-                "Linkerd retries on HTTP status conditions (5xx, gateway-error, codes) and, for "
-                "gRPC, on retry.linkerd.io/grpc set on the Service.")
-        if conditions:
-            out["retry.linkerd.io/http"] = ",".join(dict.fromkeys(conditions))
-            out["retry.linkerd.io/limit"] = str(r.attempts)
-            if r.per_try_timeout:
-                value = gateway_duration(r.per_try_timeout)
-                if value:
-                    out["retry.linkerd.io/timeout"] = value
+                f"{'' if conditions or grpc_conditions else '; this rule is no longer retried'}",
+                "Linkerd retries on HTTP status conditions (5xx, gateway-error, codes) and, on "
+                "GRPCRoutes, on gRPC status conditions.")
+        if grpc_conditions:
+            ctx.losses.report(
+                "ROUTE_RETRY_CONDITION", Severity.DEGRADED, "route.retry", ref,
+                f"{r.origin_path}.retryOn",
+                f"gRPC retry conditions {','.join(grpc_conditions)} apply from the cleanup step, "
+                "when the route becomes a GRPCRoute; the coexistence HTTPRoute cannot carry them",
+                "Keep the window short, or accept no gRPC retries for these calls until cleanup.")
+        per_try = gateway_duration(r.per_try_timeout) if r.per_try_timeout else None
+        for prefix, key, found in (("", "retry.linkerd.io/http", conditions),
+                                   ("grpc:", "retry.linkerd.io/grpc", grpc_conditions)):
+            if found:
+                out[f"{prefix}{key}"] = ",".join(dict.fromkeys(found))
+                out[f"{prefix}retry.linkerd.io/limit"] = str(r.attempts)
+                if per_try:
+                    out[f"{prefix}retry.linkerd.io/timeout"] = per_try
     return tuple(f"{k}={v}" for k, v in sorted(out.items()))
 
 
