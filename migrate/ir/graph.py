@@ -66,11 +66,15 @@ class MeshGraph:
         self.mesh = mesh
         self.g: nx.MultiDiGraph = nx.MultiDiGraph()
         self.features: list[FeatureUse] = []
+        self._by_type: dict[type, list[object]] = {}
+        self._by_namespace: dict[tuple[type, str], list[object]] = {}
 
     # -- building -------------------------------------------------------------------------
     def add(self, record: object) -> None:
         """Add a record as a node (the same key twice keeps the last)."""
         self.g.add_node(node_id(record), obj=record)
+        self._by_type.clear()
+        self._by_namespace.clear()
 
     def use(self, use: FeatureUse) -> None:
         """Record that the configuration uses a feature at an origin."""
@@ -123,9 +127,21 @@ class MeshGraph:
     # -- reading --------------------------------------------------------------------------
     def of(self, cls: type[T]) -> list[T]:
         """Every record of one type, sorted by key for deterministic iteration."""
-        found = [(key, data["obj"]) for key, data in self.g.nodes(data=True)
-                 if isinstance(data.get("obj"), cls)]
-        return [obj for _, obj in sorted(found, key=lambda item: item[0])]
+        if cls not in self._by_type:
+            found = [(key, data["obj"]) for key, data in self.g.nodes(data=True)
+                     if isinstance(data.get("obj"), cls)]
+            self._by_type[cls] = [obj for _, obj in sorted(found, key=lambda item: item[0])]
+        return list(self._by_type[cls])  # type: ignore[arg-type]
+
+    def in_namespace(self, cls: type[T], namespace: str) -> list[T]:
+        """Records of one type in one namespace (indexed once, not scanned per call)."""
+        if (cls, namespace) not in self._by_namespace:
+            for obj in self.of(cls):
+                key = (cls, getattr(obj, "namespace", ""))
+                self._by_namespace.setdefault(key, []).append(obj)
+            for known in {getattr(o, "namespace", "") for o in self.of(cls)} | {namespace}:
+                self._by_namespace.setdefault((cls, known), [])
+        return list(self._by_namespace[(cls, namespace)])  # type: ignore[arg-type]
 
     def service(self, key: ServiceKey) -> Service | None:
         """The Service with this key, if the input had it."""
@@ -145,8 +161,8 @@ class MeshGraph:
 
     def workloads_selected(self, namespace: str, selector: Labels | None) -> list[Workload]:
         """Workloads of a namespace whose pods a selector picks."""
-        return [w for w in self.of(Workload)
-                if w.namespace == namespace and selects(selector, w.pod_labels)]
+        return [w for w in self.in_namespace(Workload, namespace)
+                if selects(selector, w.pod_labels)]
 
     def services_of(self, workload: Workload) -> list[Service]:
         """Services that select a workload's pods."""

@@ -43,6 +43,26 @@ class PlanInput:
     root_namespace: str
     deleted: set[ObjectRef] = field(default_factory=set)
     """Source objects an earlier step already deletes."""
+    _raw_by_ns: dict[str, list[ObjectRef]] = field(default_factory=dict)
+    _routing_by_ns: dict[str, set[ObjectRef]] = field(default_factory=dict)
+
+    def raw_in(self, namespace: str) -> list[ObjectRef]:
+        """Source mesh objects of one namespace (indexed once)."""
+        if not self._raw_by_ns:
+            for ref in sorted(self.read.raw):
+                self._raw_by_ns.setdefault(ref.namespace, []).append(ref)
+        return self._raw_by_ns.get(namespace, [])
+
+    def routing_for(self, namespace: str) -> set[ObjectRef]:
+        """VirtualServices and DestinationRules configuring Services of one namespace."""
+        if not self._routing_by_ns:
+            for r in self.graph.of(Route):
+                if r.mesh and r.hosts and len({h.namespace for h in r.hosts}) == 1:
+                    self._routing_by_ns.setdefault(r.hosts[0].namespace, set()).add(r.origin.ref)
+            for d in self.graph.of(DestinationPolicy):
+                if d.service:
+                    self._routing_by_ns.setdefault(d.service.namespace, set()).add(d.origin.ref)
+        return self._routing_by_ns.get(namespace, set())
 
 
 def build_steps(p: PlanInput) -> list[Step]:
@@ -115,12 +135,12 @@ def _prerequisites(p: PlanInput) -> Step:
 
 
 def _workloads(p: PlanInput, ns: str) -> list[Workload]:
-    return [w for w in p.graph.of(Workload) if w.namespace == ns]
+    return p.graph.in_namespace(Workload, ns)
 
 
 def _source_objects(p: PlanInput, namespaces: set[str], kinds: frozenset[str]) -> list[ObjectRef]:
-    return sorted(r for r in p.read.raw
-                  if r.namespace in namespaces and r.kind in kinds and istio.is_istio(r))
+    return sorted(r for ns in namespaces for r in p.raw_in(ns)
+                  if r.kind in kinds and istio.is_istio(r))
 
 
 def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int]) -> Step:
@@ -180,11 +200,7 @@ def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int])
 def _enforce(p: PlanInput, group: list[str], number: int, moved: dict[str, str]) -> Step | None:
     step = Step(number, _slug("enforce", group), f"Enforce policy in {', '.join(group)}",
                 "enforce", list(group))
-    members = set(group)
-    routing_refs = sorted({r.origin.ref for r in p.graph.of(Route)
-                           if r.mesh and r.hosts and {h.namespace for h in r.hosts} <= members}
-                          | {d.origin.ref for d in p.graph.of(DestinationPolicy)
-                             if d.service and d.service.namespace in members})
+    routing_refs = sorted(set().union(*(p.routing_for(ns) for ns in group)))
     routing_refs = [r for r in routing_refs if r in p.read.raw and r not in p.deleted]
     for ns in group:
         step.manifests += p.target.policy_enforced.get(ns, [])
@@ -252,9 +268,9 @@ def _ingress(p: PlanInput, number: int) -> Step:
         "HTTPRoute with that Gateway as parent (see the ingress losses below).",
         "Move DNS / the load balancer to the new controller and watch its success rate.",
     ]
+    ingress_routes = {rt.origin.ref for rt in p.graph.of(Route) if rt.ingress and not rt.mesh}
     refs = sorted(r for r in p.read.raw if istio.is_istio(r) and r not in p.deleted and (
-        r.kind == "Gateway" or (r.kind == "VirtualService" and any(
-            rt.ingress and not rt.mesh and rt.origin.ref == r for rt in p.graph.of(Route)))))
+        r.kind == "Gateway" or r in ingress_routes))
     p.deleted.update(refs)
     if any(r.kind == "Gateway" and not istio.is_istio(r) for r in p.read.raw):
         step.manual.append("Gateway API Gateways served by Istio's controller (gatewayClassName "

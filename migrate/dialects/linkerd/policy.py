@@ -74,7 +74,7 @@ def write_policy(ctx: PolicyContext, namespaces: list[str], root_namespace: str)
     mesh_mode = next((p.mode for p in mtls if p.mesh_wide and p.mode != "UNSET"), "PERMISSIVE")
     for ns in namespaces:
         if ns != root_namespace:
-            _namespace(ctx, ns, mesh_mode, [p for p in mtls if p.namespace == ns])
+            _namespace(ctx, ns, mesh_mode, ctx.graph.in_namespace(MTLSPolicy, ns))
 
 
 def _mode(policy: MTLSPolicy | None, fallback: str) -> str:
@@ -89,8 +89,8 @@ def _namespace(ctx: PolicyContext, ns: str, mesh_mode: str, mtls: list[MTLSPolic
     if ns_mode == "STRICT":
         ctx.out.namespace_final.setdefault(ns, {})[
             "config.linkerd.io/default-inbound-policy"] = "all-authenticated"
-    allows = [p for p in ctx.graph.of(AuthzPolicy)
-              if p.namespace == ns and p.action == "ALLOW" and not p.mesh_wide]
+    allows = [p for p in ctx.graph.in_namespace(AuthzPolicy, ns)
+              if p.action == "ALLOW" and not p.mesh_wide]
     servers: dict[tuple[tuple[tuple[str, str], ...], int], _Server] = {}
     for w in ctx.graph.workloads_selected(ns, None):
         w_policy = next((p for p in mtls if p.selector and selects(p.selector, w.pod_labels)), None)

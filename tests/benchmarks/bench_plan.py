@@ -1,0 +1,68 @@
+"""Benchmark (run on demand, never as a test): plan wall time and peak memory against just
+parsing the same dump, for YAML and JSON dumps of synthetic meshes.
+
+    python -m tests.benchmarks.bench_plan [SERVICES ...]     (default: 200 1000 2000)
+
+Each measurement runs in a fresh process so peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.benchmarks.synth import as_json, as_yaml, generate
+
+CHILD = r"""
+import json, resource, sys, time
+mode, path = sys.argv[1], sys.argv[2]
+start = time.perf_counter()
+if mode == "parse-yaml":
+    import yaml
+    with open(path) as fh:
+        docs = list(yaml.load_all(fh, Loader=yaml.CSafeLoader))
+elif mode == "parse-json":
+    with open(path) as fh:
+        docs = json.loads(fh.read())
+else:
+    from migrate.pipeline import PlanOptions, plan_migration
+    from migrate.emit.planjson import dump_plan
+    result = plan_migration(PlanOptions("istio", "linkerd", [path]))
+    dump_plan(result.plan)
+elapsed = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": elapsed, "peak_mb": peak}))
+"""
+
+
+def measure(mode: str, path: str) -> dict[str, float]:
+    out = subprocess.run([sys.executable, "-c", CHILD, mode, path], check=True,
+                         capture_output=True, text=True, cwd=Path(__file__).parents[2]).stdout
+    return json.loads(out)
+
+
+def main(sizes: list[int]) -> None:
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    print(f"{'services':>8} {'format':>6} {'MB':>6} {'parse s':>8} {'plan s':>8} {'ratio':>6} "
+          f"{'parse MB':>9} {'plan MB':>8} {'ratio':>6}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for services in sizes:
+            per_ns = 20
+            objects = generate(max(1, services // per_ns), min(per_ns, services))
+            for fmt, text in (("yaml", as_yaml(objects)), ("json", as_json(objects))):
+                path = Path(tmp) / f"mesh-{services}.{fmt}"
+                path.write_text(text)
+                parse = measure(f"parse-{fmt}", str(path))
+                plan = measure("plan", str(path))
+                print(f"{services:>8} {fmt:>6} {len(text) / 1e6:>6.1f} {parse['seconds']:>8.2f} "
+                      f"{plan['seconds']:>8.2f} {plan['seconds'] / parse['seconds']:>6.1f} "
+                      f"{parse['peak_mb']:>9.0f} {plan['peak_mb']:>8.0f} "
+                      f"{plan['peak_mb'] / parse['peak_mb']:>6.1f}")
+
+
+if __name__ == "__main__":
+    main([int(a) for a in sys.argv[1:]] or [200, 1000, 2000])
