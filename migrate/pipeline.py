@@ -117,7 +117,8 @@ def plan_migration(options: PlanOptions) -> PlanResult:
             f"Before {hop['caller']} moves, set {hop['callee']}'s PeerAuthentication to "
             "PERMISSIVE and add the caller pods' CIDRs (ipBlocks) to its identity-based rules, "
             "or keep the computed order.")
-    pin = PlanInput(graph, read, target, losses, groups, deps, ingress, options.root_namespace)
+    pin = PlanInput(graph, read, target, losses, groups, deps, ingress, options.root_namespace,
+                    version)
     steps = build_steps(pin)
     plaintext_hops(pin, steps)
     assign_losses(pin, steps)

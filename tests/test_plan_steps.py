@@ -91,3 +91,48 @@ def test_generated_names_stay_valid_and_unique():
     second = registry.claim("Service", "ns", "reviews-v1", "subset/reviews-v1/")
     assert first == "reviews-v1" and second != first and valid_name(second, service=True)
     assert registry.claim("Service", "ns", "reviews-v1", "subset/reviews/v1") == first
+
+
+def test_rollback_never_deletes_a_service_the_step_only_annotated():
+    plan = plan_migration(PlanOptions("istio", "linkerd", [str(SHOP)])).plan
+    move = next(s for s in plan.steps if s.namespaces == ["catalog"] and s.kind == "move")
+    assert any(m.patch and m.name == "catalog" for m in move.manifests)
+    assert not any("delete -k" in c for s in plan.steps for c in s.rollback)
+    assert "kubectl delete service/catalog -n catalog --ignore-not-found" not in move.rollback
+    assert any(c.startswith("kubectl annotate service catalog -n catalog "
+                            "balancer.linkerd.io/failure-accrual-") for c in move.rollback)
+    assert "kubectl delete service/catalog-v1 -n catalog --ignore-not-found" in move.rollback
+
+
+def test_routing_is_in_place_before_the_first_caller_moves_even_with_an_override():
+    plan = plan_migration(PlanOptions("istio", "linkerd", [str(SHOP)], order=["frontend"])).plan
+    first_move = next(s for s in plan.steps if s.kind == "move")
+    assert first_move.namespaces == ["frontend"]
+    routed = {(m.namespace, m.name) for m in first_move.manifests if m.kind == "HTTPRoute"}
+    assert {("catalog", "catalog"), ("orders", "orders")} <= routed
+
+
+def test_non_http_ports_become_opaque_before_the_switch():
+    text = """
+apiVersion: v1
+kind: Service
+metadata: {name: cache, namespace: data}
+spec:
+  selector: {app: cache}
+  ports: [{name: tcp-memcache, port: 11211}, {name: tcp-custom, port: 7000, targetPort: 7001}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: cache, namespace: data}
+spec:
+  template:
+    metadata: {labels: {app: cache}}
+    spec: {containers: [{name: c, image: x, ports: [{containerPort: 7001}]}]}
+"""
+    import io
+
+    result = plan_migration(PlanOptions("istio", "linkerd", ["-"],
+                                        stdin=io.BytesIO(text.encode())))
+    move = next(s for s in result.plan.steps if s.kind == "move")
+    [annotate] = [c for c in move.commands if "linkerd.io/inject=enabled" in c]
+    assert "config.linkerd.io/opaque-ports=25,587,3306,4444,5432,6379,7001,9300,11211" in annotate

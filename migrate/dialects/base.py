@@ -25,6 +25,9 @@ class Manifest:
 
     body: dict[str, Any]
     sources: tuple[ObjectRef, ...]
+    patch: bool = False
+    """True when the body only adds metadata to an object the cluster already has (applied
+    server-side, it merges); rolling back removes what it added, never the object."""
 
     @property
     def kind(self) -> str:

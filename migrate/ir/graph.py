@@ -137,9 +137,9 @@ class MeshGraph:
         """Records of one type in one namespace (indexed once, not scanned per call)."""
         if (cls, namespace) not in self._by_namespace:
             for obj in self.of(cls):
-                key = (cls, getattr(obj, "namespace", ""))
+                key = (cls, _namespace_of(obj))
                 self._by_namespace.setdefault(key, []).append(obj)
-            for known in {getattr(o, "namespace", "") for o in self.of(cls)} | {namespace}:
+            for known in {_namespace_of(o) for o in self.of(cls)} | {namespace}:
                 self._by_namespace.setdefault((cls, known), [])
         return list(self._by_namespace[(cls, namespace)])  # type: ignore[arg-type]
 
@@ -242,6 +242,12 @@ class MeshGraph:
                 for rule in route.rules:
                     found.update(b.service.namespace for b in rule.backends if b.service)
         return found
+
+
+def _namespace_of(record: object) -> str:
+    if isinstance(record, Service):
+        return record.key.namespace
+    return str(getattr(record, "namespace", getattr(record, "name", "")))
 
 
 def env_calls(values: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:

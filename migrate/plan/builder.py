@@ -22,6 +22,7 @@ from migrate.dialects.linkerd import coexist as linkerd
 from migrate.ir.graph import MeshGraph
 from migrate.ir.model import DestinationPolicy, Opaque, Route, Workload
 from migrate.losses import LossLog, ObjectRef, Severity
+from migrate.emit.manifests import SOURCE_ANNOTATION
 from migrate.names import k8s_name
 from migrate.plan.model import Step
 from migrate.sources.model import strip_noise
@@ -41,6 +42,7 @@ class PlanInput:
     deps: nx.DiGraph
     ingress_namespaces: set[str]
     root_namespace: str
+    target_version: str = ""
     deleted: set[ObjectRef] = field(default_factory=set)
     """Source objects an earlier step already deletes."""
     _raw_by_ns: dict[str, list[ObjectRef]] = field(default_factory=dict)
@@ -87,8 +89,14 @@ def build_steps(p: PlanInput) -> list[Step]:
             if step is not None:
                 steps.append(step)
 
+    # Linkerd routing for a namespace's Services must be in place before its first caller
+    # moves (routing is applied by the caller); callee-first makes that the namespace's own
+    # step, a hand-made --order may make it an earlier one.
+    home = {ns: min([position[ns]] + [position[a] for a in p.deps.predecessors(ns)
+                                      if a in position]) for ns in position}
     for i, group in enumerate(p.groups):
-        step = _move(p, group, len(steps), position)
+        step = _move(p, group, len(steps), position,
+                     sorted(ns for ns, h in home.items() if h == i))
         steps.append(step)
         moved.update({ns: step.id for ns in group})
         enforce_after(i)
@@ -125,7 +133,7 @@ def _prerequisites(p: PlanInput) -> Step:
            "with it, Istio clients would send Istio mTLS to pods that moved to Linkerd, whose "
            "proxy cannot terminate it. Istio's auto-mTLS keeps Istio-to-Istio traffic encrypted."
            if neutralized else ""))
-    step.commands = linkerd.install_commands(experimental)
+    step.commands = linkerd.install_commands(experimental, p.target_version)
     if neutralized:
         step.commands.append(_apply(step.id, "replace"))
     step.verify = linkerd.install_verify()
@@ -143,11 +151,14 @@ def _source_objects(p: PlanInput, namespaces: set[str], kinds: frozenset[str]) -
                   if r.kind in kinds and istio.is_istio(r))
 
 
-def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int]) -> Step:
+def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int],
+          routing_for: list[str]) -> Step:
     step = Step(number, _slug("move", group), f"Move {', '.join(group)} to Linkerd", "move",
                 list(group))
+    for ns in routing_for:
+        step.manifests += p.target.routing.get(ns, [])
     for ns in group:
-        step.manifests += p.target.routing.get(ns, []) + p.target.policy_staged.get(ns, [])
+        step.manifests += p.target.policy_staged.get(ns, [])
     inbound = _source_objects(p, set(group), istio.INBOUND_KINDS)
     step.rollback_manifests = [strip_noise(p.read.raw[r].body) for r in inbound]
     policy = any(p.target.policy_staged.get(ns) for ns in group)
@@ -191,8 +202,7 @@ def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int])
     p.deleted.update(inbound)
     if inbound:
         rollback.append(f"kubectl apply -k steps/{step.id}/rollback")
-    if step.manifests:
-        rollback.append(f"kubectl delete -k steps/{step.id} --ignore-not-found")
+    rollback += undo_manifests(step.manifests)
     step.rollback = rollback
     return step
 
@@ -244,6 +254,24 @@ def _enforce(p: PlanInput, group: list[str], number: int, moved: dict[str, str])
             step.rollback.append(f"kubectl annotate namespace {ns} {key}={value} --overwrite"
                                  if value else f"kubectl annotate namespace {ns} {key}-")
     return step
+
+
+def undo_manifests(manifests: list[Manifest]) -> list[str]:
+    """Commands that take back what applying ``manifests`` did.
+
+    Objects the step created are deleted by name; metadata added to existing objects
+    (patches) is removed, and the objects stay (``kubectl delete -k`` would delete them).
+    """
+    out = []
+    for m in sorted(manifests, key=lambda m: (m.patch, m.kind, m.namespace, m.name)):
+        if not m.patch:
+            out.append(_delete(m))
+            continue
+        keys = sorted({*(m.body["metadata"].get("annotations") or {}), SOURCE_ANNOTATION})
+        ns = f" -n {m.namespace}" if m.namespace else ""
+        out.append(f"kubectl annotate {m.kind.lower()} {m.name}{ns} "
+                   + " ".join(f"{k}-" for k in keys))
+    return out
 
 
 def _delete(m: Manifest) -> str:
@@ -307,6 +335,10 @@ def _cleanup(p: PlanInput, number: int) -> Step:
     step.rollback = [istio.reinstall_note()]
     if remaining:
         step.rollback.append(f"kubectl apply -k steps/{step.id}/rollback")
+    step.rollback += undo_manifests(step.manifests)
+    if p.target.remove_at_cleanup:
+        step.rollback.append("Re-apply the move steps' folders (kubectl apply --server-side "
+                             "-k steps/NN-move-...) to restore the coexistence routes.")
     return step
 
 

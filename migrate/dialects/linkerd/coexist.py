@@ -11,15 +11,28 @@ Facts (../shared/reference/mapping-istio-linkerd.md sections 0, 1.2, 4, 5):
 
 from __future__ import annotations
 
-GATEWAY_API = "v1.5.1"
+def gateway_api_bundle(version: str) -> str:
+    """The Gateway API release to install for a Linkerd version.
+
+    Linkerd 2.20 supports 1.2.1-1.5.1 and Istio 1.30 accepts 1.5.1 (it refuses TLSRoute CRDs
+    older than 1.5.0); 2.18-2.19 support 1.1.1-1.2.1; 2.15-2.17 0.7-1.1.1
+    (mapping-istio-linkerd.md section 0).
+    """
+    minor = int(version.split(".")[1]) if version.count(".") == 1 else 20
+    if minor >= 20:
+        return "v1.5.1"
+    return "v1.2.1" if minor >= 18 else "v1.1.1"
 
 
-def install_commands(experimental: bool) -> list[str]:
+def install_commands(experimental: bool, version: str = "2.20") -> list[str]:
     """Install the Gateway API bundle both meshes accept, then Linkerd."""
     channel = "experimental-install.yaml" if experimental else "standard-install.yaml"
+    bundle = gateway_api_bundle(version)
     return [
         "kubectl apply --server-side -f https://github.com/kubernetes-sigs/gateway-api/releases/"
-        f"download/{GATEWAY_API}/{channel}",
+        f"download/{bundle}/{channel}"
+        + ("" if bundle == "v1.5.1" else "  # check the Istio version in use accepts this "
+           "bundle (Istio 1.30 needs 1.5.0+ for TLSRoute)"),
         "linkerd check --pre",
         "linkerd install --crds | kubectl apply -f -",
         "linkerd install | kubectl apply -f -",

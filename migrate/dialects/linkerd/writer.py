@@ -10,10 +10,14 @@ from migrate.dialects.linkerd.routes import (
     write_routes,
 )
 from migrate.ir.graph import MeshGraph
-from migrate.ir.model import DestinationPolicy
+from migrate.ir.model import DestinationPolicy, Service
 from migrate.losses import LossLog
 from migrate.mappings import CapabilityTable
 from migrate.names import NameRegistry
+
+
+# Linkerd's default opaque ports (config.linkerd.io/opaque-ports replaces this list).
+LINKERD_OPAQUE_DEFAULT = frozenset({25, 587, 3306, 4444, 5432, 6379, 9300, 11211})
 
 
 class LinkerdWriter:
@@ -41,7 +45,27 @@ class LinkerdWriter:
         if self.table.supports("authz.allow", self.version):
             write_policy(PolicyContext(graph, self.losses, names, out, self.trust_domain),
                          namespaces, self.root_namespace)
+        self._opaque_ports(graph, namespaces, out)
         return out
+
+    @staticmethod
+    def _opaque_ports(graph: MeshGraph, namespaces: list[str], out: TargetConfig) -> None:
+        """Ports the source declared non-HTTP become opaque on the namespace's pods.
+
+        Istio clients reach migrated pods without Linkerd's protocol hints, so ports where the
+        server speaks first must be marked opaque on the callee pods; the annotation replaces
+        Linkerd's default list, which is kept (mapping-istio-linkerd.md sections 1.2 and 5).
+        """
+        for ns in namespaces:
+            ports = set()
+            for svc in graph.in_namespace(Service, ns):
+                for p in svc.ports:
+                    if p.l7 == "tcp" and p.protocol == "TCP":
+                        target = p.target_port if isinstance(p.target_port, int) else p.port
+                        ports.add(target)
+            if ports - LINKERD_OPAQUE_DEFAULT:
+                out.namespace_staged.setdefault(ns, {})["config.linkerd.io/opaque-ports"] = \
+                    ",".join(str(x) for x in sorted(ports | LINKERD_OPAQUE_DEFAULT))
 
     def _failure_accrual(self, graph: MeshGraph, out: TargetConfig) -> None:
         """Outlier detection -> failure accrual annotations on the Service itself."""
@@ -52,4 +76,4 @@ class LinkerdWriter:
             body = {"apiVersion": "v1", "kind": "Service",
                     "metadata": {"name": dp.service.name, "namespace": dp.service.namespace,
                                  "annotations": annotations}}
-            out.add(out.routing, Manifest(body, (dp.origin.ref,)))
+            out.add(out.routing, Manifest(body, (dp.origin.ref,), patch=True))
