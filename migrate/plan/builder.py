@@ -198,6 +198,13 @@ def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int],
         if record is None:
             step.manual.append(f"The input has no Namespace object for {ns}: its injection state "
                                "is assumed to be Istio sidecars; check before switching.")
+    root = [r for r in p.raw_in(p.root_namespace)
+            if r.kind in ("DestinationRule", "EnvoyFilter", "Sidecar") and istio.is_istio(r)]
+    if root:
+        step.manual.append(
+            "Check that these mesh-wide objects in the Istio root namespace do not target the "
+            "hosts that move now (Istio clients keep applying them): "
+            + ", ".join(str(r) for r in root) + ".")
     step.commands += [f"{istio.delete_command(r)}  # after verification" for r in inbound]
     p.deleted.update(inbound)
     if inbound:
