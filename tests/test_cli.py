@@ -145,3 +145,38 @@ def test_meshes_lists_pairs():
     result = run("meshes")
     assert result.exit_code == 0
     assert "istio" in result.stdout and "linkerd" in result.stdout and "2.20" in result.stdout
+
+
+def test_duplicates_resolved_like_kubectl_apply_and_reported(tmp_path: Path):
+    vs = ("apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+          "metadata: {name: r, namespace: ns}\nspec:\n  hosts: [r]\n  http:\n"
+          "  - route: [{destination: {host: r, port: {number: %d}}}]\n")
+    (tmp_path / "a.yaml").write_text(vs % 80)
+    (tmp_path / "b.yaml").write_text(vs % 81)
+    (tmp_path / "c.yaml").write_text(vs % 81)  # identical to b: not a conflict by itself
+    out = tmp_path / "out"
+    result = run("plan", "--from", "istio", "--to", "linkerd", "-f", str(tmp_path / "a.yaml"),
+                 "-f", str(tmp_path / "b.yaml"), "-o", str(out))
+    assert result.exit_code == 0
+    plan = json.loads((out / "plan.json").read_text())
+    [dup] = [x for x in plan["losses"] if x["code"] == "INPUT_DUPLICATE"]
+    assert "a.yaml" in dup["message"] and "planned from" in dup["message"]
+    assert dup["message"].endswith("b.yaml")
+    route = yaml.safe_load((out / plan["steps"][1]["manifests"][0]).read_text())
+    assert route["spec"]["rules"][0]["backendRefs"][0]["port"] == 81
+    same = run("plan", "--from", "istio", "--to", "linkerd", "-f", str(tmp_path / "b.yaml"),
+               "-f", str(tmp_path / "c.yaml"), "-o", str(tmp_path / "out2"))
+    plan = json.loads((tmp_path / "out2" / "plan.json").read_text())
+    assert same.exit_code == 0 and all(x["code"] != "INPUT_DUPLICATE" for x in plan["losses"])
+
+
+def test_reading_files_never_imports_the_kubernetes_client():
+    import subprocess
+    import sys
+
+    code = ("import sys; from migrate.pipeline import PlanOptions, plan_migration; "
+            f"plan_migration(PlanOptions('istio', 'linkerd', [{SHOP!r}])); "
+            "print('kubernetes' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "False"

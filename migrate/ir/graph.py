@@ -4,7 +4,9 @@ Nodes are keyed by ``"<Type>/<namespace>/<name>"`` and hold the record in the ``
 attribute. Edges carry a ``type``: SELECTS (Service -> Workload), ATTACHES (Route -> Service it
 routes for), ROUTES_TO (Route -> backend Service), CONFIGURES (DestinationPolicy -> Service),
 APPLIES_TO (MTLS/Authz policy -> Workload), AUTHORIZES (Authz policy -> caller Namespace),
-CALLS (Workload -> Service named in its environment). The planner's namespace dependency
+CALLS (Workload -> Service named in its environment), RUNS_AS (Workload -> Identity, its
+service account); AUTHORIZES also points at the Identity nodes of named principals and
+service accounts. The planner's namespace dependency
 graph is derived from them (:meth:`MeshGraph.namespace_dependencies`).
 """
 
@@ -32,8 +34,9 @@ from migrate.ir.model import (
 
 T = TypeVar("T")
 
-SELECTS, ATTACHES, ROUTES_TO, CONFIGURES, APPLIES_TO, AUTHORIZES, CALLS = (
-    "SELECTS", "ATTACHES", "ROUTES_TO", "CONFIGURES", "APPLIES_TO", "AUTHORIZES", "CALLS")
+SELECTS, ATTACHES, ROUTES_TO, CONFIGURES, APPLIES_TO, AUTHORIZES, CALLS, RUNS_AS = (
+    "SELECTS", "ATTACHES", "ROUTES_TO", "CONFIGURES", "APPLIES_TO", "AUTHORIZES", "CALLS",
+    "RUNS_AS")
 
 
 def node_id(record: object) -> str:
@@ -46,9 +49,17 @@ def node_id(record: object) -> str:
         return f"Opaque:{record.kind}/{record.namespace}/{record.name}"
     if isinstance(record, Route):
         return f"Route/{record.namespace}/{record.name}/{record.protocol}"
+    if isinstance(record, Workload):
+        # A Deployment and a StatefulSet may share a name: the kind is part of the key.
+        return f"{record.kind}/{record.namespace}/{record.name}"
     ns = getattr(record, "namespace")
     name = getattr(record, "name")
     return f"{type(record).__name__}/{ns}/{name}"
+
+
+def identity_id(namespace: str, service_account: str) -> str:
+    """The graph key of a workload identity (a service account)."""
+    return f"Identity/{namespace}/{service_account}"
 
 
 def selects(selector: Labels | None, pod_labels: Labels) -> bool:
@@ -106,10 +117,14 @@ class MeshGraph:
             for w in workloads_by_ns[policy.namespace]:
                 if selects(policy.selector, w.pod_labels):
                     self.g.add_edge(node_id(policy), node_id(w), type=APPLIES_TO)
+        for w in self.of(Workload):
+            self.g.add_edge(node_id(w), identity_id(w.namespace, w.service_account), type=RUNS_AS)
         for authz in self.of(AuthzPolicy):
             for ns in sorted(self.caller_namespaces(authz)):
                 if ns != authz.namespace:
                     self.g.add_edge(node_id(authz), f"Namespace//{ns}", type=AUTHORIZES)
+            for ns, sa in sorted(self.caller_identities(authz)):
+                self.g.add_edge(node_id(authz), identity_id(ns, sa), type=AUTHORIZES)
         for w in self.of(Workload):
             for host, _ in w.calls:
                 key = service_of_host(host, w.namespace)
@@ -187,6 +202,23 @@ class MeshGraph:
                     if len(parts) >= 3 and parts[-4:-3] == ["ns"] and "*" not in parts[-3]:
                         found.add(parts[-3])
                 found.update(sa.split("/", 1)[0] for sa in src.service_accounts if "/" in sa)
+        return found
+
+    @staticmethod
+    def caller_identities(authz: AuthzPolicy) -> set[tuple[str, str]]:
+        """(namespace, service account) pairs an authorization policy names as sources."""
+        found: set[tuple[str, str]] = set()
+        for rule in authz.rules:
+            for src in rule.sources:
+                for p in src.principals:
+                    parts = p.split("/")
+                    if len(parts) == 5 and parts[1] == "ns" and parts[3] == "sa" and \
+                            "*" not in parts[2] + parts[4]:
+                        found.add((parts[2], parts[4]))
+                for sa in src.service_accounts:
+                    ns, _, name = sa.partition("/")
+                    if name:
+                        found.add((ns, name))
         return found
 
     def namespace_dependencies(self, namespaces: Iterable[str]) -> nx.DiGraph:

@@ -1,0 +1,36 @@
+"""The IR graph: typed edges between records, and the namespace call graph derived from it."""
+
+from __future__ import annotations
+
+from migrate.dialects.istio.reader import IstioReader
+from migrate.ir.graph import AUTHORIZES, CALLS, ROUTES_TO, RUNS_AS, SELECTS
+from migrate.losses import LossLog
+from migrate.sources.files import read_files
+from tests.conftest import SAMPLES
+
+
+def shop_graph():
+    return IstioReader(LossLog(), []).read(read_files([str(SAMPLES / "istio" / "shop")])).graph
+
+
+def test_typed_edges():
+    g = shop_graph()
+    assert ("Service/orders/orders", "Deployment/orders/orders") in set(g.edges(SELECTS))
+    assert ("Deployment/frontend/web", "Service/orders/orders") in set(g.edges(CALLS))
+    assert ("Deployment/orders/orders", "Identity/orders/orders") in set(g.edges(RUNS_AS))
+    authz = set(g.edges(AUTHORIZES))
+    assert ("AuthzPolicy/payments/payments-allow", "Identity/orders/orders") in authz
+    assert ("AuthzPolicy/shared-db/postgres-allow", "Namespace//catalog") in authz
+    assert ("Route/catalog/catalog/http", "Service/catalog/catalog") in set(g.edges(ROUTES_TO))
+
+
+def test_namespace_dependencies_carry_their_reasons():
+    g = shop_graph()
+    deps = g.namespace_dependencies(["catalog", "frontend", "orders", "payments", "shared-db"])
+    assert set(deps.edges) == {("frontend", "orders"), ("frontend", "catalog"),
+                               ("orders", "payments"), ("payments", "orders"),
+                               ("orders", "shared-db"), ("payments", "shared-db"),
+                               ("catalog", "shared-db")}
+    assert "Deployment frontend/web calls Service catalog/catalog" in \
+        deps.edges["frontend", "catalog"]["reasons"]
+    assert g.ingress_namespaces() == {"frontend"}
