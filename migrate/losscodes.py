@@ -51,7 +51,8 @@ CODES: dict[str, Code] = {
     "ROUTE_RETRY_CONDITION": Code("write", "Retry condition not supported",
                                   "Some retry conditions have no Linkerd form."),
     "ROUTE_REDIRECT_CODE": Code("write", "Redirect status changed",
-                                "Gateway API 1.2.1 (what Linkerd honours) allows only 301 and 302."),
+                                "Gateway API 1.2.1 (what Linkerd honours) allows only 301 "
+                                "and 302."),
     "ROUTE_BACKEND_UNKNOWN": Code("write", "Backend cannot be addressed",
                                   "A backend needs a Service port (and, for a subset, the subset's "
                                   "labels); the input does not say, so the backend was left out."),

@@ -44,7 +44,9 @@ class ObjectRef:
     api_version: str = ""
 
     def __str__(self) -> str:
-        return f"{self.kind}/{self.namespace}/{self.name}" if self.namespace else f"{self.kind}/{self.name}"
+        if self.namespace:
+            return f"{self.kind}/{self.namespace}/{self.name}"
+        return f"{self.kind}/{self.name}"
 
     def to_json(self) -> dict[str, str]:
         """The ``object`` member of a loss in plan.json."""

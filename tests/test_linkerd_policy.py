@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.helpers import codes, manifests, plan_yaml
+from tests.helpers import codes, plan_yaml
 
 APP = """
 apiVersion: v1

@@ -104,7 +104,6 @@ def read_workload(reader: Reader, f: Fields, graph: MeshGraph) -> None:
         injection=injection, calls=env_calls(env), origin=f.origin(base or "spec")))
 
 
-
 HANDLERS = {
     ("", "Namespace"): read_namespace,
     ("", "Service"): read_service,

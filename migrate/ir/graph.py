@@ -52,8 +52,8 @@ def node_id(record: object) -> str:
     if isinstance(record, Workload):
         # A Deployment and a StatefulSet may share a name: the kind is part of the key.
         return f"{record.kind}/{record.namespace}/{record.name}"
-    ns = getattr(record, "namespace")
-    name = getattr(record, "name")
+    ns = record.namespace  # type: ignore[attr-defined]
+    name = record.name  # type: ignore[attr-defined]
     return f"{type(record).__name__}/{ns}/{name}"
 
 

@@ -11,7 +11,8 @@ _URL = re.compile(
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
-def service_of_host(host: str, namespace: str, cluster_domain: str = "cluster.local") -> ServiceKey | None:
+def service_of_host(host: str, namespace: str,
+                    cluster_domain: str = "cluster.local") -> ServiceKey | None:
     """The Service a mesh host name designates, or None for wildcards and external names.
 
     ``reviews`` resolves in ``namespace``; ``reviews.shop``, ``reviews.shop.svc`` and

@@ -56,7 +56,8 @@ def read_files(paths: Iterable[str], stdin: IO[bytes] | None = None) -> SourceRe
             try:
                 data = Path(path).read_bytes()
             except OSError as exc:
-                result.problems.append(InputProblem(path, None, None, f"cannot read: {exc.strerror}"))
+                result.problems.append(
+                    InputProblem(path, None, None, f"cannot read: {exc.strerror}"))
                 continue
             _read_bytes(data, path, result)
     return result
@@ -113,7 +114,8 @@ def _add_document(data: Any, source: str, line: int, result: SourceResult) -> No
     ):
         items = data.get("items")
         if not isinstance(items, list):
-            result.problems.append(InputProblem(source, line, None, "kind: List without an items list"))
+            result.problems.append(
+                InputProblem(source, line, None, "kind: List without an items list"))
             return
         for index, item in enumerate(items):
             _add_object(item, source, line, result, f"items[{index}]")
@@ -124,8 +126,8 @@ def _add_document(data: Any, source: str, line: int, result: SourceResult) -> No
 def _add_object(data: Any, source: str, line: int, result: SourceResult, item: str | None) -> None:
     where = f" ({item})" if item else ""
     if not isinstance(data, dict):
-        result.problems.append(InputProblem(source, line, None,
-                                            f"expected a Kubernetes object{where}, found {_type(data)}"))
+        result.problems.append(InputProblem(
+            source, line, None, f"expected a Kubernetes object{where}, found {_type(data)}"))
         return
     api, kind = data.get("apiVersion"), data.get("kind")
     if not isinstance(api, str) or not api or not isinstance(kind, str) or not kind:
@@ -137,7 +139,8 @@ def _add_object(data: Any, source: str, line: int, result: SourceResult, item: s
     if not isinstance(name, str) or not name:
         shown = "missing" if name is None else f"{_type(name)} {name!r}"
         result.problems.append(InputProblem(
-            source, line, None, f"{kind}{where}: metadata.name must be a non-empty string ({shown})"))
+            source, line, None,
+            f"{kind}{where}: metadata.name must be a non-empty string ({shown})"))
         return
     namespace = meta.get("namespace")
     if namespace is not None and not isinstance(namespace, str):

@@ -138,4 +138,5 @@ def uninstall_commands() -> list[str]:
 
 def reinstall_note() -> str:
     """Rollback of the uninstall."""
-    return "istioctl install -y --set revision=<your revision>  # then re-apply the rollback/ folder"
+    return ("istioctl install -y --set revision=<your revision>  "
+            "# then re-apply the rollback/ folder")

@@ -11,6 +11,7 @@ Facts (../shared/reference/mapping-istio-linkerd.md sections 0, 1.2, 4, 5):
 
 from __future__ import annotations
 
+
 def gateway_api_bundle(version: str) -> str:
     """The Gateway API release to install for a Linkerd version.
 

@@ -355,7 +355,7 @@ def _identities(ctx: PolicyContext, ref: ObjectRef,
                 f"principal {principal!r} has no Linkerd identity form; it was left out "
                 "(those callers are refused)",
                 "Name the service accounts or namespaces explicitly.")
-    for k, sa in enumerate(src.service_accounts):
+    for sa in src.service_accounts:
         ns, _, name = sa.partition("/")
         if name:
             refs[f"sa/{ns}/{name}"] = {"kind": "ServiceAccount", "name": name, "namespace": ns}

@@ -21,7 +21,12 @@ from typing import Any, Callable
 
 from migrate.dialects.base import Manifest, TargetConfig
 from migrate.dialects.gatewayapi.precedence import analyse, overlaps, rank
-from migrate.durations import gateway_duration
+from migrate.dialects.linkerd.route_policy import (
+    failure_accrual_annotations,
+    grpc_rules,
+    grpc_service,
+    policy_annotations,
+)
 from migrate.ir.graph import MeshGraph
 from migrate.ir.model import (
     Backend,
@@ -39,8 +44,6 @@ from migrate.names import NameRegistry, k8s_name
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 LINKERD_ROUTE_API = "policy.linkerd.io/v1beta3"
 GATEWAY_ROUTE_API = "gateway.networking.k8s.io/v1"
-# Istio retryOn conditions Linkerd expresses in retry.linkerd.io/http.
-_HTTP_RETRY = {"5xx": "5xx", "gateway-error": "gateway-error", "retriable-4xx": "409"}
 
 
 @dataclass
@@ -81,13 +84,13 @@ def _ref(route: Route) -> ObjectRef:
 def _http_route(ctx: RouteContext, route: Route, host: ServiceKey) -> None:
     ref = _ref(route)
     rules = _drop_shadowed(ctx, route)
-    grpc = _grpc_service(ctx, host)
+    grpc = grpc_service(ctx, host)
     converted: list[tuple[tuple[str, ...], dict[str, Any], Rule]] = []
     for rule in rules:
         body = _rule(ctx, route, rule, host)
         if body is None:
             continue
-        converted.append((_policy_annotations(ctx, ref, rule, grpc), body, rule))
+        converted.append((policy_annotations(ctx, ref, rule, grpc), body, rule))
     if not converted:
         return
     # One route per distinct timeout/retry policy (annotations are per route).
@@ -103,9 +106,9 @@ def _http_route(ctx: RouteContext, route: Route, host: ServiceKey) -> None:
         pairs = [pair.split("=", 1) for pair in key]
         for api, group in ((LINKERD_ROUTE_API, "core"), (GATEWAY_ROUTE_API, "")):
             kind, rules_out = "HTTPRoute", bodies
-            grpc_rules = _grpc_rules(bodies) if grpc and api == GATEWAY_ROUTE_API else None
-            if grpc_rules is not None:
-                kind, rules_out = "GRPCRoute", grpc_rules
+            as_grpc = grpc_rules(bodies) if grpc and api == GATEWAY_ROUTE_API else None
+            if as_grpc is not None:
+                kind, rules_out = "GRPCRoute", as_grpc
             annotations = {k.removeprefix("grpc:"): v for k, v in pairs
                            if k.startswith("grpc:") == (kind == "GRPCRoute")}
             body = {
@@ -222,7 +225,8 @@ def _matches(ctx: RouteContext, ref: ObjectRef, rm: RouteMatch) -> list[dict[str
     if rm.method.kind != "exact" or rm.method.value not in METHODS:
         ctx.losses.report(
             "ROUTE_METHOD", Severity.DEGRADED, "route.http", ref, f"{rm.origin_path}.method",
-            f"method {rm.method.kind} {rm.method.value!r} became {', '.join(methods) or 'nothing'}; "
+            f"method {rm.method.kind} {rm.method.value!r} became "
+            f"{', '.join(methods) or 'nothing'}; "
             "only standard methods can be matched",
             "Check that clients use no other methods on this route.")
     return [{**match, "method": m} for m in methods]
@@ -257,7 +261,8 @@ def _path(ctx: RouteContext, ref: ObjectRef, rm: RouteMatch) -> dict[str, str]:
             ctx.losses.report(
                 "ROUTE_PREFIX_SEGMENT", Severity.INFO, "route.http", ref, f"{rm.origin_path}.uri",
                 f"Istio prefix {value!r} matched raw strings"
-                f"{' (e.g. ' + value + 'x)' if not value.endswith('/') else ''}; PathPrefix matches "
+                f"{' (e.g. ' + value + 'x)' if not value.endswith('/') else ''}; "
+                "PathPrefix matches "
                 "whole path segments"
                 f"{' and also ' + value.rstrip('/') if value.endswith('/') else ''}",
                 "Usually the intent; if raw-prefix matching mattered, use a regex match.")
@@ -410,124 +415,6 @@ def write_subset_service(ctx: RouteContext, ref: ObjectRef, b: Backend) -> str |
                                                                 base.origin.ref}))))
     ctx.subset_services[key] = name
     return name
-
-
-def failure_accrual_annotations(dp: DestinationPolicy) -> dict[str, str]:
-    """Outlier detection as Linkerd failure accrual (balancer.linkerd.io, Linkerd 2.13+).
-
-    Envoy's consecutive5xxErrors maps to max-failures and baseEjectionTime to min-penalty;
-    Linkerd then backs off exponentially (mapping-istio-linkerd.md section 2.2).
-    """
-    if dp.outlier is None:
-        return {}
-    out = {"balancer.linkerd.io/failure-accrual": "consecutive"}
-    if dp.outlier.consecutive_errors:
-        out["balancer.linkerd.io/failure-accrual-consecutive-max-failures"] = str(
-            dp.outlier.consecutive_errors)
-    penalty = gateway_duration(dp.outlier.base_ejection_time or "")
-    if penalty:
-        out["balancer.linkerd.io/failure-accrual-consecutive-min-penalty"] = penalty
-    return out
-
-
-def _grpc_service(ctx: RouteContext, key: ServiceKey) -> bool:
-    """Whether every port of a Service speaks gRPC (its routes become GRPCRoutes at cleanup)."""
-    svc = ctx.graph.service(key)
-    return bool(svc and svc.ports and all(p.l7 == "grpc" for p in svc.ports))
-
-
-def _grpc_rules(rules: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
-    """HTTPRoute rules as GRPCRoute rules, or None when a match or filter has no gRPC form.
-
-    gRPC calls are ``POST /<package.Service>/<Method>``: an exact path names a method, a
-    prefix ending at the service names the whole service, and ``/`` matches every call.
-    """
-    out = []
-    for rule in rules:
-        if any(f["type"] != "RequestHeaderModifier" for f in rule.get("filters", [])):
-            return None
-        matches = []
-        for m in rule.get("matches", []):
-            if set(m) - {"path", "headers"}:
-                return None
-            grpc: dict[str, Any] = {}
-            path = m.get("path")
-            if path and path["value"] != "/":
-                parts = path["value"].strip("/").split("/")
-                if path["type"] == "Exact" and len(parts) == 2 and all(parts):
-                    grpc["method"] = {"type": "Exact", "service": parts[0], "method": parts[1]}
-                elif path["type"] == "PathPrefix" and len(parts) == 1 and parts[0]:
-                    grpc["method"] = {"type": "Exact", "service": parts[0]}
-                else:
-                    return None
-            if "headers" in m:
-                grpc["headers"] = m["headers"]
-            matches.append(grpc)
-        converted = {k: v for k, v in rule.items() if k != "matches"}
-        if matches:
-            converted = {"matches": matches, **converted}
-        out.append(converted)
-    return out
-
-
-# gRPC status conditions retry.linkerd.io/grpc accepts (mapping-istio-linkerd.md section 1.2).
-_GRPC_RETRY = ("cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable")
-
-
-def _policy_annotations(ctx: RouteContext, ref: ObjectRef, rule: Rule,
-                        grpc: bool = False) -> tuple[str, ...]:
-    """Linkerd route annotations for a rule's timeout and retry, as sorted key=value pairs.
-
-    For a gRPC Service the GRPCRoute written at cleanup gets its own set, prefixed ``grpc:``
-    here: gRPC status conditions go in retry.linkerd.io/grpc, which HTTPRoutes cannot carry.
-    """
-    out: dict[str, str] = {}
-    if rule.timeout and ctx.supports("route.timeout"):
-        value = gateway_duration(rule.timeout)
-        if value is None:
-            ctx.losses.report("ROUTE_DURATION", Severity.DROPPED, "route.timeout", ref,
-                              f"{rule.origin_path}.timeout",
-                              f"timeout {rule.timeout!r} does not parse", "Fix the duration.")
-        else:
-            out["timeout.linkerd.io/request"] = value
-            if grpc:
-                out["grpc:timeout.linkerd.io/request"] = value
-    r = rule.retry
-    if r and r.attempts > 0 and ctx.supports("route.retry"):
-        conditions, grpc_conditions, lost = [], [], []
-        for c in r.retry_on or ("connect-failure", "refused-stream", "unavailable", "cancelled"):
-            if c in _HTTP_RETRY:
-                conditions.append(_HTTP_RETRY[c])
-            elif c.isdigit():
-                conditions.append(c)
-            elif c in _GRPC_RETRY and grpc:
-                grpc_conditions.append(c)
-            elif c != "retriable-status-codes":
-                lost.append(c)
-        if lost:
-            ctx.losses.report(
-                "ROUTE_RETRY_CONDITION", Severity.DEGRADED, "route.retry", ref,
-                f"{r.origin_path}.retryOn",
-                f"retry conditions {','.join(lost)} have no Linkerd form"
-                f"{'' if conditions or grpc_conditions else '; this rule is no longer retried'}",
-                "Linkerd retries on HTTP status conditions (5xx, gateway-error, codes) and, on "
-                "GRPCRoutes, on gRPC status conditions.")
-        if grpc_conditions:
-            ctx.losses.report(
-                "ROUTE_RETRY_CONDITION", Severity.DEGRADED, "route.retry", ref,
-                f"{r.origin_path}.retryOn",
-                f"gRPC retry conditions {','.join(grpc_conditions)} apply from the cleanup step, "
-                "when the route becomes a GRPCRoute; the coexistence HTTPRoute cannot carry them",
-                "Keep the window short, or accept no gRPC retries for these calls until cleanup.")
-        per_try = gateway_duration(r.per_try_timeout) if r.per_try_timeout else None
-        for prefix, key, found in (("", "retry.linkerd.io/http", conditions),
-                                   ("grpc:", "retry.linkerd.io/grpc", grpc_conditions)):
-            if found:
-                out[f"{prefix}{key}"] = ",".join(dict.fromkeys(found))
-                out[f"{prefix}retry.linkerd.io/limit"] = str(r.attempts)
-                if per_try:
-                    out[f"{prefix}retry.linkerd.io/timeout"] = per_try
-    return tuple(f"{k}={v}" for k, v in sorted(out.items()))
 
 
 def _report_cross_group_ties(ctx: RouteContext, route: Route, groups: list[list[Rule]]) -> None:

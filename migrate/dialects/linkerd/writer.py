@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from migrate.dialects.base import Manifest, TargetConfig
 from migrate.dialects.linkerd.policy import PolicyContext, write_policy
-from migrate.dialects.linkerd.routes import (
-    RouteContext,
-    failure_accrual_annotations,
-    write_routes,
-)
+from migrate.dialects.linkerd.route_policy import failure_accrual_annotations
+from migrate.dialects.linkerd.routes import RouteContext, write_routes
 from migrate.ir.graph import MeshGraph
 from migrate.ir.model import DestinationPolicy, Service
 from migrate.losses import LossLog
