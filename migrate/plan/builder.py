@@ -20,7 +20,7 @@ from migrate.dialects.base import Manifest, ReadResult, TargetConfig
 from migrate.dialects.istio import coexist as istio
 from migrate.dialects.linkerd import coexist as linkerd
 from migrate.ir.graph import MeshGraph
-from migrate.ir.model import DestinationPolicy, Opaque, Route, Workload
+from migrate.ir.model import AuthzPolicy, DestinationPolicy, Opaque, Route, Workload
 from migrate.losses import LossLog, ObjectRef, Severity
 from migrate.emit.manifests import SOURCE_ANNOTATION
 from migrate.names import k8s_name
@@ -173,7 +173,8 @@ def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int],
            "move." if callers else ""))
     if step.manifests:
         step.commands.append(_apply(step.id))
-    rollback: list[str] = []
+    # Rollback: Istio's objects back first, then the pods back into Istio, then Linkerd's out.
+    rollback: list[str] = [f"kubectl apply -k steps/{step.id}/rollback"] if inbound else []
     for ns in group:
         record = p.graph.namespace(ns)
         workloads = _workloads(p, ns)
@@ -207,8 +208,6 @@ def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int],
             + ", ".join(str(r) for r in root) + ".")
     step.commands += [f"{istio.delete_command(r)}  # after verification" for r in inbound]
     p.deleted.update(inbound)
-    if inbound:
-        rollback.append(f"kubectl apply -k steps/{step.id}/rollback")
     rollback += undo_manifests(step.manifests)
     step.rollback = rollback
     return step
@@ -307,6 +306,14 @@ def _ingress(p: PlanInput, number: int) -> Step:
     refs = sorted(r for r in p.read.raw if istio.is_istio(r) and r not in p.deleted and (
         r.kind == "Gateway" or r in ingress_routes))
     p.deleted.update(refs)
+    for authz in p.graph.of(AuthzPolicy):
+        named = {ns for ns in p.graph.caller_namespaces(authz) if ns == p.root_namespace}
+        if named:
+            step.manual.append(
+                f"AuthorizationPolicy {authz.namespace}/{authz.name} admits callers from "
+                f"{p.root_namespace} (the Istio ingress gateway): its Linkerd form names the "
+                f"same namespace; add the new controller's namespace or service account to "
+                f"MeshTLSAuthentications generated from it before its enforce step.")
     if any(r.kind == "Gateway" and not istio.is_istio(r) for r in p.read.raw):
         step.manual.append("Gateway API Gateways served by Istio's controller (gatewayClassName "
                            "istio) stop working when Istio is removed: move them to the new "
