@@ -80,7 +80,7 @@ class Reader:
             group, kind = raw.group, raw.kind
             if (group, kind) in kube.HANDLERS and raw.version in kube.VERSIONS.get(group, ()):
                 f = Fields(raw, self.losses, self.MESH)
-                kube.HANDLERS[(group, kind)](self, f, graph)
+                self._guarded(kube.HANDLERS[(group, kind)], f, graph)
                 for use in f.uses:
                     graph.use(use)
                 result.read[kind] = result.read.get(kind, 0) + 1
@@ -98,15 +98,7 @@ class Reader:
                     f"{raw.api_version} (known versions of {group}: {known}); object not planned"))
                 continue
             f = Fields(raw, self.losses, self.MESH)
-            try:
-                handler(self, f, graph)
-            except (TypeError, AttributeError, ValueError, KeyError) as exc:
-                # A value shape no handler expected: report it on the object, keep going.
-                self.losses.report(
-                    "OBJECT_UNREADABLE", Severity.MANUAL, "input", f.ref, "spec",
-                    f"{kind} could not be read ({type(exc).__name__}: {exc}); not converted",
-                    "Check the object against its CRD schema and convert it by hand.")
-                f.accounted.add("spec")
+            self._guarded(handler, f, graph)
             for use in f.uses:
                 graph.use(use)
             f.report_unaccounted()
@@ -115,6 +107,18 @@ class Reader:
             result.read[kind] = result.read.get(kind, 0) + 1
         graph.link()
         return result
+
+    def _guarded(self, handler: KindHandler, f: Fields, graph: MeshGraph) -> None:
+        """Run a handler; a value shape it did not expect is reported on the object."""
+        try:
+            handler(self, f, graph)
+        except (TypeError, AttributeError, ValueError, KeyError, IndexError) as exc:
+            self.losses.report(
+                "OBJECT_UNREADABLE", Severity.MANUAL, "input", f.ref, "spec",
+                f"{f.ref.kind} could not be read ({type(exc).__name__}: {exc}); not converted",
+                "Check the object against its schema and convert it by hand.")
+            f.uses.clear()
+            f.accounted.add("spec")
 
     def _unique(self, objects: list[RawObject]) -> list[RawObject]:
         """One object per identity; duplicates resolved deterministically and reported.

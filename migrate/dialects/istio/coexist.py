@@ -68,12 +68,13 @@ def neutralize_mesh_tls(raw: dict[ObjectRef, RawObject]) -> list[tuple[dict[str,
         body = strip_noise(copy.deepcopy(obj.body))
         spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
         changed = _drop_mesh_tls(spec, "trafficPolicy")
-        for subset in spec.get("subsets") or []:
+        subsets = spec.get("subsets")
+        for subset in subsets if isinstance(subsets, list) else []:
             if isinstance(subset, dict):
                 changed |= _drop_mesh_tls(subset, "trafficPolicy")
         policy = spec.get("trafficPolicy")
-        for level in (policy or {}).get("portLevelSettings") or [] if isinstance(policy, dict) \
-                else []:
+        levels = policy.get("portLevelSettings") if isinstance(policy, dict) else None
+        for level in levels if isinstance(levels, list) else []:
             if isinstance(level, dict) and isinstance(level.get("tls"), dict) and \
                     level["tls"].get("mode") == "ISTIO_MUTUAL":
                 del level["tls"]
