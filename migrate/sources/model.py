@@ -89,9 +89,12 @@ def strip_noise(body: dict[str, Any]) -> dict[str, Any]:
     """
     body = _sorted(body)
     out = {k: v for k, v in body.items() if k != "status"}
-    meta = {k: v for k, v in (body.get("metadata") or {}).items() if k not in _NOISE_META}
-    annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
-                   if k not in _NOISE_ANNOTATIONS}
+    raw_meta = body.get("metadata")
+    meta = {k: v for k, v in (raw_meta if isinstance(raw_meta, dict) else {}).items()
+            if k not in _NOISE_META}
+    raw_annotations = meta.get("annotations")
+    annotations = {k: v for k, v in (raw_annotations if isinstance(raw_annotations, dict)
+                                     else {}).items() if k not in _NOISE_ANNOTATIONS}
     if annotations:
         meta["annotations"] = annotations
     else:
