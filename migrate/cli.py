@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import threading
 from pathlib import Path
+from typing import Any, Callable
 
 import click
 
@@ -20,10 +22,69 @@ from migrate.emit.planjson import dump_plan
 from migrate.emit.report import render_report
 from migrate.emit.runbook import render_runbook
 from migrate.errors import ExitStatus, MigrateError
-from migrate.losses import Severity
-from migrate.pipeline import SOURCES, TARGETS, PlanOptions, plan_migration
+from migrate.exporting import export_dump, rbac_cluster_role
+from migrate.losses import LossLog, Severity
+from migrate.pipeline import (
+    SOURCES,
+    TARGETS,
+    ClusterOptions,
+    PlanOptions,
+    check_source,
+    detect_mesh,
+    plan_migration,
+    read_source,
+)
 
 _OWN = ("RUNBOOK.md", "plan.json", "steps")
+
+
+def cluster_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """kubectl-style options for reading a live cluster (used when no -f is given)."""
+    for option in reversed([
+        click.option("--kubeconfig", default=None, metavar="FILE",
+                     help="Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config; "
+                          "in a pod, its service account)."),
+        click.option("--context", default=None, help="Kubeconfig context to use."),
+        click.option("-n", "--namespace", "namespaces", multiple=True, metavar="NS",
+                     help="Only these namespaces (repeatable). Each kind is still read with one "
+                          "cluster-wide LIST."),
+        click.option("-A", "--all-namespaces", is_flag=True,
+                     help="All namespaces (the default)."),
+        click.option("--request-timeout", default=30.0, show_default=True, type=float,
+                     metavar="SECONDS", help="Give up on a request after this long."),
+    ]):
+        command = option(command)
+    return command
+
+
+def _cluster(kubeconfig: str | None, context: str | None, namespaces: tuple[str, ...],
+             all_namespaces: bool, request_timeout: float, quiet: bool) -> ClusterOptions:
+    if namespaces and all_namespaces:
+        raise click.UsageError("-n and -A exclude each other")
+    return ClusterOptions(kubeconfig, context, list(namespaces), request_timeout,
+                          Progress(enabled=not quiet and sys.stderr.isatty()))
+
+
+class Progress:
+    """One self-rewriting stderr line while a cluster is read (only on a terminal)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.counts: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, resource: str, count: int) -> None:
+        if not self.enabled:
+            return
+        with self.lock:
+            self.counts[resource] = count
+            line = f"reading: {sum(self.counts.values())} objects ({resource} {count})"
+            click.echo(f"\r{line[:110]:<110}", err=True, nl=False)
+
+    def done(self) -> None:
+        """End the progress line."""
+        if self.enabled and self.counts:
+            click.echo("", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"],
@@ -39,12 +100,13 @@ def main() -> None:
 
 @main.command()
 @click.option("--from", "source", required=True, metavar="MESH",
-              help=f"Source mesh ({', '.join(sorted(SOURCES))}).")
+              help=f"Source mesh ({', '.join(sorted(SOURCES))}, or auto to detect it).")
 @click.option("--to", "target", required=True, metavar="MESH",
               help=f"Target mesh ({', '.join(sorted(TARGETS))}).")
 @click.option("-f", "--filename", "paths", multiple=True, metavar="PATH",
               help="YAML/JSON file, folder (recursive) or - for stdin; repeatable. "
-                   "Multi-document files and `kubectl get -o yaml` List output are accepted.")
+                   "Multi-document files and `kubectl get -o yaml` List output are accepted. "
+                   "Without -f the cluster of the kubeconfig is read (read-only).")
 @click.option("-o", "--output", "output", required=True, metavar="DIR",
               type=click.Path(file_okay=False, path_type=Path),
               help="Folder for RUNBOOK.md, plan.json and steps/ (replaced if it holds a plan).")
@@ -60,32 +122,50 @@ def main() -> None:
               help="Source mesh trust domain (principals in it map to local identities).")
 @click.option("--istio-root-namespace", "root_namespace", default="istio-system",
               show_default=True, help="Istio's root namespace (mesh-wide policies live there).")
-@click.option("--validate-with", "validate_with", multiple=True, metavar="DIR",
-              type=click.Path(exists=True, path_type=Path),
+@click.option("--validate-with", "validate_with", multiple=True, metavar="PATH|cluster",
               help="Check every emitted manifest against the CRDs in these files or folders "
-                   "(e.g. `linkerd install --crds` output); repeatable.")
+                   "(e.g. `linkerd install --crds` output), or against the target's CRDs "
+                   "installed in the cluster (`cluster`, read-only); repeatable.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the loss summary line.")
+@cluster_options
 def plan(source: str, target: str, paths: tuple[str, ...], output: Path, target_version: str,
          order: str, fail_on: str | None, trust_domain: str, root_namespace: str,
-         validate_with: tuple[Path, ...], quiet: bool) -> None:
+         validate_with: tuple[str, ...], quiet: bool, kubeconfig: str | None,
+         context: str | None, namespaces: tuple[str, ...], all_namespaces: bool,
+         request_timeout: float) -> None:
     """Plan a migration and write RUNBOOK.md, plan.json and steps/ to -o DIR.
+
+    Reads -f files, or else the cluster the kubeconfig points at (read-only).
 
     Example: meshmigrate plan --from istio --to linkerd -f samples/istio/bookinfo -o out
     """
-    if not paths:
-        raise click.UsageError("no input: give -f PATH (files, folders, or - for stdin)")
+    for v in validate_with:
+        if v != "cluster" and not Path(v).exists():
+            raise click.BadParameter(f"{v}: no such file or directory",
+                                     param_hint="--validate-with")
+    cluster = _cluster(kubeconfig, context, namespaces, all_namespaces, request_timeout, quiet)
     options = PlanOptions(source=source, target=target, paths=list(paths),
                           target_version=target_version,
                           order=[n.strip() for n in order.split(",") if n.strip()],
                           trust_domain=trust_domain, root_namespace=root_namespace,
-                          stdin=sys.stdin.buffer)
+                          stdin=sys.stdin.buffer, cluster=None if paths else cluster)
     status = _run(lambda: _plan(options, output, fail_on, validate_with, quiet))
     sys.exit(int(status))
 
 
 def _plan(options: PlanOptions, output: Path, fail_on: str | None,
-          validate_with: tuple[Path, ...], quiet: bool) -> ExitStatus:
-    result = plan_migration(options)
+          validate_with: tuple[str, ...], quiet: bool) -> ExitStatus:
+    if options.source == "auto":
+        options.source = detect_mesh(options)
+        click.echo(f"meshmigrate: detected {options.source} in the "
+                   f"{'files' if options.paths else 'cluster'}", err=True)
+    try:
+        result = plan_migration(options)
+    finally:
+        if options.cluster and isinstance(options.cluster.progress, Progress):
+            options.cluster.progress.done()
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
     _prepare_output(output)
     write_steps(result.plan, output)
     (output / "plan.json").write_text(dump_plan(result.plan), encoding="utf-8")
@@ -96,7 +176,9 @@ def _plan(options: PlanOptions, output: Path, fail_on: str | None,
     if validate_with:
         from migrate.validate import SchemaSet, validate_plan_dir
 
-        schemas = SchemaSet.from_paths([str(p) for p in validate_with])
+        schemas = SchemaSet.from_paths([p for p in validate_with if p != "cluster"])
+        if "cluster" in validate_with:
+            schemas.schemas.update(_cluster_schemas(options).schemas)
         violations = validate_plan_dir(output, schemas)
         for v in violations:
             click.echo(f"invalid: {v}", err=True)
@@ -120,6 +202,74 @@ def _prepare_output(output: Path) -> None:
                                "choose another -o folder")
         shutil.rmtree(output / "steps", ignore_errors=True)
     output.mkdir(parents=True, exist_ok=True)
+
+
+def _cluster_schemas(options: PlanOptions) -> Any:
+    """The target's CRDs as installed in the cluster (read-only)."""
+    from migrate.sources.cluster import Cluster
+    from migrate.validate import SchemaSet
+
+    c = options.cluster or ClusterOptions()
+    client = Cluster(c.kubeconfig, c.context, c.timeout)
+    crds = client.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
+    return SchemaSet.from_objects(crds.get("items") or [])
+
+
+@main.command()
+@click.option("--from", "source", required=True, metavar="MESH",
+              help=f"Source mesh ({', '.join(sorted(SOURCES))}, or auto).")
+@click.option("-o", "--output", "output", default="-", show_default=True, metavar="FILE",
+              help="Where to write the dump (- for stdout).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress display.")
+@cluster_options
+def export(source: str, output: str, quiet: bool, kubeconfig: str | None, context: str | None,
+           namespaces: tuple[str, ...], all_namespaces: bool, request_timeout: float) -> None:
+    """Write what plan reads from the cluster as a clean multi-document YAML dump.
+
+    Objects are sorted and stripped of status and server-set metadata, so the dump can be
+    reviewed, planned offline with -f, and attached to a bug report. Secrets are never read.
+    """
+    cluster = _cluster(kubeconfig, context, namespaces, all_namespaces, request_timeout, quiet)
+
+    def run() -> ExitStatus:
+        options = PlanOptions(source=source, target="", paths=[], cluster=cluster)
+        if source == "auto":
+            options.source = detect_mesh(options)
+        check_source(options.source)
+        losses = LossLog()
+        notes: list[str] = []
+        try:
+            result = read_source(options, losses, notes)
+        finally:
+            if isinstance(cluster.progress, Progress):
+                cluster.progress.done()
+        for note in notes:
+            click.echo(f"note: {note}", err=True)
+        text = export_dump(result.objects)
+        if output == "-":
+            click.echo(text, nl=False)
+        else:
+            Path(output).write_text(text, encoding="utf-8")
+        click.echo(f"meshmigrate: exported {len(result.objects)} objects", err=True)
+        if len(losses):
+            click.echo(render_report(losses, []), err=True, nl=False)
+        return ExitStatus.OK
+
+    sys.exit(int(_run(run)))
+
+
+@main.command()
+@click.option("--from", "source", required=True, metavar="MESH",
+              help=f"Source mesh ({', '.join(sorted(SOURCES))}).")
+def rbac(source: str) -> None:
+    """Print the minimal read-only ClusterRole that plan and export need on a cluster."""
+    sys.exit(int(_run(lambda: _print_rbac(source))))
+
+
+def _print_rbac(source: str) -> ExitStatus:
+    check_source(source)
+    click.echo(rbac_cluster_role(source), nl=False)
+    return ExitStatus.OK
 
 
 @main.command()

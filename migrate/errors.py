@@ -23,6 +23,13 @@ class ExitStatus(IntEnum):
     """Plan written, but a loss at or above ``--fail-on`` exists."""
     INVALID = 4
     """Plan written, but ``--validate-with`` found manifests that break their schema."""
+    UNREACHABLE = 5
+    """The cluster could not be reached: no kubeconfig, unknown context, connection refused,
+    TLS failure or timeout."""
+    UNAUTHORIZED = 6
+    """The cluster rejected the credentials (expired or invalid token or certificate)."""
+    NO_MESH = 7
+    """The cluster serves none of the source mesh's API groups."""
 
 
 @dataclass(frozen=True)
@@ -61,3 +68,21 @@ class UsageError(MigrateError):
 
 class SourceError(MigrateError):
     """The input cannot be read at all (no such path, nothing readable)."""
+
+
+class ClusterUnreachable(MigrateError):
+    """The cluster cannot be reached or its configuration cannot be used."""
+
+    exit_status = ExitStatus.UNREACHABLE
+
+
+class ClusterUnauthorized(MigrateError):
+    """The cluster answered 401: the credentials are expired or wrong."""
+
+    exit_status = ExitStatus.UNAUTHORIZED
+
+
+class MeshNotFound(MigrateError):
+    """The cluster serves none of the API groups of the mesh asked for."""
+
+    exit_status = ExitStatus.NO_MESH

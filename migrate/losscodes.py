@@ -31,6 +31,10 @@ CODES: dict[str, Code] = {
                             "from the file read last is planned (as kubectl apply would leave it); "
                             "within one file the choice is made by content, so it does not depend "
                             "on document order."),
+    "CLUSTER_FORBIDDEN": Code("read", "Kind the credentials may not list",
+                              "Reading the cluster got 403 Forbidden for a kind; its objects are "
+                              "missing from the plan. `meshmigrate rbac` prints the read-only "
+                              "ClusterRole that grants everything meshmigrate reads."),
     "VERSION_TOO_OLD": Code("write", "Feature newer than the target version",
                             "The target version chosen with --target-version lacks the construct "
                             "this feature needs."),

@@ -7,7 +7,7 @@ exits the process and never prints.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Callable
 
 from migrate import mappings
 from migrate.check import check_capabilities
@@ -40,6 +40,19 @@ SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease", 
 
 
 @dataclass
+class ClusterOptions:
+    """How to reach a live cluster (kubectl's habits)."""
+
+    kubeconfig: str | None = None
+    context: str | None = None
+    namespaces: list[str] = field(default_factory=list)
+    """Only these namespaces; empty means all."""
+    timeout: float = 30.0
+    progress: Callable[[str, int], None] | None = None
+    """Called with (resource, objects so far) while reading."""
+
+
+@dataclass
 class PlanOptions:
     """What a person chose on the command line."""
 
@@ -51,6 +64,8 @@ class PlanOptions:
     trust_domain: str = "cluster.local"
     root_namespace: str = "istio-system"
     stdin: IO[bytes] | None = None
+    cluster: ClusterOptions | None = None
+    """Read this cluster when ``paths`` is empty."""
 
 
 @dataclass
@@ -61,6 +76,13 @@ class PlanResult:
     losses: LossLog
     problems: list[InputProblem]
     read: ReadResult
+    notes: list[str] = field(default_factory=list)
+    """Things said while reading (e.g. a LIST restarted after its continue token expired)."""
+
+
+def check_source(source: str) -> None:
+    """Refuse a source mesh that has no reader, with a hint."""
+    check_pair(source, next(iter(TARGETS)))
 
 
 def check_pair(source: str, target: str) -> None:
@@ -83,12 +105,11 @@ def plan_migration(options: PlanOptions) -> PlanResult:
     if table.versions and version not in table.versions:
         raise UsageError(f"unknown {options.target} version {version!r}: choose one of "
                          f"{', '.join(table.versions)}")
-    if not options.paths:
-        raise UsageError("no input: give -f PATH (files, folders, or - for stdin)")
-    source: SourceResult = read_files(options.paths, options.stdin)
+    losses = LossLog()
+    notes: list[str] = []
+    source = read_source(options, losses, notes)
     problems = [InputProblem(relative(pr.source), pr.line, pr.column, pr.message)
                 for pr in source.problems]
-    losses = LossLog()
     reader = IstioReader(losses, problems, root_namespace=options.root_namespace)
     read = reader.read(source)
     graph = read.graph
@@ -130,7 +151,62 @@ def plan_migration(options: PlanOptions) -> PlanResult:
         override_cost=cost, steps=steps, losses=list(losses), outside=outside,
         input_problems=[str(p) for p in problems],
         skipped=dict(sorted(read.skipped.items())))
-    return PlanResult(plan, losses, problems, read)
+    return PlanResult(plan, losses, problems, read, notes)
+
+
+def read_source(options: PlanOptions, losses: LossLog, notes: list[str]) -> SourceResult:
+    """Objects from the files named, or else from the cluster."""
+    if options.paths:
+        return read_files(options.paths, options.stdin)
+    if options.cluster is None:
+        raise UsageError("no input: give -f PATH (files, folders, or - for stdin) or read a "
+                         "cluster")
+    return read_cluster_source(options.source, options.cluster, losses, notes)
+
+
+def read_cluster_source(mesh: str, cluster: ClusterOptions, losses: LossLog,
+                        notes: list[str]) -> SourceResult:
+    """Read what the mesh's reader needs from a live cluster (imports kubernetes now)."""
+    from migrate.dialects import kube
+    from migrate.sources.cluster import Cluster, read_cluster
+
+    reader = SOURCES[mesh]
+    client = Cluster(cluster.kubeconfig, cluster.context, cluster.timeout)
+    progress = cluster.progress or (lambda resource, count: None)
+    result = read_cluster(
+        client, [*kube.HANDLERS, *reader.HANDLERS], {**kube.VERSIONS, **reader.GROUPS},
+        reader.MESH_GROUPS, cluster.namespaces,
+        lambda resource, count: progress(resource.resource, count))
+    notes.extend(result.restarts)
+    for denied in result.forbidden:
+        r = denied.resource
+        losses.report(
+            "CLUSTER_FORBIDDEN", Severity.MANUAL, "input",
+            ObjectRef(r.kind, "", "*", r.api_version), "list",
+            f"cannot list {r.resource} (403 Forbidden): its objects are not in this plan",
+            f'Grant get and list on apiGroups ["{r.group}"], resources ["{r.plural}"] '
+            "(meshmigrate rbac prints the whole read-only ClusterRole), then re-run.")
+    return result.source
+
+
+def detect_mesh(options: PlanOptions) -> str:
+    """The source mesh found in the input (``--from auto``), or a UsageError."""
+    groups: set[str] = set()
+    if options.paths:
+        groups = {o.group for o in read_files(options.paths, options.stdin).objects}
+    elif options.cluster is not None:
+        from migrate.sources.cluster import Cluster
+
+        client = Cluster(options.cluster.kubeconfig, options.cluster.context,
+                         options.cluster.timeout)
+        groups = {g["name"] for g in client.get("/apis").get("groups", [])}
+    found = sorted(mesh for mesh, reader in SOURCES.items()
+                   if groups & set(reader.MESH_GROUPS))
+    if len(found) != 1:
+        raise UsageError("--from auto: " + (f"found several meshes ({', '.join(found)}); "
+                                            "choose one" if found else
+                                            "no supported mesh's API groups were found"))
+    return found[0]
 
 
 def _namespaces(graph: MeshGraph, root: str) -> tuple[list[str], list[str]]:

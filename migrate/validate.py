@@ -40,11 +40,18 @@ class SchemaSet:
     @classmethod
     def from_paths(cls, paths: Iterable[str]) -> SchemaSet:
         """Every CustomResourceDefinition found in files or folders."""
+        paths = list(paths)
+        objects = read_files(paths).objects if paths else []
+        return cls.from_objects(o.body for o in objects)
+
+    @classmethod
+    def from_objects(cls, objects: Iterable[dict[str, Any]]) -> SchemaSet:
+        """Every CustomResourceDefinition among ``objects`` (files or a cluster LIST)."""
         found = cls()
-        for obj in read_files(list(paths)).objects:
-            if obj.kind != "CustomResourceDefinition":
+        for body in objects:
+            if body.get("kind", "CustomResourceDefinition") != "CustomResourceDefinition":
                 continue
-            spec = obj.body.get("spec") or {}
+            spec = body.get("spec") or {}
             group, kind = spec.get("group", ""), (spec.get("names") or {}).get("kind", "")
             for version in spec.get("versions") or []:
                 schema = (version.get("schema") or {}).get("openAPIV3Schema")

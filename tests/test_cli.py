@@ -62,8 +62,6 @@ def test_fail_on_sets_exit_code_3(tmp_path: Path):
 
 
 def test_usage_errors_exit_2_without_traceback(tmp_path: Path):
-    no_input = run("plan", "--from", "istio", "--to", "linkerd", "-o", str(tmp_path))
-    assert no_input.exit_code == 2 and "no input" in no_input.stderr
     typo = run("plan", "--from", "istoi", "--to", "linkerd", "-f", SHOP, "-o", str(tmp_path))
     assert typo.exit_code == 2 and "Did you mean istio?" in typo.stderr
     bad_version = run("plan", "--from", "istio", "--to", "linkerd", "-f", SHOP, "-o",
@@ -72,7 +70,10 @@ def test_usage_errors_exit_2_without_traceback(tmp_path: Path):
     missing = run("plan", "--from", "istio", "--to", "linkerd", "-f", "nope.yaml", "-o",
                   str(tmp_path))
     assert missing.exit_code == 1 and "no such file" in missing.stderr
-    for r in (no_input, typo, bad_version, missing):
+    both = run("plan", "--from", "istio", "--to", "linkerd", "-o", str(tmp_path), "-n", "a",
+               "-A")
+    assert both.exit_code == 2 and "exclude each other" in both.stderr
+    for r in (typo, bad_version, missing, both):
         assert "Traceback" not in r.stderr
 
 

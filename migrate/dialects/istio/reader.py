@@ -40,6 +40,8 @@ class IstioReader(Reader):
     """Reads Istio configuration."""
 
     MESH = "istio"
+    MESH_GROUPS = (NET, SEC, TEL, EXT)
+    """Groups whose presence in a cluster means Istio is installed."""
     GROUPS = {
         NET: frozenset({"v1", "v1beta1", "v1alpha3"}),
         SEC: frozenset({"v1", "v1beta1"}),
