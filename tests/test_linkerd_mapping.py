@@ -127,7 +127,9 @@ def test_unsupported_filters_are_losses_never_emitted():
   - rewrite: {uri: /v2}
     mirror: {host: reviews}
     corsPolicy: {allowOrigins: [{exact: "https://a"}]}
-    fault: {delay: {fixedDelay: 1s, percentage: {value: 5}}, abort: {httpStatus: 500, percentage: {value: 1}}}
+    fault:
+      delay: {fixedDelay: 1s, percentage: {value: 5}}
+      abort: {httpStatus: 500, percentage: {value: 1}}
     route: [{destination: {host: reviews}}]
 """))
     text = repr(manifests(result))

@@ -8,7 +8,8 @@ import json
 from migrate.sources.files import read_files
 from migrate.yamlio import dump_documents, load_documents
 
-SVC = "apiVersion: v1\nkind: Service\nmetadata: {name: %s, namespace: shop}\nspec: {ports: [{port: 80}]}\n"
+SVC = ("apiVersion: v1\nkind: Service\nmetadata: {name: %s, namespace: shop}\n"
+       "spec: {ports: [{port: 80}]}\n")
 
 
 def read_text(text: str | bytes):

@@ -166,8 +166,8 @@ class Cluster:
         return json.loads(response.data)
 
     # -- discovery --------------------------------------------------------------------------
-    def discover(self, wanted: Iterable[tuple[str, str]],
-                 versions: dict[str, frozenset[str]]) -> tuple[list[Resource], dict[str, list[str]]]:
+    def discover(self, wanted: Iterable[tuple[str, str]], versions: dict[str, frozenset[str]],
+                 ) -> tuple[list[Resource], dict[str, list[str]]]:
         """Resources for the wanted (group, kind) pairs the server serves, and served groups."""
         wanted = set(wanted)
         groups = {g for g, _ in wanted}
