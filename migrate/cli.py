@@ -156,9 +156,9 @@ def plan(source: str, target: str, paths: tuple[str, ...], output: Path, target_
 def _plan(options: PlanOptions, output: Path, fail_on: str | None,
           validate_with: tuple[str, ...], quiet: bool) -> ExitStatus:
     if options.source == "auto":
-        options.source = detect_mesh(options)
+        options.source, evidence = detect_mesh(options)
         click.echo(f"meshmigrate: detected {options.source} in the "
-                   f"{'files' if options.paths else 'cluster'}", err=True)
+                   f"{'files' if options.paths else 'cluster'} ({evidence})", err=True)
     try:
         result = plan_migration(options)
     finally:
@@ -234,7 +234,8 @@ def export(source: str, output: str, quiet: bool, kubeconfig: str | None, contex
     def run() -> ExitStatus:
         options = PlanOptions(source=source, target="", paths=[], cluster=cluster)
         if source == "auto":
-            options.source = detect_mesh(options)
+            options.source, evidence = detect_mesh(options)
+            click.echo(f"meshmigrate: detected {options.source} ({evidence})", err=True)
         check_source(options.source)
         losses = LossLog()
         notes: list[str] = []

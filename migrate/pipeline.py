@@ -189,24 +189,37 @@ def read_cluster_source(mesh: str, cluster: ClusterOptions, losses: LossLog,
     return result.source
 
 
-def detect_mesh(options: PlanOptions) -> str:
-    """The source mesh found in the input (``--from auto``), or a UsageError."""
+def detect_mesh(options: PlanOptions) -> tuple[str, str]:
+    """The source mesh found in the input (``--from auto``) and what showed it.
+
+    Raises:
+        UsageError: no supported mesh, or more than one, was found.
+    """
     groups: set[str] = set()
+    injected: set[str] = set()
     if options.paths:
-        groups = {o.group for o in read_files(options.paths, options.stdin).objects}
+        objects = read_files(options.paths, options.stdin).objects
+        groups = {o.group for o in objects}
+        injected = {o.ref.name for o in objects if o.kind == "Namespace" and _istio_labels(o.body)}
     elif options.cluster is not None:
         from migrate.sources.cluster import Cluster
 
         client = Cluster(options.cluster.kubeconfig, options.cluster.context,
                          options.cluster.timeout)
         groups = {g["name"] for g in client.get("/apis").get("groups", [])}
+        namespaces = client.get("/api/v1/namespaces").get("items") or []
+        injected = {n["metadata"]["name"] for n in namespaces if _istio_labels(n)}
     found = sorted(mesh for mesh, reader in SOURCES.items()
                    if groups & set(reader.MESH_GROUPS))
     if len(found) != 1:
         raise UsageError("--from auto: " + (f"found several meshes ({', '.join(found)}); "
                                             "choose one" if found else
                                             "no supported mesh's API groups were found"))
-    return found[0]
+    shown = sorted(groups & set(SOURCES[found[0]].MESH_GROUPS))
+    evidence = f"API groups {', '.join(shown)}"
+    if injected:
+        evidence += f"; injection labels on {len(injected)} namespace(s)"
+    return found[0], evidence
 
 
 def _namespaces(graph: MeshGraph, root: str) -> tuple[list[str], list[str]]:
@@ -233,3 +246,11 @@ def _namespaces(graph: MeshGraph, root: str) -> tuple[list[str], list[str]]:
             meshed.add(ns.name)
     meshed -= SYSTEM_NAMESPACES | {root}
     return sorted(meshed), sorted(seen - meshed - SYSTEM_NAMESPACES - {root})
+
+
+def _istio_labels(body: dict[str, object]) -> bool:
+    meta = body.get("metadata")
+    labels = meta.get("labels") if isinstance(meta, dict) else None
+    return isinstance(labels, dict) and bool(
+        labels.get("istio-injection") == "enabled" or labels.get("istio.io/rev")
+        or labels.get("istio.io/dataplane-mode") == "ambient")

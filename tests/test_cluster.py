@@ -262,3 +262,27 @@ def test_rbac_prints_a_read_only_cluster_role_without_secrets():
     assert ("security.istio.io", "authorizationpolicies") in resources
     assert ("networking.istio.io", "envoyfilters") in resources
     assert not any(r == "secrets" for _, r in resources)
+
+
+def test_progress_line_on_a_terminal_only(capsys):
+    from migrate.cli import Progress
+
+    quiet = Progress(enabled=False)
+    quiet("virtualservices.networking.istio.io", 500)
+    quiet.done()
+    assert capsys.readouterr().err == ""
+    shown = Progress(enabled=True)
+    shown("virtualservices.networking.istio.io", 500)
+    shown("services", 20)
+    shown.done()
+    err = capsys.readouterr().err
+    assert "reading: 500 objects (virtualservices.networking.istio.io 500)" in err
+    assert "reading: 520 objects (services 20)" in err and err.endswith("\n")
+
+
+def test_auto_detection_from_files_says_what_it_saw(tmp_path: Path):
+    result = run("plan", "--from", "auto", "--to", "linkerd", "-f",
+                 str(SAMPLES / "istio" / "bookinfo"), "-o", str(tmp_path))
+    assert result.exit_code == 0
+    assert "detected istio in the files (API groups networking.istio.io, security.istio.io; " \
+           "injection labels on 1 namespace(s))" in result.stderr
