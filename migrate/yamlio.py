@@ -52,16 +52,45 @@ class DocumentError(Exception):
         self.column = column
 
 
+# Aliases can make a small document expand without bound ("billion laughs"); every later
+# stage walks the expanded tree, so a document that expands past this many nodes is refused.
+MAX_EXPANDED_NODES = 2_000_000
+_ALIAS = re.compile(r"(?:^|[\s\[{,:-])\*[^\s,\]}]+")
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Nodes in the document once aliases are expanded (memoized, so linear in the input)."""
+    known = memo.get(id(node))
+    if known is not None:
+        return known
+    memo[id(node)] = 1  # a recursive alias counts once instead of looping
+    if isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(v, memo) for v in node.value)
+    else:
+        size = 1
+    memo[id(node)] = size
+    return size
+
+
 def load_documents(text: str, line_offset: int = 0) -> Iterator[Document]:
     """Yield each document of a YAML stream with its starting line.
 
     Raises:
-        DocumentError: at the first document that does not parse.
+        DocumentError: at the first document that does not parse, or whose aliases expand
+            past :data:`MAX_EXPANDED_NODES`.
     """
     loader = _Loader(text)
+    check_aliases = _ALIAS.search(text) is not None  # only pay for the check when needed
     try:
         while loader.check_node():
             node = loader.get_node()
+            if check_aliases and _expanded_size(node, {}) > MAX_EXPANDED_NODES:
+                raise DocumentError(
+                    f"YAML aliases expand this document past {MAX_EXPANDED_NODES:,} nodes "
+                    "(an alias bomb?); not read", node.start_mark.line + 1 + line_offset,
+                    node.start_mark.column + 1)
             data = loader.construct_document(node)
             yield Document(data, node.start_mark.line + 1 + line_offset)
     except yaml.MarkedYAMLError as exc:

@@ -82,3 +82,47 @@ def test_dump_never_writes_anchors():
 def test_loader_reports_document_start_lines():
     docs = list(load_documents("a: 1\n---\n\n# comment\nb: 2\n"))
     assert [d.line for d in docs] == [1, 5]
+
+
+def test_alias_bomb_is_refused_quickly_and_other_documents_kept():
+    import time
+
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    for i in range(1, 9):
+        prev = chr(ord("a") + i - 1)
+        name = chr(ord("a") + i)
+        bomb += f"{name}: &{name} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, " \
+                f"*{prev}, *{prev}, *{prev}, *{prev}]\n"
+    text = SVC % "before" + "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\n" + \
+        "data:\n" + "".join("  " + line + "\n" for line in bomb.splitlines()) + "---\n" + \
+        SVC % "after"
+    start = time.perf_counter()
+    result = read_text(text)
+    assert time.perf_counter() - start < 5
+    assert [o.ref.name for o in result.objects] == ["before", "after"]
+    [problem] = result.problems
+    assert "alias bomb" in problem.message and problem.line == 6
+
+
+def test_ordinary_anchors_still_load():
+    text = ("apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: x, labels: &l "
+            "{app: s}}\nspec: {selector: *l, ports: [{port: 80}]}\n")
+    [obj] = read_text(text).objects
+    assert obj.body["spec"]["selector"] == {"app": "s"}
+
+
+def test_secret_data_never_reaches_any_output(tmp_path):
+    from click.testing import CliRunner
+
+    from migrate.cli import main
+
+    src = tmp_path / "in.yaml"
+    src.write_text(SVC % "web" + "---\napiVersion: v1\nkind: Secret\nmetadata: {name: s, "
+                   "namespace: shop}\ndata: {token: dG9wLXNlY3JldA==}\nstringData: "
+                   "{plain: top-secret}\n")
+    result = CliRunner().invoke(main, ["plan", "--from", "istio", "--to", "linkerd", "-f",
+                                       str(src), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0
+    everything = result.stdout + result.stderr + "".join(
+        p.read_text() for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert "dG9wLXNlY3JldA==" not in everything and "top-secret" not in everything
