@@ -9,6 +9,7 @@ promise "no silent drop" holds for fields no one has written code for yet.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 from migrate.ir.model import FeatureUse, Origin
@@ -28,19 +29,18 @@ NOISE = frozenset({
 _TOKEN = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
 
 
-def split_path(path: str) -> list[str | int]:
+@lru_cache(maxsize=4096)
+def split_path(path: str) -> tuple[str | int, ...]:
     """``spec.http[0].route`` -> ``["spec", "http", 0, "route"]``.
 
     Keys that contain dots (annotation names) are written with a ``/`` in them and taken
     whole after ``annotations.``; see :func:`join`.
     """
-    parts: list[str | int] = []
     if ".annotations." in f".{path}":
         head, _, key = path.partition("annotations.")
-        return [*split_path(head.rstrip(".")), "annotations", key] if head else ["annotations", key]
-    for index, name in _TOKEN.findall(path):
-        parts.append(int(index) if index else name)
-    return parts
+        return (*split_path(head.rstrip(".")), "annotations", key) if head else \
+            ("annotations", key)
+    return tuple(int(index) if index else name for index, name in _TOKEN.findall(path))
 
 
 def join(base: str, key: str | int) -> str:

@@ -7,7 +7,6 @@ that the same plan always gives the same bytes.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,11 @@ SOURCE_ANNOTATION = "meshmigrate.io/source"
 
 
 def annotated(m: Manifest) -> dict[str, Any]:
-    """The manifest body with its source annotation."""
-    body = copy.deepcopy(m.body)
-    meta = body.setdefault("metadata", {})
+    """The manifest body with its source annotation (a copy: the body is not changed)."""
+    # Only metadata changes, so a shallow copy of the two levels above it is enough.
+    body = dict(m.body)
+    meta = dict(body.get("metadata") or {})
+    body["metadata"] = meta
     annotations = dict(meta.get("annotations") or {})
     annotations[SOURCE_ANNOTATION] = ",".join(
         f"{r.kind}/{r.namespace}/{r.name}" if r.namespace else f"{r.kind}//{r.name}"
@@ -37,6 +38,13 @@ def file_name(body: dict[str, Any]) -> str:
     meta = body.get("metadata") or {}
     ns = meta.get("namespace") or "cluster"
     return f"{body['kind'].lower()}.{group.split('.')[0]}-{ns}-{meta['name']}.yaml"
+
+
+def step_file_names(step: Step) -> tuple[list[str], list[str]]:
+    """(manifest files, rollback files) of a step, relative to its folder, sorted."""
+    main = sorted({file_name(m.body) for m in step.manifests})
+    rollback = sorted({f"rollback/{file_name(b)}" for b in step.rollback_manifests})
+    return main, rollback
 
 
 def step_files(step: Step) -> dict[str, dict[str, Any]]:

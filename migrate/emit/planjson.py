@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from migrate.emit.manifests import step_files
+from migrate.emit.manifests import step_file_names
 from migrate.losses import Severity
 from migrate.plan.model import Plan
 
@@ -18,15 +18,15 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         counts[loss.severity.value] += 1
     steps = []
     for step in plan.steps:
-        files = step_files(step)
+        files, rollback = step_file_names(step)
         steps.append({
             "id": step.id,
             "title": step.title,
             "kind": step.kind,
             "namespaces": step.namespaces,
             "summary": step.summary,
-            "manifests": [f"steps/{step.id}/{f}" for f in files if "/" not in f],
-            "rollback_manifests": [f"steps/{step.id}/{f}" for f in files if "/" in f],
+            "manifests": [f"steps/{step.id}/{f}" for f in files],
+            "rollback_manifests": [f"steps/{step.id}/{f}" for f in rollback],
             "commands": step.commands,
             "verify": step.verify,
             "rollback": step.rollback,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from migrate.emit.manifests import step_files
+from migrate.emit.manifests import step_file_names
 from migrate.losses import Loss, Severity
 from migrate.plan.model import Plan, Step
 
@@ -100,8 +100,7 @@ def _step(step: Step, plan: Plan) -> list[str]:
         out.append(f"Folder: `steps/{step.id}/`.\n")
     if step.summary:
         out.append(step.summary + "\n")
-    files = step_files(step)
-    manifests = [f for f in files if "/" not in f]
+    manifests, _ = step_file_names(step)
     if manifests:
         out.append(f"Manifests ({len(manifests)}): " + ", ".join(f"`{f}`" for f in manifests) +
                    "\n")
