@@ -188,6 +188,16 @@ def _plan(options: PlanOptions, output: Path, fail_on: str | None,
         threshold = Severity(fail_on).rank
         if any(loss.severity.rank >= threshold for loss in result.losses):
             status = ExitStatus.LOSSES
+    equivalence = result.plan.equivalence
+    if equivalence is not None:
+        for d in equivalence.unexplained:
+            click.echo(f"divergence: {d.probe}: {d.aspect}: source {d.source}; target "
+                       f"{d.target} (no loss explains it)", err=True)
+        click.echo(f"meshmigrate: equivalence: {equivalence.probes} probes, "
+                   f"{len(equivalence.divergences)} divergences, "
+                   f"{len(equivalence.unexplained)} unexplained", err=True)
+        if equivalence.unexplained and status is ExitStatus.OK:
+            status = ExitStatus.LOSSES
     if result.problems:
         status = ExitStatus.ERROR
     return status

@@ -30,7 +30,8 @@ from migrate.plan.builder import PlanInput, assign_losses, build_steps, plaintex
 from migrate.plan.model import Plan
 from migrate.plan.order import exposed_hops, migration_order, override_order
 from migrate.sources.files import read_files, relative
-from migrate.sources.model import SourceResult
+from migrate.sources.model import RawObject, SourceResult
+from migrate.verify.compare import Equivalence, compare, final_state
 
 SOURCES = {"istio": IstioReader}
 TARGETS = {"linkerd": LinkerdWriter}
@@ -66,6 +67,8 @@ class PlanOptions:
     stdin: IO[bytes] | None = None
     cluster: ClusterOptions | None = None
     """Read this cluster when ``paths`` is empty."""
+    verify: bool = True
+    """Run the equivalence check on the plan's final state."""
 
 
 @dataclass
@@ -151,7 +154,17 @@ def plan_migration(options: PlanOptions) -> PlanResult:
         override_cost=cost, steps=steps, losses=list(losses), outside=outside,
         input_problems=[str(p) for p in problems],
         skipped=dict(sorted(read.skipped.items())))
+    if options.verify:
+        plan.equivalence = verify_plan(read.objects, plan, options)
     return PlanResult(plan, losses, problems, read, notes)
+
+
+def verify_plan(objects: list[RawObject], plan: Plan, options: PlanOptions) -> Equivalence:
+    """Compare the source with the plan's final state on generated probes."""
+    target, annotations = final_state(
+        ([m.body for m in s.manifests], s.commands) for s in plan.steps)
+    return compare([o.body for o in objects], target, annotations, plan.losses,
+                   options.trust_domain, options.root_namespace)
 
 
 def read_source(options: PlanOptions, losses: LossLog, notes: list[str]) -> SourceResult:

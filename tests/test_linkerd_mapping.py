@@ -79,7 +79,8 @@ def test_timeout_and_retries_become_route_annotations():
         "retry.linkerd.io/http": "5xx,gateway-error,503",  # no spaces: Linkerd splits on ","
         "retry.linkerd.io/limit": "3",
         "retry.linkerd.io/timeout": "500ms",
-        "timeout.linkerd.io/request": "1500ms"}
+        "timeout.linkerd.io/request": "1500ms",
+        "meshmigrate.io/rules": "spec.http[0]"}
     assert "timeouts" not in route["spec"]["rules"][0]
     assert "ROUTE_RETRY_CONDITION" in codes(result)
 
@@ -200,4 +201,5 @@ def test_older_target_version_turns_features_into_losses():
     too_old = [x for x in result.losses if x.code == "VERSION_TOO_OLD"]
     assert {x.feature for x in too_old} == {"route.retry"}
     [route] = routes(result)
-    assert "annotations" not in route["metadata"]  # nothing the old version would ignore
+    # Nothing the old version would ignore: only the rule-provenance annotation remains.
+    assert route["metadata"]["annotations"] == {"meshmigrate.io/rules": "spec.http[0]"}

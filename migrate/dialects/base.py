@@ -56,6 +56,8 @@ class ReadResult:
     skipped: dict[str, int] = field(default_factory=dict)
     raw: dict[ObjectRef, RawObject] = field(default_factory=dict)
     """The source mesh's own objects as read (for rollback copies and neutralizing)."""
+    objects: list[RawObject] = field(default_factory=list)
+    """Every object planned from, one per identity (duplicates resolved)."""
 
 
 class Reader:
@@ -76,6 +78,7 @@ class Reader:
         graph = MeshGraph(self.MESH)
         result = ReadResult(graph, skipped=dict(source.skipped))
         objects = self._unique(source.objects)
+        result.objects = objects
         for raw in objects:
             group, kind = raw.group, raw.kind
             if (group, kind) in kube.HANDLERS and raw.version in kube.VERSIONS.get(group, ()):

@@ -56,6 +56,8 @@ def render_runbook(plan: Plan) -> str:
             add(f"- {a} -> {b}: " + "; ".join(reasons))
         add("")
     add(_mermaid(plan))
+    if plan.equivalence is not None:
+        out.extend(_equivalence(plan))
     for step in plan.steps:
         out.extend(_step(step, plan))
     add("## All losses by namespace\n")
@@ -70,6 +72,26 @@ def render_runbook(plan: Plan) -> str:
         add(_loss_row(loss))
     add("")
     return "\n".join(out)
+
+
+def _equivalence(plan: Plan) -> list[str]:
+    eq = plan.equivalence
+    out = ["## Equivalence check\n",
+           f"{eq.probes} requests generated from the source configuration were evaluated twice: "
+           "with Istio's semantics against the source manifests, and with Linkerd's against the "
+           "state after the last step. A divergence no loss explains is a conversion bug.\n",
+           "| service | probes | divergences | unexplained |", "|---|---:|---:|---:|"]
+    out += [f"| {svc} | {p} | {d} | {u} |" for svc, (p, d, u) in sorted(eq.per_service.items())]
+    out.append("")
+    if eq.divergences:
+        out += ["| probe | aspect | source | target | explained by |", "|---|---|---|---|---|"]
+        for d in eq.divergences[:200]:
+            why = "; ".join(d.explained_by) or "**nothing: a conversion bug**"
+            out.append(f"| `{d.probe}` | {d.aspect} | {d.source} | {d.target} | {why} |")
+        if len(eq.divergences) > 200:
+            out.append(f"| ... {len(eq.divergences) - 200} more in plan.json | | | | |")
+        out.append("")
+    return out
 
 
 def _mermaid(plan: Plan) -> str:

@@ -58,3 +58,5 @@ class Plan:
     """Namespaces in the input that are not migrated (no injection, no mesh objects)."""
     input_problems: list[str]
     skipped: dict[str, int]
+    equivalence: Any = None
+    """:class:`migrate.verify.compare.Equivalence` of the final state, when computed."""

@@ -43,6 +43,7 @@ from migrate.names import NameRegistry, k8s_name
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 LINKERD_ROUTE_API = "policy.linkerd.io/v1beta3"
+RULES_ANNOTATION = "meshmigrate.io/rules"
 GATEWAY_ROUTE_API = "gateway.networking.k8s.io/v1"
 
 
@@ -111,6 +112,9 @@ def _http_route(ctx: RouteContext, route: Route, host: ServiceKey) -> None:
                 kind, rules_out = "GRPCRoute", as_grpc
             annotations = {k.removeprefix("grpc:"): v for k, v in pairs
                            if k.startswith("grpc:") == (kind == "GRPCRoute")}
+            # Which source rule each rule came from, in order: for reviewers, and for the
+            # equivalence check to tie a target rule back to the losses of its source rule.
+            annotations[RULES_ANNOTATION] = ",".join(r.origin_path for r in sources[key])
             body = {
                 "apiVersion": api, "kind": kind,
                 "metadata": {"name": name, "namespace": host.namespace,

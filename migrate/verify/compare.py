@@ -1,0 +1,218 @@
+"""Compare the two evaluators probe by probe; explain divergences with losses."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from migrate.losses import Loss
+from migrate.verify.istio_eval import IstioEvaluator
+from migrate.verify.linkerd_eval import LinkerdEvaluator, same_duration
+from migrate.verify.model import Outcome, Probe
+from migrate.verify.probes import authz_probes, routing_probes
+from migrate.verify.world import World, dig
+
+# Which loss features can explain which kind of divergence.
+_FAMILIES = {
+    "route": ("route.http", "route.match", "route.host", "route.redirect", "route.rewrite",
+              "route.mirror", "route.fault", "route.cors", "route.direct_response",
+              "route.delegate", "route.export_to", "route.consumer_namespace", "route.tcp",
+              "route.tls", "destination.subsets", "destination.external", "gateway_api.",
+              "input"),
+    "timeout": ("route.timeout", "route.retry", "input"),
+    "retries": ("route.retry", "input"),
+    "authz": ("authz.", "mtls.", "authn.", "input"),
+}
+_DELETE = re.compile(r"^kubectl delete ([a-z]+)(?:\.([a-z0-9.]+))?/([a-z0-9.-]+) -n ([a-z0-9-]+)")
+_ANNOTATE_NS = re.compile(r"^kubectl annotate namespace ([a-z0-9-]+) (.*?)(?: --overwrite)?$")
+
+
+@dataclass
+class Divergence:
+    """One probe whose outcome differs between the meshes."""
+
+    probe: Probe
+    aspect: str
+    """route, timeout, retries or authz."""
+    source: str
+    target: str
+    explained_by: list[str] = field(default_factory=list)
+    """Loss codes (with their objects) that account for it; empty means a conversion bug."""
+    candidates: set[str] = field(default_factory=set, repr=False)
+    """Source objects whose losses may explain it."""
+    rule_paths: tuple[str, ...] = field(default=(), repr=False)
+    """The source rules involved (the one Istio matched, the one the target rule came from):
+    only losses inside them, or on the whole object, count."""
+
+    def to_json(self) -> dict[str, Any]:
+        """For plan.json."""
+        return {"probe": str(self.probe), "exercises": self.probe.why, "aspect": self.aspect,
+                "source": self.source, "target": self.target,
+                "explained_by": self.explained_by}
+
+
+@dataclass
+class Equivalence:
+    """The result of comparing the two meshes on generated probes."""
+
+    probes: int = 0
+    unevaluated: int = 0
+    """Probes an evaluator could not answer (damaged input, already reported)."""
+    per_service: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    """``ns/name`` -> (probes, divergences, unexplained)."""
+    divergences: list[Divergence] = field(default_factory=list)
+
+    @property
+    def unexplained(self) -> list[Divergence]:
+        """Divergences no loss accounts for: conversion bugs."""
+        return [d for d in self.divergences if not d.explained_by]
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``equivalence`` section of plan.json."""
+        return {"probes": self.probes, "unevaluated": self.unevaluated,
+                "services": [{"service": s, "probes": p, "divergences": d, "unexplained": u}
+                             for s, (p, d, u) in sorted(self.per_service.items())],
+                "divergences": [d.to_json() for d in self.divergences],
+                "unexplained": len(self.unexplained)}
+
+
+def final_state(steps: Iterable[tuple[list[dict[str, Any]], list[str]]]) -> tuple[
+        list[dict[str, Any]], dict[str, dict[str, str]]]:
+    """Target objects and namespace annotations once every step ran.
+
+    ``steps`` gives, in order, each step's applied manifests and its commands; ``kubectl
+    delete`` and ``kubectl annotate namespace`` commands are applied to the state.
+    """
+    objects: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    annotations: dict[str, dict[str, str]] = {}
+    for manifests, commands in steps:
+        for body in manifests:
+            api = str(body.get("apiVersion", ""))
+            group = api.split("/")[0] if "/" in api else ""
+            key = (str(body["kind"]).lower(), group, dig(body, "metadata", "namespace",
+                                                          default=""), dig(body, "metadata",
+                                                                           "name"))
+            objects[key] = body
+        for command in commands:
+            command = command.split("  #")[0].strip()
+            m = _DELETE.match(command)
+            if m:
+                kind, group, name, ns = m.groups()
+                objects.pop((kind, group or "", ns, name), None)
+                continue
+            m = _ANNOTATE_NS.match(command)
+            if m:
+                ns, pairs = m.groups()
+                for pair in pairs.split():
+                    if pair.endswith("-"):
+                        annotations.setdefault(ns, {}).pop(pair[:-1], None)
+                    elif "=" in pair:
+                        k, v = pair.split("=", 1)
+                        annotations.setdefault(ns, {})[k] = v
+    return [objects[k] for k in sorted(objects)], annotations
+
+
+def compare(source: list[dict[str, Any]], target: list[dict[str, Any]],
+            namespace_annotations: dict[str, dict[str, str]], losses: Iterable[Loss],
+            trust_domain: str = "cluster.local", root_namespace: str = "istio-system"
+            ) -> Equivalence:
+    """Evaluate generated probes on both sides and list where they differ."""
+    world = World(source)
+    target_world = World(source)
+    for body in target:
+        if body.get("kind") == "Service" and body.get("apiVersion") == "v1":
+            target_world.add_service(body)
+    for ns, extra in namespace_annotations.items():
+        target_world.namespaces[ns] = {**target_world.namespaces.get(ns, {}), **extra}
+    istio = IstioEvaluator(source, world, root_namespace, trust_domain)
+    linkerd = LinkerdEvaluator(target, target_world, trust_domain=trust_domain)
+    by_object: dict[str, list[Loss]] = {}
+    for loss in losses:
+        by_object.setdefault(str(loss.object), []).append(loss)
+    result = Equivalence()
+    probes = sorted(set(routing_probes(source, world) + authz_probes(source, world)))
+    for probe in probes:
+        key = f"{probe.namespace}/{probe.service}"
+        try:
+            found = _diverge(probe, istio, linkerd, world)
+        except (TypeError, AttributeError, ValueError, KeyError, IndexError):
+            result.unevaluated += 1
+            continue
+        for d in found:
+            d.explained_by = _explain(d, by_object)
+        p, dv, u = result.per_service.get(key, (0, 0, 0))
+        result.per_service[key] = (p + 1, dv + len(found),
+                                   u + sum(1 for d in found if not d.explained_by))
+        result.divergences.extend(found)
+        result.probes += 1
+    return result
+
+
+def _diverge(probe: Probe, istio: IstioEvaluator, linkerd: LinkerdEvaluator,
+             world: World) -> list[Divergence]:
+    src, tgt = istio.route(probe), linkerd.route(probe)
+    out: list[Divergence] = []
+    candidates = set(src.sources) | set(tgt.sources)
+    if (src.status, src.backends, src.detail if src.status == "redirect" else "") != \
+            (tgt.status, tgt.backends, tgt.detail if tgt.status == "redirect" else ""):
+        out.append(_div(probe, "route", src, tgt, candidates))
+    elif src.status == "routed":
+        if not same_duration(src.timeout, tgt.timeout):
+            out.append(_div(probe, "timeout", src, tgt, candidates))
+        if src.detail != "default" and src.retries != tgt.retries:
+            out.append(_div(probe, "retries", src, tgt, candidates))
+    if src.status == "routed" and probe.why == "authorization":
+        for backend, _ in src.backends:
+            for wid in backend.split("+"):
+                if not wid or wid.startswith("Service/"):
+                    continue
+                a, a_src = istio.allowed(probe, wid, probe.port)
+                b, b_src = linkerd.allowed(probe, wid, probe.port)
+                if a != b:
+                    out.append(Divergence(
+                        probe, "authz", f"{'allowed' if a else 'denied'} at {wid}",
+                        f"{'allowed' if b else 'denied'} at {wid}",
+                        candidates=set(a_src) | set(b_src) | _workload_policies(
+                            istio, wid, world)))
+    return out
+
+
+def _workload_policies(istio: IstioEvaluator, wid: str, world: World) -> set[str]:
+    info = world.workload(wid)
+    if info is None:
+        return set()
+    labels = dict(info.labels)
+    refs = set()
+    for p in istio.ap + istio.pa:
+        ns = dig(p, "metadata", "namespace", default="default")
+        selector = dig(p, "spec", "selector", "matchLabels", default=None)
+        if ns in (info.namespace, istio.root) and (selector is None or all(
+                labels.get(k) == v for k, v in selector.items())):
+            refs.add(f"{p.get('kind')}/{ns}/{dig(p, 'metadata', 'name')}")
+    return refs
+
+
+def _div(probe: Probe, aspect: str, src: Outcome, tgt: Outcome,
+         candidates: set[str]) -> Divergence:
+    return Divergence(probe, aspect, src.summary(), tgt.summary(), candidates=candidates,
+                      rule_paths=tuple(p for p in (src.rule_path, tgt.rule_path) if p))
+
+
+def _explain(d: Divergence, by_object: dict[str, list[Loss]]) -> list[str]:
+    families = _FAMILIES[d.aspect]
+    found = []
+    for ref in sorted(d.candidates):
+        for loss in by_object.get(ref, []):
+            if not loss.feature.startswith(families):
+                continue
+            if d.rule_paths and loss.object.kind == "VirtualService" and \
+                    loss.path.startswith("spec.http[") and \
+                    not any(_within(loss.path, p) for p in d.rule_paths):
+                continue  # a loss on another rule does not explain this rule's outcome
+            found.append(f"{loss.code} {loss.object} {loss.path}")
+    return sorted(set(found))
+
+
+def _within(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + ".") or path.startswith(prefix + "[")

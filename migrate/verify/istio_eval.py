@@ -1,0 +1,305 @@
+"""What Istio does with a request, read from Istio's own manifests.
+
+Semantics (istio/api networking/v1 virtual_service.proto, security/v1beta1
+authorization_policy.proto, peer_authentication.proto): VirtualService http rules are tried in
+list order and the first match wins; no VirtualService means the Service's endpoints; a
+VirtualService with no matching rule answers 404. Authorization is CUSTOM, then DENY, then
+ALLOW (when any ALLOW policy applies, one must match); STRICT mTLS refuses plaintext.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from typing import Any
+
+from migrate.verify.model import Outcome, Probe
+from migrate.verify.world import World, dig
+
+DEFAULT_RETRIES = 2  # istio pilot/pkg/networking/core/route/retry/retry.go
+
+
+def _host_key(host: str, namespace: str) -> tuple[str, str] | None:
+    parts = host.lower().split(".")
+    if "*" in host or not parts[0]:
+        return None
+    if len(parts) == 1:
+        return namespace, parts[0]
+    if len(parts) == 2 or parts[2] == "svc":
+        return parts[1], parts[0]
+    return None
+
+
+def string_match(m: Any, value: str | None, ignore_case: bool = False) -> bool:
+    """Istio StringMatch against a value (None: absent)."""
+    if not isinstance(m, dict):
+        return False
+    if value is None:
+        return False
+    if not m:
+        return True  # presence
+    if ignore_case:
+        value = value.lower()
+        m = {k: str(v).lower() for k, v in m.items()}
+    if "exact" in m:
+        return value == str(m["exact"])
+    if "prefix" in m:
+        return value.startswith(str(m["prefix"]))
+    if "regex" in m:
+        try:
+            return re.fullmatch(str(m["regex"]), value) is not None
+        except re.error:
+            return False
+    return False
+
+
+class IstioEvaluator:
+    """Evaluates probes against Istio manifests."""
+
+    def __init__(self, objects: list[dict[str, Any]], world: World,
+                 root_namespace: str = "istio-system", trust_domain: str = "cluster.local"):
+        self.world = world
+        self.root = root_namespace
+        self.trust_domain = trust_domain
+        self.vs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.dr: dict[tuple[str, str], dict[str, Any]] = {}
+        self.pa: list[dict[str, Any]] = []
+        self.ap: list[dict[str, Any]] = []
+        for obj in sorted(objects, key=lambda o: (str(dig(o, "metadata", "namespace",
+                                                          default="")),
+                                                  str(dig(o, "metadata", "name", default="")))):
+            try:
+                self._index(obj)
+            except (TypeError, AttributeError, ValueError, KeyError):
+                continue  # damaged: reported by the reader, left out here too
+
+    def _index(self, obj: dict[str, Any]) -> None:
+        kind, api = obj.get("kind"), str(obj.get("apiVersion", ""))
+        if not api.startswith(("networking.istio.io", "security.istio.io")):
+            return
+        ns = dig(obj, "metadata", "namespace", default="default")
+        if kind == "VirtualService":
+            gateways = dig(obj, "spec", "gateways", default=[])
+            if gateways and "mesh" not in gateways:
+                return
+            for host in dig(obj, "spec", "hosts", default=[]):
+                key = _host_key(str(host), ns)
+                if key:
+                    self.vs.setdefault(key, obj)
+        elif kind == "DestinationRule":
+            key = _host_key(str(dig(obj, "spec", "host", default="")), ns)
+            if key:
+                self.dr.setdefault(key, obj)
+        elif kind == "PeerAuthentication":
+            self.pa.append(obj)
+        elif kind == "AuthorizationPolicy":
+            self.ap.append(obj)
+
+    # -- routing ---------------------------------------------------------------------------
+    def route(self, probe: Probe) -> Outcome:
+        """Where a request goes, with which timeout and retries."""
+        key = (probe.namespace, probe.service)
+        vs = self.vs.get(key)
+        if vs is None:
+            svc = self.world.services.get(key)
+            pods = self.world.select(probe.namespace, dict(svc.selector)) if svc else ()
+            return Outcome("routed", (("+".join(pods) or f"Service/{key[0]}/{key[1]}", 1.0),),
+                           retries=DEFAULT_RETRIES, detail="default")
+        ns = dig(vs, "metadata", "namespace", default="default")
+        src = f"VirtualService/{ns}/{dig(vs, 'metadata', 'name')}"
+        for index, rule in enumerate(dig(vs, "spec", "http", default=[])):
+            if not isinstance(rule, dict):
+                continue
+            rule_path = f"spec.http[{index}]"
+            matches = rule.get("match") or [{}]
+            if not any(self._matches(m, probe) for m in matches if isinstance(m, dict)):
+                continue
+            if isinstance(rule.get("redirect"), dict):
+                r = rule["redirect"]
+                return Outcome("redirect", detail=f"{r.get('redirectCode', 301)} "
+                               f"{r.get('uri', probe.path)}", sources=(src,),
+                               rule_path=rule_path)
+            retries = dig(rule, "retries", "attempts", default=None)
+            retry_on = str(dig(rule, "retries", "retryOn", default="")) if "retries" in rule \
+                else "default"
+            backends, used = self._backends(rule, ns)
+            return Outcome("routed", backends, timeout=str(rule.get("timeout", "")),
+                           retries=DEFAULT_RETRIES if retries is None else int(retries),
+                           detail=retry_on, sources=(src, *used), rule_path=rule_path)
+        return Outcome("no-route", sources=(src,))
+
+    def _matches(self, m: dict[str, Any], probe: Probe) -> bool:
+        if "port" in m and m["port"] != probe.port:
+            return False
+        ignore = bool(m.get("ignoreUriCase"))
+        if "uri" in m and not string_match(m["uri"], probe.path, ignore):
+            return False
+        if "method" in m and not string_match(m["method"], probe.method):
+            return False
+        headers = dict(probe.headers)
+        for name, sm in (m.get("headers") or {}).items():
+            if not string_match(sm, headers.get(str(name).lower())):
+                return False
+        for name, sm in (m.get("withoutHeaders") or {}).items():
+            if string_match(sm, headers.get(str(name).lower())):
+                return False
+        query = dict(q.split("=", 1) for q in probe.path.partition("?")[2].split("&") if "=" in q)
+        for name, sm in (m.get("queryParams") or {}).items():
+            if not string_match(sm, query.get(str(name))):
+                return False
+        return True
+
+    def _backends(self, rule: dict[str, Any], ns: str
+                  ) -> tuple[tuple[tuple[str, float], ...], tuple[str, ...]]:
+        dests = [d for d in rule.get("route") or [] if isinstance(d, dict)]
+        weights = [d.get("weight") for d in dests]
+        if len(dests) == 1 and weights[0] is None:
+            weights = [100]
+        total = sum(w or 0 for w in weights) or 1
+        out: dict[str, float] = {}
+        used: set[str] = set()
+        for d, w in zip(dests, weights):
+            host = str(dig(d, "destination", "host", default=""))
+            key = _host_key(host, ns)
+            name = host
+            if key:
+                svc = self.world.services.get(key)
+                labels = dict(svc.selector) if svc else {}
+                subset = dig(d, "destination", "subset", default="")
+                if subset:
+                    dr = self.dr.get(key)
+                    if dr is not None:
+                        used.add(_ref(dr))
+                    sub = next((s for s in dig(dr, "spec", "subsets", default=[])
+                                if isinstance(s, dict) and s.get("name") == subset), None)
+                    labels = {**labels, **(sub.get("labels") or {})} if sub else {}
+                pods = self.world.select(key[0], labels)
+                name = "+".join(pods) or f"Service/{key[0]}/{key[1]}#{subset}"
+            out[name] = out.get(name, 0.0) + (w or 0) / total
+        return tuple(sorted((k, round(v, 4)) for k, v in out.items() if v > 0)), \
+            tuple(sorted(used))
+
+    # -- authorization ---------------------------------------------------------------------
+    def allowed(self, probe: Probe, workload: str, port: int) -> tuple[bool, tuple[str, ...]]:
+        """Whether the workload's sidecar lets the request in, and the deciding policies."""
+        info = self.world.workload(workload)
+        if info is None:
+            return True, ()
+        labels = dict(info.labels)
+        mode, pa_src = self._mtls_mode(info.namespace, labels, port)
+        if mode == "STRICT" and not probe.client.authenticated:
+            return False, pa_src
+        applying = [p for p in self.ap if self._applies(p, info.namespace, labels)]
+        for action in ("CUSTOM", "DENY"):
+            for p in applying:
+                if str(dig(p, "spec", "action", default="ALLOW")) == action and \
+                        self._policy_matches(p, probe, port):
+                    return False, (_ref(p),)
+        allows = [p for p in applying if str(dig(p, "spec", "action", default="ALLOW")) == "ALLOW"]
+        if not allows:
+            return True, pa_src
+        hit = [p for p in allows if self._policy_matches(p, probe, port)]
+        return (bool(hit), tuple(_ref(p) for p in (hit or allows)))
+
+    def _mtls_mode(self, ns: str, labels: dict[str, str], port: int) -> tuple[str, tuple[str, ...]]:
+        mode, src = "PERMISSIVE", ()
+        for scope in ("mesh", "namespace", "workload"):
+            for p in self.pa:
+                p_ns = dig(p, "metadata", "namespace", default="default")
+                selector = dig(p, "spec", "selector", "matchLabels", default=None)
+                if scope == "mesh" and not (p_ns == self.root and selector is None):
+                    continue
+                if scope == "namespace" and not (p_ns == ns and selector is None):
+                    continue
+                if scope == "workload" and not (p_ns == ns and isinstance(selector, dict) and
+                                                all(labels.get(k) == v for k, v in
+                                                    selector.items())):
+                    continue
+                m = str(dig(p, "spec", "mtls", "mode", default="UNSET"))
+                port_mode = dig(p, "spec", "portLevelMtls", port, "mode", default=None) or \
+                    dig(p, "spec", "portLevelMtls", str(port), "mode", default=None)
+                if port_mode and scope == "workload":
+                    m = str(port_mode)
+                if m != "UNSET":
+                    mode, src = ("PERMISSIVE" if m == "DISABLE" else m), (_ref(p),)
+        return mode, src
+
+    def _applies(self, p: dict[str, Any], ns: str, labels: dict[str, str]) -> bool:
+        p_ns = dig(p, "metadata", "namespace", default="default")
+        if p_ns not in (ns, self.root):
+            return False
+        selector = dig(p, "spec", "selector", "matchLabels", default=None)
+        return selector is None or all(labels.get(k) == v for k, v in selector.items())
+
+    def _policy_matches(self, p: dict[str, Any], probe: Probe, port: int) -> bool:
+        rules = dig(p, "spec", "rules", default=None)
+        if rules is None:
+            rules = []
+        return any(self._rule_matches(r, probe, port) for r in rules if isinstance(r, dict))
+
+    def _rule_matches(self, rule: dict[str, Any], probe: Probe, port: int) -> bool:
+        if rule.get("when"):
+            return False  # conditions are not evaluated: the rule is taken as not matching
+        froms = [f.get("source") or {} for f in rule.get("from") or [] if isinstance(f, dict)]
+        if froms and not any(self._source_matches(s, probe) for s in froms):
+            return False
+        tos = [t.get("operation") or {} for t in rule.get("to") or [] if isinstance(t, dict)]
+        return not tos or any(self._operation_matches(o, probe, port) for o in tos)
+
+    def _source_matches(self, s: dict[str, Any], probe: Probe) -> bool:
+        c = probe.client
+        principal = f"{self.trust_domain}/ns/{c.namespace}/sa/{c.service_account}" \
+            if c.authenticated else None
+        checks = []
+        if "principals" in s:
+            checks.append(principal is not None and any(_glob(x, principal)
+                                                         for x in s["principals"]))
+        if "notPrincipals" in s:
+            checks.append(principal is None or not any(_glob(x, principal)
+                                                       for x in s["notPrincipals"]))
+        if "namespaces" in s:
+            checks.append(c.authenticated and any(_glob(x, c.namespace) for x in s["namespaces"]))
+        if "notNamespaces" in s:
+            checks.append(not c.authenticated or not any(_glob(x, c.namespace)
+                                                         for x in s["notNamespaces"]))
+        if "serviceAccounts" in s:
+            checks.append(c.authenticated and f"{c.namespace}/{c.service_account}" in
+                          s["serviceAccounts"])
+        for key in ("ipBlocks", "remoteIpBlocks", "requestPrincipals"):
+            if key in s:
+                checks.append(False)  # probes carry no IP or JWT
+        return all(checks)
+
+    @staticmethod
+    def _operation_matches(o: dict[str, Any], probe: Probe, port: int) -> bool:
+        path = probe.path.partition("?")[0]
+        if "ports" in o and str(port) not in [str(x) for x in o["ports"]]:
+            return False
+        if "notPorts" in o and str(port) in [str(x) for x in o["notPorts"]]:
+            return False
+        if "methods" in o and not any(_glob(m, probe.method) for m in o["methods"]):
+            return False
+        if "notMethods" in o and any(_glob(m, probe.method) for m in o["notMethods"]):
+            return False
+        if "paths" in o and not any(_glob(p, path) for p in o["paths"]):
+            return False
+        if "notPaths" in o and any(_glob(p, path) for p in o["notPaths"]):
+            return False
+        return not ("hosts" in o)
+
+
+def _glob(pattern: Any, value: str) -> bool:
+    """Istio string match in authorization: exact, ``prefix*``, ``*suffix``, ``*``."""
+    pattern = str(pattern)
+    if pattern == "*":
+        return bool(value)
+    if pattern.endswith("*"):
+        return value.startswith(pattern[:-1])
+    if pattern.startswith("*"):
+        return value.endswith(pattern[1:])
+    return fnmatch.fnmatchcase(value, pattern) if "*" in pattern else value == pattern
+
+
+def _ref(obj: dict[str, Any]) -> str:
+    return (f"{obj.get('kind')}/{dig(obj, 'metadata', 'namespace', default='default')}/"
+            f"{dig(obj, 'metadata', 'name', default='')}")

@@ -1,0 +1,69 @@
+"""Probes (requests to evaluate) and outcomes (what a mesh does with them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, order=True)
+class Client:
+    """Who sends a probe: a workload identity (namespace, service account), or nobody."""
+
+    namespace: str = ""
+    service_account: str = ""
+    """Empty for an unauthenticated (plaintext, no identity) client."""
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether the client presents a mesh identity."""
+        return bool(self.service_account)
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.service_account}" if self.authenticated else \
+            "unauthenticated"
+
+
+@dataclass(frozen=True, order=True)
+class Probe:
+    """One request to a Service port."""
+
+    namespace: str
+    service: str
+    port: int
+    path: str = "/"
+    method: str = "GET"
+    headers: tuple[tuple[str, str], ...] = ()
+    client: Client = Client("default", "default")
+    why: str = ""
+    """What in the configuration this probe exercises (for the report)."""
+
+    def __str__(self) -> str:
+        hdr = "".join(f" {k}={v}" for k, v in self.headers)
+        return (f"{self.client} -> {self.namespace}/{self.service}:{self.port} "
+                f"{self.method} {self.path}{hdr}")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a mesh does with a probe."""
+
+    status: str
+    """``routed``, ``redirect``, ``no-route`` (404) or ``denied``."""
+    backends: tuple[tuple[str, float], ...] = ()
+    """Receiving workloads (``Kind/ns/name`` joined by ``+`` per backend) and traffic share."""
+    timeout: str = ""
+    retries: int = 0
+    detail: str = ""
+    sources: tuple[str, ...] = field(default=(), compare=False)
+    """Source objects that decided the outcome (``Kind/ns/name``)."""
+    rule_path: str = field(default="", compare=False)
+    """The source rule that matched (``spec.http[1]``), when one did."""
+
+    def summary(self) -> str:
+        """Short text for reports."""
+        if self.status != "routed":
+            return self.status + (f" ({self.detail})" if self.detail else "")
+        shares = ", ".join(f"{b} {w:.0%}" for b, w in self.backends)
+        extra = "".join([f", timeout {self.timeout}" if self.timeout else "",
+                         f", {self.retries} retries" if self.retries else ""])
+        return f"routed to {shares}{extra}"

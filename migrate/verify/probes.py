@@ -1,0 +1,166 @@
+"""Probes generated from the source configuration itself.
+
+For routing, each match block of each mesh VirtualService gives the request that hits it and
+variants one condition away: the exact path and one character off, a prefix at and past a
+segment boundary, each header present, absent and with another value, each method named and
+one not named. For authorization, each identity a policy names, an unknown identity and an
+unauthenticated client send each operation a policy names (and one it does not), on each port.
+Damaged objects (already reported by the reader) give no probes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from migrate.verify.istio_eval import _host_key
+from migrate.verify.model import Client, Probe
+from migrate.verify.world import World, dig
+
+UNKNOWN = Client("meshmigrate-probe", "unknown")
+ANONYMOUS = Client()
+DEFAULT_CLIENT = Client("meshmigrate-probe", "client")
+MAX_PER_SERVICE = 400
+_DAMAGED = (TypeError, AttributeError, ValueError, KeyError)
+
+
+def _paths(uri: Any) -> list[str]:
+    if not isinstance(uri, dict):
+        return []
+    if "exact" in uri:
+        v = str(uri["exact"])
+        return [v, v + "x"]
+    if "prefix" in uri:
+        v = str(uri["prefix"])
+        base = v.rstrip("/")
+        return list(dict.fromkeys([v, v + "x", base + "/x", base or "/"]))
+    return []
+
+
+def _header_values(m: Any) -> list[str | None]:
+    """A value that matches, then values that do not (None: header absent)."""
+    if not isinstance(m, dict):
+        return [None]
+    if "exact" in m:
+        return [str(m["exact"]), str(m["exact"]) + "-other", None]
+    if "prefix" in m:
+        return [str(m["prefix"]) + "x", "other", None]
+    return ["x", None]
+
+
+def _is_istio(obj: dict[str, Any], kind: str, group: str) -> bool:
+    return obj.get("kind") == kind and str(obj.get("apiVersion", "")).startswith(group)
+
+
+def routing_probes(objects: list[dict[str, Any]], world: World) -> list[Probe]:
+    """Probes for every mesh VirtualService's rules."""
+    out: list[Probe] = []
+    for vs in objects:
+        if _is_istio(vs, "VirtualService", "networking.istio.io"):
+            try:
+                out.extend(_vs_probes(vs, world))
+            except _DAMAGED:
+                continue
+    return out
+
+
+def _vs_probes(vs: dict[str, Any], world: World) -> list[Probe]:
+    gateways = dig(vs, "spec", "gateways", default=[])
+    if gateways and "mesh" not in gateways:
+        return []
+    ns = dig(vs, "metadata", "namespace", default="default")
+    out: list[Probe] = []
+    for host in dig(vs, "spec", "hosts", default=[]):
+        key = _host_key(str(host), ns)
+        svc = world.services.get(key) if key else None
+        if svc is None or not svc.ports:
+            continue
+        port = svc.ports[0][0]
+        probes = [Probe(svc.namespace, svc.name, port, "/", "GET", (), DEFAULT_CLIENT,
+                        "baseline")]
+        for i, rule in enumerate(dig(vs, "spec", "http", default=[])):
+            for j, m in enumerate(rule.get("match") or [] if isinstance(rule, dict) else []):
+                if isinstance(m, dict):
+                    why = f"{ns}/{dig(vs, 'metadata', 'name')} http[{i}].match[{j}]"
+                    probes.extend(_match_probes(svc.namespace, svc.name, port, m, why))
+        out.extend(sorted(set(probes))[:MAX_PER_SERVICE])
+    return out
+
+
+def _match_probes(ns: str, name: str, port: int, m: dict[str, Any], why: str) -> list[Probe]:
+    paths = _paths(m.get("uri")) or ["/"]
+    method = m.get("method")
+    methods = [str(method["exact"])] if isinstance(method, dict) and "exact" in method else ["GET"]
+    hit = {str(k).lower(): _header_values(v)[0] for k, v in (m.get("headers") or {}).items()}
+    base = tuple(sorted((k, v) for k, v in hit.items() if v is not None))
+    out = [Probe(ns, name, port, path, verb, base, DEFAULT_CLIENT, why)
+           for path in paths for verb in dict.fromkeys(methods + ["DELETE"])]
+    for header, sm in (m.get("headers") or {}).items():
+        for value in _header_values(sm)[1:]:
+            headers = {**hit, str(header).lower(): value}
+            out.append(Probe(ns, name, port, paths[0], methods[0],
+                             tuple(sorted((k, v) for k, v in headers.items() if v is not None)),
+                             DEFAULT_CLIENT, why))
+    return out
+
+
+def _named_clients(policy: dict[str, Any]) -> set[Client]:
+    found: set[Client] = set()
+    for rule in dig(policy, "spec", "rules", default=[]):
+        for f in rule.get("from") or [] if isinstance(rule, dict) else []:
+            src = (f.get("source") or {}) if isinstance(f, dict) else {}
+            for principal in src.get("principals") or []:
+                parts = str(principal).split("/")
+                if len(parts) == 5 and parts[1] == "ns" and "*" not in parts[2]:
+                    found.add(Client(parts[2], parts[4] if parts[4] != "*" else "default"))
+            for ns in src.get("namespaces") or []:
+                if "*" not in str(ns):
+                    found.add(Client(str(ns), "default"))
+            for sa in src.get("serviceAccounts") or []:
+                n, _, s = str(sa).partition("/")
+                if s:
+                    found.add(Client(n, s))
+    return found
+
+
+def _policy_requests(policy: dict[str, Any]) -> set[tuple[str, str]]:
+    reqs: set[tuple[str, str]] = set()
+    for rule in dig(policy, "spec", "rules", default=[]):
+        for t in rule.get("to") or [] if isinstance(rule, dict) else []:
+            op = (t.get("operation") or {}) if isinstance(t, dict) else {}
+            methods = [str(x) for x in op.get("methods") or ["GET"] if "*" not in str(x)]
+            for path in op.get("paths") or ["/"]:
+                path = str(path)
+                concrete = path[:-1] + "x" if path.endswith("*") else (
+                    "/x" + path[1:] if path.startswith("*") else path)
+                for method in methods + ["PATCH"]:
+                    reqs.add((concrete, method))
+                    if path.endswith("*"):
+                        reqs.add((path[:-1].rstrip("/") or "/", method))
+    return reqs
+
+
+def authz_probes(objects: list[dict[str, Any]], world: World) -> list[Probe]:
+    """Probes for every Service in front of workloads authorization or mTLS covers."""
+    policies = [o for o in objects if _is_istio(o, "AuthorizationPolicy", "security.istio.io")]
+    peer = [o for o in objects if _is_istio(o, "PeerAuthentication", "security.istio.io")]
+    clients = {UNKNOWN, ANONYMOUS}
+    requests: dict[str, set[tuple[str, str]]] = {}
+    for p in policies + peer:
+        ns = str(dig(p, "metadata", "namespace", default="default"))
+        reqs = requests.setdefault(ns, {("/", "GET"), ("/", "DELETE")})
+        try:
+            if p in policies:
+                clients |= _named_clients(p)
+                reqs |= _policy_requests(p)
+        except _DAMAGED:
+            continue
+    out: list[Probe] = []
+    for (ns, name), svc in sorted(world.services.items()):
+        if ns not in requests or not svc.selector:
+            continue
+        probes = {Probe(ns, name, port, path, method, (), client, "authorization")
+                  for port, _, _ in svc.ports
+                  for path, method in sorted(requests[ns])
+                  for client in sorted(clients)}
+        out.extend(sorted(probes)[:MAX_PER_SERVICE])
+    return out

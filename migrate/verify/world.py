@@ -1,0 +1,138 @@
+"""The Kubernetes side both evaluators share: Services, workloads and their labels.
+
+Built from the source input's own Service and workload objects (they stay in the cluster
+through the migration), read straight from the manifests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+_TEMPLATE = {"Deployment": ("spec", "template"), "StatefulSet": ("spec", "template"),
+             "DaemonSet": ("spec", "template"), "ReplicaSet": ("spec", "template"),
+             "Job": ("spec", "template"), "CronJob": ("spec", "jobTemplate", "spec", "template"),
+             "Pod": ()}
+
+
+def dig(obj: Any, *keys: Any, default: Any = None) -> Any:
+    """Nested lookup that tolerates wrong types."""
+    for key in keys:
+        if isinstance(obj, dict):
+            obj = obj.get(key)
+        elif isinstance(obj, list) and isinstance(key, int) and key < len(obj):
+            obj = obj[key]
+        else:
+            return default
+    return default if obj is None else obj
+
+
+@dataclass(frozen=True)
+class WorkloadInfo:
+    """A workload as the evaluators need it."""
+
+    id: str
+    """``Kind/namespace/name``."""
+    namespace: str
+    labels: tuple[tuple[str, str], ...]
+    service_account: str
+    ports: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    """A Service: selector and ports (port, name, targetPort)."""
+
+    namespace: str
+    name: str
+    selector: tuple[tuple[str, str], ...]
+    ports: tuple[tuple[int, str, Any], ...]
+    annotations: tuple[tuple[str, str], ...] = ()
+
+
+class World:
+    """Services and workloads by namespace."""
+
+    def __init__(self, objects: Iterable[dict[str, Any]]) -> None:
+        self.services: dict[tuple[str, str], ServiceInfo] = {}
+        self.workloads: dict[str, list[WorkloadInfo]] = {}
+        self.namespaces: dict[str, dict[str, str]] = {}
+        for obj in objects:
+            try:
+                self._add(obj)
+            except (TypeError, AttributeError, ValueError, KeyError):
+                continue  # a damaged object: the reader has reported it already
+
+    def _add(self, obj: Any) -> None:
+        if isinstance(obj, dict):
+            kind = obj.get("kind")
+            meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+            ns = str(meta.get("namespace") or "default")
+            name = str(meta.get("name", ""))
+            if kind == "Namespace":
+                self.namespaces[name] = {**dict(dig(meta, "annotations", default={})),
+                                         **dict(dig(meta, "labels", default={}))}
+            elif kind == "Service" and str(obj.get("apiVersion")) == "v1":
+                self.add_service(obj)
+            elif kind in _TEMPLATE and not (kind in ("Pod", "ReplicaSet", "Job") and
+                                            meta.get("ownerReferences")):
+                template = dig(obj, *_TEMPLATE[kind], default={}) if _TEMPLATE[kind] else obj
+                labels = dig(template, "metadata", "labels", default={})
+                spec = dig(template, "spec", default={})
+                ports = tuple((str(p.get("name") or ""), p["containerPort"])
+                              for c in dig(spec, "containers", default=[]) if isinstance(c, dict)
+                              for p in c.get("ports") or [] if isinstance(p, dict)
+                              and isinstance(p.get("containerPort"), int))
+                info = WorkloadInfo(f"{kind}/{ns}/{name}", ns,
+                                    tuple(sorted((str(k), str(v)) for k, v in
+                                                 (labels if isinstance(labels, dict) else {})
+                                                 .items())),
+                                    str(dig(spec, "serviceAccountName", default="default")),
+                                    ports)
+                self.workloads.setdefault(ns, []).append(info)
+
+    def add_service(self, obj: dict[str, Any]) -> None:
+        """Add (or merge metadata into) a Service."""
+        meta = obj.get("metadata") or {}
+        ns, name = str(meta.get("namespace") or "default"), str(meta.get("name"))
+        annotations = tuple(sorted((meta.get("annotations") or {}).items()))
+        old = self.services.get((ns, name))
+        spec = obj.get("spec")
+        if not isinstance(spec, dict):
+            if old:  # a metadata-only patch of an existing Service
+                self.services[(ns, name)] = ServiceInfo(
+                    ns, name, old.selector, old.ports,
+                    tuple(sorted({**dict(old.annotations), **dict(annotations)}.items())))
+            return
+        selector = spec.get("selector") if isinstance(spec.get("selector"), dict) else {}
+        ports = tuple((p["port"], str(p.get("name") or ""), p.get("targetPort", p["port"]))
+                      for p in spec.get("ports") or []
+                      if isinstance(p, dict) and isinstance(p.get("port"), int))
+        self.services[(ns, name)] = ServiceInfo(
+            ns, name, tuple(sorted((str(k), str(v)) for k, v in selector.items())), ports,
+            annotations)
+
+    def select(self, namespace: str, labels: dict[str, str]) -> tuple[str, ...]:
+        """Workloads of a namespace whose pods carry all ``labels`` (empty: none)."""
+        if not labels:
+            return ()
+        return tuple(sorted(w.id for w in self.workloads.get(namespace, [])
+                            if all(dict(w.labels).get(k) == v for k, v in labels.items())))
+
+    def workload(self, wid: str) -> WorkloadInfo | None:
+        """A workload by id."""
+        ns = wid.split("/")[1]
+        return next((w for w in self.workloads.get(ns, []) if w.id == wid), None)
+
+    def target_port(self, namespace: str, service: str, port: int, workload: WorkloadInfo
+                    ) -> tuple[int, str]:
+        """(container port number, container port name) a Service port reaches on a workload."""
+        svc = self.services.get((namespace, service))
+        target: Any = port
+        if svc:
+            target = next((t for p, _, t in svc.ports if p == port), port)
+        if isinstance(target, str):
+            number = next((n for name, n in workload.ports if name == target), 0)
+            return number, target
+        name = next((nm for nm, n in workload.ports if n == target), "")
+        return int(target), name
