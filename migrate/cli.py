@@ -33,7 +33,9 @@ from migrate.pipeline import (
     detect_mesh,
     plan_migration,
     read_source,
+    verify_against_plan,
 )
+from migrate.verify.compare import render_text
 
 _OWN = ("RUNBOOK.md", "plan.json", "steps")
 
@@ -281,6 +283,41 @@ def _print_rbac(source: str) -> ExitStatus:
     check_source(source)
     click.echo(rbac_cluster_role(source), nl=False)
     return ExitStatus.OK
+
+
+@main.command()
+@click.option("--from", "source", required=True, metavar="MESH",
+              help=f"Source mesh ({', '.join(sorted(SOURCES))}).")
+@click.option("-f", "--filename", "paths", multiple=True, metavar="PATH",
+              help="The source configuration (as for plan); without -f the cluster is read.")
+@click.option("--plan", "plan_dir", required=True, metavar="DIR",
+              type=click.Path(file_okay=False, exists=True),
+              help="A folder written by meshmigrate plan.")
+@click.option("--trust-domain", default="cluster.local", show_default=True,
+              help="Source mesh trust domain.")
+@click.option("-q", "--quiet", is_flag=True, help="Only the summary line.")
+@cluster_options
+def verify(source: str, paths: tuple[str, ...], plan_dir: str, trust_domain: str, quiet: bool,
+           kubeconfig: str | None, context: str | None, namespaces: tuple[str, ...],
+           all_namespaces: bool, request_timeout: float) -> None:
+    """Check that a plan keeps behaviour: evaluate generated requests against the source
+    (with its mesh's semantics) and against the plan's final state (with the target's).
+
+    Exits 3 when a divergence is explained by no loss (a conversion bug).
+    """
+    cluster = _cluster(kubeconfig, context, namespaces, all_namespaces, request_timeout, True)
+
+    def run() -> ExitStatus:
+        check_source(source)
+        options = PlanOptions(source=source, target="", paths=list(paths),
+                              trust_domain=trust_domain, stdin=sys.stdin.buffer,
+                              cluster=None if paths else cluster)
+        result = verify_against_plan(options, plan_dir)
+        text = render_text(result)
+        click.echo(text.splitlines()[-1] if quiet else text, nl=quiet)
+        return ExitStatus.LOSSES if result.unexplained else ExitStatus.OK
+
+    sys.exit(int(_run(run)))
 
 
 @main.command()

@@ -267,3 +267,39 @@ def _istio_labels(body: dict[str, object]) -> bool:
     return isinstance(labels, dict) and bool(
         labels.get("istio-injection") == "enabled" or labels.get("istio.io/rev")
         or labels.get("istio.io/dataplane-mode") == "ambient")
+
+
+def verify_against_plan(options: PlanOptions, plan_dir: str) -> Equivalence:
+    """Compare a source (files or cluster) with a plan folder written earlier."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    from migrate.errors import SourceError
+    from migrate.losses import Loss
+    from migrate.sources.model import RawObject as _Raw
+
+    root = Path(plan_dir)
+    try:
+        document = json.loads((root / "plan.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SourceError(f"{root / 'plan.json'}: not a meshmigrate plan ({exc})") from None
+    losses = LossLog()
+    notes: list[str] = []
+    source = read_source(options, losses, notes)
+    reader = SOURCES[options.source](losses, [], root_namespace=options.root_namespace)
+    objects: list[_Raw] = reader.read(source).objects
+    steps = []
+    for step in document.get("steps", []):
+        manifests = []
+        for rel in step.get("manifests", []):
+            manifests.extend(d for d in yaml.safe_load_all((root / rel).read_text()) if d)
+        steps.append((manifests, step.get("commands", [])))
+    target, annotations = final_state(steps)
+    recorded = [Loss(x["code"], Severity(x["severity"]), x["feature"],
+                     ObjectRef(x["object"]["kind"], x["object"]["namespace"],
+                               x["object"]["name"], x["object"]["apiVersion"]),
+                     x["path"], x["message"], x["action"]) for x in document.get("losses", [])]
+    return compare([o.body for o in objects], target, annotations, recorded,
+                   options.trust_domain, options.root_namespace)

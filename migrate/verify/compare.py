@@ -130,6 +130,8 @@ def compare(source: list[dict[str, Any]], target: list[dict[str, Any]],
     by_object: dict[str, list[Loss]] = {}
     for loss in losses:
         by_object.setdefault(str(loss.object), []).append(loss)
+    bodies = {f"{o.get('kind')}/{dig(o, 'metadata', 'namespace', default='default')}/"
+              f"{dig(o, 'metadata', 'name')}": o for o in source if isinstance(o, dict)}
     result = Equivalence()
     probes = sorted(set(routing_probes(source, world) + authz_probes(source, world)))
     for probe in probes:
@@ -140,7 +142,7 @@ def compare(source: list[dict[str, Any]], target: list[dict[str, Any]],
             result.unevaluated += 1
             continue
         for d in found:
-            d.explained_by = _explain(d, by_object)
+            d.explained_by = _explain(d, by_object, bodies)
         p, dv, u = result.per_service.get(key, (0, 0, 0))
         result.per_service[key] = (p + 1, dv + len(found),
                                    u + sum(1 for d in found if not d.explained_by))
@@ -165,7 +167,7 @@ def _diverge(probe: Probe, istio: IstioEvaluator, linkerd: LinkerdEvaluator,
     if src.status == "routed" and probe.why == "authorization":
         for backend, _ in src.backends:
             for wid in backend.split("+"):
-                if not wid or wid.startswith("Service/"):
+                if not wid or wid.startswith(("Service/", "pods/")):
                     continue
                 a, a_src = istio.allowed(probe, wid, probe.port)
                 b, b_src = linkerd.allowed(probe, wid, probe.port)
@@ -199,13 +201,17 @@ def _div(probe: Probe, aspect: str, src: Outcome, tgt: Outcome,
                       rule_paths=tuple(p for p in (src.rule_path, tgt.rule_path) if p))
 
 
-def _explain(d: Divergence, by_object: dict[str, list[Loss]]) -> list[str]:
+def _explain(d: Divergence, by_object: dict[str, list[Loss]],
+             bodies: dict[str, dict[str, Any]]) -> list[str]:
     families = _FAMILIES[d.aspect]
     found = []
     for ref in sorted(d.candidates):
         for loss in by_object.get(ref, []):
             if not loss.feature.startswith(families):
                 continue
+            if loss.code == "ROUTE_PREFIX_SEGMENT" and not _prefix_differs(
+                    bodies.get(ref), loss.path, d.probe.path):
+                continue  # only requests where raw and segment prefixes disagree
             if d.rule_paths and loss.object.kind == "VirtualService" and \
                     loss.path.startswith("spec.http[") and \
                     not any(_within(loss.path, p) for p in d.rule_paths):
@@ -214,5 +220,35 @@ def _explain(d: Divergence, by_object: dict[str, list[Loss]]) -> list[str]:
     return sorted(set(found))
 
 
+def _prefix_differs(body: dict[str, Any] | None, path: str, request: str) -> bool:
+    """Whether Istio's raw prefix and Gateway API's segment prefix disagree on a request."""
+    from migrate.dialects.fields import split_path
+
+    match = dig(body, *split_path(path), default=None) if body else None
+    prefix = str(match.get("prefix", "")) if isinstance(match, dict) else ""
+    if not prefix:
+        return True  # cannot tell: keep the loss as an explanation
+    request = request.partition("?")[0]
+    base = prefix.rstrip("/")
+    raw = request.startswith(prefix)
+    segment = request == base or request.startswith(base + "/") or base == ""
+    return raw != segment
+
+
 def _within(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith(prefix + ".") or path.startswith(prefix + "[")
+
+
+def render_text(result: Equivalence) -> str:
+    """The report ``meshmigrate verify`` prints."""
+    lines = [f"{'service':<40} {'probes':>7} {'diverge':>8} {'unexplained':>12}"]
+    for svc, (p, d, u) in sorted(result.per_service.items()):
+        lines.append(f"{svc:<40} {p:>7} {d:>8} {u:>12}")
+    for d in result.divergences:
+        why = "; ".join(d.explained_by) or "NOTHING: a conversion bug"
+        lines += [f"- {d.probe}  [{d.aspect}]", f"    source: {d.source}",
+                  f"    target: {d.target}", f"    explained by: {why}"]
+    lines.append(f"{result.probes} probes, {len(result.divergences)} divergences, "
+                 f"{len(result.unexplained)} unexplained"
+                 + (f", {result.unevaluated} not evaluated" if result.unevaluated else ""))
+    return "\n".join(lines) + "\n"

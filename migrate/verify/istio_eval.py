@@ -102,8 +102,8 @@ class IstioEvaluator:
         vs = self.vs.get(key)
         if vs is None:
             svc = self.world.services.get(key)
-            pods = self.world.select(probe.namespace, dict(svc.selector)) if svc else ()
-            return Outcome("routed", (("+".join(pods) or f"Service/{key[0]}/{key[1]}", 1.0),),
+            name = self.world.backend(probe.namespace, dict(svc.selector)) if svc else ""
+            return Outcome("routed", ((name or f"Service/{key[0]}/{key[1]}", 1.0),),
                            retries=DEFAULT_RETRIES, detail="default")
         ns = dig(vs, "metadata", "namespace", default="default")
         src = f"VirtualService/{ns}/{dig(vs, 'metadata', 'name')}"
@@ -173,8 +173,8 @@ class IstioEvaluator:
                     sub = next((s for s in dig(dr, "spec", "subsets", default=[])
                                 if isinstance(s, dict) and s.get("name") == subset), None)
                     labels = {**labels, **(sub.get("labels") or {})} if sub else {}
-                pods = self.world.select(key[0], labels)
-                name = "+".join(pods) or f"Service/{key[0]}/{key[1]}#{subset}"
+                name = self.world.backend(key[0], labels) or \
+                    (f"Service/{key[0]}/{key[1]}" + (f"#{subset}" if subset else ""))
             out[name] = out.get(name, 0.0) + (w or 0) / total
         return tuple(sorted((k, round(v, 4)) for k, v in out.items() if v > 0)), \
             tuple(sorted(used))

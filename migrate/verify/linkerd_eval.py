@@ -63,10 +63,10 @@ class LinkerdEvaluator:
         live = [r for r in attached if not _unsupported(r)]
         if not live:
             svc = self.world.services.get((probe.namespace, probe.service))
-            pods = self.world.select(probe.namespace, dict(svc.selector)) if svc else ()
+            name = self.world.backend(probe.namespace, dict(svc.selector)) if svc else ""
             annotations = dict(svc.annotations) if svc else {}
-            return Outcome("routed", (("+".join(pods) or
-                                       f"Service/{probe.namespace}/{probe.service}", 1.0),),
+            return Outcome("routed", ((name or f"Service/{probe.namespace}/{probe.service}",
+                                       1.0),),
                            retries=_retries(annotations))
         best: tuple[Any, ...] | None = None
         for r_index, r in enumerate(sorted(live, key=lambda r: str(dig(r, "metadata", "name")))):
@@ -162,8 +162,8 @@ class LinkerdEvaluator:
         for b, w in zip(refs, weights):
             b_ns = b.get("namespace", ns)
             svc = self.world.services.get((b_ns, str(b.get("name"))))
-            pods = self.world.select(b_ns, dict(svc.selector)) if svc else ()
-            name = "+".join(pods) or f"Service/{b_ns}/{b.get('name')}"
+            name = (self.world.backend(b_ns, dict(svc.selector)) if svc else "") or \
+                f"Service/{b_ns}/{b.get('name')}"
             out[name] = out.get(name, 0.0) + w / total
         return tuple(sorted((k, round(v, 4)) for k, v in out.items() if v > 0))
 

@@ -82,8 +82,24 @@ def _vs_probes(vs: dict[str, Any], world: World) -> list[Probe]:
                 if isinstance(m, dict):
                     why = f"{ns}/{dig(vs, 'metadata', 'name')} http[{i}].match[{j}]"
                     probes.extend(_match_probes(svc.namespace, svc.name, port, m, why))
+        if svc.grpc:
+            probes = [g for g in map(_as_grpc, probes) if g is not None]
         out.extend(sorted(set(probes))[:MAX_PER_SERVICE])
     return out
+
+
+def _as_grpc(probe: Probe) -> Probe | None:
+    """The probe as a gRPC call (``POST /<service>/<method>``), or None when its path cannot
+    be one: a gRPC client never sends another shape, so such a probe tests nothing real."""
+    parts = probe.path.partition("?")[0].strip("/").split("/")
+    if len(parts) == 1 and parts[0]:
+        path = f"/{parts[0]}/Probe"
+    elif len(parts) == 2 and all(parts):
+        path = f"/{parts[0]}/{parts[1]}"
+    else:
+        return None
+    return Probe(probe.namespace, probe.service, probe.port, path, "POST", probe.headers,
+                 probe.client, probe.why)
 
 
 def _match_probes(ns: str, name: str, port: int, m: dict[str, Any], why: str) -> list[Probe]:

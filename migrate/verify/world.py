@@ -48,6 +48,9 @@ class ServiceInfo:
     selector: tuple[tuple[str, str], ...]
     ports: tuple[tuple[int, str, Any], ...]
     annotations: tuple[tuple[str, str], ...] = ()
+    grpc: bool = False
+    """Every port speaks gRPC (appProtocol or port name), so every request is
+    ``POST /<package.Service>/<Method>``."""
 
 
 class World:
@@ -102,15 +105,20 @@ class World:
             if old:  # a metadata-only patch of an existing Service
                 self.services[(ns, name)] = ServiceInfo(
                     ns, name, old.selector, old.ports,
-                    tuple(sorted({**dict(old.annotations), **dict(annotations)}.items())))
+                    tuple(sorted({**dict(old.annotations), **dict(annotations)}.items())),
+                    old.grpc)
             return
         selector = spec.get("selector") if isinstance(spec.get("selector"), dict) else {}
         ports = tuple((p["port"], str(p.get("name") or ""), p.get("targetPort", p["port"]))
                       for p in spec.get("ports") or []
                       if isinstance(p, dict) and isinstance(p.get("port"), int))
+        protocols = [str(p.get("appProtocol") or p.get("name") or "").lower()
+                     for p in spec.get("ports") or [] if isinstance(p, dict)]
+        grpc = bool(protocols) and all(p == "grpc" or p.startswith("grpc-") and
+                                       not p.startswith("grpc-web") for p in protocols)
         self.services[(ns, name)] = ServiceInfo(
             ns, name, tuple(sorted((str(k), str(v)) for k, v in selector.items())), ports,
-            annotations)
+            annotations, grpc)
 
     def select(self, namespace: str, labels: dict[str, str]) -> tuple[str, ...]:
         """Workloads of a namespace whose pods carry all ``labels`` (empty: none)."""
@@ -118,6 +126,16 @@ class World:
             return ()
         return tuple(sorted(w.id for w in self.workloads.get(namespace, [])
                             if all(dict(w.labels).get(k) == v for k, v in labels.items())))
+
+    def backend(self, namespace: str, labels: dict[str, str]) -> str:
+        """How a backend is named in outcomes: the workloads it reaches, or, where the input
+        has no workloads, the pod selector itself (so a subset and the per-subset Service that
+        replaces it compare equal)."""
+        pods = self.select(namespace, labels)
+        if pods:
+            return "+".join(pods)
+        return f"pods/{namespace}{{{','.join(f'{k}={v}' for k, v in sorted(labels.items()))}}}" \
+            if labels else ""
 
     def workload(self, wid: str) -> WorkloadInfo | None:
         """A workload by id."""

@@ -1,5 +1,6 @@
 """Benchmark (run on demand, never as a test): plan wall time and peak memory against just
-parsing the same dump, for YAML and JSON dumps of synthetic meshes.
+parsing the same dump, for YAML and JSON dumps of synthetic meshes, and the equivalence
+check's probes per second (its time is included in "plan s").
 
     python -m tests.benchmarks.bench_plan [SERVICES ...]     (default: 200 1000 2000)
 
@@ -29,13 +30,20 @@ elif mode == "parse-json":
     with open(path) as fh:
         docs = json.loads(fh.read())
 else:
-    from migrate.pipeline import PlanOptions, plan_migration
+    from migrate.pipeline import PlanOptions, plan_migration, verify_plan
     from migrate.emit.planjson import dump_plan
-    result = plan_migration(PlanOptions("istio", "linkerd", [path]))
+    options = PlanOptions("istio", "linkerd", [path], verify=False)
+    result = plan_migration(options)
     dump_plan(result.plan)
+    checked = time.perf_counter()
+    eq = verify_plan(result.read.objects, result.plan, options)
+    verify_s = time.perf_counter() - checked
 elapsed = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"seconds": elapsed, "peak_mb": peak}))
+out = {"seconds": elapsed, "peak_mb": peak}
+if mode == "plan":
+    out.update(probes=eq.probes, verify_seconds=verify_s)
+print(json.dumps(out))
 """
 
 
@@ -48,7 +56,7 @@ def measure(mode: str, path: str) -> dict[str, float]:
 def main(sizes: list[int]) -> None:
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     print(f"{'services':>8} {'format':>6} {'MB':>6} {'parse s':>8} {'plan s':>8} {'ratio':>6} "
-          f"{'parse MB':>9} {'plan MB':>8} {'ratio':>6}")
+          f"{'parse MB':>9} {'plan MB':>8} {'ratio':>6} {'probes':>7} {'probes/s':>9}")
     with tempfile.TemporaryDirectory() as tmp:
         for services in sizes:
             per_ns = 20
@@ -61,7 +69,8 @@ def main(sizes: list[int]) -> None:
                 print(f"{services:>8} {fmt:>6} {len(text) / 1e6:>6.1f} {parse['seconds']:>8.2f} "
                       f"{plan['seconds']:>8.2f} {plan['seconds'] / parse['seconds']:>6.1f} "
                       f"{parse['peak_mb']:>9.0f} {plan['peak_mb']:>8.0f} "
-                      f"{plan['peak_mb'] / parse['peak_mb']:>6.1f}")
+                      f"{plan['peak_mb'] / parse['peak_mb']:>6.1f} {plan['probes']:>7} "
+                      f"{plan['probes'] / max(plan['verify_seconds'], 1e-9):>9.0f}")
 
 
 if __name__ == "__main__":
