@@ -7,12 +7,16 @@ exits the process and never prints.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import IO, Callable
+from typing import IO, Any, Callable
 
 from migrate import mappings
 from migrate.check import check_capabilities
-from migrate.dialects.base import ReadResult
+from migrate.dialects.base import Reader, ReadResult
+from migrate.dialects.coexist import Coexistence
+from migrate.dialects.consul.coexist import CONSUL
+from migrate.dialects.istio.coexist import ISTIO
 from migrate.dialects.istio.reader import IstioReader
+from migrate.dialects.linkerd.coexist import LINKERD
 from migrate.dialects.linkerd.writer import LinkerdWriter
 from migrate.errors import InputProblem, UsageError
 from migrate.ir.graph import MeshGraph
@@ -33,8 +37,10 @@ from migrate.sources.files import read_files, relative
 from migrate.sources.model import RawObject, SourceResult
 from migrate.verify.compare import Equivalence, compare, final_state
 
-SOURCES = {"istio": IstioReader}
-TARGETS = {"linkerd": LinkerdWriter}
+SOURCES: dict[str, type[Reader]] = {"istio": IstioReader}
+TARGETS: dict[str, type] = {"linkerd": LinkerdWriter}
+COEXISTENCE: dict[str, Coexistence] = {"istio": ISTIO, "linkerd": LINKERD, "consul": CONSUL}
+"""Each mesh's side of a coexistence window (both roles)."""
 # Namespaces that belong to platforms, never to the application mesh being moved.
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease", "linkerd",
                                "linkerd-viz", "linkerd-jaeger", "linkerd-multicluster"})
@@ -64,6 +70,14 @@ class PlanOptions:
     order: list[str] = field(default_factory=list)
     trust_domain: str = "cluster.local"
     root_namespace: str = "istio-system"
+    """Istio's root namespace (when Istio is the source; other sources use their control
+    plane's namespace)."""
+    linkerd_default_policy: str = "all-unauthenticated"
+    """Linkerd's cluster-wide default inbound policy (an install setting) when it is the source."""
+    consul_default_intention: str = "deny"
+    """What Consul does with traffic no intention matches (ACL default policy) as the source."""
+    istio_routes: str = "virtualservice"
+    """Istio as the target: ``virtualservice`` or ``gateway-api`` (HTTPRoutes)."""
     stdin: IO[bytes] | None = None
     cluster: ClusterOptions | None = None
     """Read this cluster when ``paths`` is empty."""
@@ -85,7 +99,7 @@ class PlanResult:
 
 def check_source(source: str) -> None:
     """Refuse a source mesh that has no reader, with a hint."""
-    check_pair(source, next(iter(TARGETS)))
+    check_pair(source, next(t for t in sorted(TARGETS) if t != source))
 
 
 def check_pair(source: str, target: str) -> None:
@@ -98,6 +112,35 @@ def check_pair(source: str, target: str) -> None:
             hint = f" Did you mean {close[0]}?" if close else ""
             raise UsageError(f"unknown {role} mesh {name!r}: supported {role}s are "
                              f"{', '.join(sorted(known))}.{hint}")
+    if source == target:
+        raise UsageError(f"--from and --to are both {source}: nothing to migrate")
+
+
+def root_namespace(options: PlanOptions) -> str:
+    """The source's mesh-wide namespace: Istio's root namespace, else the control plane's."""
+    return options.root_namespace if options.source == "istio" else \
+        COEXISTENCE[options.source].CONTROL_NAMESPACE
+
+
+def make_reader(options: PlanOptions, losses: LossLog, problems: list[InputProblem]) -> Reader:
+    """The source mesh's reader with the settings it takes."""
+    settings: dict[str, dict[str, str]] = {
+        "istio": {"root_namespace": options.root_namespace},
+        "linkerd": {"cluster_default_policy": options.linkerd_default_policy,
+                    "trust_domain": options.trust_domain},
+        "consul": {"default_intention": options.consul_default_intention,
+                   "trust_domain": options.trust_domain},
+    }
+    return SOURCES[options.source](losses, problems,  # type: ignore[call-arg]
+                                   **settings.get(options.source, {}))
+
+
+def make_writer(options: PlanOptions, losses: LossLog, table: mappings.CapabilityTable,
+                version: str) -> Any:
+    """The target mesh's writer with the settings it takes."""
+    extra = {"routes_api": options.istio_routes} if options.target == "istio" else {}
+    return TARGETS[options.target](losses, table, version, trust_domain=options.trust_domain,
+                                   root_namespace=root_namespace(options), **extra)
 
 
 def plan_migration(options: PlanOptions) -> PlanResult:
@@ -113,14 +156,12 @@ def plan_migration(options: PlanOptions) -> PlanResult:
     source = read_source(options, losses, notes)
     problems = [InputProblem(relative(pr.source), pr.line, pr.column, pr.message)
                 for pr in source.problems]
-    reader = IstioReader(losses, problems, root_namespace=options.root_namespace)
-    read = reader.read(source)
+    root = root_namespace(options)
+    read = make_reader(options, losses, problems).read(source)
     graph = read.graph
     check_capabilities(graph, table, version, losses)
-    namespaces, outside = _namespaces(graph, options.root_namespace)
-    writer = LinkerdWriter(losses, table, version, trust_domain=options.trust_domain,
-                           root_namespace=options.root_namespace)
-    target = writer.write(graph, namespaces)
+    namespaces, outside = _namespaces(graph, root)
+    target = make_writer(options, losses, table, version).write(graph, namespaces)
     deps = graph.namespace_dependencies(namespaces)
     ingress = graph.ingress_namespaces() & set(namespaces)
     computed = migration_order(deps, ingress)
@@ -141,8 +182,8 @@ def plan_migration(options: PlanOptions) -> PlanResult:
             f"Before {hop['caller']} moves, set {hop['callee']}'s PeerAuthentication to "
             "PERMISSIVE and add the caller pods' CIDRs (ipBlocks) to its identity-based rules, "
             "or keep the computed order.")
-    pin = PlanInput(graph, read, target, losses, groups, deps, ingress, options.root_namespace,
-                    version)
+    pin = PlanInput(graph, read, target, losses, groups, deps, ingress, root,
+                    COEXISTENCE[options.source], COEXISTENCE[options.target], version)
     steps = build_steps(pin)
     plaintext_hops(pin, steps)
     assign_losses(pin, steps)
@@ -288,7 +329,7 @@ def verify_against_plan(options: PlanOptions, plan_dir: str) -> Equivalence:
     losses = LossLog()
     notes: list[str] = []
     source = read_source(options, losses, notes)
-    reader = SOURCES[options.source](losses, [], root_namespace=options.root_namespace)
+    reader = make_reader(options, losses, [])
     objects: list[_Raw] = reader.read(source).objects
     steps = []
     for step in document.get("steps", []):

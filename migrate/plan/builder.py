@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from migrate.dialects.base import Manifest, ReadResult, TargetConfig
-from migrate.dialects.istio import coexist as istio
-from migrate.dialects.linkerd import coexist as linkerd
+from migrate.dialects.coexist import ROLLOUT_KINDS, Coexistence
 from migrate.ir.graph import MeshGraph
 from migrate.ir.model import AuthzPolicy, DestinationPolicy, Opaque, Route, Workload
 from migrate.losses import LossLog, ObjectRef, Severity
-from migrate.emit.manifests import SOURCE_ANNOTATION
+from migrate.emit.manifests import SOURCE_ANNOTATION, file_name
 from migrate.names import k8s_name
 from migrate.plan.model import Step
 from migrate.sources.model import strip_noise
@@ -42,6 +41,10 @@ class PlanInput:
     deps: nx.DiGraph
     ingress_namespaces: set[str]
     root_namespace: str
+    source: Coexistence
+    """The source mesh's side of the coexistence window."""
+    target_side: Coexistence
+    """The target mesh's side."""
     target_version: str = ""
     deleted: set[ObjectRef] = field(default_factory=set)
     """Source objects an earlier step already deletes."""
@@ -118,27 +121,35 @@ def _slug(kind: str, group: list[str]) -> str:
 
 
 def _prerequisites(p: PlanInput) -> Step:
-    step = Step(0, "prerequisites", "Prerequisites: install Linkerd next to Istio", "prerequisites",
-                [])
+    src, dst = p.source.TITLE, p.target_side.TITLE
+    step = Step(0, "prerequisites", f"Prerequisites: install {dst} next to {src}",
+                "prerequisites", [])
     experimental = any(m.kind in ("TCPRoute", "TLSRoute")
                        for ms in p.target.routing_final.values() for m in ms)
-    neutralized = istio.neutralize_mesh_tls(p.read.raw)
-    step.manifests = [Manifest(body, (raw.ref,)) for body, raw in neutralized]
-    step.rollback_manifests = [strip_noise(raw.body) for _, raw in neutralized]
-    step.apply_verb = "replace"
+    neutralized = p.source.neutralize(p.read.raw)
+    step.manifests = [Manifest(n.body, (n.original.ref,)) for n in neutralized]
+    step.manifests += p.target.prerequisites
+    step.rollback_manifests = [strip_noise(n.original.body) for n in neutralized]
+    step.apply_verb = "replace" if neutralized else "apply"
     step.summary = (
-        "Installs the Gateway API CRDs (a bundle Istio 1.30 and Linkerd 2.20 both accept) and the "
-        "Linkerd control plane beside Istio. Nothing is meshed by Linkerd yet."
-        + (f" Rewrites {len(neutralized)} DestinationRule(s) without `tls.mode: ISTIO_MUTUAL`: "
-           "with it, Istio clients would send Istio mTLS to pods that moved to Linkerd, whose "
-           "proxy cannot terminate it. Istio's auto-mTLS keeps Istio-to-Istio traffic encrypted."
-           if neutralized else ""))
-    step.commands = linkerd.install_commands(experimental, p.target_version)
-    if neutralized:
-        step.commands.append(_apply(step.id, "replace"))
-    step.verify = linkerd.install_verify()
+        f"Installs the Gateway API CRDs (a bundle {src} and {dst} both accept) and the "
+        f"{dst} control plane beside {src}. Nothing is meshed by {dst} yet."
+        + (p.source.neutralize_summary(len(neutralized)) if neutralized else "")
+        + (f" Applies {len(p.target.prerequisites)} cluster-wide {dst} object(s) the staged "
+           "policy needs." if p.target.prerequisites else ""))
+    step.commands = p.target_side.install_commands(experimental, p.target_version)
+    if neutralized and p.target.prerequisites:
+        # A rewrite must replace the object (server-side apply cannot drop fields another
+        # manager owns), while new objects must be created: one command per file.
+        step.commands += [f"kubectl replace -f steps/{step.id}/{file_name(n.body)}"
+                          for n in neutralized]
+        step.commands += [f"kubectl apply --server-side --field-manager=meshmigrate -f "
+                          f"steps/{step.id}/{file_name(m.body)}" for m in p.target.prerequisites]
+    elif step.manifests:
+        step.commands.append(_apply(step.id, step.apply_verb))
+    step.verify = p.target_side.install_verify()
     step.rollback = ([f"kubectl replace -k steps/{step.id}/rollback"] if neutralized else []) + \
-        linkerd.uninstall_commands()
+        undo_manifests(p.target.prerequisites) + p.target_side.install_rollback()
     return step
 
 
@@ -148,65 +159,68 @@ def _workloads(p: PlanInput, ns: str) -> list[Workload]:
 
 def _source_objects(p: PlanInput, namespaces: set[str], kinds: frozenset[str]) -> list[ObjectRef]:
     return sorted(r for ns in namespaces for r in p.raw_in(ns)
-                  if r.kind in kinds and istio.is_istio(r))
+                  if r.kind in kinds and p.source.owns(r))
 
 
 def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int],
           routing_for: list[str]) -> Step:
-    step = Step(number, _slug("move", group), f"Move {', '.join(group)} to Linkerd", "move",
+    src, dst = p.source, p.target_side
+    step = Step(number, _slug("move", group), f"Move {', '.join(group)} to {dst.TITLE}", "move",
                 list(group))
     for ns in routing_for:
         step.manifests += p.target.routing.get(ns, [])
     for ns in group:
         step.manifests += p.target.policy_staged.get(ns, [])
-    inbound = _source_objects(p, set(group), istio.INBOUND_KINDS)
+    inbound = _source_objects(p, set(group), src.INBOUND_KINDS)
     step.rollback_manifests = [strip_noise(p.read.raw[r].body) for r in inbound]
     policy = any(p.target.policy_staged.get(ns) for ns in group)
     callers = sorted({a for b in group for a in p.deps.predecessors(b)
                       if a not in group and position.get(a, -1) > position[group[0]]})
     step.summary = (
-        "Applies the Linkerd routing for these namespaces' Services (inert for Istio) and their "
-        "authorization in staged form (Servers in `audit`: refused requests are logged, not "
-        "refused), moves the pods from Istio's sidecar to Linkerd's, and removes the Istio "
-        "objects that configured these pods' own sidecars."
-        + (f" Callers still on Istio ({', '.join(callers)}) reach them in plaintext until they "
-           "move." if callers else ""))
+        f"Applies the {dst.TITLE} routing for these namespaces' Services (inert for "
+        f"{src.TITLE}) and their authorization in staged form ({dst.STAGED_POLICY}), moves the "
+        f"pods from {src.TITLE}'s proxy to {dst.TITLE}'s, and removes the {src.TITLE} "
+        "objects that configured these pods' own proxies."
+        + (f" Callers still on {src.TITLE} ({', '.join(callers)}) reach them in plaintext until "
+           "they move." if callers else ""))
     if step.manifests:
         step.commands.append(_apply(step.id))
-    # Rollback: Istio's objects back first, then the pods back into Istio, then Linkerd's out.
+    # Rollback: the source's objects back first, then the pods back, then the target's out.
     rollback: list[str] = [f"kubectl apply -k steps/{step.id}/rollback"] if inbound else []
     for ns in group:
         record = p.graph.namespace(ns)
         workloads = _workloads(p, ns)
         staged = p.target.namespace_staged.get(ns, {})
-        step.commands += istio.leave_commands(ns, record, workloads)
-        step.commands += linkerd.join_commands(ns, staged)
-        rollback += linkerd.leave_commands(ns, staged) + istio.rejoin_commands(ns, record)
+        step.commands += src.leave_commands(ns, record, workloads)
+        step.commands += dst.join_commands(ns, staged, workloads)
+        step.manual += dst.join_manual(ns, workloads)
+        rollback += dst.unjoin_commands(ns, staged, workloads) + \
+            src.rejoin_commands(ns, record, workloads)
         for w in workloads:
-            if w.kind in ("Deployment", "StatefulSet", "DaemonSet"):
+            if w.kind in ROLLOUT_KINDS:
                 ref = f"{w.kind.lower()}/{w.name}"
                 step.commands.append(f"kubectl rollout restart {ref} -n {ns}")
                 step.commands.append(f"kubectl rollout status {ref} -n {ns} --timeout=10m")
                 rollback.append(f"kubectl rollout restart {ref} -n {ns}")
             elif w.kind == "Pod":
-                step.manual.append(f"Recreate bare Pod {ns}/{w.name} so Linkerd injects it.")
+                step.manual.append(f"Recreate bare Pod {ns}/{w.name} so {dst.TITLE} injects it.")
             else:
-                step.manual.append(f"{w.kind} {ns}/{w.name} picks up Linkerd at its next run.")
-        step.verify += istio.verify_left(ns)
-        step.verify += linkerd.verify_joined(
-            ns, [f"{w.kind.lower()}/{w.name}" for w in workloads
-                 if w.kind in ("Deployment", "StatefulSet", "DaemonSet")], policy)
+                step.manual.append(f"{w.kind} {ns}/{w.name} picks up {dst.TITLE} at its next "
+                                   "run.")
+        step.verify += src.verify_left(ns)
+        step.verify += dst.verify_joined(
+            ns, [f"{w.kind.lower()}/{w.name}" for w in workloads if w.kind in ROLLOUT_KINDS],
+            policy)
         if record is None:
             step.manual.append(f"The input has no Namespace object for {ns}: its injection state "
-                               "is assumed to be Istio sidecars; check before switching.")
-    root = [r for r in p.raw_in(p.root_namespace)
-            if r.kind in ("DestinationRule", "EnvoyFilter", "Sidecar") and istio.is_istio(r)]
+                               f"is assumed to be {src.TITLE} proxies; check before switching.")
+    root = src.mesh_wide_refs(p.raw_in(p.root_namespace))
     if root:
         step.manual.append(
-            "Check that these mesh-wide objects in the Istio root namespace do not target the "
-            "hosts that move now (Istio clients keep applying them): "
+            f"Check that these mesh-wide objects in the {src.TITLE} root namespace do not target "
+            f"the hosts that move now ({src.TITLE} clients keep applying them): "
             + ", ".join(str(r) for r in root) + ".")
-    step.commands += [f"{istio.delete_command(r)}  # after verification" for r in inbound]
+    step.commands += [f"{src.delete_command(r)}  # after verification" for r in inbound]
     p.deleted.update(inbound)
     rollback += undo_manifests(step.manifests)
     step.rollback = rollback
@@ -228,30 +242,30 @@ def _enforce(p: PlanInput, group: list[str], number: int, moved: dict[str, str])
             step.commands.append(_delete(m))
         final = p.target.namespace_final.get(ns, {})
         if final:
-            step.commands += linkerd.enforce_commands(ns, final)
+            step.commands += p.target_side.enforce_commands(ns, final)
             for w in _workloads(p, ns):
-                if w.kind in ("Deployment", "StatefulSet", "DaemonSet"):
+                if w.kind in ROLLOUT_KINDS:
                     step.commands.append(f"kubectl rollout restart {w.kind.lower()}/{w.name} "
                                          f"-n {ns}  # applies the default inbound policy")
-        step.verify += linkerd.verify_enforced(ns)
-    step.commands += [istio.delete_command(r) for r in routing_refs]
+        step.verify += p.target_side.verify_enforced(ns)
+    src, dst = p.source.TITLE, p.target_side.TITLE
+    step.commands += [p.source.delete_command(r) for r in routing_refs]
     p.deleted.update(routing_refs)
     if not step.commands:
-        return None  # nothing to enforce and no Istio routing to retire
+        return None  # nothing to enforce and no source routing to retire
     enforcing = bool(step.manifests) or any(p.target.namespace_final.get(ns) for ns in group)
-    said = ["Every caller of these namespaces now runs on Linkerd."]
+    said = [f"Every caller of these namespaces now runs on {dst}."]
     if enforcing:
-        said.append("Their policy starts refusing requests (Servers leave `audit`) and the "
-                    "STRICT default applies to restarted pods.")
+        said.append(f"Their policy starts refusing requests: {p.target_side.ENFORCED_POLICY}.")
     if routing_refs:
-        said.append("The Istio routing for their Services is retired: Istio applies it in the "
-                    "caller's sidecar, and no Istio caller is left.")
+        said.append(f"The {src} routing for their Services is retired: {src} applies it in the "
+                    f"caller's proxy, and no {src} caller is left.")
     step.summary = " ".join(said)
     if not enforcing:
         step.slug = _slug("retire", group)
-        step.title = f"Retire Istio routing for {', '.join(group)}"
+        step.title = f"Retire {src} routing for {', '.join(group)}"
     step.rollback = [f"kubectl apply -k steps/{step.id}/rollback"] if routing_refs else []
-    step.rollback += sorted({f"{_apply(moved[ns])}  # Servers back to audit" for ns in group
+    step.rollback += sorted({f"{_apply(moved[ns])}  # staged policy back" for ns in group
                              if p.target.policy_enforced.get(ns)})
     for ns in group:
         staged = p.target.namespace_staged.get(ns, {})
@@ -287,66 +301,58 @@ def _delete(m: Manifest) -> str:
 
 
 def _ingress(p: PlanInput, number: int) -> Step:
-    step = Step(number, "ingress", "Replace the Istio ingress gateway", "ingress",
+    src, dst = p.source, p.target_side
+    step = Step(number, "ingress", f"Replace {src.INGRESS}", "ingress",
                 sorted(p.ingress_namespaces))
     step.summary = (
-        "Linkerd has no ingress controller of its own. Install a Gateway API implementation, "
-        "inject its pods with `linkerd.io/inject: ingress`, recreate the listeners and routes "
-        "listed below as a Gateway and HTTPRoutes, move DNS to it, and only then retire the "
-        "Istio ingress gateway. Until this step the Istio gateway reaches the migrated "
-        "backends in plaintext.")
-    step.manual = [
-        "Install a Gateway API ingress controller and annotate its namespace with "
-        "linkerd.io/inject=ingress.",
-        "Recreate each Istio Gateway as a Gateway API Gateway and each bound VirtualService as an "
-        "HTTPRoute with that Gateway as parent (see the ingress losses below).",
-        "Move DNS / the load balancer to the new controller and watch its success rate.",
-    ]
+        f"Replace {src.INGRESS} with a {dst.TITLE}-meshed ingress: recreate the listeners and "
+        f"routes listed below, move DNS to it, and only then retire the old one. Until this "
+        f"step {src.INGRESS} reaches the migrated backends in plaintext.")
+    step.manual = dst.ingress_manual(src)
     ingress_routes = {rt.origin.ref for rt in p.graph.of(Route) if rt.ingress and not rt.mesh}
-    refs = sorted(r for r in p.read.raw if istio.is_istio(r) and r not in p.deleted and (
-        r.kind == "Gateway" or r in ingress_routes))
+    refs = sorted(r for r in p.read.raw if src.owns(r) and r not in p.deleted and (
+        r.kind in ("Gateway", "IngressGateway") or r in ingress_routes))
     p.deleted.update(refs)
     for authz in p.graph.of(AuthzPolicy):
         named = {ns for ns in p.graph.caller_namespaces(authz) if ns == p.root_namespace}
         if named:
             step.manual.append(
-                f"AuthorizationPolicy {authz.namespace}/{authz.name} admits callers from "
-                f"{p.root_namespace} (the Istio ingress gateway): its Linkerd form names the "
-                f"same namespace; add the new controller's namespace or service account to "
-                f"MeshTLSAuthentications generated from it before its enforce step.")
-    if any(r.kind == "Gateway" and not istio.is_istio(r) for r in p.read.raw):
+                f"{authz.origin.ref.kind} {authz.namespace}/{authz.name} admits callers from "
+                f"{p.root_namespace} ({src.INGRESS}): its {dst.TITLE} form names the same "
+                "namespace; add the new ingress's namespace or service account to the "
+                "authorization generated from it before its enforce step.")
+    if p.source.MESH == "istio" and any(r.kind == "Gateway" and not src.owns(r)
+                                        for r in p.read.raw):
         step.manual.append("Gateway API Gateways served by Istio's controller (gatewayClassName "
                            "istio) stop working when Istio is removed: move them to the new "
                            "controller's class.")
     step.rollback_manifests = [strip_noise(p.read.raw[r].body) for r in refs]
-    step.commands = [f"{istio.delete_command(r)}  # once DNS points at the new controller"
+    step.commands = [f"{src.delete_command(r)}  # once DNS points at the new ingress"
                      for r in refs]
-    step.verify = ["kubectl get gateways.gateway.networking.k8s.io -A  # Programmed=True",
-                   "linkerd viz stat deploy -n <ingress namespace>  # meshed, traffic flowing"]
+    step.verify = dst.ingress_verify()
     step.rollback = [f"kubectl apply -k steps/{step.id}/rollback"] if refs else []
-    step.rollback.append("Point DNS back at the Istio ingress gateway.")
+    step.rollback.append(f"Point DNS back at {src.INGRESS}.")
     return step
 
 
 def _cleanup(p: PlanInput, number: int) -> Step:
-    step = Step(number, "cleanup", "Clean up: long-term routes, remove Istio", "cleanup", [])
+    src, dst = p.source, p.target_side
+    step = Step(number, "cleanup", f"Clean up: long-term routes, remove {src.TITLE}", "cleanup",
+                [])
     for ns in sorted(p.target.routing_final):
         step.manifests += p.target.routing_final[ns]
-    step.summary = (
-        "Istio is no longer in the data path. The coexistence-only policy.linkerd.io HTTPRoutes "
-        "are replaced by gateway.networking.k8s.io ones (Istio would have read those too while "
-        "it ran), the remaining Istio objects are deleted and Istio is uninstalled.")
+    step.summary = dst.cleanup_summary(src)
     if step.manifests:
         step.commands.append(_apply(step.id))
     for ns in sorted(p.target.remove_at_cleanup):
         step.commands += [_delete(m) for m in p.target.remove_at_cleanup[ns]]
-    remaining = sorted(r for r in p.read.raw if istio.is_istio(r) and r not in p.deleted)
-    step.commands += [istio.delete_command(r) for r in remaining]
-    step.commands += istio.uninstall_commands()
+    remaining = sorted(r for r in p.read.raw if src.owns(r) and r not in p.deleted)
+    step.commands += [src.delete_command(r) for r in remaining]
+    step.commands += src.uninstall_commands()
     step.rollback_manifests = [strip_noise(p.read.raw[r].body) for r in remaining]
-    step.verify = ["linkerd check", "kubectl get httproutes.gateway.networking.k8s.io -A  "
-                   "# every route Accepted", "kubectl get crd | grep istio.io  # expect nothing"]
-    step.rollback = [istio.reinstall_note()]
+    group = src.GROUP_SUFFIXES[0].replace(".", "\\.")
+    step.verify = dst.cleanup_verify() + [f"kubectl get crd | grep -E '{group}'  # expect nothing"]
+    step.rollback = [src.reinstall_note()]
     if remaining:
         step.rollback.append(f"kubectl apply -k steps/{step.id}/rollback")
     step.rollback += undo_manifests(step.manifests)
@@ -381,7 +387,7 @@ def plaintext_hops(p: PlanInput, steps: list[Step]) -> None:
             p.losses.report(
                 "PLAN_PLAINTEXT_HOP", Severity.INFO, "plan", ObjectRef("Namespace", "", ns, "v1"),
                 "metadata.name",
-                f"the Istio ingress gateway reaches {ns} in plaintext from step "
+                f"{p.source.INGRESS} reaches {ns} in plaintext from step "
                 f"{move[ns].number} to step {ingress.number}",
                 "Keep that window short; terminate client TLS at the gateway as before.")
     for caller, callee in sorted(p.deps.edges):
@@ -392,8 +398,9 @@ def plaintext_hops(p: PlanInput, steps: list[Step]) -> None:
             p.losses.report(
                 "PLAN_PLAINTEXT_HOP", Severity.INFO, "plan", ObjectRef("Namespace", "", callee,
                                                                        "v1"), "metadata.name",
-                f"calls from {caller} (still on Istio) to {callee} are plaintext with no peer "
-                f"identity from step {b.number} to step {a.number}",
-                "Keep that window short; the staged Servers log these calls as audit hits.")
+                f"calls from {caller} (still on {p.source.TITLE}) to {callee} are plaintext with "
+                f"no peer identity from step {b.number} to step {a.number}",
+                f"Keep that window short; the staged {p.target_side.TITLE} policy admits these "
+                f"calls ({p.target_side.STAGED_POLICY}).")
 
 

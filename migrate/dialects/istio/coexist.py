@@ -1,5 +1,6 @@
-"""Istio's side of a coexistence window: how a namespace leaves Istio, what must be
-neutralized first, which objects may go when, and how Istio is removed at the end.
+"""Istio's side of a coexistence window, as the source (how a namespace leaves Istio, what
+must be neutralized first, which objects may go when, how Istio is removed) and as the target
+(install, join, staged and enforced policy, ingress).
 
 Facts (../shared/reference/mapping-istio-linkerd.md sections 1.1, 4, 5):
 - injection is decided at pod creation by the namespace label ``istio-injection`` or
@@ -17,6 +18,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from migrate.dialects.coexist import (
+    ROLLOUT_KINDS,
+    Coexistence,
+    Neutralized,
+    remove_template_keys,
+)
 from migrate.ir.model import Namespace, Workload
 from migrate.losses import ObjectRef
 from migrate.sources.model import RawObject, strip_noise
@@ -25,33 +32,9 @@ INBOUND_KINDS = frozenset({"PeerAuthentication", "AuthorizationPolicy", "Request
                            "Sidecar", "Telemetry", "EnvoyFilter", "WasmPlugin",
                            "TrafficExtension", "ProxyConfig", "WorkloadEntry", "WorkloadGroup"})
 ROUTING_KINDS = frozenset({"VirtualService", "DestinationRule"})
-_GROUP = {"VirtualService": "networking.istio.io", "DestinationRule": "networking.istio.io",
-          "Gateway": "networking.istio.io", "ServiceEntry": "networking.istio.io",
-          "Sidecar": "networking.istio.io", "WorkloadEntry": "networking.istio.io",
-          "WorkloadGroup": "networking.istio.io", "EnvoyFilter": "networking.istio.io",
-          "ProxyConfig": "networking.istio.io", "PeerAuthentication": "security.istio.io",
-          "AuthorizationPolicy": "security.istio.io",
-          "RequestAuthentication": "security.istio.io", "Telemetry": "telemetry.istio.io",
-          "WasmPlugin": "extensions.istio.io", "TrafficExtension": "extensions.istio.io"}
-
-
-def is_istio(ref: ObjectRef) -> bool:
-    """Whether an object belongs to one of Istio's own API groups."""
-    return ref.api_version.split("/")[0].endswith("istio.io")
-
-
-def resource(ref: ObjectRef) -> str:
-    """``kind.group/name`` as kubectl addresses it without ambiguity."""
-    group = _GROUP.get(ref.kind) or (ref.api_version.split("/")[0] if "/" in ref.api_version
-                                     else "")
-    kind = ref.kind.lower()
-    return f"{kind}.{group}/{ref.name}" if group else f"{kind}/{ref.name}"
-
-
-def delete_command(ref: ObjectRef) -> str:
-    """Delete one source object (idempotent)."""
-    ns = f" -n {ref.namespace}" if ref.namespace else ""
-    return f"kubectl delete {resource(ref)}{ns} --ignore-not-found"
+# Injection keys Istio reads on namespaces and pod templates (mapping-istio-linkerd.md 4).
+_NAMESPACE_LABELS = ("istio-injection", "istio.io/rev", "istio.io/dataplane-mode")
+_TEMPLATE_LABELS = ("sidecar.istio.io/inject", "istio.io/rev", "istio.io/dataplane-mode")
 
 
 def neutralize_mesh_tls(raw: dict[ObjectRef, RawObject]) -> list[tuple[dict[str, Any], RawObject]]:
@@ -97,47 +80,147 @@ def _drop_mesh_tls(holder: dict[str, Any], key: str) -> bool:
     return False
 
 
-def leave_commands(ns: str, record: Namespace | None, workloads: list[Workload]) -> list[str]:
-    """Commands that stop Istio injecting a namespace's pods (applied on restart)."""
-    cmds = [f"kubectl label namespace {ns} istio-injection- istio.io/rev- "
-            "istio.io/dataplane-mode-"]
-    for w in workloads:
-        labels = dict(w.pod_labels)
-        template = "/spec/template/metadata/labels" if w.kind != "CronJob" else \
-            "/spec/jobTemplate/spec/template/metadata/labels"
-        for key in ("sidecar.istio.io/inject", "istio.io/rev", "istio.io/dataplane-mode"):
-            if key in labels and w.kind != "Pod":
-                pointer = key.replace("~", "~0").replace("/", "~1")
-                cmds.append(f"kubectl patch {w.kind.lower()} {w.name} -n {ns} --type=json "
-                            f"-p '[{{\"op\":\"remove\",\"path\":\"{template}/{pointer}\"}}]'")
-    return cmds
+class IstioCoexistence(Coexistence):
+    """Istio 1.26-1.30 (sidecar mode; ambient namespaces are handled as far as labels go)."""
+
+    MESH = "istio"
+    TITLE = "Istio"
+    CONTROL_NAMESPACE = "istio-system"
+    GROUP_SUFFIXES = ("istio.io",)
+    INBOUND_KINDS = INBOUND_KINDS
+    PROXY_CONTAINER = "istio-proxy"
+    INGRESS = "the Istio ingress gateway"
+    STAGED_POLICY = ("PeerAuthentication PERMISSIVE and AuthorizationPolicies that still admit "
+                     "plaintext callers without an identity")
+    ENFORCED_POLICY = ("PeerAuthentication turns STRICT and the plaintext allowances are "
+                       "removed, so only mesh identities the source allowed get in")
+
+    # -- source role -------------------------------------------------------------------------
+    def neutralize(self, raw: dict[ObjectRef, RawObject]) -> list[Neutralized]:
+        """ISTIO_MUTUAL DestinationRules (see the module docstring)."""
+        return [Neutralized(body, obj) for body, obj in neutralize_mesh_tls(raw)]
+
+    def neutralize_summary(self, count: int) -> str:
+        """Why DestinationRules are rewritten."""
+        return (f" Rewrites {count} DestinationRule(s) without `tls.mode: ISTIO_MUTUAL`: "
+                "with it, Istio clients would send Istio mTLS to pods that moved to the other "
+                "mesh, whose proxy cannot terminate it. Istio's auto-mTLS keeps Istio-to-Istio "
+                "traffic encrypted.")
+
+    def mesh_wide_refs(self, refs: list[ObjectRef]) -> list[ObjectRef]:
+        """Root-namespace DestinationRules, EnvoyFilters and Sidecars apply to every host."""
+        return [r for r in refs if r.kind in ("DestinationRule", "EnvoyFilter", "Sidecar")
+                and self.owns(r)]
+
+    def leave_commands(self, ns: str, record: Namespace | None,
+                       workloads: list[Workload]) -> list[str]:
+        """Drop Istio's namespace labels and pod-template injection labels."""
+        cmds = [f"kubectl label namespace {ns} " + " ".join(f"{k}-" for k in _NAMESPACE_LABELS)]
+        for w in workloads:
+            cmds += remove_template_keys(w, "labels", list(_TEMPLATE_LABELS))
+        return cmds
+
+    def rejoin_commands(self, ns: str, record: Namespace | None,
+                        workloads: list[Workload]) -> list[str]:
+        """Give a namespace back to Istio injection."""
+        labels = dict(record.labels) if record else {}
+        if "istio.io/rev" in labels:
+            return [f"kubectl label namespace {ns} istio.io/rev={labels['istio.io/rev']} "
+                    "--overwrite"]
+        if labels.get("istio.io/dataplane-mode") == "ambient":
+            return [f"kubectl label namespace {ns} istio.io/dataplane-mode=ambient --overwrite"]
+        return [f"kubectl label namespace {ns} istio-injection=enabled --overwrite"]
+
+    def verify_left(self, ns: str) -> list[str]:
+        """No pod keeps an istio-proxy container."""
+        return [f"kubectl get pods -n {ns} -o jsonpath='{{range .items[*]}}{{.metadata.name}}"
+                f"{{\": \"}}{{.spec.containers[*].name}}{{\"\\n\"}}{{end}}' | grep istio-proxy "
+                "# expect no output"]
+
+    def uninstall_commands(self) -> list[str]:
+        """Remove Istio once nothing uses it."""
+        return ["istioctl uninstall --purge -y",
+                "kubectl delete namespace istio-system --ignore-not-found",
+                "kubectl get crd -o name | grep -E 'istio\\.io' | xargs -r kubectl delete"]
+
+    def reinstall_note(self) -> str:
+        """Rollback of the uninstall."""
+        return ("istioctl install -y --set revision=<your revision>  "
+                "# then re-apply the rollback/ folder")
+
+    # -- target role -------------------------------------------------------------------------
+    def install_commands(self, experimental: bool, version: str) -> list[str]:
+        """Gateway API CRDs Istio 1.30 accepts (1.5.x), then istiod (sidecar mode).
+
+        Istio 1.30 refuses TLSRoute CRDs older than Gateway API 1.5.0
+        (mapping-istio-linkerd.md section 0), so 1.5.1 is installed.
+        """
+        channel = "experimental-install.yaml" if experimental else "standard-install.yaml"
+        return [
+            "kubectl apply --server-side -f https://github.com/kubernetes-sigs/gateway-api/"
+            f"releases/download/v1.5.1/{channel}",
+            "istioctl x precheck",
+            f"istioctl install -y --set profile=minimal --set tag={version}.0  "
+            "# pin the patch release you run",
+            "kubectl -n istio-system rollout status deploy/istiod --timeout=5m",
+        ]
+
+    def install_verify(self) -> list[str]:
+        """istiod is up and the configuration analyses clean."""
+        return ["kubectl -n istio-system get deploy istiod  # Available",
+                "istioctl analyze -A  # no errors on the objects applied so far"]
+
+    def install_rollback(self) -> list[str]:
+        """Rollback of the install."""
+        return ["istioctl uninstall --purge -y",
+                "kubectl delete namespace istio-system --ignore-not-found"]
+
+    def join_commands(self, ns: str, annotations: dict[str, str],
+                      workloads: list[Workload]) -> list[str]:
+        """Label the namespace for sidecar injection (read at pod creation)."""
+        return [f"kubectl label namespace {ns} istio-injection=enabled --overwrite"]
+
+    def unjoin_commands(self, ns: str, annotations: dict[str, str],
+                        workloads: list[Workload]) -> list[str]:
+        """Rollback of :meth:`join_commands`."""
+        return [f"kubectl label namespace {ns} istio-injection-"]
+
+    def enforce_commands(self, ns: str, annotations: dict[str, str]) -> list[str]:
+        """Istio policy is objects, applied by the enforce step's manifests."""
+        return []
+
+    def verify_joined(self, ns: str, workloads: list[str], policy: bool) -> list[str]:
+        """Sidecars present and in sync with istiod."""
+        cmds = [f"istioctl proxy-status | grep '\\.{ns} '  # every pod SYNCED",
+                f"istioctl analyze -n {ns}  # no errors"]
+        if policy:
+            cmds += [f"istioctl x authz check {w} -n {ns}  # the staged rules are loaded"
+                     for w in workloads]
+        return cmds
+
+    def verify_enforced(self, ns: str) -> list[str]:
+        """After STRICT: no plaintext callers left, success rates unchanged."""
+        return [f"kubectl get peerauthentication -n {ns}  # STRICT",
+                f"istioctl x describe pod <a pod> -n {ns}  # mTLS STRICT, policies listed"]
+
+    def ingress_manual(self, source: Coexistence) -> list[str]:
+        """Istio serves ingress with its own gateway or Gateway API class ``istio``."""
+        return [
+            "Deploy an Istio ingress gateway (Gateway API Gateway with gatewayClassName istio, "
+            "or the istio-ingressgateway chart).",
+            f"Recreate each listener and route of {source.INGRESS} on it (see the ingress "
+            "losses below).",
+            "Move DNS / the load balancer to the new gateway and watch its success rate.",
+        ]
+
+    def ingress_verify(self) -> list[str]:
+        """The new gateway is programmed and healthy."""
+        return ["kubectl get gateways.gateway.networking.k8s.io -A  # Programmed=True",
+                "istioctl proxy-status  # the gateway pods SYNCED"]
+
+    def cleanup_verify(self) -> list[str]:
+        """Istio configuration analyses clean once the source is gone."""
+        return ["istioctl analyze -A  # no errors", "istioctl proxy-status  # every pod SYNCED"]
 
 
-def rejoin_commands(ns: str, record: Namespace | None) -> list[str]:
-    """Commands that give a namespace back to Istio injection (rollback)."""
-    labels = dict(record.labels) if record else {}
-    if "istio.io/rev" in labels:
-        return [f"kubectl label namespace {ns} istio.io/rev={labels['istio.io/rev']} --overwrite"]
-    if labels.get("istio.io/dataplane-mode") == "ambient":
-        return [f"kubectl label namespace {ns} istio.io/dataplane-mode=ambient --overwrite"]
-    return [f"kubectl label namespace {ns} istio-injection=enabled --overwrite"]
-
-
-def verify_left(ns: str) -> list[str]:
-    """Checks that no pod of the namespace still runs an Istio sidecar."""
-    return [f"kubectl get pods -n {ns} -o jsonpath='{{range .items[*]}}{{.metadata.name}}"
-            f"{{\": \"}}{{.spec.containers[*].name}}{{\"\\n\"}}{{end}}' | grep istio-proxy "
-            "# expect no output"]
-
-
-def uninstall_commands() -> list[str]:
-    """Remove Istio once nothing uses it."""
-    return ["istioctl uninstall --purge -y",
-            "kubectl delete namespace istio-system --ignore-not-found",
-            "kubectl get crd -o name | grep -E 'istio\\.io' | xargs -r kubectl delete"]
-
-
-def reinstall_note() -> str:
-    """Rollback of the uninstall."""
-    return ("istioctl install -y --set revision=<your revision>  "
-            "# then re-apply the rollback/ folder")
+ISTIO = IstioCoexistence()

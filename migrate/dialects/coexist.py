@@ -1,0 +1,196 @@
+"""What the planner needs from each mesh while two meshes run side by side.
+
+Every mesh has one :class:`Coexistence` subclass (in ``migrate/dialects/<mesh>/coexist.py``)
+that plays either role of a move:
+
+- as the **source**: which of its objects it owns, how a namespace leaves it (and comes back
+  on rollback), what must be neutralized before anything moves, which objects configure a
+  namespace's own proxies (deleted when it moves), how the mesh is removed at the end;
+- as the **target**: how it is installed, how a namespace joins it, how staged policy is
+  made to enforce, what a reviewer checks after each step, how ingress is replaced.
+
+The planner (``migrate/plan/builder.py``) only orders and assembles; every command and every
+mesh-specific sentence comes from here. The facts behind each mesh's answers are in
+docs/coexistence.md with their sources.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from migrate.ir.model import Namespace, Workload
+from migrate.losses import ObjectRef
+from migrate.sources.model import RawObject
+
+ROLLOUT_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+
+
+@dataclass(frozen=True)
+class Neutralized:
+    """A source object rewritten before any namespace moves, with why."""
+
+    body: dict[str, Any]
+    original: RawObject
+
+
+def json_pointer(key: str) -> str:
+    """A map key as one JSON-pointer segment (RFC 6901 escapes)."""
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def template_path(kind: str) -> str:
+    """JSON pointer of a workload's pod-template metadata."""
+    return "/spec/jobTemplate/spec/template/metadata" if kind == "CronJob" else \
+        "/spec/template/metadata"
+
+
+def remove_template_keys(w: Workload, section: str, keys: list[str]) -> list[str]:
+    """``kubectl patch`` commands removing pod-template labels or annotations a workload has."""
+    if w.kind == "Pod":
+        return []
+    held = dict(w.pod_labels if section == "labels" else w.pod_annotations)
+    return [f"kubectl patch {w.kind.lower()} {w.name} -n {w.namespace} --type=json "
+            f"-p '[{{\"op\":\"remove\",\"path\":\"{template_path(w.kind)}/{section}/"
+            f"{json_pointer(key)}\"}}]'" for key in keys if key in held]
+
+
+def set_template_annotation(w: Workload, key: str, value: str) -> str:
+    """A ``kubectl patch`` command setting one pod-template annotation (merge patch)."""
+    inner = f'{{"metadata":{{"annotations":{{"{key}":"{value}"}}}}}}'
+    body = inner
+    for level in (("spec", "template") if w.kind != "CronJob" else
+                  ("spec", "jobTemplate", "spec", "template"))[::-1]:
+        body = f'{{"{level}":{body}}}'
+    return f"kubectl patch {w.kind.lower()} {w.name} -n {w.namespace} --type=merge -p '{body}'"
+
+
+class Coexistence:
+    """One mesh's answers to the planner, as a source and as a target."""
+
+    MESH: ClassVar[str]
+    TITLE: ClassVar[str]
+    """The mesh's name as a person writes it (``Istio``)."""
+    CONTROL_NAMESPACE: ClassVar[str]
+    """Where the control plane runs; never migrated as an application namespace."""
+    GROUP_SUFFIXES: ClassVar[tuple[str, ...]]
+    """API groups (by suffix) whose objects belong to this mesh."""
+    INBOUND_KINDS: ClassVar[frozenset[str]] = frozenset()
+    """Source kinds that configure a namespace's own proxies: deleted when it moves."""
+    PROXY_CONTAINER: ClassVar[str]
+    INGRESS: ClassVar[str]
+    """The mesh's ingress, as a sentence names it (``the Istio ingress gateway``)."""
+    STAGED_POLICY: ClassVar[str] = ""
+    """How this mesh's staged (not yet enforcing) policy behaves, for step summaries."""
+    ENFORCED_POLICY: ClassVar[str] = ""
+    """What changes when its policy enforces."""
+
+    # -- source role -------------------------------------------------------------------------
+    def owns(self, ref: ObjectRef) -> bool:
+        """Whether an object belongs to one of this mesh's own API groups."""
+        group = ref.api_version.split("/")[0] if "/" in ref.api_version else ""
+        return bool(group) and group.endswith(self.GROUP_SUFFIXES)
+
+    def delete_command(self, ref: ObjectRef) -> str:
+        """Delete one source object (idempotent), naming its group to avoid ambiguity."""
+        group = ref.api_version.split("/")[0] if "/" in ref.api_version else ""
+        what = f"{ref.kind.lower()}.{group}/{ref.name}" if group else \
+            f"{ref.kind.lower()}/{ref.name}"
+        ns = f" -n {ref.namespace}" if ref.namespace else ""
+        return f"kubectl delete {what}{ns} --ignore-not-found"
+
+    def neutralize(self, raw: dict[ObjectRef, RawObject]) -> list[Neutralized]:
+        """Source objects to rewrite before any namespace moves (default: none)."""
+        return []
+
+    def neutralize_summary(self, count: int) -> str:
+        """Why the prerequisites step rewrites ``count`` objects."""
+        return ""
+
+    def mesh_wide_refs(self, refs: list[ObjectRef]) -> list[ObjectRef]:
+        """Objects (of the control namespace) a reviewer must check at every move."""
+        return []
+
+    def leave_commands(self, ns: str, record: Namespace | None,
+                       workloads: list[Workload]) -> list[str]:
+        """Commands that stop this mesh injecting a namespace's pods (on restart)."""
+        raise NotImplementedError
+
+    def rejoin_commands(self, ns: str, record: Namespace | None,
+                        workloads: list[Workload]) -> list[str]:
+        """Rollback of :meth:`leave_commands`."""
+        raise NotImplementedError
+
+    def verify_left(self, ns: str) -> list[str]:
+        """Checks that no pod of the namespace still runs this mesh's proxy."""
+        return [f"kubectl get pods -n {ns} -o jsonpath='{{range .items[*]}}{{.metadata.name}}"
+                f"{{\": \"}}{{.spec.containers[*].name}}{{\" \"}}"
+                f"{{.spec.initContainers[*].name}}{{\"\\n\"}}{{end}}' | "
+                f"grep {self.PROXY_CONTAINER} # expect no output"]
+
+    def uninstall_commands(self) -> list[str]:
+        """Remove the mesh once nothing uses it."""
+        raise NotImplementedError
+
+    def reinstall_note(self) -> str:
+        """Rollback of the uninstall."""
+        raise NotImplementedError
+
+    # -- target role -------------------------------------------------------------------------
+    def install_commands(self, experimental: bool, version: str) -> list[str]:
+        """Install the mesh beside the source (and a Gateway API bundle both accept)."""
+        raise NotImplementedError
+
+    def install_verify(self) -> list[str]:
+        """Checks after installing."""
+        raise NotImplementedError
+
+    def install_rollback(self) -> list[str]:
+        """Rollback of the install."""
+        raise NotImplementedError
+
+    def join_commands(self, ns: str, annotations: dict[str, str],
+                      workloads: list[Workload]) -> list[str]:
+        """Let the mesh inject a namespace's pods (takes effect on restart)."""
+        raise NotImplementedError
+
+    def unjoin_commands(self, ns: str, annotations: dict[str, str],
+                        workloads: list[Workload]) -> list[str]:
+        """Rollback of :meth:`join_commands`."""
+        raise NotImplementedError
+
+    def join_manual(self, ns: str, workloads: list[Workload]) -> list[str]:
+        """What a person must check by hand before a namespace joins (default: nothing)."""
+        return []
+
+    def enforce_commands(self, ns: str, annotations: dict[str, str]) -> list[str]:
+        """Set a namespace's final default policy."""
+        if not annotations:
+            return []
+        values = " ".join(f"{k}={v}" for k, v in sorted(annotations.items()))
+        return [f"kubectl annotate namespace {ns} {values} --overwrite"]
+
+    def verify_joined(self, ns: str, workloads: list[str], policy: bool) -> list[str]:
+        """Checks after a namespace's pods restarted under this mesh."""
+        raise NotImplementedError
+
+    def verify_enforced(self, ns: str) -> list[str]:
+        """Checks after policy starts refusing requests."""
+        raise NotImplementedError
+
+    def ingress_manual(self, source: Coexistence) -> list[str]:
+        """The manual work of replacing ``source``'s ingress with this mesh's."""
+        raise NotImplementedError
+
+    def ingress_verify(self) -> list[str]:
+        """Checks after the ingress moved."""
+        raise NotImplementedError
+
+    def cleanup_summary(self, source: Coexistence) -> str:
+        """What the cleanup step does, in the target's words."""
+        return (f"{source.TITLE} is no longer in the data path. The remaining {source.TITLE} "
+                f"objects are deleted and {source.TITLE} is uninstalled.")
+
+    def cleanup_verify(self) -> list[str]:
+        """Checks after the source mesh is gone."""
+        raise NotImplementedError

@@ -1,0 +1,1 @@
+"""Consul Connect on Kubernetes (consul-k8s): reader, writer and coexistence."""

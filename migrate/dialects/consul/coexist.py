@@ -1,0 +1,181 @@
+"""Consul's side of a coexistence window (consul-k8s 1.x/2.0, sidecar with transparent proxy).
+
+Facts (../shared/reference/mapping-consul-others.md sections 1.3-1.7; docs/coexistence.md):
+- injection is per pod: the pod annotation ``consul.hashicorp.com/connect-inject`` decides,
+  over Helm's ``connectInject.default`` and namespace selectors; it is read at pod creation;
+- every injected pod must be selected by a Kubernetes Service, and with ACLs its
+  ServiceAccount must carry the Consul service's name (the auth method binds on it);
+- ``Mesh.spec.transparentProxy.meshDestinationsOnly: true`` blocks calls from Consul pods to
+  anything outside Consul's catalog, which a callee that left Consul is: it is switched off for
+  the coexistence window;
+- ``mutualTLSMode: permissive`` (only with ``Mesh.allowEnablingPermissiveMutualTLS``) lets a
+  Consul callee accept the plaintext of callers on the other mesh; intentions are not enforced
+  on that plaintext.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from migrate.dialects.coexist import (
+    Coexistence,
+    Neutralized,
+    json_pointer,
+    set_template_annotation,
+    template_path,
+)
+from migrate.ir.model import Namespace, Workload
+from migrate.losses import ObjectRef
+from migrate.sources.model import RawObject, strip_noise
+
+INJECT = "consul.hashicorp.com/connect-inject"
+_CONTROLLED = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob")
+
+
+class ConsulCoexistence(Coexistence):
+    """Consul on Kubernetes (consul-k8s)."""
+
+    MESH = "consul"
+    TITLE = "Consul"
+    CONTROL_NAMESPACE = "consul"
+    GROUP_SUFFIXES = ("consul.hashicorp.com",)
+    # Evaluated at the destination proxy (intentions) or by the destination's own proxy
+    # (rate limits in ServiceDefaults are not split out): intentions go when the callee moves;
+    # routers, splitters, resolvers and defaults are compiled into callers' discovery chains.
+    INBOUND_KINDS = frozenset({"ServiceIntentions"})
+    PROXY_CONTAINER = "consul-dataplane"
+    INGRESS = "the Consul API gateway or IngressGateway"
+    STAGED_POLICY = ("ServiceDefaults `mutualTLSMode: permissive`: plaintext callers on the "
+                     "other mesh get in, and intentions do not apply to them")
+    ENFORCED_POLICY = ("ServiceDefaults return to `mutualTLSMode: strict`, so intentions decide "
+                       "every call")
+
+    # -- source role -------------------------------------------------------------------------
+    def neutralize(self, raw: dict[ObjectRef, RawObject]) -> list[Neutralized]:
+        """``Mesh`` with ``meshDestinationsOnly: true`` rewritten to allow non-mesh callees."""
+        out = []
+        for ref in sorted(raw):
+            if ref.kind != "Mesh" or not self.owns(ref):
+                continue
+            body = strip_noise(copy.deepcopy(raw[ref].body))
+            tproxy = body.get("spec", {}).get("transparentProxy") \
+                if isinstance(body.get("spec"), dict) else None
+            if isinstance(tproxy, dict) and tproxy.get("meshDestinationsOnly") is True:
+                tproxy["meshDestinationsOnly"] = False
+                out.append(Neutralized(body, raw[ref]))
+        return out
+
+    def neutralize_summary(self, count: int) -> str:
+        """Why the Mesh entry is rewritten."""
+        return (" Sets `transparentProxy.meshDestinationsOnly: false` on the Mesh entry: with it, "
+                "Consul callers could not reach a callee once it left Consul's catalog.")
+
+    def mesh_wide_refs(self, refs: list[ObjectRef]) -> list[ObjectRef]:
+        """ProxyDefaults and Mesh apply to every Consul proxy."""
+        return [r for r in refs if r.kind in ("ProxyDefaults", "Mesh") and self.owns(r)]
+
+    def leave_commands(self, ns: str, record: Namespace | None,
+                       workloads: list[Workload]) -> list[str]:
+        """Pin ``connect-inject: "false"`` on each pod template (beats Helm's defaults)."""
+        return [set_template_annotation(w, INJECT, "false") for w in workloads
+                if w.kind in _CONTROLLED]
+
+    def rejoin_commands(self, ns: str, record: Namespace | None,
+                        workloads: list[Workload]) -> list[str]:
+        """Give the pods back to Consul injection."""
+        return [set_template_annotation(w, INJECT, dict(w.pod_annotations).get(INJECT, "true"))
+                for w in workloads if w.kind in _CONTROLLED]
+
+    def uninstall_commands(self) -> list[str]:
+        """Remove consul-k8s and its CRDs."""
+        return ["helm uninstall consul -n consul",
+                "kubectl delete namespace consul --ignore-not-found",
+                "kubectl get crd -o name | grep -E 'consul\\.hashicorp\\.com' | "
+                "xargs -r kubectl delete"]
+
+    def reinstall_note(self) -> str:
+        """Rollback of the uninstall."""
+        return ("helm install consul hashicorp/consul -n consul --create-namespace "
+                "-f <your values.yaml>  # then re-apply the rollback/ folder")
+
+    # -- target role -------------------------------------------------------------------------
+    def install_commands(self, experimental: bool, version: str) -> list[str]:
+        """consul-k8s with injection opt-in per pod, transparent proxy and managed ACLs."""
+        channel = "experimental-install.yaml" if experimental else "standard-install.yaml"
+        return [
+            "kubectl apply --server-side -f https://github.com/kubernetes-sigs/gateway-api/"
+            f"releases/download/v1.5.1/{channel}  # consul-k8s 2.0 upgrades to Gateway API 1.5.1",
+            "helm repo add hashicorp https://helm.releases.hashicorp.com && helm repo update",
+            f"helm install consul hashicorp/consul -n consul --create-namespace --version "
+            f"{version} --set connectInject.enabled=true --set connectInject.default=false "
+            "--set connectInject.transparentProxy.defaultEnabled=true "
+            "--set global.acls.manageSystemACLs=true",
+            "kubectl -n consul rollout status statefulset/consul-server --timeout=10m",
+        ]
+
+    def install_verify(self) -> list[str]:
+        """Servers up; config entries sync."""
+        return ["consul-k8s status", "kubectl get pods -n consul  # all Running"]
+
+    def install_rollback(self) -> list[str]:
+        """Rollback of the install."""
+        return ["helm uninstall consul -n consul",
+                "kubectl delete namespace consul --ignore-not-found"]
+
+    def join_commands(self, ns: str, annotations: dict[str, str],
+                      workloads: list[Workload]) -> list[str]:
+        """Opt each pod template into injection (Helm's default stays off)."""
+        return [set_template_annotation(w, INJECT, "true") for w in workloads
+                if w.kind in _CONTROLLED]
+
+    def unjoin_commands(self, ns: str, annotations: dict[str, str],
+                        workloads: list[Workload]) -> list[str]:
+        """Take the opt-in back off."""
+        return [f"kubectl patch {w.kind.lower()} {w.name} -n {ns} --type=json -p '[{{\"op\":"
+                f"\"remove\",\"path\":\"{template_path(w.kind)}/annotations/"
+                f"{json_pointer(INJECT)}\"}}]'" for w in workloads if w.kind in _CONTROLLED]
+
+    def join_manual(self, ns: str, workloads: list[Workload]) -> list[str]:
+        """consul-k8s registers a pod only through a Service selecting it."""
+        return [f"Check that every workload of {ns} is selected by a Service (one per pod; a "
+                "multi-port pod names it with consul.hashicorp.com/kubernetes-service) and that "
+                "its ServiceAccount has that Service's name: with ACLs, Consul binds the service "
+                "identity to the ServiceAccount name."]
+
+    def enforce_commands(self, ns: str, annotations: dict[str, str]) -> list[str]:
+        """Consul policy is config entries, applied by the enforce step's manifests."""
+        return []
+
+    def verify_joined(self, ns: str, workloads: list[str], policy: bool) -> list[str]:
+        """Pods carry the dataplane; config entries synced."""
+        return [self.verify_left(ns)[0].replace("# expect no output", "# every pod"),
+                f"kubectl get servicedefaults,servicerouters,servicesplitters,serviceresolvers,"
+                f"serviceintentions -n {ns}  # every entry SYNCED True"]
+
+    def verify_enforced(self, ns: str) -> list[str]:
+        """Strict mTLS again; intentions synced."""
+        return [f"kubectl get servicedefaults -n {ns} -o custom-columns=NAME:.metadata.name,"
+                "MTLS:.spec.mutualTLSMode  # strict (or empty)",
+                f"kubectl get serviceintentions -n {ns}  # SYNCED True"]
+
+    def ingress_manual(self, source: Coexistence) -> list[str]:
+        """Consul's ingress is its API gateway (Gateway API, class ``consul``)."""
+        return [
+            "Deploy a Consul API gateway: a Gateway API Gateway with gatewayClassName consul.",
+            f"Recreate each listener and route of {source.INGRESS} as HTTPRoutes with that "
+            "Gateway as parent, and add intentions from the gateway to each backend.",
+            "Move DNS / the load balancer to the new gateway and watch its success rate.",
+        ]
+
+    def ingress_verify(self) -> list[str]:
+        """The gateway is programmed."""
+        return ["kubectl get gateways.gateway.networking.k8s.io -A  # Programmed=True"]
+
+    def cleanup_verify(self) -> list[str]:
+        """Every config entry synced."""
+        return ["consul-k8s status",
+                "kubectl get servicedefaults,servicerouters,servicesplitters,serviceresolvers,"
+                "serviceintentions -A  # every entry SYNCED True"]
+
+
+CONSUL = ConsulCoexistence()
