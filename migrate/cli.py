@@ -100,6 +100,16 @@ def main() -> None:
     """
 
 
+def _target_versions() -> str:
+    """Each target's versions for --help, from the capability tables."""
+    parts = []
+    for name in sorted(TARGETS):
+        table = mappings.table(name)
+        parts.append(f"{name}: {table.versions[0]} to {table.versions[-1]}, default "
+                     f"{table.default_version}" if table.versions else name)
+    return "; ".join(parts)
+
+
 @main.command()
 @click.option("--from", "source", required=True, metavar="MESH",
               help=f"Source mesh ({', '.join(sorted(SOURCES))}, or auto to detect it).")
@@ -113,8 +123,8 @@ def main() -> None:
               type=click.Path(file_okay=False, path_type=Path),
               help="Folder for RUNBOOK.md, plan.json and steps/ (replaced if it holds a plan).")
 @click.option("--target-version", default="", metavar="VERSION",
-              help="Target mesh version (Linkerd: 2.14 to 2.20; default 2.20). Features the "
-                   "version lacks become losses.")
+              help=f"Target mesh version ({_target_versions()}). Features the version lacks "
+                   "become losses.")
 @click.option("--order", default="", metavar="NS1,NS2,...",
               help="Move these namespaces first, in this order; the plan reports what the "
                    "override costs.")
@@ -124,6 +134,19 @@ def main() -> None:
               help="Source mesh trust domain (principals in it map to local identities).")
 @click.option("--istio-root-namespace", "root_namespace", default="istio-system",
               show_default=True, help="Istio's root namespace (mesh-wide policies live there).")
+@click.option("--linkerd-default-policy", default="all-unauthenticated", show_default=True,
+              type=click.Choice(["all-unauthenticated", "all-authenticated",
+                                 "cluster-unauthenticated", "cluster-authenticated", "audit",
+                                 "deny"]),
+              help="Reading Linkerd: the cluster's default inbound policy (the install value "
+                   "proxy.defaultInboundPolicy), used where no annotation sets one.")
+@click.option("--consul-default-intention", default="deny", show_default=True,
+              type=click.Choice(["allow", "deny"]),
+              help="Reading Consul: what happens to traffic no intention matches (deny when "
+                   "the Helm chart manages ACLs, allow without ACLs).")
+@click.option("--istio-routes", default="virtualservice", show_default=True,
+              type=click.Choice(["virtualservice", "gateway-api"]),
+              help="Writing Istio: routes as VirtualServices or as Gateway API HTTPRoutes.")
 @click.option("--validate-with", "validate_with", multiple=True, metavar="PATH|cluster",
               help="Check every emitted manifest against the CRDs in these files or folders "
                    "(e.g. `linkerd install --crds` output), or against the target's CRDs "
@@ -132,6 +155,7 @@ def main() -> None:
 @cluster_options
 def plan(source: str, target: str, paths: tuple[str, ...], output: Path, target_version: str,
          order: str, fail_on: str | None, trust_domain: str, root_namespace: str,
+         linkerd_default_policy: str, consul_default_intention: str, istio_routes: str,
          validate_with: tuple[str, ...], quiet: bool, kubeconfig: str | None,
          context: str | None, namespaces: tuple[str, ...], all_namespaces: bool,
          request_timeout: float) -> None:
@@ -150,6 +174,9 @@ def plan(source: str, target: str, paths: tuple[str, ...], output: Path, target_
                           target_version=target_version,
                           order=[n.strip() for n in order.split(",") if n.strip()],
                           trust_domain=trust_domain, root_namespace=root_namespace,
+                          linkerd_default_policy=linkerd_default_policy,
+                          consul_default_intention=consul_default_intention,
+                          istio_routes=istio_routes,
                           stdin=sys.stdin.buffer, cluster=None if paths else cluster)
     status = _run(lambda: _plan(options, output, fail_on, validate_with, quiet))
     sys.exit(int(status))

@@ -106,14 +106,14 @@ def check_pair(source: str, target: str) -> None:
     """Refuse meshes or directions that do not exist yet, with a hint."""
     import difflib
 
+    if source == target:
+        raise UsageError(f"--from and --to are both {source}: nothing to migrate")
     for role, name, known in (("source", source, SOURCES), ("target", target, TARGETS)):
         if name not in known:
             close = difflib.get_close_matches(name, sorted(known), n=1)
             hint = f" Did you mean {close[0]}?" if close else ""
             raise UsageError(f"unknown {role} mesh {name!r}: supported {role}s are "
                              f"{', '.join(sorted(known))}.{hint}")
-    if source == target:
-        raise UsageError(f"--from and --to are both {source}: nothing to migrate")
 
 
 def root_namespace(options: PlanOptions) -> str:

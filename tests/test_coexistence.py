@@ -1,0 +1,118 @@
+"""Each mesh's side of a coexistence window: the commands and rewrites the planner takes from it."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+
+from migrate.dialects.consul.coexist import CONSUL
+from migrate.dialects.istio.coexist import ISTIO
+from migrate.dialects.linkerd.coexist import LINKERD
+from migrate.errors import UsageError
+from migrate.ir.model import Namespace, Origin, Workload
+from migrate.losses import ObjectRef
+from migrate.pipeline import check_pair
+from migrate.sources.model import RawObject
+
+ALL = [ISTIO, LINKERD, CONSUL]
+
+
+def workload(kind: str = "Deployment", labels: dict[str, str] | None = None,
+             annotations: dict[str, str] | None = None) -> Workload:
+    ref = ObjectRef(kind, "shop", "web", "apps/v1")
+    return Workload(kind, "shop", "web", "web", tuple(sorted((labels or {}).items())),
+                    tuple(sorted((annotations or {}).items())), (), (), "inherit", (),
+                    Origin(ref, "spec"))
+
+
+def patch_body(command: str) -> object:
+    """The JSON given to ``kubectl patch -p`` (shell-quoted as the runbook prints it)."""
+    words = shlex.split(command)
+    return json.loads(words[words.index("-p") + 1])
+
+
+@pytest.mark.parametrize("side", ALL, ids=lambda s: s.MESH)
+def test_every_mesh_plays_both_roles(side):
+    w = workload()
+    for commands in (side.leave_commands("shop", None, [w]), side.rejoin_commands("shop", None, [w]),
+                     side.join_commands("shop", {}, [w]), side.unjoin_commands("shop", {}, [w]),
+                     side.uninstall_commands(), side.install_commands(False, "1.0"),
+                     side.install_verify(), side.verify_joined("shop", ["deployment/web"], True),
+                     side.verify_enforced("shop"), side.ingress_verify(), side.cleanup_verify()):
+        assert commands and all(isinstance(c, str) and c for c in commands)
+    other = next(s for s in ALL if s is not side)
+    assert any(other.INGRESS in line for line in side.ingress_manual(other))
+    assert side.TITLE in side.cleanup_summary(side) or other.TITLE in side.cleanup_summary(other)
+
+
+def test_ownership_follows_the_api_group():
+    assert ISTIO.owns(ObjectRef("VirtualService", "a", "b", "networking.istio.io/v1"))
+    assert not ISTIO.owns(ObjectRef("HTTPRoute", "a", "b", "gateway.networking.k8s.io/v1"))
+    assert LINKERD.owns(ObjectRef("ServiceProfile", "a", "b", "linkerd.io/v1alpha2"))
+    assert LINKERD.owns(ObjectRef("Server", "a", "b", "policy.linkerd.io/v1beta3"))
+    assert CONSUL.owns(ObjectRef("ServiceRouter", "a", "b", "consul.hashicorp.com/v1alpha1"))
+    assert not CONSUL.owns(ObjectRef("Service", "a", "b", "v1"))
+    assert CONSUL.delete_command(ObjectRef("ServiceIntentions", "a", "b",
+                                           "consul.hashicorp.com/v1alpha1")) == \
+        "kubectl delete serviceintentions.consul.hashicorp.com/b -n a --ignore-not-found"
+
+
+def test_consul_pins_injection_per_pod_template_both_ways():
+    w = workload(annotations={"consul.hashicorp.com/connect-inject": "true"})
+    leave, = CONSUL.leave_commands("shop", None, [w])
+    assert patch_body(leave) == {"spec": {"template": {"metadata": {"annotations": {
+        "consul.hashicorp.com/connect-inject": "false"}}}}}
+    rejoin, = CONSUL.rejoin_commands("shop", None, [w])
+    assert "\"true\"" in rejoin
+    cron = workload("CronJob")
+    join, = CONSUL.join_commands("shop", {}, [cron])
+    assert patch_body(join) == {"spec": {"jobTemplate": {"spec": {"template": {"metadata": {
+        "annotations": {"consul.hashicorp.com/connect-inject": "true"}}}}}}}
+    undo, = CONSUL.unjoin_commands("shop", {}, [cron])
+    assert patch_body(undo) == [{"op": "remove", "path": "/spec/jobTemplate/spec/template/"
+                                 "metadata/annotations/consul.hashicorp.com~1connect-inject"}]
+    # a bare Pod cannot be patched into or out of injection: it is recreated by hand
+    assert CONSUL.join_commands("shop", {}, [workload("Pod")]) == []
+    assert "ServiceAccount" in CONSUL.join_manual("shop", [w])[0]
+
+
+def test_consul_neutralizes_mesh_destinations_only_and_keeps_the_rest():
+    mesh = {"apiVersion": "consul.hashicorp.com/v1alpha1", "kind": "Mesh",
+            "metadata": {"name": "mesh", "namespace": "consul", "resourceVersion": "7"},
+            "spec": {"transparentProxy": {"meshDestinationsOnly": True},
+                     "tls": {"incoming": {"tlsMinVersion": "TLSv1_2"}}}}
+    open_mesh = {**mesh, "metadata": {"name": "other", "namespace": "consul"},
+                 "spec": {"transparentProxy": {"meshDestinationsOnly": False}}}
+    objects = {RawObject(b, "d.yaml", 1).ref: RawObject(b, "d.yaml", 1)
+               for b in (mesh, open_mesh)}
+    done, = CONSUL.neutralize(objects)
+    assert done.body["spec"] == {"transparentProxy": {"meshDestinationsOnly": False},
+                                 "tls": {"incoming": {"tlsMinVersion": "TLSv1_2"}}}
+    assert "resourceVersion" not in done.body["metadata"]
+    assert mesh["spec"]["transparentProxy"]["meshDestinationsOnly"] is True  # input untouched
+
+
+def test_leaving_istio_and_linkerd_removes_only_keys_the_templates_have():
+    w = workload(labels={"sidecar.istio.io/inject": "true", "app": "web"})
+    cmds = ISTIO.leave_commands("shop", None, [w])
+    assert cmds[0] == ("kubectl label namespace shop istio-injection- istio.io/rev- "
+                       "istio.io/dataplane-mode-")
+    assert [patch_body(c) for c in cmds[1:]] == [[{"op": "remove", "path":
+                                                   "/spec/template/metadata/labels/"
+                                                   "sidecar.istio.io~1inject"}]]
+    lw = workload(annotations={"linkerd.io/inject": "enabled"})
+    cmds = LINKERD.leave_commands("shop", None, [lw])
+    assert cmds[0] == "kubectl annotate namespace shop linkerd.io/inject-"
+    assert len(cmds) == 2 and "linkerd.io~1inject" in cmds[1]
+    record = Namespace("shop", (), (("linkerd.io/inject", "ingress"),), "sidecar", None)
+    assert LINKERD.rejoin_commands("shop", record, []) == [
+        "kubectl annotate namespace shop linkerd.io/inject=ingress --overwrite"]
+
+
+def test_a_pair_must_name_two_different_meshes():
+    with pytest.raises(UsageError, match="both istio"):
+        check_pair("istio", "istio")
+    with pytest.raises(UsageError, match="Did you mean linkerd"):
+        check_pair("istio", "linkred")
