@@ -144,6 +144,9 @@ def _target_versions() -> str:
               type=click.Choice(["allow", "deny"]),
               help="Reading Consul: what happens to traffic no intention matches (deny when "
                    "the Helm chart manages ACLs, allow without ACLs).")
+@click.option("--consul-inject-default", is_flag=True,
+              help="Reading Consul: the Helm chart injects by default (connectInject.default), "
+                   "so pods without the connect-inject annotation are meshed.")
 @click.option("--istio-routes", default="virtualservice", show_default=True,
               type=click.Choice(["virtualservice", "gateway-api"]),
               help="Writing Istio: routes as VirtualServices or as Gateway API HTTPRoutes.")
@@ -155,7 +158,8 @@ def _target_versions() -> str:
 @cluster_options
 def plan(source: str, target: str, paths: tuple[str, ...], output: Path, target_version: str,
          order: str, fail_on: str | None, trust_domain: str, root_namespace: str,
-         linkerd_default_policy: str, consul_default_intention: str, istio_routes: str,
+         linkerd_default_policy: str, consul_default_intention: str,
+         consul_inject_default: bool, istio_routes: str,
          validate_with: tuple[str, ...], quiet: bool, kubeconfig: str | None,
          context: str | None, namespaces: tuple[str, ...], all_namespaces: bool,
          request_timeout: float) -> None:
@@ -176,6 +180,7 @@ def plan(source: str, target: str, paths: tuple[str, ...], output: Path, target_
                           trust_domain=trust_domain, root_namespace=root_namespace,
                           linkerd_default_policy=linkerd_default_policy,
                           consul_default_intention=consul_default_intention,
+                          consul_inject_default=consul_inject_default,
                           istio_routes=istio_routes,
                           stdin=sys.stdin.buffer, cluster=None if paths else cluster)
     status = _run(lambda: _plan(options, output, fail_on, validate_with, quiet))

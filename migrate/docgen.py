@@ -12,7 +12,7 @@ from pathlib import Path
 from migrate import mappings
 from migrate.losscodes import CODES
 
-TARGETS = ("linkerd", "istio")
+TARGETS = ("istio", "linkerd", "consul")
 _MARK = {"supported": "yes", "degraded": "partly", "unsupported": "no"}
 
 

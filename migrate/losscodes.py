@@ -75,6 +75,44 @@ CODES: dict[str, Code] = {
     "AUTHZ_SERVER_OVERLAP": Code("write", "Servers overlap",
                                  "Two generated Servers select the same pods and port; Linkerd's "
                                  "admission rejects overlapping Servers."),
+    # -- Consul as the source (migrate/dialects/consul/read_*.py) -----------------------------
+    "CONSUL_SHARED_NAME": Code("read", "Same-named Services are one Consul service",
+                               "Consul CE has one Consul namespace: Services with the same name "
+                               "in different Kubernetes namespaces register as one Consul "
+                               "service, so its config entries and intentions apply to all of "
+                               "them and callers are balanced across namespaces. The target "
+                               "mesh keeps them apart; each gets the same configuration."),
+    "CONSUL_SERVICE_UNRESOLVED": Code("read", "Consul service not in the input",
+                                      "A config entry, intention or upstream names a Consul "
+                                      "service that no Kubernetes Service in the input "
+                                      "registers; what depends on it was not converted."),
+    "CONSUL_INTENTION_APPROX": Code("read", "Intention precedence not expressible exactly",
+                                    "Consul picks the most specific intention and the first "
+                                    "matching L7 permission; allow/deny rule sets cannot carve "
+                                    "out exceptions, so the converted rule refuses more than "
+                                    "Consul did (or, for callers from other clusters, is "
+                                    "missing)."),
+    "CONSUL_SUBSET_FILTER": Code("read", "Subset filter not tied to pod labels",
+                                 "ServiceResolver subsets select instances by Consul catalog "
+                                 "data (service-meta / service-tags annotations); no pod labels "
+                                 "pick exactly those pods, so the subset was not converted."),
+    # -- Linkerd as the source (migrate/dialects/linkerd/read_*.py) ----------------------------
+    "SOURCE_IGNORED": Code("read", "Configuration the source mesh ignores",
+                           "A field or object that had no effect in the source mesh (Linkerd "
+                           "ignores a whole route that uses a filter it does not support, and "
+                           "some Gateway API fields); it is not carried over."),
+    "ROUTE_SHADOWED": Code("read", "Route or annotation overridden by a ServiceProfile",
+                           "In Linkerd a ServiceProfile with routes or dstOverrides (or a "
+                           "TrafficSplit) overrides the Service's HTTPRoutes and its retry, "
+                           "timeout and failure-accrual annotations; those had no effect and are "
+                           "not carried over."),
+    "AUTHZ_PROXY_ADMIN": Code("read", "Policy for the Linkerd proxy's own port",
+                              "A Server on the proxy's admin or inbound port governs Linkerd "
+                              "itself; the target proxy has its own ports and defaults."),
+    "LINKERD_REF_UNRESOLVED": Code("read", "Referenced Linkerd object not in the input",
+                                   "An AuthorizationPolicy or ServerAuthorization names a target "
+                                   "or authentication the input does not hold; it was not "
+                                   "converted."),
     "PLAN_PLAINTEXT_HOP": Code("plan", "Plaintext hop during coexistence",
                                "Traffic between the two meshes is plaintext and carries no peer "
                                "identity while both run."),
@@ -82,4 +120,89 @@ CODES: dict[str, Code] = {
                                 "With --order a caller moves before its callee: for some steps "
                                 "the callee (still on the source mesh) receives plaintext with no "
                                 "identity, so identity-based policy there refuses it."),
+    # -- Consul as the target (migrate/dialects/consul/write_*.py) ---------------------------
+    "CONSUL_NAME_COLLISION": Code("write", "Services share one Consul name",
+                                  "Consul CE has a single Consul namespace: Services with the same "
+                                  "name in different Kubernetes namespaces become one Consul "
+                                  "service (instances, config entries and intentions merge). Only "
+                                  "the first namespace's configuration is written."),
+    "CONSUL_ROUTER_CONFLICT": Code("write", "Several routes for one Consul service",
+                                   "Consul takes one ServiceRouter per service; a second route "
+                                   "for the same host was not converted."),
+    "CONSUL_PROTOCOL": Code("write", "Service protocol for Consul L7 config",
+                            "Routers, splitters and L7 intentions need the destination's "
+                            "ServiceDefaults protocol to be http, http2 or grpc. Istio sniffs "
+                            "undeclared ports; Consul does not, so the protocol was assumed, or "
+                            "the L7 configuration could not apply to a TCP service."),
+    "CONSUL_ROUTE_UNMATCHED": Code("write", "Unmatched requests reach the service",
+                                   "A VirtualService without a catch-all rule answered 404 to "
+                                   "requests matching no rule; a ServiceRouter sends them to the "
+                                   "service itself."),
+    "CONSUL_ROUTE_PORT": Code("write", "Destination port ignored",
+                              "Consul routes to a service, not to one of its ports (consul-k8s "
+                              "registers one port per service)."),
+    "CONSUL_RETRY": Code("write", "Retry setting without a Consul form",
+                         "ServiceRouter destinations retry on Envoy conditions and status codes "
+                         "with a count; per-try timeouts and other conditions have no field."),
+    "CONSUL_SUBSET_META": Code("write", "Subset labels become service metadata",
+                               "ServiceResolver subsets filter on Consul service metadata, which "
+                               "consul-k8s takes from the pod annotation "
+                               "consul.hashicorp.com/service-meta-<key>; the pod templates are "
+                               "patched to carry it (the pods restart)."),
+    "CONSUL_AUTHZ_IDENTITY": Code("write", "Identity without a Consul service",
+                                  "Intentions name Consul services. With ACLs, consul-k8s binds a "
+                                  "pod's service identity to its ServiceAccount name, so a source "
+                                  "ServiceAccount must carry the name of the Service its pods "
+                                  "register under."),
+    "CONSUL_AUTHZ_NAMESPACE": Code("write", "Namespace source listed as services",
+                                   "Consul CE intentions cannot name a Kubernetes namespace; the "
+                                   "namespace became the Consul services found in it in the "
+                                   "input. Services added to it later are not covered."),
+    "CONSUL_AUTHZ_SOURCE": Code("write", "Source not expressible in intentions",
+                                "Intentions match Consul service identities only: IP blocks and "
+                                "principal patterns have no form. An ALLOW source that needs them "
+                                "is left out (fails closed); a DENY source drops the condition "
+                                "(denies more)."),
+    "CONSUL_AUTHZ_OPERATION": Code("write", "Operation not expressible in intentions",
+                                   "Intentions apply to a whole service, not a port; L7 "
+                                   "permissions need an HTTP protocol and standard methods. An "
+                                   "ALLOW operation that needs more is left out (fails closed); "
+                                   "a DENY operation covers the whole service (denies more)."),
+    "CONSUL_AUTHZ_TARGET": Code("write", "Policy target is not a whole Consul service",
+                                "Intentions attach to a Consul service (a Kubernetes Service); "
+                                "the policy selects only some of its pods, or pods no Service "
+                                "registers."),
+    "CONSUL_AUTHZ_DENY_UNMODELLED": Code("write", "DENY policy not converted",
+                                         "The source reader recorded a DENY policy without its "
+                                         "rules, so no deny intention could be written."),
+    "CONSUL_MTLS_MODE": Code("write", "mTLS mode chosen for Consul",
+                             "Consul checks intentions only on mTLS connections; in permissive "
+                             "mode plaintext callers bypass them. The enforced mode is strict "
+                             "where intentions must hold or no mode was declared (Istio's default "
+                             "was PERMISSIVE)."),
+    # -- Istio as the target (migrate/dialects/istio/write_*.py) -----------------------------
+    "ROUTE_WEIGHT_ROUNDED": Code("write", "Weights rounded to percentages",
+                                 "Relative backend weights were rescaled to Istio percentages "
+                                 "summing to 100; rounding changed a proportion slightly."),
+    "ROUTE_GATEWAY_API": Code("write", "Not expressible as a Gateway API route",
+                              "When Istio routing is written as gateway.networking.k8s.io "
+                              "HTTPRoutes (the writer's gateway-api mode), retries (experimental "
+                              "channel only), port matches inside a rule and non-Service backends "
+                              "have no standard form and were left out."),
+    "AUTHZ_DENY_PLAINTEXT": Code("write", "DENY on identities misses plaintext callers",
+                                 "During coexistence callers still on the source mesh arrive in "
+                                 "plaintext with no identity, so DENY rules naming principals or "
+                                 "namespaces do not match them until they move."),
+    "AUTHZ_SOURCE_NARROWED": Code("write", "Authorization source narrowed",
+                                  "Istio cannot combine service accounts with principals in one "
+                                  "source (and needs namespace/name accounts); only identities "
+                                  "satisfying both were kept, which refuses more, never less."),
+    "AUTHZ_NOT_MODELLED": Code("write", "Authorization policy not modelled",
+                               "The source reader recorded a DENY or AUDIT policy as a feature "
+                               "use without its rules, so the target policy could not be "
+                               "written although the target supports the action."),
+    "MTLS_PORT_NO_SELECTOR": Code("write", "Per-port mTLS without a workload",
+                                  "Istio accepts per-port mTLS modes only on a PeerAuthentication "
+                                  "with a workload selector; a namespace-wide one was split per "
+                                  "workload, and with no labelled workload it was left out."),
 }

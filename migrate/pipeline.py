@@ -14,9 +14,13 @@ from migrate.check import check_capabilities
 from migrate.dialects.base import Reader, ReadResult
 from migrate.dialects.coexist import Coexistence
 from migrate.dialects.consul.coexist import CONSUL
+from migrate.dialects.consul.reader import ConsulReader
+from migrate.dialects.consul.writer import ConsulWriter
 from migrate.dialects.istio.coexist import ISTIO
 from migrate.dialects.istio.reader import IstioReader
+from migrate.dialects.istio.writer import IstioWriter
 from migrate.dialects.linkerd.coexist import LINKERD
+from migrate.dialects.linkerd.reader import LinkerdReader
 from migrate.dialects.linkerd.writer import LinkerdWriter
 from migrate.errors import InputProblem, UsageError
 from migrate.ir.graph import MeshGraph
@@ -35,15 +39,20 @@ from migrate.plan.model import Plan
 from migrate.plan.order import exposed_hops, migration_order, override_order
 from migrate.sources.files import read_files, relative
 from migrate.sources.model import RawObject, SourceResult
+from migrate.verify.coexist import coexistence
 from migrate.verify.compare import Equivalence, compare, final_state
+from migrate.verify.registry import Settings
 
-SOURCES: dict[str, type[Reader]] = {"istio": IstioReader}
-TARGETS: dict[str, type] = {"linkerd": LinkerdWriter}
+SOURCES: dict[str, type[Reader]] = {"istio": IstioReader, "linkerd": LinkerdReader,
+                                    "consul": ConsulReader}
+TARGETS: dict[str, type] = {"linkerd": LinkerdWriter, "istio": IstioWriter,
+                             "consul": ConsulWriter}
 COEXISTENCE: dict[str, Coexistence] = {"istio": ISTIO, "linkerd": LINKERD, "consul": CONSUL}
 """Each mesh's side of a coexistence window (both roles)."""
 # Namespaces that belong to platforms, never to the application mesh being moved.
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease", "linkerd",
-                               "linkerd-viz", "linkerd-jaeger", "linkerd-multicluster"})
+                               "linkerd-viz", "linkerd-jaeger", "linkerd-multicluster",
+                               "consul"})
 
 
 @dataclass
@@ -76,6 +85,9 @@ class PlanOptions:
     """Linkerd's cluster-wide default inbound policy (an install setting) when it is the source."""
     consul_default_intention: str = "deny"
     """What Consul does with traffic no intention matches (ACL default policy) as the source."""
+    consul_inject_default: bool = False
+    """Consul as the source: Helm ``connectInject.default`` (pods without the annotation are
+    injected)."""
     istio_routes: str = "virtualservice"
     """Istio as the target: ``virtualservice`` or ``gateway-api`` (HTTPRoutes)."""
     stdin: IO[bytes] | None = None
@@ -124,12 +136,13 @@ def root_namespace(options: PlanOptions) -> str:
 
 def make_reader(options: PlanOptions, losses: LossLog, problems: list[InputProblem]) -> Reader:
     """The source mesh's reader with the settings it takes."""
-    settings: dict[str, dict[str, str]] = {
+    settings: dict[str, dict[str, Any]] = {
         "istio": {"root_namespace": options.root_namespace},
         "linkerd": {"cluster_default_policy": options.linkerd_default_policy,
                     "trust_domain": options.trust_domain},
         "consul": {"default_intention": options.consul_default_intention,
-                   "trust_domain": options.trust_domain},
+                   "trust_domain": options.trust_domain,
+                   "inject_default": options.consul_inject_default},
     }
     return SOURCES[options.source](losses, problems,  # type: ignore[call-arg]
                                    **settings.get(options.source, {}))
@@ -197,7 +210,15 @@ def plan_migration(options: PlanOptions) -> PlanResult:
         skipped=dict(sorted(read.skipped.items())))
     if options.verify:
         plan.equivalence = verify_plan(read.objects, plan, options)
+        plan.coexistence = check_coexistence(read.objects, plan, options)
     return PlanResult(plan, losses, problems, read, notes)
+
+
+def verify_settings(options: PlanOptions) -> Settings:
+    """Mesh-wide facts the evaluators need that no manifest holds."""
+    return Settings(trust_domain=options.trust_domain, root_namespace=options.root_namespace,
+                    linkerd_default_policy=options.linkerd_default_policy,
+                    consul_default_allow=options.consul_default_intention == "allow")
 
 
 def verify_plan(objects: list[RawObject], plan: Plan, options: PlanOptions) -> Equivalence:
@@ -205,7 +226,26 @@ def verify_plan(objects: list[RawObject], plan: Plan, options: PlanOptions) -> E
     target, annotations = final_state(
         ([m.body for m in s.manifests], s.commands) for s in plan.steps)
     return compare([o.body for o in objects], target, annotations, plan.losses,
-                   options.trust_domain, options.root_namespace)
+                   source_mesh=options.source, target_mesh=options.target,
+                   settings=verify_settings(options))
+
+
+def check_coexistence(objects: list[RawObject], plan: Plan,
+                      options: PlanOptions) -> list[dict[str, Any]]:
+    """Each step's mixed state evaluated for the calls between namespaces."""
+    moved: list[str] = []
+    steps = []
+    for step in plan.steps:
+        if step.kind == "move":
+            moved = moved + step.namespaces
+        steps.append(([m.body for m in step.manifests], step.commands, list(moved)))
+    result = coexistence(steps, [o.body for o in objects],
+                         [(a, b) for a, b, _ in plan.dependencies],
+                         source_mesh=options.source, target_mesh=options.target,
+                         settings=verify_settings(options))
+    for record, step in zip(result, plan.steps):
+        record["step"] = step.number  # the runbook's numbering (00 is the prerequisites)
+    return result
 
 
 def read_source(options: PlanOptions, losses: LossLog, notes: list[str]) -> SourceResult:
@@ -343,4 +383,6 @@ def verify_against_plan(options: PlanOptions, plan_dir: str) -> Equivalence:
                                x["object"]["name"], x["object"]["apiVersion"]),
                      x["path"], x["message"], x["action"]) for x in document.get("losses", [])]
     return compare([o.body for o in objects], target, annotations, recorded,
-                   options.trust_domain, options.root_namespace)
+                   source_mesh=options.source,
+                   target_mesh=str(document.get("target", {}).get("mesh", "linkerd")),
+                   settings=verify_settings(options))

@@ -34,3 +34,14 @@ def test_namespace_dependencies_carry_their_reasons():
     assert "Deployment frontend/web calls Service catalog/catalog" in \
         deps.edges["frontend", "catalog"]["reasons"]
     assert g.ingress_namespaces() == {"frontend"}
+
+
+def test_namespace_lookups_return_each_record_once_whatever_was_asked_before():
+    from migrate.ir.model import AuthzPolicy
+
+    g = shop_graph()
+    first = g.in_namespace(AuthzPolicy, "orders")
+    for empty in ("nowhere", "elsewhere"):  # namespaces without policies
+        assert g.in_namespace(AuthzPolicy, empty) == []
+    assert g.in_namespace(AuthzPolicy, "orders") == first
+    assert len({id(p) for p in first}) == len(first) > 0

@@ -108,8 +108,17 @@ class Reader:
             result.accounted[f.ref] = f.accounted
             result.raw[f.ref] = raw
             result.read[kind] = result.read.get(kind, 0) + 1
+        self.finish(graph)
         graph.link()
         return result
+
+    def core_extras(self, f: Fields, graph: MeshGraph) -> None:
+        """Called by ``kube`` after a Namespace, Service or workload is read, so a dialect can
+        read its own annotations there (Linkerd keeps config on them). No-op by default."""
+
+    def finish(self, graph: MeshGraph) -> None:
+        """Called once every object is read, before edges are derived: a dialect whose objects
+        refer to each other by name resolves those references here. No-op by default."""
 
     def _guarded(self, handler: KindHandler, f: Fields, graph: MeshGraph) -> None:
         """Run a handler; a value shape it did not expect is reported on the object."""

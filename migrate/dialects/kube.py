@@ -32,6 +32,7 @@ def read_namespace(reader: Reader, f: Fields, graph: MeshGraph) -> None:
     ann = f.mapping("metadata.annotations")
     injection = reader.namespace_injection(f, lab, ann)  # type: ignore[attr-defined]
     graph.add(Namespace(f.ref.name, labels(lab), labels(ann), injection, f.origin("metadata")))
+    reader.core_extras(f, graph)
 
 
 def read_service(reader: Reader, f: Fields, graph: MeshGraph) -> None:
@@ -54,6 +55,7 @@ def read_service(reader: Reader, f: Fields, graph: MeshGraph) -> None:
         labels=labels(f.mapping("metadata.labels")),
         headless=spec.get("clusterIP") == "None", origin=f.origin("spec"),
         raw_spec_type=str(spec.get("type") or "ClusterIP")))
+    reader.core_extras(f, graph)
 
 
 def read_service_account(reader: Reader, f: Fields, graph: MeshGraph) -> None:
@@ -81,7 +83,7 @@ def read_workload(reader: Reader, f: Fields, graph: MeshGraph) -> None:
                 continue
             if kind == "initContainers" and c.get("restartPolicy") != "Always":
                 continue
-            for p in c.get("ports") or []:
+            for p in c.get("ports") if isinstance(c.get("ports"), list) else []:
                 if isinstance(p, dict) and isinstance(p.get("containerPort"), int) and \
                         str(p.get("protocol") or "TCP") == "TCP":
                     ports.add((str(p.get("name") or ""), p["containerPort"]))
@@ -90,7 +92,7 @@ def read_workload(reader: Reader, f: Fields, graph: MeshGraph) -> None:
                     c.get(probe_kind), dict) else None
                 if isinstance(http, dict) and http.get("port") is not None:
                     probes.add(Probe(str(http.get("path") or "/"), http["port"]))
-            for ei, e in enumerate(c.get("env") or []):
+            for ei, e in enumerate(c.get("env") if isinstance(c.get("env"), list) else []):
                 if isinstance(e, dict) and isinstance(e.get("value"), str):
                     env.append((f"{pre}spec.{kind}[{ci}].env[{ei}]", e["value"]))
     injection = reader.workload_injection(f, pod_labels, pod_ann)  # type: ignore[attr-defined]
@@ -102,6 +104,7 @@ def read_workload(reader: Reader, f: Fields, graph: MeshGraph) -> None:
         ports=tuple(sorted(ports, key=lambda p: (p[1], p[0]))),
         probes=tuple(sorted(probes, key=lambda p: (p.path, str(p.port)))),
         injection=injection, calls=env_calls(env), origin=f.origin(base or "spec")))
+    reader.core_extras(f, graph)
 
 
 HANDLERS = {

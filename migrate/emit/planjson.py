@@ -47,6 +47,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         "steps": steps,
         "losses": [loss.to_json() for loss in plan.losses],
         "equivalence": plan.equivalence.to_json() if plan.equivalence is not None else None,
+        "coexistence": plan.coexistence,
         "summary": {
             "namespaces": sorted(ns for g in plan.groups for ns in g),
             "outside": plan.outside,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from migrate.emit.manifests import step_file_names
 from migrate.losses import Loss, Severity
+from migrate.verify.coexist import render_markdown as render_coexistence
 from migrate.plan.model import Plan, Step
 
 _ICON = {Severity.INFO: "info", Severity.DEGRADED: "degraded", Severity.DROPPED: "dropped",
@@ -58,6 +59,12 @@ def render_runbook(plan: Plan) -> str:
     add(_mermaid(plan))
     if plan.equivalence is not None:
         out.extend(_equivalence(plan))
+    if plan.coexistence is not None:
+        out += ["## Coexistence check\n",
+                "For each step, every call between namespaces evaluated in the mixed state "
+                "(moved namespaces on the target, the rest on the source; calls between the two "
+                "meshes are plaintext with no identity). A refused or rerouted call is a step "
+                "that breaks traffic.\n", render_coexistence(plan.coexistence), ""]
     for step in plan.steps:
         out.extend(_step(step, plan))
     add("## All losses by namespace\n")
@@ -74,12 +81,19 @@ def render_runbook(plan: Plan) -> str:
     return "\n".join(out)
 
 
+def _title(mesh: str) -> str:
+    return {"istio": "Istio", "linkerd": "Linkerd", "consul": "Consul"}.get(mesh, mesh)
+
+
 def _equivalence(plan: Plan) -> list[str]:
     eq = plan.equivalence
+    if getattr(eq, "not_evaluated", ""):
+        return ["## Equivalence check\n", f"Not evaluated: {eq.not_evaluated}.\n"]
     out = ["## Equivalence check\n",
            f"{eq.probes} requests generated from the source configuration were evaluated twice: "
-           "with Istio's semantics against the source manifests, and with Linkerd's against the "
-           "state after the last step. A divergence no loss explains is a conversion bug.\n",
+           f"with {_title(plan.source)}'s semantics against the source manifests, and with "
+           f"{_title(plan.target)}'s against the state after the last step. A divergence no "
+           "loss explains is a conversion bug.\n",
            "| service | probes | divergences | unexplained |", "|---|---:|---:|---:|"]
     out += [f"| {svc} | {p} | {d} | {u} |" for svc, (p, d, u) in sorted(eq.per_service.items())]
     out.append("")

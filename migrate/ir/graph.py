@@ -79,6 +79,7 @@ class MeshGraph:
         self.features: list[FeatureUse] = []
         self._by_type: dict[type, list[object]] = {}
         self._by_namespace: dict[tuple[type, str], list[object]] = {}
+        self._indexed: set[type] = set()
 
     # -- building -------------------------------------------------------------------------
     def add(self, record: object) -> None:
@@ -86,6 +87,7 @@ class MeshGraph:
         self.g.add_node(node_id(record), obj=record)
         self._by_type.clear()
         self._by_namespace.clear()
+        self._indexed.clear()
 
     def use(self, use: FeatureUse) -> None:
         """Record that the configuration uses a feature at an origin."""
@@ -150,13 +152,12 @@ class MeshGraph:
 
     def in_namespace(self, cls: type[T], namespace: str) -> list[T]:
         """Records of one type in one namespace (indexed once, not scanned per call)."""
-        if (cls, namespace) not in self._by_namespace:
+        if cls not in self._indexed:
+            # Index a type once: every later namespace (with records or not) is a lookup.
+            self._indexed.add(cls)
             for obj in self.of(cls):
-                key = (cls, _namespace_of(obj))
-                self._by_namespace.setdefault(key, []).append(obj)
-            for known in {_namespace_of(o) for o in self.of(cls)} | {namespace}:
-                self._by_namespace.setdefault((cls, known), [])
-        return list(self._by_namespace[(cls, namespace)])  # type: ignore[arg-type]
+                self._by_namespace.setdefault((cls, _namespace_of(obj)), []).append(obj)
+        return list(self._by_namespace.get((cls, namespace), []))  # type: ignore[arg-type]
 
     def service(self, key: ServiceKey) -> Service | None:
         """The Service with this key, if the input had it."""

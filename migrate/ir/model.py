@@ -100,6 +100,10 @@ class Service:
     headless: bool
     origin: Origin
     raw_spec_type: str = "ClusterIP"
+    mesh_protocol: str = ""
+    """Protocol the source mesh declares for the whole Service (Consul ServiceDefaults /
+    ProxyDefaults ``protocol``: http, http2, grpc or tcp); empty when the mesh infers it
+    from the ports."""
 
 
 @dataclass(frozen=True)

@@ -60,3 +60,6 @@ class Plan:
     skipped: dict[str, int]
     equivalence: Any = None
     """:class:`migrate.verify.compare.Equivalence` of the final state, when computed."""
+    coexistence: list[dict[str, Any]] | None = None
+    """Per step, the calls between namespaces checked in the mixed state
+    (:func:`migrate.verify.coexist.coexistence`), when computed."""

@@ -7,10 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from migrate.losses import Loss
-from migrate.verify.istio_eval import IstioEvaluator
-from migrate.verify.linkerd_eval import LinkerdEvaluator, same_duration
+from migrate.verify.linkerd_eval import same_duration
 from migrate.verify.model import Outcome, Probe
-from migrate.verify.probes import authz_probes, routing_probes
+from migrate.verify.registry import EVALUATORS, PROBES, Evaluator, Settings, generate
 from migrate.verify.world import World, dig
 
 # Which loss features can explain which kind of divergence.
@@ -19,9 +18,9 @@ _FAMILIES = {
               "route.mirror", "route.fault", "route.cors", "route.direct_response",
               "route.delegate", "route.export_to", "route.consumer_namespace", "route.tcp",
               "route.tls", "destination.subsets", "destination.external", "gateway_api.",
-              "input"),
+              "protocol.", "multicluster", "input"),
     "timeout": ("route.timeout", "route.retry", "input"),
-    "retries": ("route.retry", "input"),
+    "retries": ("route.retry", "route.response_classes", "input"),
     "authz": ("authz.", "mtls.", "authn.", "input"),
 }
 _DELETE = re.compile(r"^kubectl delete ([a-z]+)(?:\.([a-z0-9.]+))?/([a-z0-9.-]+) -n ([a-z0-9-]+)")
@@ -62,6 +61,11 @@ class Equivalence:
     per_service: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     """``ns/name`` -> (probes, divergences, unexplained)."""
     divergences: list[Divergence] = field(default_factory=list)
+    source_mesh: str = "istio"
+    target_mesh: str = "linkerd"
+    not_evaluated: str = ""
+    """Why the pair could not be evaluated at all (no evaluator for a mesh); empty when it
+    was."""
 
     @property
     def unexplained(self) -> list[Divergence]:
@@ -70,7 +74,9 @@ class Equivalence:
 
     def to_json(self) -> dict[str, Any]:
         """The ``equivalence`` section of plan.json."""
-        return {"probes": self.probes, "unevaluated": self.unevaluated,
+        return {"source": self.source_mesh, "target": self.target_mesh,
+                **({"not_evaluated": self.not_evaluated} if self.not_evaluated else {}),
+                "probes": self.probes, "unevaluated": self.unevaluated,
                 "services": [{"service": s, "probes": p, "divergences": d, "unexplained": u}
                              for s, (p, d, u) in sorted(self.per_service.items())],
                 "divergences": [d.to_json() for d in self.divergences],
@@ -113,31 +119,60 @@ def final_state(steps: Iterable[tuple[list[dict[str, Any]], list[str]]]) -> tupl
     return [objects[k] for k in sorted(objects)], annotations
 
 
+def target_world(source: list[dict[str, Any]], target: list[dict[str, Any]],
+                 namespace_annotations: dict[str, dict[str, str]]) -> World:
+    """The Kubernetes side once the target manifests are applied: the source's Services and
+    workloads, with the target's Services added, its workload patches (labels, annotations)
+    merged and the namespace annotations its commands set."""
+    world = World(source)
+    for body in target:
+        if not isinstance(body, dict):
+            continue
+        try:
+            if body.get("kind") == "Service" and body.get("apiVersion") == "v1":
+                world.add_service(body)
+            else:
+                world.patch_workload(body)
+        except (TypeError, AttributeError, ValueError, KeyError):
+            continue  # a damaged manifest (a tampered plan folder) changes nothing here
+    for ns, extra in namespace_annotations.items():
+        world.namespaces[ns] = {**world.namespaces.get(ns, {}), **extra}
+    return world
+
+
 def compare(source: list[dict[str, Any]], target: list[dict[str, Any]],
             namespace_annotations: dict[str, dict[str, str]], losses: Iterable[Loss],
-            trust_domain: str = "cluster.local", root_namespace: str = "istio-system"
-            ) -> Equivalence:
-    """Evaluate generated probes on both sides and list where they differ."""
+            trust_domain: str = "cluster.local", root_namespace: str = "istio-system", *,
+            source_mesh: str = "istio", target_mesh: str = "linkerd",
+            settings: Settings | None = None) -> Equivalence:
+    """Evaluate generated probes on both sides and list where they differ.
+
+    ``source`` holds the source mesh's own manifests (and the cluster's Services and
+    workloads), ``target`` the emitted manifests once every step ran. A pair with no evaluator
+    on one side gives an Equivalence whose ``not_evaluated`` says so.
+    """
+    result = Equivalence(source_mesh=source_mesh, target_mesh=target_mesh)
+    missing = [m for m in (source_mesh, target_mesh) if m not in EVALUATORS]
+    if source_mesh not in PROBES and source_mesh not in missing:
+        missing.append(source_mesh)
+    if missing:
+        result.not_evaluated = (f"no evaluator for {', '.join(sorted(set(missing)))} (known: "
+                                f"{', '.join(sorted(EVALUATORS))})")
+        return result
+    settings = settings or Settings(trust_domain=trust_domain, root_namespace=root_namespace)
     world = World(source)
-    target_world = World(source)
-    for body in target:
-        if body.get("kind") == "Service" and body.get("apiVersion") == "v1":
-            target_world.add_service(body)
-    for ns, extra in namespace_annotations.items():
-        target_world.namespaces[ns] = {**target_world.namespaces.get(ns, {}), **extra}
-    istio = IstioEvaluator(source, world, root_namespace, trust_domain)
-    linkerd = LinkerdEvaluator(target, target_world, trust_domain=trust_domain)
+    src_eval = EVALUATORS[source_mesh](source, world, settings)
+    tgt_eval = EVALUATORS[target_mesh](target, target_world(source, target,
+                                                            namespace_annotations), settings)
     by_object: dict[str, list[Loss]] = {}
     for loss in losses:
         by_object.setdefault(str(loss.object), []).append(loss)
     bodies = {f"{o.get('kind')}/{dig(o, 'metadata', 'namespace', default='default')}/"
               f"{dig(o, 'metadata', 'name')}": o for o in source if isinstance(o, dict)}
-    result = Equivalence()
-    probes = sorted(set(routing_probes(source, world) + authz_probes(source, world)))
-    for probe in probes:
+    for probe in generate(source_mesh, source, world):
         key = f"{probe.namespace}/{probe.service}"
         try:
-            found = _diverge(probe, istio, linkerd, world)
+            found = _diverge(probe, src_eval, tgt_eval)
         except (TypeError, AttributeError, ValueError, KeyError, IndexError):
             result.unevaluated += 1
             continue
@@ -151,9 +186,19 @@ def compare(source: list[dict[str, Any]], target: list[dict[str, Any]],
     return result
 
 
-def _diverge(probe: Probe, istio: IstioEvaluator, linkerd: LinkerdEvaluator,
-             world: World) -> list[Divergence]:
-    src, tgt = istio.route(probe), linkerd.route(probe)
+def same_retries(src: Outcome, tgt: Outcome) -> bool:
+    """Whether two outcomes retry alike. A mesh's implicit default retries (``detail ==
+    "default"``: Istio's transport-level retries) count as equal to no retries on the other
+    side, which has no such default; configured retries must match exactly."""
+    if src.retries == tgt.retries:
+        return True
+    if src.detail == "default" and tgt.detail != "default" and tgt.retries == 0:
+        return True
+    return tgt.detail == "default" and src.detail != "default" and src.retries == 0
+
+
+def _diverge(probe: Probe, src_eval: Evaluator, tgt_eval: Evaluator) -> list[Divergence]:
+    src, tgt = src_eval.route(probe), tgt_eval.route(probe)
     out: list[Divergence] = []
     candidates = set(src.sources) | set(tgt.sources)
     if (src.status, src.backends, src.detail if src.status == "redirect" else "") != \
@@ -162,48 +207,35 @@ def _diverge(probe: Probe, istio: IstioEvaluator, linkerd: LinkerdEvaluator,
     elif src.status == "routed":
         if not same_duration(src.timeout, tgt.timeout):
             out.append(_div(probe, "timeout", src, tgt, candidates))
-        if src.detail != "default" and src.retries != tgt.retries:
+        if not same_retries(src, tgt):
             out.append(_div(probe, "retries", src, tgt, candidates))
     if src.status == "routed" and probe.why == "authorization":
         for backend, _ in src.backends:
             for wid in backend.split("+"):
                 if not wid or wid.startswith(("Service/", "pods/")):
                     continue
-                a, a_src = istio.allowed(probe, wid, probe.port)
-                b, b_src = linkerd.allowed(probe, wid, probe.port)
+                a, a_src = src_eval.allowed(probe, wid, probe.port)
+                b, b_src = tgt_eval.allowed(probe, wid, probe.port)
                 if a != b:
+                    refs = getattr(src_eval, "policy_refs", None)
                     out.append(Divergence(
                         probe, "authz", f"{'allowed' if a else 'denied'} at {wid}",
                         f"{'allowed' if b else 'denied'} at {wid}",
-                        candidates=set(a_src) | set(b_src) | _workload_policies(
-                            istio, wid, world)))
+                        candidates=set(a_src) | set(b_src) | (refs(wid) if refs else set())))
     return out
-
-
-def _workload_policies(istio: IstioEvaluator, wid: str, world: World) -> set[str]:
-    info = world.workload(wid)
-    if info is None:
-        return set()
-    labels = dict(info.labels)
-    refs = set()
-    for p in istio.ap + istio.pa:
-        ns = dig(p, "metadata", "namespace", default="default")
-        selector = dig(p, "spec", "selector", "matchLabels", default=None)
-        if ns in (info.namespace, istio.root) and (selector is None or all(
-                labels.get(k) == v for k, v in selector.items())):
-            refs.add(f"{p.get('kind')}/{ns}/{dig(p, 'metadata', 'name')}")
-    return refs
 
 
 def _div(probe: Probe, aspect: str, src: Outcome, tgt: Outcome,
          candidates: set[str]) -> Divergence:
     return Divergence(probe, aspect, src.summary(), tgt.summary(), candidates=candidates,
-                      rule_paths=tuple(p for p in (src.rule_path, tgt.rule_path) if p))
+                      rule_paths=tuple(p for p in (src.rule_path, tgt.origin_path) if p))
 
 
 def _explain(d: Divergence, by_object: dict[str, list[Loss]],
              bodies: dict[str, dict[str, Any]]) -> list[str]:
     families = _FAMILIES[d.aspect]
+    # The rule lists the rule paths point into (``spec.http[``, ``spec.routes[``...).
+    roots = {p[:p.index("[") + 1] for p in d.rule_paths if "[" in p}
     found = []
     for ref in sorted(d.candidates):
         for loss in by_object.get(ref, []):
@@ -212,8 +244,7 @@ def _explain(d: Divergence, by_object: dict[str, list[Loss]],
             if loss.code == "ROUTE_PREFIX_SEGMENT" and not _prefix_differs(
                     bodies.get(ref), loss.path, d.probe.path):
                 continue  # only requests where raw and segment prefixes disagree
-            if d.rule_paths and loss.object.kind == "VirtualService" and \
-                    loss.path.startswith("spec.http[") and \
+            if any(loss.path.startswith(root) for root in roots) and \
                     not any(_within(loss.path, p) for p in d.rule_paths):
                 continue  # a loss on another rule does not explain this rule's outcome
             found.append(f"{loss.code} {loss.object} {loss.path}")

@@ -5,6 +5,13 @@ authorization_policy.proto, peer_authentication.proto): VirtualService http rule
 list order and the first match wins; no VirtualService means the Service's endpoints; a
 VirtualService with no matching rule answers 404. Authorization is CUSTOM, then DENY, then
 ALLOW (when any ALLOW policy applies, one must match); STRICT mTLS refuses plaintext.
+
+Istio also reads ``gateway.networking.k8s.io`` HTTPRoutes and GRPCRoutes whose parent is a
+Service (GAMMA; pilot/pkg/config/kube/gateway/conversion.go turns them into VirtualServices):
+those follow Gateway API precedence (gateway.py), ``timeouts.request`` and the experimental
+``retry.attempts`` (Istio 1.30 converts it; mapping-istio-linkerd.md section 6); without it the
+implicit default retry policy applies as for any VirtualService. A VirtualService for the same
+host is taken first (the emitted configuration should not have both).
 """
 
 from __future__ import annotations
@@ -13,8 +20,9 @@ import fnmatch
 import re
 from typing import Any
 
+from migrate.verify import gateway
 from migrate.verify.model import Outcome, Probe
-from migrate.verify.world import World, dig
+from migrate.verify.world import World, dig, rule_origin
 
 DEFAULT_RETRIES = 2  # istio pilot/pkg/networking/core/route/retry/retry.go
 
@@ -65,6 +73,7 @@ class IstioEvaluator:
         self.dr: dict[tuple[str, str], dict[str, Any]] = {}
         self.pa: list[dict[str, Any]] = []
         self.ap: list[dict[str, Any]] = []
+        self.routes: list[dict[str, Any]] = []
         for obj in sorted(objects, key=lambda o: (str(dig(o, "metadata", "namespace",
                                                           default="")),
                                                   str(dig(o, "metadata", "name", default="")))):
@@ -75,6 +84,9 @@ class IstioEvaluator:
 
     def _index(self, obj: dict[str, Any]) -> None:
         kind, api = obj.get("kind"), str(obj.get("apiVersion", ""))
+        if kind in ("HTTPRoute", "GRPCRoute") and api.startswith("gateway.networking.k8s.io/"):
+            self.routes.append(obj)
+            return
         if not api.startswith(("networking.istio.io", "security.istio.io")):
             return
         ns = dig(obj, "metadata", "namespace", default="default")
@@ -100,6 +112,9 @@ class IstioEvaluator:
         """Where a request goes, with which timeout and retries."""
         key = (probe.namespace, probe.service)
         vs = self.vs.get(key)
+        attached = [r for r in self.routes if gateway.parent_is(r, probe)]
+        if vs is None and attached:
+            return self._gateway_route(attached, probe)
         if vs is None:
             svc = self.world.services.get(key)
             name = self.world.backend(probe.namespace, dict(svc.selector)) if svc else ""
@@ -114,19 +129,38 @@ class IstioEvaluator:
             matches = rule.get("match") or [{}]
             if not any(self._matches(m, probe) for m in matches if isinstance(m, dict)):
                 continue
+            origin = rule_origin(vs, index)
             if isinstance(rule.get("redirect"), dict):
                 r = rule["redirect"]
                 return Outcome("redirect", detail=f"{r.get('redirectCode', 301)} "
                                f"{r.get('uri', probe.path)}", sources=(src,),
-                               rule_path=rule_path)
+                               rule_path=rule_path, origin_path=origin)
             retries = dig(rule, "retries", "attempts", default=None)
             retry_on = str(dig(rule, "retries", "retryOn", default="")) if "retries" in rule \
                 else "default"
             backends, used = self._backends(rule, ns)
             return Outcome("routed", backends, timeout=str(rule.get("timeout", "")),
                            retries=DEFAULT_RETRIES if retries is None else int(retries),
-                           detail=retry_on, sources=(src, *used), rule_path=rule_path)
+                           detail=retry_on, sources=(src, *used), rule_path=rule_path,
+                           origin_path=origin)
         return Outcome("no-route", sources=(src,))
+
+    def _gateway_route(self, routes: list[dict[str, Any]], probe: Probe) -> Outcome:
+        best = gateway.best_rule(routes, probe)
+        if best is None:
+            return Outcome("no-route", sources=tuple(_ref(r) for r in routes))
+        route, rule, index = best
+        src, origin = (_ref(route),), rule_origin(route, index)
+        redirect = gateway.redirect_of(rule, probe)
+        if redirect is not None:
+            return Outcome("redirect", detail=redirect, sources=src,
+                           rule_path=f"spec.rules[{index}]", origin_path=origin)
+        attempts = dig(rule, "retry", "attempts", default=None)
+        return Outcome("routed", gateway.backends(self.world, route, rule),
+                       timeout=str(dig(rule, "timeouts", "request", default="")),
+                       retries=DEFAULT_RETRIES if attempts is None else int(attempts),
+                       detail="default" if attempts is None else "",
+                       sources=src, rule_path=f"spec.rules[{index}]", origin_path=origin)
 
     def _matches(self, m: dict[str, Any], probe: Probe) -> bool:
         if "port" in m and m["port"] != probe.port:
@@ -200,6 +234,15 @@ class IstioEvaluator:
             return True, pa_src
         hit = [p for p in allows if self._policy_matches(p, probe, port)]
         return (bool(hit), tuple(_ref(p) for p in (hit or allows)))
+
+    def policy_refs(self, workload: str) -> set[str]:
+        """Every PeerAuthentication and AuthorizationPolicy that applies to a workload (their
+        losses may explain an authorization divergence there)."""
+        info = self.world.workload(workload)
+        if info is None:
+            return set()
+        labels = dict(info.labels)
+        return {_ref(p) for p in self.ap + self.pa if self._applies(p, info.namespace, labels)}
 
     def _mtls_mode(self, ns: str, labels: dict[str, str], port: int) -> tuple[str, tuple[str, ...]]:
         mode, src = "PERMISSIVE", ()

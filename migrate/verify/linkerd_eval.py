@@ -10,20 +10,24 @@ linkerd2-proxy at edge-26.8.3):
   attached, a request matching none gets 404; no route means the Service's endpoints;
 - timeouts and retries come from the route's annotations (policy.linkerd.io routes also honour
   ``rules[].timeouts.request``);
+- a ServiceProfile or TrafficSplit on the Service overrides all of that (linkerd_profile.py);
 - inbound, a Server selecting the pod and port decides: its HTTPRoutes (none: every request),
   AuthorizationPolicies on the Server, the route or the Namespace (all required
-  authentications must hold), else its accessPolicy; no Server: the namespace's (or the
-  cluster's) default inbound policy.
+  authentications must hold), ServerAuthorizations on the Server (any one whose client
+  matches), else its accessPolicy; no Server: the default inbound policy of the pod
+  (``config.linkerd.io/default-inbound-policy`` on the pod template), else of its namespace,
+  else the cluster's (Helm ``proxy.defaultInboundPolicy``, passed in).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from migrate.durations import to_millis
+from migrate.verify import gateway
+from migrate.verify.linkerd_profile import Profiles
 from migrate.verify.model import Outcome, Probe
-from migrate.verify.world import World, dig
+from migrate.verify.world import World, dig, rule_origin, unique
 
 UNSUPPORTED_FILTERS = {"URLRewrite", "RequestMirror", "ExtensionRef", "CORS", "ExternalAuth"}
 _ROUTE_KINDS = {"HTTPRoute", "GRPCRoute"}
@@ -35,31 +39,47 @@ class LinkerdEvaluator:
 
     def __init__(self, manifests: list[dict[str, Any]], world: World,
                  cluster_default: str = "all-unauthenticated", trust_domain: str = "cluster.local",
-                 control_plane_namespace: str = "linkerd") -> None:
+                 control_plane_namespace: str = "linkerd", cluster_domain: str = "cluster.local"
+                 ) -> None:
         self.world = world
+        self.profiles = Profiles(manifests, world, cluster_domain)
+        self.server_authorizations: list[dict[str, Any]] = []
         self.cluster_default = cluster_default
         self.identity_suffix = f"serviceaccount.identity.{control_plane_namespace}.{trust_domain}"
         self.routes: list[dict[str, Any]] = []
         self.servers: list[dict[str, Any]] = []
         self.policies: list[dict[str, Any]] = []
         self.authns: dict[tuple[str, str, str], dict[str, Any]] = {}
-        for m in manifests:
-            kind, api = m.get("kind"), str(m.get("apiVersion", ""))
-            ns = dig(m, "metadata", "namespace", default="default")
-            if kind in _ROUTE_KINDS and api.split("/")[0] in ("policy.linkerd.io",
-                                                              "gateway.networking.k8s.io"):
-                self.routes.append(m)
-            elif kind == "Server":
-                self.servers.append(m)
-            elif kind == "AuthorizationPolicy" and api.startswith("policy.linkerd.io"):
-                self.policies.append(m)
-            elif kind in ("MeshTLSAuthentication", "NetworkAuthentication"):
-                self.authns[(kind, ns, dig(m, "metadata", "name"))] = m
+        for m in unique(manifests):
+            try:
+                self._index(m)
+            except (TypeError, AttributeError, ValueError, KeyError):
+                continue  # damaged: reported by the reader, left out here too
+
+    def _index(self, m: dict[str, Any]) -> None:
+        kind, api = m.get("kind"), str(m.get("apiVersion", ""))
+        ns = str(dig(m, "metadata", "namespace", default="default"))
+        if kind in _ROUTE_KINDS and api.split("/")[0] in ("policy.linkerd.io",
+                                                          "gateway.networking.k8s.io"):
+            self.routes.append(m)
+        elif not api.startswith("policy.linkerd.io"):
+            return
+        elif kind == "Server":
+            self.servers.append(m)
+        elif kind == "ServerAuthorization":
+            self.server_authorizations.append(m)
+        elif kind == "AuthorizationPolicy":
+            self.policies.append(m)
+        elif kind in ("MeshTLSAuthentication", "NetworkAuthentication"):
+            self.authns[(str(kind), ns, str(dig(m, "metadata", "name", default="")))] = m
 
     # -- routing ---------------------------------------------------------------------------
     def route(self, probe: Probe) -> Outcome:
         """Where the client's proxy sends a request."""
-        attached = [r for r in self.routes if self._parent_is(r, probe)]
+        profile = self.profiles.route(probe)
+        if profile is not None:
+            return profile  # a ServiceProfile (or TrafficSplit) overrides HTTPRoutes
+        attached = [r for r in self.routes if gateway.parent_is(r, probe)]
         live = [r for r in attached if not _unsupported(r)]
         if not live:
             svc = self.world.services.get((probe.namespace, probe.service))
@@ -68,104 +88,27 @@ class LinkerdEvaluator:
             return Outcome("routed", ((name or f"Service/{probe.namespace}/{probe.service}",
                                        1.0),),
                            retries=_retries(annotations))
-        best: tuple[Any, ...] | None = None
-        for r_index, r in enumerate(sorted(live, key=lambda r: str(dig(r, "metadata", "name")))):
-            for i, rule in enumerate(dig(r, "spec", "rules", default=[])):
-                for m in rule.get("matches") or [{}]:
-                    score = self._score(r, m, probe)
-                    if score is None:
-                        continue
-                    key = (score, -r_index, -i)
-                    if best is None or key > best[0]:
-                        best = (key, r, rule)
+        best = gateway.best_rule(live, probe)
         if best is None:
             return Outcome("no-route", sources=tuple(_ref(r) for r in live))
-        (_, _, neg_index), route, rule = best
+        route, rule, index = best
         annotations = dig(route, "metadata", "annotations", default={})
         src = (_ref(route),)
-        origins = str(annotations.get("meshmigrate.io/rules", "")).split(",")
-        rule_path = origins[-neg_index] if 0 <= -neg_index < len(origins) else ""
-        for f in rule.get("filters") or []:
-            if f.get("type") == "RequestRedirect":
-                r = f.get("requestRedirect") or {}
-                return Outcome("redirect", detail=f"{r.get('statusCode', 302)} "
-                               f"{dig(r, 'path', 'replaceFullPath', default=probe.path)}",
-                               sources=src, rule_path=rule_path)
+        rule_path, origin = f"spec.rules[{index}]", rule_origin(route, index)
+        redirect = gateway.redirect_of(rule, probe)
+        if redirect is not None:
+            return Outcome("redirect", detail=redirect, sources=src, rule_path=rule_path,
+                           origin_path=origin)
         timeout = annotations.get("timeout.linkerd.io/request") or (
             dig(rule, "timeouts", "request", default="")
             if str(route.get("apiVersion", "")).startswith("policy.linkerd.io") else "")
-        return Outcome("routed", self._backends(route, rule), timeout=str(timeout),
-                       retries=_retries(annotations), sources=src, rule_path=rule_path)
-
-    def _parent_is(self, route: dict[str, Any], probe: Probe) -> bool:
-        ns = dig(route, "metadata", "namespace", default="default")
-        for p in dig(route, "spec", "parentRefs", default=[]):
-            if p.get("kind") == "Service" and p.get("group", "core") in ("", "core") and \
-                    p.get("name") == probe.service and p.get("namespace", ns) == probe.namespace \
-                    and p.get("port") in (None, probe.port):
-                return True
-        return False
+        return Outcome("routed", gateway.backends(self.world, route, rule), timeout=str(timeout),
+                       retries=_retries(annotations), sources=src, rule_path=rule_path,
+                       origin_path=origin)
 
     def _score(self, route: dict[str, Any], m: dict[str, Any], probe: Probe
-               ) -> tuple[int, int, int, int] | None:
-        path = probe.path.partition("?")[0]
-        headers = dict(probe.headers)
-        if route.get("kind") == "GRPCRoute":
-            method = m.get("method") or {}
-            parts = path.strip("/").split("/")
-            if method.get("service") and (len(parts) != 2 or parts[0] != method["service"]):
-                return None
-            if method.get("method") and (len(parts) != 2 or parts[1] != method["method"]):
-                return None
-            path_score = len(path) if method.get("method") else (
-                len(method["service"]) + 1 if method.get("service") else 0)
-            method_score = 0
-        else:
-            pm = m.get("path") or {"type": "PathPrefix", "value": "/"}
-            value = str(pm.get("value", "/"))
-            kind = pm.get("type", "PathPrefix")
-            if kind == "Exact":
-                if path != value:
-                    return None
-                path_score = len(path)
-            elif kind == "RegularExpression":
-                if not _full(value, path):
-                    return None
-                path_score = len(path)
-            else:
-                base = value.rstrip("/")
-                if not (path == base or path.startswith(base + "/") or base == ""):
-                    return None
-                path_score = len(base)
-            if m.get("method") and m["method"] != probe.method:
-                return None
-            method_score = 1 if m.get("method") else 0
-        for h in m.get("headers") or []:
-            got = headers.get(str(h.get("name", "")).lower())
-            if got is None or not _value_ok(h, got):
-                return None
-        query = dict(q.split("=", 1) for q in probe.path.partition("?")[2].split("&") if "=" in q)
-        for q in m.get("queryParams") or []:
-            got = query.get(str(q.get("name", "")))
-            if got is None or not _value_ok(q, got):
-                return None
-        return (path_score, method_score, len(m.get("headers") or []),
-                len(m.get("queryParams") or []))
-
-    def _backends(self, route: dict[str, Any], rule: dict[str, Any]
-                  ) -> tuple[tuple[str, float], ...]:
-        ns = dig(route, "metadata", "namespace", default="default")
-        refs = [b for b in rule.get("backendRefs") or [] if isinstance(b, dict)]
-        weights = [int(b.get("weight", 1)) for b in refs]
-        total = sum(weights) or 1
-        out: dict[str, float] = {}
-        for b, w in zip(refs, weights):
-            b_ns = b.get("namespace", ns)
-            svc = self.world.services.get((b_ns, str(b.get("name"))))
-            name = (self.world.backend(b_ns, dict(svc.selector)) if svc else "") or \
-                f"Service/{b_ns}/{b.get('name')}"
-            out[name] = out.get(name, 0.0) + w / total
-        return tuple(sorted((k, round(v, 4)) for k, v in out.items() if v > 0))
+               ) -> gateway.Score | None:
+        return gateway.score(route, m, probe)
 
     # -- authorization ---------------------------------------------------------------------
     def allowed(self, probe: Probe, workload: str, port: int) -> tuple[bool, tuple[str, ...]]:
@@ -182,8 +125,9 @@ class LinkerdEvaluator:
                                dig(s, "spec", "podSelector", "matchLabels", default={}).items())),
                       None)
         if server is None:
-            default = self.world.namespaces.get(info.namespace, {}).get(
-                "config.linkerd.io/default-inbound-policy", self.cluster_default)
+            key = "config.linkerd.io/default-inbound-policy"
+            default = dict(info.annotations).get(key) or self.world.namespaces.get(
+                info.namespace, {}).get(key, self.cluster_default)
             return self._default_allows(default, probe), ()
         sname = dig(server, "metadata", "name")
         src = (_ref(server),)
@@ -212,8 +156,43 @@ class LinkerdEvaluator:
                 (target.get("kind") == "Namespace" and target.get("name") == info.namespace)
             if hits and self._refs_hold(p, probe):
                 return True, (_ref(p),)
+        for sa in sorted(self.server_authorizations, key=_ref):
+            if self._authorizes(sa, server) and self._client_ok(sa, probe):
+                return True, (_ref(sa),)
         access = str(dig(server, "spec", "accessPolicy", default="deny"))
         return self._default_allows(access, probe), src
+
+    @staticmethod
+    def _authorizes(sa: dict[str, Any], server: dict[str, Any]) -> bool:
+        """Whether a ServerAuthorization names the Server (by name or by label selector)."""
+        if dig(sa, "metadata", "namespace") != dig(server, "metadata", "namespace"):
+            return False
+        target = dig(sa, "spec", "server", default={})
+        if "name" in target:
+            return bool(target["name"] == dig(server, "metadata", "name"))
+        labels = dig(server, "metadata", "labels", default={})
+        wanted = dig(target, "selector", "matchLabels", default=None)
+        return isinstance(wanted, dict) and all(labels.get(k) == v for k, v in wanted.items())
+
+    def _client_ok(self, sa: dict[str, Any], probe: Probe) -> bool:
+        """ServerAuthorization ``client``: ``unauthenticated`` admits anyone; ``meshTLS``
+        admits identities and service accounts (``unauthenticatedTLS``: TLS without identity,
+        which no probe sends); ``networks`` must cover every address (see ``_network``)."""
+        client = dig(sa, "spec", "client", default={})
+        if "networks" in client and not self._network({"spec": {"networks":
+                                                                 client["networks"]}}):
+            return False
+        if client.get("unauthenticated") is True:
+            return True
+        mesh = client.get("meshTLS")
+        c = probe.client
+        if not isinstance(mesh, dict) or not c.authenticated:
+            return False
+        ns = dig(sa, "metadata", "namespace", default="default")
+        if any(s.get("name") == c.service_account and s.get("namespace", ns) == c.namespace
+               for s in mesh.get("serviceAccounts") or [] if isinstance(s, dict)):
+            return True
+        return self._mesh_tls({"spec": {"identities": mesh.get("identities") or []}}, probe)
 
     def _default_allows(self, policy: str, probe: Probe) -> bool:
         if policy in _OPEN:
@@ -278,19 +257,6 @@ def _unsupported(route: dict[str, Any]) -> bool:
         if any(f.get("type") in UNSUPPORTED_FILTERS for f in filters):
             return True
     return False
-
-
-def _full(pattern: str, text: str) -> bool:
-    try:
-        return re.fullmatch(pattern, text) is not None
-    except re.error:
-        return False
-
-
-def _value_ok(m: dict[str, Any], value: str) -> bool:
-    if m.get("type", "Exact") == "Exact":
-        return value == m.get("value")
-    return _full(str(m.get("value", "")), value)
 
 
 def _ref(obj: dict[str, Any]) -> str:

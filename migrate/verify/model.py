@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+BUDGET_RETRIES = -1
+"""``Outcome.retries`` for retries bounded by a budget rather than a count (a Linkerd
+ServiceProfile route marked ``isRetryable``)."""
+
+
 @dataclass(frozen=True, order=True)
 class Client:
     """Who sends a probe: a workload identity (namespace, service account), or nobody."""
@@ -57,13 +62,18 @@ class Outcome:
     sources: tuple[str, ...] = field(default=(), compare=False)
     """Source objects that decided the outcome (``Kind/ns/name``)."""
     rule_path: str = field(default="", compare=False)
-    """The source rule that matched (``spec.http[1]``), when one did."""
+    """The rule of the evaluated object that matched (``spec.http[1]``), when one did."""
+    origin_path: str = field(default="", compare=False)
+    """For an emitted object, the source rule the matching rule came from, as the writer
+    recorded it in the ``meshmigrate.io/rules`` annotation."""
 
     def summary(self) -> str:
         """Short text for reports."""
         if self.status != "routed":
             return self.status + (f" ({self.detail})" if self.detail else "")
         shares = ", ".join(f"{b} {w:.0%}" for b, w in self.backends)
+        retries = "retries within a budget" if self.retries == BUDGET_RETRIES else \
+            f"{self.retries} retries"
         extra = "".join([f", timeout {self.timeout}" if self.timeout else "",
-                         f", {self.retries} retries" if self.retries else ""])
+                         f", {retries}" if self.retries else ""])
         return f"routed to {shares}{extra}"

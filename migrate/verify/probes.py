@@ -6,6 +6,10 @@ segment boundary, each header present, absent and with another value, each metho
 one not named. For authorization, each identity a policy names, an unknown identity and an
 unauthenticated client send each operation a policy names (and one it does not), on each port.
 Damaged objects (already reported by the reader) give no probes.
+
+This module generates Istio's probes and holds the helpers the Linkerd and Consul generators
+(linkerd_probes.py, consul_probes.py) share: path variants, regex samples, per-Service match
+variants and identity probes.
 """
 
 from __future__ import annotations
@@ -178,5 +182,90 @@ def authz_probes(objects: list[dict[str, Any]], world: World) -> list[Probe]:
                   for port, _, _ in svc.ports
                   for path, method in sorted(requests[ns])
                   for client in sorted(clients)}
+        out.extend(sorted(probes)[:MAX_PER_SERVICE])
+    return out
+
+
+# -- helpers the other meshes' probe generators share ---------------------------------------
+def prefix_paths(prefix: str) -> list[str]:
+    """A raw prefix, one character past it, past the segment, and the bare segment."""
+    return _paths({"prefix": prefix})
+
+
+def exact_paths(path: str) -> list[str]:
+    """The exact path and one character off."""
+    return _paths({"exact": path})
+
+
+_REGEX_FILLS = [(r"\[\^/\]\+", "x"), (r"\[\^/\]\*", "x"), (r"\\d\+", "1"), (r"\\d\*", "1"),
+                (r"\[0-9\]\+", "1"), (r"\[0-9\]\*", "1"), (r"\\w\+", "x"), (r"\.\+", "x"),
+                (r"\.\*", "x"), (r"\[a-z\]\+", "x"), (r"\[a-zA-Z0-9_-\]\+", "x")]
+
+
+def regex_sample(pattern: str) -> str | None:
+    """A path the regular expression matches in full, guessed by filling its common wildcards
+    (``[^/]+``, ``.*``, ``\\d+``...), or None when the guess does not match."""
+    import re
+
+    text = pattern.removeprefix("^").removesuffix("$")
+    for wild, fill in _REGEX_FILLS:
+        text = re.sub(wild, fill, text)
+    text = re.sub(r"\\(.)", r"\1", text).replace("?", "")
+    try:
+        return text if re.fullmatch(pattern, text) else None
+    except re.error:
+        return None
+
+
+def service_probes(ns: str, name: str, world: World, matches: list[dict[str, Any]],
+                   why: str) -> list[Probe]:
+    """Probes for one Service from mesh-neutral match descriptions: each dict may give
+    ``paths`` (the hit first), ``method``, ``headers`` and ``query`` (name -> values, the hit
+    first, None for absent). A baseline ``GET /`` is always included; gRPC Services get
+    gRPC-shaped probes only."""
+    svc = world.services.get((ns, name))
+    if svc is None or not svc.ports:
+        return []
+    port = svc.ports[0][0]
+    probes = [Probe(ns, name, port, "/", "GET", (), DEFAULT_CLIENT, "baseline")]
+    for m in matches:
+        paths = list(m.get("paths") or ["/"])
+        method = str(m.get("method") or "GET")
+        headers: dict[str, list[str | None]] = m.get("headers") or {}
+        query: dict[str, list[str | None]] = m.get("query") or {}
+        hit_h = {k: v[0] for k, v in headers.items() if v and v[0] is not None}
+        hit_q = {k: v[0] for k, v in query.items() if v and v[0] is not None}
+
+        def make(path: str, verb: str, hs: dict[str, Any], qs: dict[str, Any]) -> Probe:
+            q = "&".join(f"{k}={v}" for k, v in sorted(qs.items()) if v is not None)
+            return Probe(ns, name, port, path + (f"?{q}" if q else ""), verb,
+                         tuple(sorted((k, v) for k, v in hs.items() if v is not None)),
+                         DEFAULT_CLIENT, why)
+
+        probes += [make(p, verb, hit_h, hit_q) for p in paths
+                   for verb in dict.fromkeys([method, "DELETE"])]
+        for h, values in sorted(headers.items()):
+            probes += [make(paths[0], method, {**hit_h, h: v}, hit_q) for v in values[1:]]
+        for q, values in sorted(query.items()):
+            probes += [make(paths[0], method, hit_h, {**hit_q, q: v}) for v in values[1:]]
+    if svc.grpc:
+        probes = [g for g in map(_as_grpc, probes) if g is not None]
+    return sorted(set(probes))[:MAX_PER_SERVICE]
+
+
+def identity_probes(world: World, namespaces: dict[str, set[tuple[str, str]]],
+                    clients: set[Client], services: set[tuple[str, str]] | None = None
+                    ) -> list[Probe]:
+    """Authorization probes: every client sends every request to every port of the Services
+    (with a selector) in the given namespaces, or of the given Services."""
+    out: list[Probe] = []
+    for (ns, name), svc in sorted(world.services.items()):
+        if ns not in namespaces or not svc.selector or (
+                services is not None and (ns, name) not in services):
+            continue
+        probes = {Probe(ns, name, port, path, method, (), client, "authorization")
+                  for port, _, _ in svc.ports
+                  for path, method in sorted(namespaces[ns] | {("/", "GET"), ("/", "DELETE")})
+                  for client in sorted(clients | {UNKNOWN, ANONYMOUS})}
         out.extend(sorted(probes)[:MAX_PER_SERVICE])
     return out

@@ -27,6 +27,31 @@ def dig(obj: Any, *keys: Any, default: Any = None) -> Any:
     return default if obj is None else obj
 
 
+RULES_ANNOTATION = "meshmigrate.io/rules"
+
+
+def rule_origin(obj: dict[str, Any], index: int) -> str:
+    """The source rule an emitted object's rule ``index`` came from, as the writer recorded it
+    (comma-separated, in rule order, in ``meshmigrate.io/rules``), or ``""``."""
+    origins = str(dig(obj, "metadata", "annotations", RULES_ANNOTATION, default="")).split(",")
+    return origins[index] if 0 <= index < len(origins) else ""
+
+
+def unique(objects: Iterable[Any]) -> list[dict[str, Any]]:
+    """The objects with one copy per (API group, kind, namespace, name): the last one, as the
+    reader keeps the copy read last."""
+    found: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    for obj in objects:
+        if isinstance(obj, dict):
+            api = str(obj.get("apiVersion", ""))
+            key = (api.split("/")[0] if "/" in api else "", str(obj.get("kind", "")),
+                   str(dig(obj, "metadata", "namespace", default="")),
+                   str(dig(obj, "metadata", "name", default="")))
+            found.pop(key, None)
+            found[key] = obj
+    return list(found.values())
+
+
 @dataclass(frozen=True)
 class WorkloadInfo:
     """A workload as the evaluators need it."""
@@ -37,6 +62,8 @@ class WorkloadInfo:
     labels: tuple[tuple[str, str], ...]
     service_account: str
     ports: tuple[tuple[str, int], ...]
+    annotations: tuple[tuple[str, str], ...] = ()
+    """Pod-template annotations (Linkerd per-pod defaults, Consul service name and meta)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +108,7 @@ class World:
                                             meta.get("ownerReferences")):
                 template = dig(obj, *_TEMPLATE[kind], default={}) if _TEMPLATE[kind] else obj
                 labels = dig(template, "metadata", "labels", default={})
+                notes = dig(template, "metadata", "annotations", default={})
                 spec = dig(template, "spec", default={})
                 ports = tuple((str(p.get("name") or ""), p["containerPort"])
                               for c in dig(spec, "containers", default=[]) if isinstance(c, dict)
@@ -91,8 +119,35 @@ class World:
                                                  (labels if isinstance(labels, dict) else {})
                                                  .items())),
                                     str(dig(spec, "serviceAccountName", default="default")),
-                                    ports)
-                self.workloads.setdefault(ns, []).append(info)
+                                    ports,
+                                    tuple(sorted((str(k), str(v)) for k, v in
+                                                 (notes if isinstance(notes, dict) else {})
+                                                 .items())))
+                same = self.workloads.setdefault(ns, [])
+                same[:] = [w for w in same if w.id != info.id]  # a later copy wins, as in
+                same.append(info)  # the reader's duplicate handling
+
+    def patch_workload(self, obj: dict[str, Any]) -> None:
+        """Merge a target manifest that patches an existing workload's pod template (a writer
+        adding Consul service meta, say): labels and annotations are added, the rest stays."""
+        kind = obj.get("kind")
+        if kind not in _TEMPLATE or not _TEMPLATE[kind]:
+            return
+        meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+        ns, name = str(meta.get("namespace") or "default"), str(meta.get("name", ""))
+        template = dig(obj, *_TEMPLATE[kind], default={})
+        labels = dig(template, "metadata", "labels", default={})
+        notes = dig(template, "metadata", "annotations", default={})
+        found = self.workloads.get(ns, [])
+        for i, old in enumerate(found):
+            if old.id == f"{kind}/{ns}/{name}":
+                found[i] = WorkloadInfo(
+                    old.id, ns,
+                    tuple(sorted({**dict(old.labels), **{str(k): str(v) for k, v in (
+                        labels if isinstance(labels, dict) else {}).items()}}.items())),
+                    old.service_account, old.ports,
+                    tuple(sorted({**dict(old.annotations), **{str(k): str(v) for k, v in (
+                        notes if isinstance(notes, dict) else {}).items()}}.items())))
 
     def add_service(self, obj: dict[str, Any]) -> None:
         """Add (or merge metadata into) a Service."""

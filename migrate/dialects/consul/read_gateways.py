@@ -1,0 +1,145 @@
+"""Consul kinds with no mesh-neutral model: gateways, multi-cluster export and peering,
+JWT providers, control-plane limits, catalog registrations and the API-gateway extensions.
+
+Each becomes an :class:`~migrate.ir.model.Opaque` record plus one feature use for the whole
+spec, so the capability check reports it against the target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from migrate.dialects.fields import Fields
+from migrate.ir.graph import MeshGraph
+from migrate.ir.model import Opaque
+from migrate.losses import ObjectRef
+
+if TYPE_CHECKING:
+    from migrate.dialects.consul.reader import ConsulReader
+
+
+@dataclass(frozen=True)
+class IngressService:
+    """A service an IngressGateway listener sends traffic to."""
+
+    port: int
+    protocol: str
+    name: str
+    namespace: str
+    path: str
+
+
+@dataclass
+class IngressFacts:
+    """An IngressGateway: its listeners' services (for the ingress namespaces of the plan)."""
+
+    ref: ObjectRef
+    services: list[IngressService] = field(default_factory=list)
+
+
+def _listeners(spec: dict[str, Any]) -> list[IngressService]:
+    """Listener services, read without consuming (the whole spec is one feature use)."""
+    out = []
+    listeners = spec.get("listeners")
+    for i, listener in enumerate(listeners if isinstance(listeners, list) else []):
+        if not isinstance(listener, dict):
+            continue
+        port = listener.get("port")
+        protocol = str(listener.get("protocol") or "tcp")
+        services = listener.get("services")
+        for j, svc in enumerate(services if isinstance(services, list) else []):
+            if isinstance(svc, dict) and isinstance(svc.get("name"), str) and \
+                    isinstance(port, int) and not isinstance(port, bool):
+                namespace = str(svc.get("namespace") or "")
+                out.append(IngressService(port, protocol, svc["name"],
+                                          "" if namespace == "default" else namespace,
+                                          f"spec.listeners[{i}].services[{j}]"))
+    return out
+
+FEATURE_OF_KIND = {
+    "IngressGateway": "ingress.gateway",
+    "TerminatingGateway": "egress.service_entry",
+    "Registration": "egress.service_entry",
+    "ExportedServices": "multicluster",
+    "SamenessGroup": "multicluster",
+    "PeeringAcceptor": "multicluster",
+    "PeeringDialer": "multicluster",
+    "JWTProvider": "authn.jwt",
+    "ControlPlaneRequestLimit": "control_plane.rate_limit",
+    "RateLimit": "control_plane.rate_limit",
+    "GatewayClassConfig": "ingress.gateway",
+    "GatewayPolicy": "ingress.gateway",
+    "MeshService": "ingress.route",
+    "RouteAuthFilter": "ingress.route",
+    "RouteRetryFilter": "ingress.route",
+    "RouteTimeoutFilter": "ingress.route",
+    "RouteTLSSDSFilter": "ingress.route",
+    "RouteExtProc": "ingress.route",
+}
+"""The API-gateway kinds extend Gateway API routes on Consul's API gateway (north-south),
+MeshService names a mesh service as such a route's backend."""
+
+
+def _names(value: Any, key: str = "name") -> list[str]:
+    """``name`` fields found anywhere in a value (service names of gateways and exports)."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        if isinstance(value.get(key), str):
+            found.append(value[key])
+        for child in value.values():
+            if isinstance(child, (dict, list)):
+                found += _names(child, key)
+    elif isinstance(value, list):
+        for child in value:
+            found += _names(child, key)
+    return found
+
+
+def read_opaque(reader: ConsulReader, f: Fields, graph: MeshGraph) -> None:
+    """A Consul object reported whole (the feature table says what to do instead)."""
+    kind = f.ref.kind
+    spec = f.peek("spec")
+    names: tuple[str, ...] = ()
+    if isinstance(spec, dict) and kind in ("IngressGateway", "TerminatingGateway",
+                                           "ExportedServices"):
+        listed = spec.get("listeners") if kind == "IngressGateway" else spec.get("services")
+        names = tuple(sorted({n for n in _names(listed) if n}))
+    if kind == "IngressGateway" and isinstance(spec, dict):
+        reader.state.ingress.append(IngressFacts(f.ref, _listeners(spec)))
+    detail = f"{kind}: {', '.join(names)}" if names else kind
+    f.use(FEATURE_OF_KIND[kind], "spec", detail)
+    graph.add(Opaque(kind, f.ref.namespace, f.ref.name, f.origin("spec"), names))
+
+
+GATEWAY_API = "gateway.networking.k8s.io"
+GATEWAY_API_KINDS = ("Gateway", "GatewayClass", "HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute",
+                     "UDPRoute", "ReferenceGrant")
+
+
+def read_gateway_api(reader: ConsulReader, f: Fields, graph: MeshGraph) -> None:
+    """A Gateway API object in a Consul cluster: Consul's API gateway (north-south).
+
+    Consul implements no GAMMA (routes with a Service parent) in consul-k8s 2.0
+    (mapping-consul-others.md 1.1), so every Gateway API object belongs to the API gateway,
+    which the migration replaces with the target's ingress. A Service parent has no effect
+    under Consul; it is left unconsumed so the ledger reports it (a target mesh would start
+    applying that route).
+    """
+    kind = f.ref.kind
+    if kind in ("Gateway", "GatewayClass"):
+        f.use("ingress.gateway", "spec", f"Gateway API {kind}")
+    elif kind == "ReferenceGrant":
+        f.use("ingress.route", "spec", kind)
+    else:
+        parents = f.list("spec.parentRefs")
+        for i, parent in enumerate(parents):
+            if not (isinstance(parent, dict) and parent.get("kind") == "Service"):
+                f.get(f"spec.parentRefs[{i}]", whole=True)
+        for key in f.mapping("spec"):
+            if key != "parentRefs":
+                f.get(f"spec.{key}", whole=True)
+        f.note("ingress.route", "spec", f"Gateway API {kind}")
+    hostnames = f.peek("spec.hostnames")
+    graph.add(Opaque(kind, f.ref.namespace, f.ref.name, f.origin("spec"),
+                     tuple(str(h) for h in hostnames) if isinstance(hostnames, list) else ()))

@@ -1,0 +1,125 @@
+"""ServiceDefaults (protocol and mTLS mode) per Consul service, and the cluster-wide Mesh entry.
+
+Coexistence (docs/coexistence.md; mapping-istio-linkerd.md section 5): namespaces move callees
+first, so a moved service still has callers on the source mesh, whose sidecars reach it in
+plaintext (Istio sends mTLS only to endpoints it injected). The staged ServiceDefaults is
+therefore ``mutualTLSMode: permissive``, which Consul honours only with
+``Mesh.spec.allowEnablingPermissiveMutualTLS: true`` (mapping-consul-others.md section 1.7;
+Consul docs k8s/connect/onboarding-tproxy-mode.mdx, "Configure global settings"). The enforced
+ServiceDefaults, applied once the last source-mesh caller has moved, carries the final mode:
+- ``strict`` for STRICT, and wherever intentions narrow the callers: permissive mode does not
+  enforce intentions on plaintext, so keeping it would let any plaintext client past them;
+- ``strict`` where no mode was declared: Istio's default is PERMISSIVE, Consul's is strict, and
+  the plan's end state is Consul's (reported once per namespace, ``CONSUL_MTLS_MODE``);
+- ``permissive`` where the source declared PERMISSIVE (or DISABLE) and nothing narrows callers.
+The protocol (section 1.6) is in both forms: it must be there before routers and L7
+intentions, which are applied in the same step.
+
+The Mesh entry is also where ``transparentProxy.meshDestinationsOnly`` lives: it is set false
+so that moved pods can still reach callees outside Consul's catalog (cycles, ``--order``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from migrate.dialects.consul.write_context import (
+    CONTROL_NAMESPACE,
+    L7,
+    ConsulContext,
+    service_protocol,
+)
+from migrate.ir.graph import selects
+from migrate.ir.model import MTLSPolicy, Service
+from migrate.losses import ObjectRef, Severity
+
+
+def write_defaults(ctx: ConsulContext) -> None:
+    """ServiceDefaults for every migrated Service and virtual service; the Mesh entry."""
+    mesh_policy = next((p for p in ctx.graph.of(MTLSPolicy) if p.mesh_wide and p.mode != "UNSET"),
+                       None)
+    defaulted: set[str] = set()
+    for ns in ctx.namespaces:
+        for svc in ctx.graph.in_namespace(Service, ns):
+            if ctx.owns(svc.key):
+                _service(ctx, svc, mesh_policy, defaulted)
+    for name in sorted(ctx.virtual):
+        host, proto, ref = ctx.virtual[name]
+        ctx.add(ctx.out.routing, "ServiceDefaults", host.namespace, name, {"protocol": proto},
+                {ref})
+    if ctx.namespaces:
+        refs = {ObjectRef("Namespace", "", ns, "v1") for ns in ctx.namespaces}
+        ctx.add_prerequisite("Mesh", CONTROL_NAMESPACE, "mesh",
+                             {"allowEnablingPermissiveMutualTLS": True,
+                              "transparentProxy": {"meshDestinationsOnly": False}}, refs)
+
+
+def _service(ctx: ConsulContext, svc: Service, mesh_policy: MTLSPolicy | None,
+             defaulted: set[str]) -> None:
+    key = svc.key
+    declared = service_protocol(ctx, key)
+    proto = ctx.l7.get(key) or (declared if declared in (*L7, "tcp") else "")
+    mode, policy = _mode(ctx, svc, mesh_policy)
+    final = _final(ctx, svc, mode, policy, defaulted)
+    refs = {svc.origin.ref} | ({policy.origin.ref} if policy else set())
+    for bucket, tls in ((ctx.out.policy_staged, "permissive"), (ctx.out.policy_enforced, final)):
+        spec: dict[str, Any] = {"protocol": proto} if proto else {}
+        spec["mutualTLSMode"] = tls
+        ctx.add(bucket, "ServiceDefaults", key.namespace, key.name, spec, refs)
+
+
+def _mode(ctx: ConsulContext, svc: Service,
+          mesh_policy: MTLSPolicy | None) -> tuple[str, MTLSPolicy | None]:
+    """The source mode of a Service's pods: workload policy, else namespace, else mesh-wide.
+
+    A STRICT port anywhere makes the whole service strict: Consul has one mode per service,
+    and failing closed keeps the port's guarantee.
+    """
+    policies = ctx.graph.in_namespace(MTLSPolicy, svc.key.namespace)
+    picked = ctx.graph.workloads_selected(svc.key.namespace, svc.selector) if svc.selector else []
+    chain = [p for p in policies if p.selector is not None and not p.mesh_wide
+             and any(selects(p.selector, w.pod_labels) for w in picked)]
+    chain += [p for p in policies if p.selector is None and not p.mesh_wide]
+    chain += [mesh_policy] if mesh_policy else []
+    for p in chain:
+        if any(m == "STRICT" for _, m in p.port_modes):
+            return "STRICT", p
+        if p.mode != "UNSET":
+            return p.mode, p
+    return "UNSET", None
+
+
+def _final(ctx: ConsulContext, svc: Service, mode: str, policy: MTLSPolicy | None,
+           defaulted: set[str]) -> str:
+    """The enforced ``mutualTLSMode`` for a Service, with the loss that explains a change."""
+    if mode == "STRICT":
+        return "strict"
+    if mode == "UNSET":
+        ns = svc.key.namespace
+        if ns not in defaulted:
+            defaulted.add(ns)
+            ctx.losses.report(
+                "CONSUL_MTLS_MODE", Severity.INFO, "mtls.strict", ObjectRef("Namespace", "", ns,
+                                                                            "v1"),
+                "metadata", f"no PeerAuthentication covers {ns}: Istio's default PERMISSIVE "
+                "accepted plaintext from clients outside the mesh; the enforced Consul services "
+                "use Consul's default strict mTLS",
+                "If clients outside the mesh must keep calling, set mutualTLSMode: permissive "
+                "on their ServiceDefaults (intentions then do not apply to them).")
+        return "strict"
+    assert policy is not None
+    if svc.key in ctx.restricted:
+        ctx.losses.report(
+            "CONSUL_MTLS_MODE", Severity.DEGRADED, "mtls.strict", policy.origin.ref,
+            policy.origin.path,
+            f"{svc.key} was {mode} in Istio but has authorization: Consul does not apply "
+            "intentions to plaintext in permissive mode, so it enforces strict mTLS; plaintext "
+            "clients from outside the mesh are refused",
+            "Mesh the clients that called in plaintext, or accept that they lose access.")
+        return "strict"
+    ctx.losses.report(
+        "CONSUL_MTLS_MODE", Severity.INFO, "mtls.strict", policy.origin.ref, policy.origin.path,
+        f"{svc.key} stays permissive as in Istio ({mode}); Mesh.allowEnablingPermissiveMutualTLS "
+        "must therefore stay true after the migration",
+        "Switch to strict once no client outside the mesh calls it.")
+    return "permissive"

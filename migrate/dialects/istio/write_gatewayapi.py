@@ -1,0 +1,352 @@
+"""IR routes -> gateway.networking.k8s.io/v1 HTTPRoutes with Service parents (GAMMA), the
+``routes_api="gateway-api"`` mode of the Istio writer. Istio programs such routes into its
+sidecars (mapping-istio-linkerd.md sections 1.3 and 6).
+
+What Gateway API (standard channel, v1.6.1 CRDs) cannot say is reported as
+``ROUTE_GATEWAY_API`` and left out: retries (the ``retry`` field is experimental-channel
+only), matches on the destination port inside a rule, non-standard methods. Other rules:
+- Gateway API picks the most specific match, not the first: :mod:`migrate.dialects.gatewayapi.
+  precedence` drops matches the source never reached and reports real inversions
+  (``ROUTE_ORDER``), as the Linkerd writer does.
+- Istio prefixes match raw strings, PathPrefix whole segments (``ROUTE_PREFIX_SEGMENT``).
+- Subsets have no Gateway API form: each becomes a Service selecting the base Service's
+  selector plus the subset labels, with the same ports.
+- Backends need a port (CEL rule "Must have port for Service reference").
+- TCP rules stay VirtualServices (write_routes.py): Istio 1.30 reads TCPRoute only from the
+  experimental channel.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from migrate.dialects.base import Manifest
+from migrate.dialects.gatewayapi.precedence import analyse
+from migrate.dialects.istio.write_common import GATEWAY_ROUTE_API, RULES_ANNOTATION, WriteContext
+from migrate.dialects.istio.write_routes import plan_routes
+from migrate.durations import gateway_duration
+from migrate.ir.model import Backend, HeaderOps, Route, RouteMatch, Rule, ServiceKey, StringMatch
+from migrate.losses import ObjectRef, Severity
+from migrate.names import k8s_name
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+REDIRECT_CODES = (301, 302, 303, 307, 308)
+MAX_RULES = 16
+
+
+def write_http_routes(ctx: WriteContext) -> None:
+    """One HTTPRoute per planned group of http rules."""
+    subset_services: dict[tuple[ServiceKey, str], str | None] = {}
+    for plan in plan_routes(ctx):
+        entries = plan.http
+        if len({route.origin.ref for route, _ in entries}) == 1:
+            entries = _drop_shadowed(ctx, entries)
+        rules: list[dict[str, Any]] = []
+        used: list[tuple[Route, Rule]] = []
+        for route, rule in entries:
+            body = _rule(ctx, plan.namespace, route, rule, subset_services)
+            if body is not None:
+                rules.append(body)
+                used.append((route, rule))
+        parents = [{"group": "", "kind": "Service", "name": h.name,
+                    **({"namespace": h.namespace} if h.namespace != plan.namespace else {})}
+                   for h in plan.hosts]
+        # An HTTPRoute holds at most 16 rules (CRD maxItems). Further rules go to more routes
+        # on the same parents; equally specific matches then tie-break by route age and name
+        # (httproute_types.go), and the zero-padded suffixes keep the names in rule order.
+        for n, start in enumerate(range(0, len(rules), MAX_RULES)):
+            chunk = slice(start, start + MAX_RULES)
+            wanted = plan.wanted if n == 0 else k8s_name(plan.wanted, f"{n + 1:02d}")
+            name = ctx.names.claim("HTTPRoute", plan.namespace, wanted, f"{plan.owner}/{n}")
+            annotations = {RULES_ANNOTATION: ",".join(r.origin_path for _, r in used[chunk])}
+            body = {"apiVersion": GATEWAY_ROUTE_API, "kind": "HTTPRoute",
+                    "metadata": {"name": name, "namespace": plan.namespace,
+                                 "annotations": annotations},
+                    "spec": {"parentRefs": parents, "rules": rules[chunk]}}
+            refs = {route.origin.ref for route, _ in used[chunk]}
+            refs.update(ctx.policies[b.service].origin.ref for _, r in used[chunk]
+                        for b in r.backends if b.subset and b.service in ctx.policies)
+            ctx.out.add(ctx.out.routing, Manifest(body, tuple(sorted(refs))))
+
+
+def _drop_shadowed(ctx: WriteContext,
+                   entries: list[tuple[Route, Rule]]) -> list[tuple[Route, Rule]]:
+    """First-match vs specificity: drop matches never reached, report real inversions."""
+    route = entries[0][0]
+    ref = route.origin.ref
+    rules = tuple(rule for _, rule in entries)
+    by_index = {r.index: r for r in rules}
+    dropped: dict[int, set[int]] = {}
+    for inv in analyse(rules):
+        (ri, mi), (rj, mj) = inv.earlier, inv.later
+        a_path, b_path = _match_path(by_index[ri], mi), _match_path(by_index[rj], mj)
+        if inv.shadowed:
+            dropped.setdefault(rj, set()).add(mj)
+            ctx.losses.report(
+                "ROUTE_RULE_UNREACHABLE", Severity.INFO, "route.http", ref, b_path,
+                f"{b_path} is never reached in first-match order: the earlier {a_path} already "
+                "matches every request it would; under Gateway API specificity it would win, "
+                "so it is left out",
+                "Delete the unreachable match from the source too, or move it above the broader "
+                "rule if it was meant to apply.")
+        else:
+            ctx.losses.report(
+                "ROUTE_ORDER", Severity.DEGRADED, "route.http", ref, b_path,
+                f"a request matching both {a_path} and {b_path} went to {a_path} (first match); "
+                f"Gateway API prefers the more specific {b_path}",
+                "Narrow one of the two matches so they no longer overlap, or use "
+                "VirtualServices (the default routes API), which keep list order.")
+    kept: list[tuple[Route, Rule]] = []
+    for route_, rule in entries:
+        gone = dropped.get(rule.index, set())
+        matches = tuple(m for j, m in enumerate(rule.matches) if j not in gone)
+        if not gone:
+            kept.append((route_, rule))
+        elif matches:
+            kept.append((route_, Rule(**{**rule.__dict__, "matches": matches})))
+    return kept
+
+
+def _match_path(rule: Rule, j: int) -> str:
+    return f"{rule.origin_path}.match[{j}]" if rule.matches else rule.origin_path
+
+
+def _lost(ctx: WriteContext, ref: ObjectRef, feature: str, path: str, what: str,
+          severity: Severity = Severity.DROPPED) -> None:
+    ctx.losses.report(
+        "ROUTE_GATEWAY_API", severity, feature, ref, path,
+        f"{what} has no Gateway API (standard channel) form; left out",
+        "Use VirtualServices (the default routes API) to keep it, or add it by hand.")
+
+
+def _rule(ctx: WriteContext, ns: str, route: Route, rule: Rule,
+          subset_services: dict[tuple[ServiceKey, str], str | None]) -> dict[str, Any] | None:
+    ref = route.origin.ref
+    body: dict[str, Any] = {}
+    matches = [m for rm in rule.matches for m in _matches(ctx, ref, rm)]
+    if rule.matches and not matches:
+        return None  # every match was inexpressible (reported)
+    if matches:
+        body["matches"] = matches
+    filters = _header_filters(rule.request_headers, rule.response_headers)
+    if rule.redirect is not None:
+        filters.append({"type": "RequestRedirect", "requestRedirect": _redirect(ctx, ref, rule)})
+    if filters:
+        body["filters"] = filters
+    if rule.redirect is None:
+        backends = [b for b in (_backend(ctx, ns, ref, b, subset_services)
+                                for b in rule.backends) if b]
+        if not backends:
+            ctx.losses.report(
+                "ROUTE_RULE_EMPTY", Severity.MANUAL, "route.http", ref, rule.origin_path,
+                "the rule has no backend an HTTPRoute can address; it was left out",
+                "Give the destinations a port and make sure their Services exist.")
+            return None
+        body["backendRefs"] = backends
+        if rule.timeout and ctx.supports("route.timeout"):
+            timeout = gateway_duration(rule.timeout)
+            if timeout is None:
+                ctx.losses.report(
+                    "ROUTE_DURATION", Severity.DEGRADED, "route.timeout", ref,
+                    f"{rule.origin_path}.timeout", f"duration {rule.timeout!r} does not parse; "
+                    "left out", "Write the duration as e.g. 1.5s and re-run.")
+            else:
+                body["timeouts"] = {"request": timeout}
+        if rule.retry is not None and rule.retry.attempts > 0:
+            _lost(ctx, ref, "route.retry", rule.retry.origin_path or rule.origin_path,
+                  f"retries ({rule.retry.attempts} attempts)")
+    return body
+
+
+def _matches(ctx: WriteContext, ref: ObjectRef, rm: RouteMatch) -> list[dict[str, Any]]:
+    if rm.port is not None:
+        _lost(ctx, ref, "route.match.port", f"{rm.origin_path}.port",
+              f"a match on port {rm.port} inside a rule (the whole match)", Severity.MANUAL)
+        return []
+    match: dict[str, Any] = {}
+    if rm.path is not None:
+        match["path"] = _path(ctx, ref, rm)
+    if rm.headers:
+        match["headers"] = [_value(name, m) for name, m in rm.headers]
+    if rm.query:
+        match["queryParams"] = [_value(name, m) for name, m in rm.query]
+    if rm.method is None or rm.method.kind == "present":
+        return [match]
+    methods = [v for v in METHODS if _method_matches(rm.method, v)]
+    if rm.method.kind != "exact" or rm.method.value not in METHODS:
+        ctx.losses.report(
+            "ROUTE_METHOD", Severity.DEGRADED, "route.http", ref, f"{rm.origin_path}.method",
+            f"method {rm.method.kind} {rm.method.value!r} became "
+            f"{', '.join(methods) or 'nothing'}; only standard methods can be matched",
+            "Check that clients use no other methods on this route.")
+    return [{**match, "method": m} for m in methods]
+
+
+def _method_matches(m: StringMatch, verb: str) -> bool:
+    if m.kind == "exact":
+        return m.value == verb
+    if m.kind == "prefix":
+        return verb.startswith(m.value)
+    try:
+        return re.fullmatch(m.value, verb) is not None
+    except re.error:
+        return False
+
+
+def _path(ctx: WriteContext, ref: ObjectRef, rm: RouteMatch) -> dict[str, str]:
+    assert rm.path is not None
+    kind, value = rm.path.kind, rm.path.value
+    if rm.ignore_case:
+        pattern = {"exact": re.escape(value), "prefix": re.escape(value) + ".*",
+                   "regex": value}.get(kind, ".*")
+        return {"type": "RegularExpression", "value": f"(?i){pattern}"}
+    if kind == "exact":
+        return {"type": "Exact", "value": value}
+    if kind == "regex":
+        return {"type": "RegularExpression", "value": value}
+    if kind == "prefix" and value not in ("", "/"):
+        if ctx.source_mesh == "istio":  # Gateway API sources had segment prefixes already
+            ctx.losses.report(
+                "ROUTE_PREFIX_SEGMENT", Severity.INFO, "route.http", ref, f"{rm.origin_path}.uri",
+                f"Istio prefix {value!r} matched raw strings; PathPrefix matches whole path "
+                "segments", "Usually the intent; if raw-prefix matching mattered, use a regex.")
+        return {"type": "PathPrefix", "value": value}
+    return {"type": "PathPrefix", "value": "/"}
+
+
+def _value(name: str, m: StringMatch) -> dict[str, str]:
+    if m.kind == "exact":
+        return {"name": name, "type": "Exact", "value": m.value}
+    pattern = {"prefix": re.escape(m.value) + ".*", "regex": m.value}.get(m.kind, ".*")
+    return {"name": name, "type": "RegularExpression", "value": pattern}
+
+
+def _header_filters(request: HeaderOps, response: HeaderOps) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for kind, key, ops in (("RequestHeaderModifier", "requestHeaderModifier", request),
+                           ("ResponseHeaderModifier", "responseHeaderModifier", response)):
+        if ops:
+            body: dict[str, Any] = {}
+            if ops.set:
+                body["set"] = [{"name": k, "value": v} for k, v in ops.set]
+            if ops.add:
+                body["add"] = [{"name": k, "value": v} for k, v in ops.add]
+            if ops.remove:
+                body["remove"] = list(ops.remove)
+            out.append({"type": kind, key: body})
+    return out
+
+
+def _redirect(ctx: WriteContext, ref: ObjectRef, rule: Rule) -> dict[str, Any]:
+    r = rule.redirect
+    assert r is not None
+    body: dict[str, Any] = {}
+    if r.scheme:
+        body["scheme"] = r.scheme
+    if r.authority:
+        body["hostname"] = r.authority
+    if r.path:
+        body["path"] = {"type": "ReplaceFullPath", "replaceFullPath": r.path}
+    if r.port:
+        body["port"] = r.port
+    code = r.code if r.code in REDIRECT_CODES else 301
+    if code != r.code:
+        ctx.losses.report(
+            "ROUTE_REDIRECT_CODE", Severity.DEGRADED, "route.redirect", ref,
+            f"{r.origin_path}.redirectCode",
+            f"redirect status {r.code} became {code} (Gateway API allows "
+            f"{', '.join(str(c) for c in REDIRECT_CODES)})",
+            "Check that clients handle the changed status.")
+    body["statusCode"] = code
+    return body
+
+
+def _backend(ctx: WriteContext, ns: str, ref: ObjectRef, b: Backend,
+             subset_services: dict[tuple[ServiceKey, str], str | None]) -> dict[str, Any] | None:
+    if b.service is None:
+        _lost(ctx, ref, "route.host.external", f"{b.origin_path}.destination.host",
+              f"backend {b.host!r} (not a Kubernetes Service)", Severity.MANUAL)
+        return None
+    name: str | None = b.service.name
+    if b.subset:
+        name = _subset_service(ctx, ref, b, subset_services)
+        if name is None:
+            return None
+    port = b.port or _single_port(ctx, b.service)
+    if port is None:
+        ctx.losses.report(
+            "ROUTE_BACKEND_UNKNOWN", Severity.MANUAL, "route.http", ref,
+            f"{b.origin_path}.destination",
+            f"no port for backend {b.host}: the destination names none and the Service "
+            f"{'has several' if ctx.graph.service(b.service) else 'is not in the input'}",
+            "Set the destination port in the source (or add the Service to the input).")
+        return None
+    body: dict[str, Any] = {"name": name}
+    if b.service.namespace != ns:
+        body["namespace"] = b.service.namespace
+    body["port"] = port
+    if b.weight is not None:
+        body["weight"] = b.weight
+    filters = _header_filters(b.request_headers, b.response_headers)
+    if filters:
+        body["filters"] = filters
+    return body
+
+
+def _single_port(ctx: WriteContext, key: ServiceKey) -> int | None:
+    svc = ctx.graph.service(key)
+    if svc is None:
+        return None
+    if len(svc.ports) == 1:
+        return svc.ports[0].port
+    http = [p.port for p in svc.ports if p.l7 in ("http", "http2", "grpc")]
+    return http[0] if len(http) == 1 else None
+
+
+def _subset_service(ctx: WriteContext, ref: ObjectRef, b: Backend,
+                    made: dict[tuple[ServiceKey, str], str | None]) -> str | None:
+    """A Service for one subset (selector = Service selector plus subset labels), once."""
+    assert b.service is not None
+    key = (b.service, b.subset)
+    if key in made:
+        return made[key]
+    dp = ctx.policies.get(b.service)
+    subset = next((s for s in dp.subsets if s.name == b.subset), None) if dp else None
+    base = ctx.graph.service(b.service)
+    if dp is None or subset is None or base is None or not base.selector:
+        why = ("no destination policy defines it" if subset is None else
+               "the Service is not in the input" if base is None else
+               "the Service has no selector")
+        ctx.losses.report(
+            "ROUTE_BACKEND_UNKNOWN", Severity.MANUAL, "destination.subsets", ref,
+            f"{b.origin_path}.destination.subset",
+            f"subset {b.subset!r} of {b.service} cannot become a Service: {why}",
+            "Add the DestinationRule and Service to the input, or create the subset Service by "
+            "hand (selector = Service selector plus subset labels).")
+        made[key] = None
+        return None
+    name = ctx.names.claim("Service", b.service.namespace, k8s_name(b.service.name, b.subset),
+                           f"subset/{b.service}/{b.subset}")
+    ports = []
+    for p in base.ports:
+        port: dict[str, Any] = {"port": p.port}
+        if p.name:
+            port["name"] = p.name
+        if p.app_protocol:
+            port["appProtocol"] = p.app_protocol
+        port["protocol"] = p.protocol
+        if p.target_port is not None:
+            port["targetPort"] = p.target_port
+        ports.append(port)
+    selector = {**dict(base.selector), **dict(subset.labels)}
+    body = {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": b.service.namespace,
+                         "labels": {"app.kubernetes.io/managed-by": "meshmigrate",
+                                    "meshmigrate.io/subset-of": b.service.name,
+                                    "meshmigrate.io/subset": k8s_name(b.subset)}},
+            "spec": {"selector": dict(sorted(selector.items())), "ports": ports}}
+    ctx.out.add(ctx.out.routing, Manifest(body, tuple(sorted({dp.origin.ref,
+                                                                base.origin.ref}))))
+    made[key] = name
+    return name

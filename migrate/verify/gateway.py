@@ -1,0 +1,141 @@
+"""Gateway API route matching (HTTPRoute, GRPCRoute) as the spec defines it.
+
+Both Linkerd and Istio read ``gateway.networking.k8s.io`` routes with Service parents (GAMMA),
+so both evaluators score matches here. This is the Gateway API's own semantics, not a mapping,
+so sharing it cannot hide a conversion bug. Precedence (gateway-api apis/v1 httproute_types.go,
+"HTTPRouteRule"): the most specific match wins: the longest path (Exact before a prefix of the
+same length), then a method, then the most headers, then the most query parameters; ties go to
+the oldest route, then the route name, then rule order.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from migrate.verify.model import Probe
+from migrate.verify.world import World, dig
+
+Score = tuple[int, int, int, int, int]
+
+
+def full(pattern: str, text: str) -> bool:
+    """Whether a regular expression matches the whole text (a bad pattern matches nothing)."""
+    try:
+        return re.fullmatch(pattern, text) is not None
+    except re.error:
+        return False
+
+
+def value_ok(m: dict[str, Any], value: str) -> bool:
+    """A header or query parameter match (Exact, the default, or RegularExpression)."""
+    if m.get("type", "Exact") == "Exact":
+        return value == m.get("value")
+    return full(str(m.get("value", "")), value)
+
+
+def query_of(path: str) -> dict[str, str]:
+    """The query parameters of a probe path."""
+    return dict(q.split("=", 1) for q in path.partition("?")[2].split("&") if "=" in q)
+
+
+def score(route: dict[str, Any], m: dict[str, Any], probe: Probe) -> Score | None:
+    """How specifically a route match matches a probe (None: it does not match)."""
+    path = probe.path.partition("?")[0]
+    headers = dict(probe.headers)
+    exact = 0
+    if route.get("kind") == "GRPCRoute":
+        method = m.get("method") or {}
+        parts = path.strip("/").split("/")
+        if method.get("service") and (len(parts) != 2 or parts[0] != method["service"]):
+            return None
+        if method.get("method") and (len(parts) != 2 or parts[1] != method["method"]):
+            return None
+        path_score = len(path) if method.get("method") else (
+            len(method["service"]) + 1 if method.get("service") else 0)
+        method_score = 0
+    else:
+        pm = m.get("path") or {"type": "PathPrefix", "value": "/"}
+        value = str(pm.get("value", "/"))
+        kind = pm.get("type", "PathPrefix")
+        if kind == "Exact":
+            if path != value:
+                return None
+            path_score, exact = len(path), 1
+        elif kind == "RegularExpression":
+            if not full(value, path):
+                return None
+            path_score = len(path)
+        else:
+            base = value.rstrip("/")
+            if not (path == base or path.startswith(base + "/") or base == ""):
+                return None
+            path_score = len(base)
+        if m.get("method") and m["method"] != probe.method:
+            return None
+        method_score = 1 if m.get("method") else 0
+    for h in m.get("headers") or []:
+        got = headers.get(str(h.get("name", "")).lower())
+        if got is None or not value_ok(h, got):
+            return None
+    query = query_of(probe.path)
+    for q in m.get("queryParams") or []:
+        got = query.get(str(q.get("name", "")))
+        if got is None or not value_ok(q, got):
+            return None
+    return (path_score, exact, method_score, len(m.get("headers") or []),
+            len(m.get("queryParams") or []))
+
+
+def parent_is(route: dict[str, Any], probe: Probe) -> bool:
+    """Whether the route has the probe's Service (and port) as a parent."""
+    ns = dig(route, "metadata", "namespace", default="default")
+    for p in dig(route, "spec", "parentRefs", default=[]):
+        if p.get("kind") == "Service" and p.get("group", "core") in ("", "core") and \
+                p.get("name") == probe.service and p.get("namespace", ns) == probe.namespace \
+                and p.get("port") in (None, probe.port):
+            return True
+    return False
+
+
+def best_rule(routes: list[dict[str, Any]], probe: Probe
+              ) -> tuple[dict[str, Any], dict[str, Any], int] | None:
+    """The (route, rule, rule index) that wins a probe among routes, or None (404)."""
+    best: tuple[Any, ...] | None = None
+    for r_index, r in enumerate(sorted(routes, key=lambda r: str(dig(r, "metadata", "name")))):
+        for i, rule in enumerate(dig(r, "spec", "rules", default=[])):
+            for m in rule.get("matches") or [{}]:
+                found = score(r, m, probe)
+                if found is None:
+                    continue
+                key = (found, -r_index, -i)
+                if best is None or key > best[0]:
+                    best = (key, r, rule, i)
+    return None if best is None else (best[1], best[2], best[3])
+
+
+def backends(world: World, route: dict[str, Any], rule: dict[str, Any]
+             ) -> tuple[tuple[str, float], ...]:
+    """The workloads a rule's backendRefs reach, with their traffic shares."""
+    ns = dig(route, "metadata", "namespace", default="default")
+    refs = [b for b in rule.get("backendRefs") or [] if isinstance(b, dict)]
+    weights = [int(b.get("weight", 1)) for b in refs]
+    total = sum(weights) or 1
+    out: dict[str, float] = {}
+    for b, w in zip(refs, weights):
+        b_ns = b.get("namespace", ns)
+        svc = world.services.get((b_ns, str(b.get("name"))))
+        name = (world.backend(b_ns, dict(svc.selector)) if svc else "") or \
+            f"Service/{b_ns}/{b.get('name')}"
+        out[name] = out.get(name, 0.0) + w / total
+    return tuple(sorted((k, round(v, 4)) for k, v in out.items() if v > 0))
+
+
+def redirect_of(rule: dict[str, Any], probe: Probe) -> str | None:
+    """The redirect a rule answers with (``code path``), or None."""
+    for f in rule.get("filters") or []:
+        if isinstance(f, dict) and f.get("type") == "RequestRedirect":
+            r = f.get("requestRedirect") or {}
+            return (f"{r.get('statusCode', 302)} "
+                    f"{dig(r, 'path', 'replaceFullPath', default=probe.path)}")
+    return None
