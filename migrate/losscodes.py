@@ -31,6 +31,11 @@ CODES: dict[str, Code] = {
                             "from the file read last is planned (as kubectl apply would leave it); "
                             "within one file the choice is made by content, so it does not depend "
                             "on document order."),
+    "INPUT_NAMESPACE_MISSING": Code("read", "Objects without a namespace beside namespaced ones",
+                                    "Files mix objects with no metadata.namespace (read into "
+                                    "default) with objects in other namespaces, as sets meant "
+                                    "for kubectl apply -n do; the reader does not guess the "
+                                    "namespace, so the plan may put them in the wrong one."),
     "CLUSTER_FORBIDDEN": Code("read", "Kind the credentials may not list",
                               "Reading the cluster got 403 Forbidden for a kind; its objects are "
                               "missing from the plan. `meshmigrate rbac` prints the read-only "
@@ -205,4 +210,12 @@ CODES: dict[str, Code] = {
                                   "Istio accepts per-port mTLS modes only on a PeerAuthentication "
                                   "with a workload selector; a namespace-wide one was split per "
                                   "workload, and with no labelled workload it was left out."),
+    "CONSUL_POD_SERVICES": Code("write", "Pods selected by several Services",
+                                "consul-k8s registers a pod under every Kubernetes Service that "
+                                "selects it, and its connect-init container fails for a pod with "
+                                "more than one registration unless the pod annotation "
+                                "consul.hashicorp.com/kubernetes-service names one. Per-version "
+                                "Services beside the main one (the Linkerd and SMI way to split "
+                                "traffic) need that annotation, or ServiceResolver subsets "
+                                "instead."),
 }

@@ -832,7 +832,8 @@ def test_corpus_emojivoto_policy_becomes_authorization(shared: Path):
     result = LinkerdReader(LossLog(), []).read(source)
     policies = authz(result)
     (rule,) = policies["web-public"].rules
-    assert rule.sources[0].ip_blocks == ("0.0.0.0/0", "::/0")
+    # unauthenticated from 0.0.0.0/0 and ::/0: any client, no network restriction left
+    assert rule.sources == ()
     assert rule.operations == (AuthzOperation(ports=(8080,), origin_path="spec.port"),)
     assert policies["internal-grpc-voting-grpc"].rules[0].sources[0].service_accounts == \
         ("emojivoto/web",)

@@ -26,6 +26,9 @@ NOISE = frozenset({
     "metadata.name", "metadata.namespace", "metadata.labels", "apiVersion", "kind",
 })
 
+OWN_ANNOTATIONS = "meshmigrate.io/"
+"""Annotations meshmigrate writes on what it emits; they carry no mesh behaviour."""
+
 _TOKEN = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
 
 
@@ -60,6 +63,13 @@ class Fields:
         self.losses = losses
         self.mesh = mesh
         self.accounted: set[str] = set(NOISE)
+        # meshmigrate's own bookkeeping on objects it wrote (meshmigrate.io/source, /rules):
+        # reading a migrated cluster again must not report them as unmodelled mesh config.
+        meta = self.body.get("metadata") if isinstance(self.body, dict) else None
+        notes = meta.get("annotations") if isinstance(meta, dict) else None
+        if isinstance(notes, dict):
+            self.accounted |= {f"metadata.annotations.{k}" for k in notes
+                               if str(k).startswith(OWN_ANNOTATIONS)}
         self.uses: list[FeatureUse] = []
 
     # -- access ---------------------------------------------------------------------------

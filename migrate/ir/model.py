@@ -196,6 +196,15 @@ class Retry:
     per_try_timeout: str = ""
     retry_on: tuple[str, ...] = ()
     origin_path: str = ""
+    field_paths: tuple[tuple[str, str], ...] = ()
+    """Source paths of single settings that are not ``origin_path`` plus Istio's key (Linkerd
+    keeps each setting in its own annotation): (Istio key, path), e.g. ``("perTryTimeout",
+    "metadata.annotations.retry.linkerd.io/timeout")``."""
+
+    def path_of(self, key: str) -> str:
+        """Where the source set one retry setting, named by its Istio key (``perTryTimeout``,
+        ``retryOn``, ``attempts``): for losses about that setting."""
+        return dict(self.field_paths).get(key) or f"{self.origin_path}.{key}"
 
 
 @dataclass(frozen=True)

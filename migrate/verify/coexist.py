@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterable, Sequence
 
-from migrate.verify.compare import final_state, target_world
+from migrate.verify.compare import ClusterState, object_key, target_world
 from migrate.verify.model import Client, Outcome, Probe
 from migrate.verify.probes import ANONYMOUS
 from migrate.verify.registry import EVALUATORS, Evaluator, Settings, generate
@@ -35,7 +35,13 @@ def coexistence(steps: Sequence[Step], source_objects: list[dict[str, Any]],
     """For each step, the calls checked and those refused or rerouted, as plain data:
     ``[{"step": 1, "moved": [...], "calls_checked": n, "refused": [...],
     "routing_changed": [...]}]``; each refusal names caller, callee, Service, workload,
-    client, whether the call is plaintext between meshes, and why."""
+    client, whether the call is plaintext between meshes, and why.
+
+    The state is applied step by step, and a call is evaluated again only at the steps that
+    touch its caller's or callee's namespace (or the whole cluster); the evaluators for that
+    step see only the namespaces those calls reach. Re-evaluating every call over the whole
+    cluster at every step made the check grow with the square of the mesh.
+    """
     settings = settings or Settings()
     if source_mesh not in EVALUATORS or target_mesh not in EVALUATORS:
         return [{"step": i + 1, "not_evaluated": f"no evaluator for {source_mesh} or "
@@ -44,28 +50,47 @@ def coexistence(steps: Sequence[Step], source_objects: list[dict[str, Any]],
     baseline = EVALUATORS[source_mesh](source_objects, world, settings)
     edges = sorted(set((str(a), str(b)) for a, b in deps))
     probes = _edge_probes(source_mesh, source_objects, world, edges)
+    reaches: dict[str, set[str]] = {}
+    for a, b in edges:
+        reaches.setdefault(a, set()).add(b)
+    source_by_ns: dict[str, list[dict[str, Any]]] = {}
+    for obj in source_objects:
+        source_by_ns.setdefault(object_key(obj)[2] if isinstance(obj, dict) else "",
+                                []).append(obj)
+    state = ClusterState()
+    current: dict[tuple[str, str], tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
+    moved_before: set[str] = set()
     out = []
-    for index in range(len(steps)):
-        done = steps[:index + 1]
-        moved = set(done[-1][2])
-        target, annotations = final_state((m, c) for m, c, _ in done)
-        remaining = _remaining(source_objects, [c for _, c, _ in done])
-        now = {"source": EVALUATORS[source_mesh](remaining, world, settings),
-               "target": EVALUATORS[target_mesh](
-                   target, target_world(source_objects, target, annotations), settings)}
-        refused: list[dict[str, Any]] = []
-        rerouted: list[dict[str, Any]] = []
-        checked = 0
-        for caller, callee in edges:
-            for probe in probes.get((caller, callee), []):
-                checked += 1
-                try:
-                    _check(probe, caller, moved, baseline, now, refused, rerouted,
-                           (source_mesh, target_mesh))
-                except _DAMAGED:
-                    continue
-        out.append({"step": index + 1, "moved": sorted(moved), "calls_checked": checked,
-                    "refused": refused, "routing_changed": rerouted})
+    for index, (manifests, commands, moved_now) in enumerate(steps):
+        moved = set(moved_now)
+        touched = state.apply(manifests, commands) | (moved ^ moved_before)
+        moved_before = moved
+        everywhere = index == 0 or "" in touched or settings.root_namespace in touched
+        affected = [e for e in edges if everywhere or e[0] in touched or e[1] in touched]
+        if affected:
+            scope = {settings.root_namespace}
+            for caller, callee in affected:
+                scope |= {caller, callee} | reaches.get(callee, set())
+            source = [o for ns in sorted(scope | {""}) for o in source_by_ns.get(ns, [])
+                      if object_key(o) not in state.deleted]
+            target = state.target_objects(scope)
+            now = {"source": EVALUATORS[source_mesh](source, world, settings),
+                   "target": EVALUATORS[target_mesh](
+                       target, target_world(source, target, state.annotations), settings)}
+            for caller, callee in affected:
+                refused: list[dict[str, Any]] = []
+                rerouted: list[dict[str, Any]] = []
+                for probe in probes.get((caller, callee), []):
+                    try:
+                        _check(probe, caller, moved, baseline, now, refused, rerouted,
+                               (source_mesh, target_mesh))
+                    except _DAMAGED:
+                        continue
+                current[(caller, callee)] = (refused, rerouted)
+        out.append({"step": index + 1, "moved": sorted(moved),
+                    "calls_checked": sum(len(probes.get(e, [])) for e in edges),
+                    "refused": [r for e in edges for r in current.get(e, ([], []))[0]],
+                    "routing_changed": [r for e in edges for r in current.get(e, ([], []))[1]]})
     return out
 
 
@@ -125,31 +150,6 @@ def _check(probe: Probe, caller: str, moved: set[str], baseline: Evaluator,
 
 def _route_key(outcome: Outcome) -> tuple[Any, ...]:
     return outcome.status, outcome.backends
-
-
-def _remaining(objects: list[dict[str, Any]], commands: list[list[str]]
-               ) -> list[dict[str, Any]]:
-    """Source objects not deleted by the steps' ``kubectl delete`` commands."""
-    from migrate.verify.compare import _DELETE
-
-    gone: set[tuple[str, str, str, str]] = set()
-    for batch in commands:
-        for command in batch:
-            m = _DELETE.match(command.split("  #")[0].strip())
-            if m:
-                kind, group, name, ns = m.groups()
-                gone.add((kind, group or "", ns, name))
-    if not gone:
-        return objects
-    out = []
-    for obj in objects:
-        api = str(obj.get("apiVersion", ""))
-        key = (str(obj.get("kind", "")).lower(), api.split("/")[0] if "/" in api else "",
-               str(dig(obj, "metadata", "namespace", default="")),
-               str(dig(obj, "metadata", "name", default="")))
-        if key not in gone:
-            out.append(obj)
-    return out
 
 
 def render_markdown(result: list[dict[str, Any]]) -> str:

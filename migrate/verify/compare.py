@@ -20,7 +20,9 @@ _FAMILIES = {
               "route.tls", "destination.subsets", "destination.external", "gateway_api.",
               "protocol.", "multicluster", "input"),
     "timeout": ("route.timeout", "route.retry", "input"),
-    "retries": ("route.retry", "route.response_classes", "input"),
+    # A retry budget (Linkerd ServiceProfiles) bounds retries by load, not by a count: its
+    # loss is exactly why a target with a fixed count retries differently.
+    "retries": ("route.retry", "route.response_classes", "destination.retry_budget", "input"),
     "authz": ("authz.", "mtls.", "authn.", "input"),
 }
 _DELETE = re.compile(r"^kubectl delete ([a-z]+)(?:\.([a-z0-9.]+))?/([a-z0-9.-]+) -n ([a-z0-9-]+)")
@@ -83,6 +85,65 @@ class Equivalence:
                 "unexplained": len(self.unexplained)}
 
 
+ObjectKey = tuple[str, str, str, str]
+"""(lower-case kind, API group, namespace, name): how ``kubectl delete kind.group/name -n ns``
+addresses an object."""
+
+
+def object_key(body: dict[str, Any]) -> ObjectKey:
+    """The key of a manifest."""
+    api = str(body.get("apiVersion", ""))
+    return (str(body.get("kind", "")).lower(), api.split("/")[0] if "/" in api else "",
+            str(dig(body, "metadata", "namespace", default="")),
+            str(dig(body, "metadata", "name", default="")))
+
+
+class ClusterState:
+    """What a plan's steps leave in the cluster, applied one step at a time: the objects the
+    steps applied, the namespace annotations their commands set, and the objects their
+    ``kubectl delete`` commands removed (the source's too)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[ObjectKey, dict[str, Any]] = {}
+        self.annotations: dict[str, dict[str, str]] = {}
+        self.deleted: set[ObjectKey] = set()
+
+    def apply(self, manifests: Iterable[dict[str, Any]], commands: Iterable[str]) -> set[str]:
+        """Apply one step; returns the namespaces it touched (``""``: a cluster-scoped one)."""
+        touched: set[str] = set()
+        for body in manifests:
+            key = object_key(body)
+            self.objects[key] = body
+            self.deleted.discard(key)
+            touched.add(key[2])
+        for command in commands:
+            command = command.split("  #")[0].strip()
+            m = _DELETE.match(command)
+            if m:
+                kind, group, name, ns = m.groups()
+                key = (kind, group or "", ns, name)
+                self.objects.pop(key, None)
+                self.deleted.add(key)
+                touched.add(ns)
+                continue
+            m = _ANNOTATE_NS.match(command)
+            if m:
+                ns, pairs = m.groups()
+                touched.add(ns)
+                for pair in pairs.split():
+                    if pair.endswith("-"):
+                        self.annotations.setdefault(ns, {}).pop(pair[:-1], None)
+                    elif "=" in pair:
+                        k, v = pair.split("=", 1)
+                        self.annotations.setdefault(ns, {})[k] = v
+        return touched
+
+    def target_objects(self, namespaces: set[str] | None = None) -> list[dict[str, Any]]:
+        """Applied objects still present (of these namespaces and cluster-scoped ones)."""
+        return [self.objects[k] for k in sorted(self.objects)
+                if namespaces is None or k[2] in namespaces or not k[2]]
+
+
 def final_state(steps: Iterable[tuple[list[dict[str, Any]], list[str]]]) -> tuple[
         list[dict[str, Any]], dict[str, dict[str, str]]]:
     """Target objects and namespace annotations once every step ran.
@@ -90,33 +151,10 @@ def final_state(steps: Iterable[tuple[list[dict[str, Any]], list[str]]]) -> tupl
     ``steps`` gives, in order, each step's applied manifests and its commands; ``kubectl
     delete`` and ``kubectl annotate namespace`` commands are applied to the state.
     """
-    objects: dict[tuple[str, str, str, str], dict[str, Any]] = {}
-    annotations: dict[str, dict[str, str]] = {}
+    state = ClusterState()
     for manifests, commands in steps:
-        for body in manifests:
-            api = str(body.get("apiVersion", ""))
-            group = api.split("/")[0] if "/" in api else ""
-            key = (str(body["kind"]).lower(), group, dig(body, "metadata", "namespace",
-                                                          default=""), dig(body, "metadata",
-                                                                           "name"))
-            objects[key] = body
-        for command in commands:
-            command = command.split("  #")[0].strip()
-            m = _DELETE.match(command)
-            if m:
-                kind, group, name, ns = m.groups()
-                objects.pop((kind, group or "", ns, name), None)
-                continue
-            m = _ANNOTATE_NS.match(command)
-            if m:
-                ns, pairs = m.groups()
-                for pair in pairs.split():
-                    if pair.endswith("-"):
-                        annotations.setdefault(ns, {}).pop(pair[:-1], None)
-                    elif "=" in pair:
-                        k, v = pair.split("=", 1)
-                        annotations.setdefault(ns, {})[k] = v
-    return [objects[k] for k in sorted(objects)], annotations
+        state.apply(manifests, commands)
+    return state.target_objects(), state.annotations
 
 
 def target_world(source: list[dict[str, Any]], target: list[dict[str, Any]],

@@ -75,6 +75,16 @@ class ConsulEvaluator:
                        str(dig(obj, "metadata", "name", default="")))
                 self.entries.setdefault(key, obj)
 
+    def _intentions_for(self, dest: str) -> list[dict[str, Any]]:
+        """Intentions whose destination is ``dest`` or ``*``, in input order (indexed once)."""
+        if not hasattr(self, "_by_dest"):
+            self._by_dest: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+            for i, intention in enumerate(self.intentions):
+                name = str(dig(intention, "spec", "destination", "name", default=""))
+                self._by_dest.setdefault(name, []).append((i, intention))
+        pairs = self._by_dest.get(dest, []) + (self._by_dest.get("*", []) if dest != "*" else [])
+        return [obj for _, obj in sorted(pairs, key=lambda pair: pair[0])]
+
     # -- names -----------------------------------------------------------------------------
     def _entry(self, kind: str, name: str, ns: str) -> dict[str, Any] | None:
         return self.entries.get((kind, ns if self.mirror else "", name))
@@ -106,8 +116,19 @@ class ConsulEvaluator:
         return str(proto or "tcp").lower()
 
     def _endpoints(self, name: str, ns: str) -> list[WorkloadInfo]:
+        if not hasattr(self, "_by_name"):
+            # Indexed once: a scan of every Service per probe made large meshes quadratic.
+            self._by_name: dict[str, list[tuple[tuple[str, str], Any]]] = {}
+            for key, svc in sorted(self.world.services.items()):
+                self._by_name.setdefault(key[1], []).append((key, svc))
+            self._by_connect: dict[str, list[WorkloadInfo]] = {}
+            for ws in self.world.workloads.values():
+                for info in ws:
+                    named = dict(info.annotations).get(CONNECT_SERVICE)
+                    if named:
+                        self._by_connect.setdefault(named, []).append(info)
         found: dict[str, WorkloadInfo] = {}
-        for (s_ns, s_name), svc in sorted(self.world.services.items()):
+        for (s_ns, s_name), svc in self._by_name.get(name, []):
             if s_name != name or (self.mirror and s_ns != ns) or not svc.selector:
                 continue
             for wid in self.world.select(s_ns, dict(svc.selector)):
@@ -115,11 +136,9 @@ class ConsulEvaluator:
                 if info is not None and dict(info.annotations).get(CONNECT_SERVICE,
                                                                    name) == name:
                     found[wid] = info
-        for ws in self.world.workloads.values():
-            for info in ws:
-                if dict(info.annotations).get(CONNECT_SERVICE) == name and \
-                        (not self.mirror or info.namespace == ns):
-                    found[info.id] = info
+        for info in self._by_connect.get(name, []):
+            if not self.mirror or info.namespace == ns:
+                found[info.id] = info
         return [found[k] for k in sorted(found)]
 
     def _backend(self, name: str, subset: str, ns: str,
@@ -222,7 +241,7 @@ class ConsulEvaluator:
             return permissive, src
         l7 = self.protocol(dest, ns) in L7
         best: tuple[int, int, dict[str, Any], dict[str, Any]] | None = None
-        for intention in self.intentions:
+        for intention in self._intentions_for(dest):
             d_name = str(dig(intention, "spec", "destination", "name", default=""))
             d_ns = dig(intention, "spec", "destination", "namespace",
                        default=dig(intention, "metadata", "namespace", default="default"))

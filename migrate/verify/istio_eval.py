@@ -22,6 +22,7 @@ from typing import Any
 
 from migrate.verify import gateway
 from migrate.verify.model import Outcome, Probe
+from migrate.verify.index import ByNamespace, ByParent
 from migrate.verify.world import World, dig, rule_origin
 
 DEFAULT_RETRIES = 2  # istio pilot/pkg/networking/core/route/retry/retry.go
@@ -71,9 +72,9 @@ class IstioEvaluator:
         self.trust_domain = trust_domain
         self.vs: dict[tuple[str, str], dict[str, Any]] = {}
         self.dr: dict[tuple[str, str], dict[str, Any]] = {}
-        self.pa: list[dict[str, Any]] = []
-        self.ap: list[dict[str, Any]] = []
-        self.routes: list[dict[str, Any]] = []
+        self.pa = ByNamespace()
+        self.ap = ByNamespace()
+        self.routes = ByParent()
         for obj in sorted(objects, key=lambda o: (str(dig(o, "metadata", "namespace",
                                                           default="")),
                                                   str(dig(o, "metadata", "name", default="")))):
@@ -112,7 +113,8 @@ class IstioEvaluator:
         """Where a request goes, with which timeout and retries."""
         key = (probe.namespace, probe.service)
         vs = self.vs.get(key)
-        attached = [r for r in self.routes if gateway.parent_is(r, probe)]
+        attached = [r for r in self.routes.parented("Service", probe.namespace, probe.service)
+                    if gateway.parent_is(r, probe)]
         if vs is None and attached:
             return self._gateway_route(attached, probe)
         if vs is None:
@@ -219,11 +221,16 @@ class IstioEvaluator:
         info = self.world.workload(workload)
         if info is None:
             return True, ()
+        # The sidecar sees the container port the Service port leads to; AuthorizationPolicy
+        # ``ports`` and PeerAuthentication ``portLevelMtls`` name that port, not the Service's
+        # (istio/api security/v1beta1 authorization.proto Operation.ports, "workload port").
+        port = self.world.target_port(probe.namespace, probe.service, port, info)[0] or port
         labels = dict(info.labels)
         mode, pa_src = self._mtls_mode(info.namespace, labels, port)
         if mode == "STRICT" and not probe.client.authenticated:
             return False, pa_src
-        applying = [p for p in self.ap if self._applies(p, info.namespace, labels)]
+        applying = [p for p in self.ap.in_ns(info.namespace, self.root)
+                    if self._applies(p, info.namespace, labels)]
         for action in ("CUSTOM", "DENY"):
             for p in applying:
                 if str(dig(p, "spec", "action", default="ALLOW")) == action and \
@@ -236,18 +243,22 @@ class IstioEvaluator:
         return (bool(hit), tuple(_ref(p) for p in (hit or allows)))
 
     def policy_refs(self, workload: str) -> set[str]:
-        """Every PeerAuthentication and AuthorizationPolicy that applies to a workload (their
-        losses may explain an authorization divergence there)."""
+        """Every PeerAuthentication and AuthorizationPolicy that applies to a workload, and its
+        Namespace (without a PeerAuthentication, the namespace's PERMISSIVE default decides;
+        a target that cannot keep it reports that on the Namespace): their losses may explain
+        an authorization divergence there."""
         info = self.world.workload(workload)
         if info is None:
             return set()
         labels = dict(info.labels)
-        return {_ref(p) for p in self.ap + self.pa if self._applies(p, info.namespace, labels)}
+        return {_ref(p) for p in self.ap.in_ns(info.namespace, self.root) +
+                self.pa.in_ns(info.namespace, self.root) if self._applies(p, info.namespace, labels)
+                } | {f"Namespace/{info.namespace}"}
 
     def _mtls_mode(self, ns: str, labels: dict[str, str], port: int) -> tuple[str, tuple[str, ...]]:
         mode, src = "PERMISSIVE", ()
         for scope in ("mesh", "namespace", "workload"):
-            for p in self.pa:
+            for p in self.pa.in_ns(self.root, ns):
                 p_ns = dig(p, "metadata", "namespace", default="default")
                 selector = dig(p, "spec", "selector", "matchLabels", default=None)
                 if scope == "mesh" and not (p_ns == self.root and selector is None):

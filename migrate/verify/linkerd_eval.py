@@ -8,8 +8,8 @@ linkerd2-proxy at edge-26.8.3):
   characters matched: Exact and RegularExpression count the whole path; then method, headers,
   query parameters); ties go to the older route, then the name, then rule order; with routes
   attached, a request matching none gets 404; no route means the Service's endpoints;
-- timeouts and retries come from the route's annotations (policy.linkerd.io routes also honour
-  ``rules[].timeouts.request``);
+- timeouts and retries come from the route's annotations (``rules[].timeouts.request`` also
+  sets the timeout; the annotation wins);
 - a ServiceProfile or TrafficSplit on the Service overrides all of that (linkerd_profile.py);
 - inbound, a Server selecting the pod and port decides: its HTTPRoutes (none: every request),
   AuthorizationPolicies on the Server, the route or the Namespace (all required
@@ -27,6 +27,7 @@ from migrate.durations import to_millis
 from migrate.verify import gateway
 from migrate.verify.linkerd_profile import Profiles
 from migrate.verify.model import Outcome, Probe
+from migrate.verify.index import ByNamespace, ByParent
 from migrate.verify.world import World, dig, rule_origin, unique
 
 UNSUPPORTED_FILTERS = {"URLRewrite", "RequestMirror", "ExtensionRef", "CORS", "ExternalAuth"}
@@ -43,12 +44,12 @@ class LinkerdEvaluator:
                  ) -> None:
         self.world = world
         self.profiles = Profiles(manifests, world, cluster_domain)
-        self.server_authorizations: list[dict[str, Any]] = []
+        self.server_authorizations = ByNamespace()
         self.cluster_default = cluster_default
         self.identity_suffix = f"serviceaccount.identity.{control_plane_namespace}.{trust_domain}"
-        self.routes: list[dict[str, Any]] = []
-        self.servers: list[dict[str, Any]] = []
-        self.policies: list[dict[str, Any]] = []
+        self.routes = ByParent()
+        self.servers = ByNamespace()
+        self.policies = ByNamespace()
         self.authns: dict[tuple[str, str, str], dict[str, Any]] = {}
         for m in unique(manifests):
             try:
@@ -79,7 +80,8 @@ class LinkerdEvaluator:
         profile = self.profiles.route(probe)
         if profile is not None:
             return profile  # a ServiceProfile (or TrafficSplit) overrides HTTPRoutes
-        attached = [r for r in self.routes if gateway.parent_is(r, probe)]
+        attached = [r for r in self.routes.parented("Service", probe.namespace, probe.service)
+                    if gateway.parent_is(r, probe)]
         live = [r for r in attached if not _unsupported(r)]
         if not live:
             svc = self.world.services.get((probe.namespace, probe.service))
@@ -99,9 +101,12 @@ class LinkerdEvaluator:
         if redirect is not None:
             return Outcome("redirect", detail=redirect, sources=src, rule_path=rule_path,
                            origin_path=origin)
-        timeout = annotations.get("timeout.linkerd.io/request") or (
-            dig(rule, "timeouts", "request", default="")
-            if str(route.get("apiVersion", "")).startswith("policy.linkerd.io") else "")
+        # Both flavours honour rules[].timeouts.request (policy-controller outbound/index/
+        # http.rs; mapping-istio-linkerd.md section 1.3); the annotation beats it.
+        timeout = annotations.get("timeout.linkerd.io/request") or dig(
+            rule, "timeouts", "request", default="")
+        if str(timeout) in ("0", "0s"):
+            timeout = ""  # Gateway API: zero disables the timeout
         return Outcome("routed", gateway.backends(self.world, route, rule), timeout=str(timeout),
                        retries=_retries(annotations), sources=src, rule_path=rule_path,
                        origin_path=origin)
@@ -118,8 +123,9 @@ class LinkerdEvaluator:
             return True, ()
         number, name = self.world.target_port(probe.namespace, probe.service, port, info)
         labels = dict(info.labels)
-        server = next((s for s in sorted(self.servers, key=lambda s: dig(s, "metadata", "name"))
-                       if dig(s, "metadata", "namespace") == info.namespace
+        server = next((s for s in sorted(self.servers.in_ns(info.namespace),
+                                         key=lambda s: dig(s, "metadata", "name"))
+                       if _ns(s) == info.namespace
                        and dig(s, "spec", "port") in (number, name)
                        and all(labels.get(k) == v for k, v in
                                dig(s, "spec", "podSelector", "matchLabels", default={}).items())),
@@ -131,8 +137,8 @@ class LinkerdEvaluator:
             return self._default_allows(default, probe), ()
         sname = dig(server, "metadata", "name")
         src = (_ref(server),)
-        inbound = [r for r in self.routes
-                   if dig(r, "metadata", "namespace") == info.namespace and any(
+        inbound = [r for r in self.routes.parented("Server", info.namespace, str(sname))
+                   if _ns(r) == info.namespace and any(
                        p.get("kind") == "Server" and p.get("name") == sname
                        for p in dig(r, "spec", "parentRefs", default=[]))]
         route_name = None
@@ -147,8 +153,8 @@ class LinkerdEvaluator:
             if best is None:
                 return False, src
             route_name = best[1]
-        for p in self.policies:
-            if dig(p, "metadata", "namespace") != info.namespace:
+        for p in self.policies.in_ns(info.namespace):
+            if _ns(p) != info.namespace:
                 continue
             target = dig(p, "spec", "targetRef", default={})
             hits = (target.get("kind") == "Server" and target.get("name") == sname) or \
@@ -156,16 +162,49 @@ class LinkerdEvaluator:
                 (target.get("kind") == "Namespace" and target.get("name") == info.namespace)
             if hits and self._refs_hold(p, probe):
                 return True, (_ref(p),)
-        for sa in sorted(self.server_authorizations, key=_ref):
+        for sa in sorted(self.server_authorizations.in_ns(info.namespace), key=_ref):
             if self._authorizes(sa, server) and self._client_ok(sa, probe):
                 return True, (_ref(sa),)
         access = str(dig(server, "spec", "accessPolicy", default="deny"))
         return self._default_allows(access, probe), src
 
+    def policy_refs(self, workload: str) -> set[str]:
+        """Source objects that decide a workload's inbound policy (their losses may explain an
+        authorization divergence there): the workload (its default-inbound-policy annotation,
+        and what was written for its ports), its Namespace (the namespace default), the
+        Servers selecting it and the authorizations on those Servers."""
+        info = self.world.workload(workload)
+        if info is None:
+            return set()
+        labels = dict(info.labels)
+        # Only Servers on the workload's own ports: one on the proxy's admin port (every pod
+        # of the namespace, in emojivoto) governs nothing a probe reaches.
+        ports = {p for pair in info.ports for p in pair if p != ""}
+        servers = [s for s in self.servers.in_ns(info.namespace) if _ns(s) == info.namespace
+                   and dig(s, "spec", "port") in ports and all(
+                       labels.get(k) == v for k, v in
+                       dig(s, "spec", "podSelector", "matchLabels", default={}).items())]
+        names = {dig(s, "metadata", "name") for s in servers}
+        routes = {(r.get("kind"), dig(r, "metadata", "name")) for r in self.routes
+                  if _ns(r) == info.namespace and any(
+                      p.get("kind") == "Server" and p.get("name") in names
+                      for p in dig(r, "spec", "parentRefs", default=[]))}
+        refs = {workload, f"Namespace/{info.namespace}"} | {_ref(s) for s in servers}
+        refs |= {_ref(sa) for sa in self.server_authorizations.in_ns(info.namespace)
+                 if any(self._authorizes(sa, s) for s in servers)}
+        for p in self.policies.in_ns(info.namespace):
+            target = dig(p, "spec", "targetRef", default={})
+            if _ns(p) == info.namespace and (
+                    (target.get("kind") == "Server" and target.get("name") in names)
+                    or (target.get("kind") == "Namespace" and target.get("name") == info.namespace)
+                    or (target.get("kind"), target.get("name")) in routes):
+                refs.add(_ref(p))
+        return refs
+
     @staticmethod
     def _authorizes(sa: dict[str, Any], server: dict[str, Any]) -> bool:
         """Whether a ServerAuthorization names the Server (by name or by label selector)."""
-        if dig(sa, "metadata", "namespace") != dig(server, "metadata", "namespace"):
+        if _ns(sa) != _ns(server):
             return False
         target = dig(sa, "spec", "server", default={})
         if "name" in target:
@@ -231,7 +270,7 @@ class LinkerdEvaluator:
             if ref.get("kind") == "Namespace" and ref.get("name") == c.namespace:
                 return True
             if ref.get("kind") == "ServiceAccount" and ref.get("name") == c.service_account \
-                    and ref.get("namespace", dig(authn, "metadata", "namespace")) == c.namespace:
+                    and ref.get("namespace", _ns(authn)) == c.namespace:
                 return True
         return False
 
@@ -257,6 +296,12 @@ def _unsupported(route: dict[str, Any]) -> bool:
         if any(f.get("type") in UNSUPPORTED_FILTERS for f in filters):
             return True
     return False
+
+
+def _ns(obj: dict[str, Any]) -> str:
+    # An object without a namespace is read into ``default``, as the reader (and kubectl
+    # apply without -n) does; comparing the raw field would miss it.
+    return str(dig(obj, "metadata", "namespace", default="default") or "default")
 
 
 def _ref(obj: dict[str, Any]) -> str:

@@ -154,7 +154,7 @@ def _clients(obj: dict[str, Any]) -> set[Client]:
 
 def authz_probes(objects: list[dict[str, Any]], world: World) -> list[Probe]:
     """Probes for every Service in a namespace whose inbound policy is configured."""
-    clients: set[Client] = set()
+    clients: dict[str, set[Client]] = {}  # per namespace: policies apply in their own
     requests: dict[str, set[tuple[str, str]]] = {}
     for ns, notes in world.namespaces.items():
         if _DEFAULT in notes:
@@ -170,7 +170,7 @@ def authz_probes(objects: list[dict[str, Any]], world: World) -> list[Probe]:
                 requests.setdefault(ns, set())
                 if obj.get("kind") in ("MeshTLSAuthentication", "ServerAuthorization",
                                        "AuthorizationPolicy"):
-                    clients |= _clients(obj)
+                    clients.setdefault(ns, set()).update(_clients(obj))
             elif obj.get("kind") == "HTTPRoute" and any(
                     p.get("kind") == "Server" for p in dig(obj, "spec", "parentRefs",
                                                            default=[])):

@@ -24,6 +24,7 @@ UNKNOWN = Client("meshmigrate-probe", "unknown")
 ANONYMOUS = Client()
 DEFAULT_CLIENT = Client("meshmigrate-probe", "client")
 MAX_PER_SERVICE = 400
+ROOT_NAMESPACE = "istio-system"
 _DAMAGED = (TypeError, AttributeError, ValueError, KeyError)
 
 
@@ -160,27 +161,44 @@ def _policy_requests(policy: dict[str, Any]) -> set[tuple[str, str]]:
 
 
 def authz_probes(objects: list[dict[str, Any]], world: World) -> list[Probe]:
-    """Probes for every Service in front of workloads authorization or mTLS covers."""
+    """Probes for every Service in front of workloads authorization or mTLS covers.
+
+    Each Service gets the requests and identities of the policies that apply to its pods (a
+    policy applies in its own namespace, to the pods its selector matches, or everywhere from
+    Istio's root namespace, whose usual name is assumed: probe generators see no settings).
+    Taking every identity a namespace or the mesh names made the probe count grow with the
+    square of the mesh, for no request a policy would treat differently.
+    """
     policies = [o for o in objects if _is_istio(o, "AuthorizationPolicy", "security.istio.io")]
     peer = [o for o in objects if _is_istio(o, "PeerAuthentication", "security.istio.io")]
-    clients = {UNKNOWN, ANONYMOUS}
-    requests: dict[str, set[tuple[str, str]]] = {}
+    by_ns: dict[str, list[tuple[dict[str, str] | None, set[Client], set[tuple[str, str]]]]] = {}
     for p in policies + peer:
         ns = str(dig(p, "metadata", "namespace", default="default"))
-        reqs = requests.setdefault(ns, {("/", "GET"), ("/", "DELETE")})
+        entries = by_ns.setdefault(ns, [])
         try:
-            if p in policies:
-                clients |= _named_clients(p)
-                reqs |= _policy_requests(p)
+            selector = dig(p, "spec", "selector", "matchLabels", default=None)
+            named = _named_clients(p) if p in policies else set()
+            reqs = _policy_requests(p) if p in policies else set()
+            entries.append((dict(selector) if isinstance(selector, dict) else None, named, reqs))
         except _DAMAGED:
             continue
+    mesh_wide = by_ns.get(ROOT_NAMESPACE, [])
     out: list[Probe] = []
     for (ns, name), svc in sorted(world.services.items()):
-        if ns not in requests or not svc.selector:
+        if ns not in by_ns or not svc.selector:
             continue
+        labels = [dict(w.labels) for w in world.workloads.get(ns, [])
+                  if all(dict(w.labels).get(k) == v for k, v in svc.selector)]
+        clients: set[Client] = {UNKNOWN, ANONYMOUS}
+        requests: set[tuple[str, str]] = {("/", "GET"), ("/", "DELETE")}
+        for selector, named, reqs in by_ns[ns] + (mesh_wide if ns != ROOT_NAMESPACE else []):
+            if selector is None or any(all(pod.get(k) == v for k, v in selector.items())
+                                       for pod in labels):
+                clients |= named
+                requests |= reqs
         probes = {Probe(ns, name, port, path, method, (), client, "authorization")
                   for port, _, _ in svc.ports
-                  for path, method in sorted(requests[ns])
+                  for path, method in sorted(requests)
                   for client in sorted(clients)}
         out.extend(sorted(probes)[:MAX_PER_SERVICE])
     return out
@@ -254,18 +272,22 @@ def service_probes(ns: str, name: str, world: World, matches: list[dict[str, Any
 
 
 def identity_probes(world: World, namespaces: dict[str, set[tuple[str, str]]],
-                    clients: set[Client], services: set[tuple[str, str]] | None = None
-                    ) -> list[Probe]:
+                    clients: set[Client] | dict[str, set[Client]],
+                    services: set[tuple[str, str]] | None = None) -> list[Probe]:
     """Authorization probes: every client sends every request to every port of the Services
-    (with a selector) in the given namespaces, or of the given Services."""
+    (with a selector) in the given namespaces, or of the given Services. ``clients`` is one
+    set for every namespace, or a set per namespace (key ``*``: every namespace); an unknown
+    identity and an unauthenticated client are always added."""
     out: list[Probe] = []
     for (ns, name), svc in sorted(world.services.items()):
         if ns not in namespaces or not svc.selector or (
                 services is not None and (ns, name) not in services):
             continue
+        named = clients if isinstance(clients, set) else \
+            clients.get(ns, set()) | clients.get("*", set())
         probes = {Probe(ns, name, port, path, method, (), client, "authorization")
                   for port, _, _ in svc.ports
                   for path, method in sorted(namespaces[ns] | {("/", "GET"), ("/", "DELETE")})
-                  for client in sorted(clients | {UNKNOWN, ANONYMOUS})}
+                  for client in sorted(named | {UNKNOWN, ANONYMOUS})}
         out.extend(sorted(probes)[:MAX_PER_SERVICE])
     return out

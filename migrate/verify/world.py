@@ -201,6 +201,14 @@ class World:
                     ) -> tuple[int, str]:
         """(container port number, container port name) a Service port reaches on a workload."""
         svc = self.services.get((namespace, service))
+        labels = dict(workload.labels)
+        if svc and not (svc.selector and all(labels.get(k) == v for k, v in svc.selector)):
+            # The workload is not the Service's own (a split or override to another Service
+            # in front of it): the request keeps its port and that Service maps it.
+            svc = next((s for (ns, _), s in sorted(self.services.items())
+                        if ns == workload.namespace and s.selector
+                        and all(labels.get(k) == v for k, v in s.selector)
+                        and any(p == port for p, _, _ in s.ports)), svc)
         target: Any = port
         if svc:
             target = next((t for p, _, t in svc.ports if p == port), port)

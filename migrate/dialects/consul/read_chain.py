@@ -43,8 +43,10 @@ from migrate.ir.model import (
     HeaderOps,
     Origin,
     Route,
+    RouteMatch,
     Rule,
     ServiceKey,
+    StringMatch,
     Subset,
 )
 from migrate.losses import ObjectRef, Severity
@@ -88,11 +90,23 @@ class ChainCompiler:
             self._subsets(name, self.state.resolvers[name])
 
     # -- routes -------------------------------------------------------------------------------
+    def _reached_from_others(self) -> set[str]:
+        """Services another service's router or splitter sends traffic to (a service with no
+        instances of its own, reached that way, is a virtual service: a splitter behind a
+        router, hashicorp/consul#7688)."""
+        found = {r.target.service for name, router in self.state.routers.items()
+                 for r in router.routes if r.target.service not in ("", name)}
+        found |= {s.target.service for name, splitter in self.state.splitters.items()
+                  for s in splitter.splits if s.target.service not in ("", name)}
+        return found
+
     def _routes(self, name: str) -> None:
         router = self.state.routers.get(name)
         origin_ref, origin_path = self._origin(name)
         instances = self.names.instances(name)
         if not instances:
+            if name in self._reached_from_others():
+                return  # a virtual service: compiled into the chains of the services that use it
             if router is not None or name in self.state.splitters or \
                     self.state.resolvers[name].redirect is not None:
                 self.reader.unresolved(origin_ref, "metadata.name", name,
@@ -124,9 +138,12 @@ class ChainCompiler:
         changed |= bool(timeout)
         if not changed:
             return
-        if not (router is not None and router.routes and not router.routes[-1].matches):
-            # Consul's implicit catch-all (compile.go newDefaultServiceRoute), unless the last
-            # route already matches everything.
+        if not (router is not None and any(_matches_everything(r.matches)
+                                            for r in router.routes)):
+            # Consul's implicit catch-all (compile.go newDefaultServiceRoute), unless a route
+            # already matches everything (no match, or only pathPrefix "/"): the catch-all is
+            # then unreachable, and kept it would compete with that route on targets that
+            # order routes by specificity rather than list order.
             rules.append(Rule(index=len(rules), name="", matches=(),
                               backends=self._backends(origin_ref, legs, name),
                               timeout=timeout, origin_path=default_path))
@@ -308,3 +325,11 @@ def _weights(fractions: list[float]) -> list[int]:
     if all(p.is_integer() for p in percent):
         return [int(p) for p in percent]
     return [int(round(p * 100)) for p in percent]
+
+
+def _matches_everything(matches: tuple[RouteMatch, ...]) -> bool:
+    """Whether a route's matches accept every request: none, or one with at most a ``/``
+    path prefix and no other condition."""
+    return not matches or any(
+        m.path in (None, StringMatch("prefix", "/")) and m.method is None and not m.headers
+        and not m.query and m.port is None for m in matches)

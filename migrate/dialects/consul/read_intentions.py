@@ -179,6 +179,34 @@ def _permission(f: Fields, path: str) -> PermissionFacts:
     return PermissionFacts(action, operation, tuple(sorted(set(narrowing))), path)
 
 
+def disjoint(a: PermissionFacts, b: PermissionFacts) -> bool:
+    """Whether no request can match both permissions (False when unsure).
+
+    Decided on methods and on the exact/prefix path alone; header and regex conditions only
+    narrow a permission further, so they cannot make disjoint permissions overlap. Consul's
+    ``pathPrefix`` is a plain string prefix (``/api`` matches ``/apix``).
+    """
+    if a.operation is None or b.operation is None:
+        return False
+    ma, mb = set(a.operation.methods), set(b.operation.methods)
+    if ma and mb and not ma & mb:
+        return True
+    if len(a.operation.paths) != 1 or len(b.operation.paths) != 1:
+        return False
+    (pa,), (pb,) = a.operation.paths, b.operation.paths
+    # Prefixes are kept as "<prefix>*"; reading an exact path that ends in "*" as a prefix
+    # only widens it, which keeps a "disjoint" answer true.
+    prefix_a, prefix_b = pa.endswith("*"), pb.endswith("*")
+    va, vb = pa[:-1] if prefix_a else pa, pb[:-1] if prefix_b else pb
+    if prefix_a and prefix_b:
+        return not (va.startswith(vb) or vb.startswith(va))
+    if prefix_a:
+        return not vb.startswith(va)
+    if prefix_b:
+        return not va.startswith(vb)
+    return va != vb
+
+
 # -- compiling -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Decision:
@@ -321,13 +349,15 @@ class IntentionCompiler:
         if d.kind == "allow":
             return [AuthzRule((who,), (), source.path, d.jwt)]
         rules = []
-        denied_before = False
+        denies: list[PermissionFacts] = []
         for p in source.permissions:
             if p.action == "deny":
-                denied_before = True
+                denies.append(p)
                 continue
             narrowing = d.jwt + p.narrowing
-            if denied_before:
+            # An earlier deny only carves an exception out of this allow when some request
+            # can match both; disjoint ones (deny /debug, allow /api/) leave it exact.
+            if any(not disjoint(p, earlier) for earlier in denies):
                 narrowing += (_NEGATED_OP,)
                 self._approx(d, p.path, "this allow follows a deny permission, so it only holds "
                              "for requests the deny does not match; that exception cannot be "
@@ -359,12 +389,12 @@ class IntentionCompiler:
             if d.kind == "deny":
                 rules.append(AuthzRule((who,), (), d.source.path))
                 continue
-            allowed_before = False
+            allows: list[PermissionFacts] = []
             for p in d.source.permissions:
                 if p.action == "allow":
-                    allowed_before = True
+                    allows.append(p)
                     continue
-                if allowed_before or p.narrowing:
+                if any(not disjoint(p, earlier) for earlier in allows) or p.narrowing:
                     self._approx(d, p.path, "this deny is narrowed by an earlier allow permission "
                                  "or by conditions with no model; it was written without them, "
                                  "so it refuses more requests than Consul did")

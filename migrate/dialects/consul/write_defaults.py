@@ -29,9 +29,14 @@ from migrate.dialects.consul.write_context import (
     ConsulContext,
     service_protocol,
 )
+from migrate.dialects.consul.names import IGNORE_LABEL
 from migrate.ir.graph import selects
-from migrate.ir.model import MTLSPolicy, Service
+from migrate.ir.model import MTLSPolicy, Service, Workload
 from migrate.losses import ObjectRef, Severity
+
+_KUBERNETES_SERVICE = "consul.hashicorp.com/kubernetes-service"
+_LABELS_PATH = {"Pod": "metadata.labels",
+                "CronJob": "spec.jobTemplate.spec.template.metadata.labels"}
 
 
 def write_defaults(ctx: ConsulContext) -> None:
@@ -43,6 +48,7 @@ def write_defaults(ctx: ConsulContext) -> None:
         for svc in ctx.graph.in_namespace(Service, ns):
             if ctx.owns(svc.key):
                 _service(ctx, svc, mesh_policy, defaulted)
+        _shared_pods(ctx, ns)
     for name in sorted(ctx.virtual):
         host, proto, ref = ctx.virtual[name]
         ctx.add(ctx.out.routing, "ServiceDefaults", host.namespace, name, {"protocol": proto},
@@ -66,6 +72,35 @@ def _service(ctx: ConsulContext, svc: Service, mesh_policy: MTLSPolicy | None,
         spec: dict[str, Any] = {"protocol": proto} if proto else {}
         spec["mutualTLSMode"] = tls
         ctx.add(bucket, "ServiceDefaults", key.namespace, key.name, spec, refs)
+
+
+def _shared_pods(ctx: ConsulContext, ns: str) -> None:
+    """Report workloads that several Services select (``CONSUL_POD_SERVICES``).
+
+    consul-k8s registers a pod once per selecting Service; connect-init then finds more than
+    one proxy registration and fails (hashicorp/consul-k8s#764: keycloak-headless and
+    keycloak-http), unless ``consul.hashicorp.com/kubernetes-service`` picks one
+    (developer.hashicorp.com/consul/docs/k8s/annotations-and-labels).
+    """
+    # Headless Services register too (the keycloak case); service-ignore ones do not.
+    services = sorted((s for s in ctx.graph.in_namespace(Service, ns)
+                       if s.selector and dict(s.labels).get(IGNORE_LABEL) != "true"),
+                      key=lambda s: s.key.name)
+    for w in sorted(ctx.graph.in_namespace(Workload, ns), key=lambda w: (w.kind, w.name)):
+        if w.injection == "none" or _KUBERNETES_SERVICE in dict(w.pod_annotations):
+            continue
+        names = [s.key.name for s in services if selects(s.selector, w.pod_labels)]
+        if len(names) < 2:
+            continue
+        ctx.losses.report(
+            "CONSUL_POD_SERVICES", Severity.MANUAL, "destination.subsets", w.ref,
+            _LABELS_PATH.get(w.kind, "spec.template.metadata.labels"),
+            f"{w.kind} {ns}/{w.name} is selected by Services {', '.join(names)}: consul-k8s "
+            "would register its pods once per Service, and their connect-init fails with more "
+            "than one registration",
+            f"Annotate the pod template with {_KUBERNETES_SERVICE}: <the Service it registers "
+            "under>, and route to versions with ServiceResolver subsets (service-meta "
+            "annotations) instead of per-version Services; or delete the extra Services.")
 
 
 def _mode(ctx: ConsulContext, svc: Service,
@@ -101,9 +136,10 @@ def _final(ctx: ConsulContext, svc: Service, mode: str, policy: MTLSPolicy | Non
             ctx.losses.report(
                 "CONSUL_MTLS_MODE", Severity.INFO, "mtls.strict", ObjectRef("Namespace", "", ns,
                                                                             "v1"),
-                "metadata", f"no PeerAuthentication covers {ns}: Istio's default PERMISSIVE "
-                "accepted plaintext from clients outside the mesh; the enforced Consul services "
-                "use Consul's default strict mTLS",
+                "metadata", f"no mTLS mode is declared for {ns}: the source mesh's default "
+                "(Istio PERMISSIVE without a PeerAuthentication, Linkerd's all-unauthenticated "
+                "default inbound policy) accepted plaintext from clients outside the mesh; the "
+                "enforced Consul services use Consul's default strict mTLS",
                 "If clients outside the mesh must keep calling, set mutualTLSMode: permissive "
                 "on their ServiceDefaults (intentions then do not apply to them).")
         return "strict"

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from migrate.dialects.consul.write_context import (
@@ -100,7 +100,7 @@ def _applies(ctx: ConsulContext, policy: AuthzPolicy, svc: Service) -> bool:
     if not backing:
         return bool(svc.selector) and selects(policy.selector, svc.selector)
     chosen = [w for w in backing if selects(policy.selector, w.pod_labels)]
-    if chosen and len(chosen) < len(backing):
+    if chosen and len(chosen) < len(backing) and not _alike(ctx, svc.key.namespace, backing):
         ctx.losses.report(
             "CONSUL_AUTHZ_TARGET", Severity.DEGRADED, "authz.allow", policy.origin.ref,
             "spec.selector",
@@ -108,6 +108,24 @@ def _applies(ctx: ConsulContext, policy: AuthzPolicy, svc: Service) -> bool:
             f"{svc.key}; intentions apply to the whole Consul service {svc.key.name!r}",
             "Give those pods their own Service if they need different authorization.")
     return bool(chosen)
+
+
+def _alike(ctx: ConsulContext, ns: str, workloads: list[Any]) -> bool:
+    """Whether every workload behind a Service gets the same authorization (each by its own
+    policy, as Linkerd Servers written per workload do): one set of intentions for the whole
+    Consul service then loses nothing."""
+    def meaning(w: Any) -> frozenset[Any]:
+        return frozenset(
+            (p.action, tuple(_bare(r) for r in p.rules))
+            for p in ctx.graph.in_namespace(AuthzPolicy, ns)
+            if not p.mesh_wide and (p.selector is None or selects(p.selector, w.pod_labels)))
+    return len({meaning(w) for w in workloads}) == 1
+
+
+def _bare(rule: AuthzRule) -> tuple[Any, ...]:
+    """A rule without the source paths it was read from (equal rules of two objects)."""
+    return (tuple(replace(s, origin_path="") for s in rule.sources),
+            tuple(replace(o, origin_path="") for o in rule.operations), rule.inexpressible)
 
 
 def _report_unregistered(ctx: ConsulContext, policy: AuthzPolicy) -> None:

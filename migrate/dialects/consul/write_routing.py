@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import copy
 import re
+from dataclasses import replace
 from typing import Any
 
 from migrate.dialects.consul.write_context import ConsulContext, need_l7
 from migrate.dialects.consul.write_subsets import consul_subset
+from migrate.dialects.gatewayapi.precedence import overlaps, rank
 from migrate.durations import gateway_duration
 from migrate.ir.model import Backend, HeaderOps, Route, RouteMatch, Rule, ServiceKey, StringMatch
 from migrate.losses import ObjectRef, Severity
@@ -48,6 +50,10 @@ ISTIO_DEFAULT_RETRY_ON = ("connect-failure", "refused-stream", "unavailable", "c
 def write_routing(ctx: ConsulContext) -> None:
     """Every mesh HTTP route whose host moves to Consul, one router per Consul service."""
     written: dict[ServiceKey, ObjectRef] = {}
+    # Gateway API sources (Linkerd; Consul's own reader gives one route per service) merge
+    # every route on a parent by precedence, so their routes for one host become one router.
+    # Two Istio VirtualServices for one mesh host conflict instead (IST0109): the first wins.
+    merged: dict[ServiceKey, list[Route]] = {}
     for route in ctx.graph.of(Route):
         if not route.mesh or route.protocol != "http":
             continue
@@ -69,6 +75,9 @@ def write_routing(ctx: ConsulContext) -> None:
                 continue
             if not ctx.owns(host):
                 continue  # a same-named Service elsewhere owns the name (CONSUL_NAME_COLLISION)
+            if ctx.graph.mesh != "istio":
+                merged.setdefault(host, []).append(route)
+                continue
             if host in written:
                 ctx.losses.report(
                     "CONSUL_ROUTER_CONFLICT", Severity.MANUAL, "route.http", route.origin.ref,
@@ -77,26 +86,32 @@ def write_routing(ctx: ConsulContext) -> None:
                     "service, so these rules were not converted",
                     "Merge the rules for this host into one VirtualService and re-run.")
                 continue
-            if _router(ctx, route, host):
+            if _router(ctx, [route], host):
                 written[host] = route.origin.ref
+    for host in sorted(merged):
+        _router(ctx, merged[host], host)
 
 
-def _router(ctx: ConsulContext, route: Route, host: ServiceKey) -> bool:
-    """Write the ServiceRouter for one host; False when nothing was written."""
+def _router(ctx: ConsulContext, parts: list[Route], host: ServiceKey) -> bool:
+    """Write the ServiceRouter for one host; False when nothing was written. Several routes
+    (Gateway API sources) are merged into one router by precedence."""
+    route = parts[0]
     ref = route.origin.ref
     proto = need_l7(ctx, host, ref, route.origin.path, "route.http")
     if proto is None:
         return False
     routes: list[dict[str, Any]] = []
-    sources = {ref}
+    sources = {r.origin.ref for r in parts}
     catch_all = False
-    for rule in route.rules:
+    entries = [(r, rule) for r in parts for rule in r.rules]
+    for part, rule in _ordered(ctx, entries) if len(parts) > 1 else entries:
         if rule.redirect:
             continue  # no Consul form; the capability check reports route.redirect
-        dest = _destination(ctx, route, rule, host, proto, sources)
+        dest = _destination(ctx, part, rule, host, proto, sources)
         if dest is None:
             continue
-        matches = [_match(ctx, ref, m) for m in rule.matches] if rule.matches else [{}]
+        matches = [_match(ctx, part.origin.ref, m) for m in rule.matches] if rule.matches \
+            else [{}]
         for match in matches:
             if match is None:
                 continue
@@ -112,14 +127,48 @@ def _router(ctx: ConsulContext, route: Route, host: ServiceKey) -> bool:
     elif routes and not catch_all:
         ctx.losses.report(
             "CONSUL_ROUTE_UNMATCHED", Severity.INFO, "route.http", ref, route.origin.path,
-            f"requests to {host} matching no rule got 404 from Istio; Consul sends them to "
-            f"{host.name} itself",
+            f"requests to {host} matching no rule got 404 from the source mesh; Consul sends them "
+            f"to {host.name} itself",
             "Add a catch-all rule if unmatched requests must go elsewhere.")
     if not routes:
         return False
     ctx.add(ctx.out.routing, "ServiceRouter", host.namespace, host.name, {"routes": routes},
             sources)
     return True
+
+
+def _ordered(ctx: ConsulContext, entries: list[tuple[Route, Rule]]
+             ) -> list[tuple[Route, Rule]]:
+    """Rules of several Gateway API routes on one parent as one first-match list: split per
+    match and stably sorted most specific first (Gateway API precedence; the same order the
+    Istio writer gives a VirtualService). Equally specific overlapping matches of different
+    routes were decided by route age, which the input does not carry: ``ROUTE_ORDER``."""
+    split: list[tuple[Route, Rule]] = []
+    for route, rule in entries:
+        if len(rule.matches) <= 1:
+            split.append((route, rule))
+            continue
+        for m in rule.matches:
+            split.append((route, replace(rule, matches=(m,))))
+
+    def key(entry: tuple[Route, Rule]) -> tuple[int, int, int, int]:
+        r = rank(entry[1].matches[0] if entry[1].matches else None)
+        return (-r[0], -r[1], -r[2], -r[3])
+
+    ordered = sorted(split, key=key)
+    for i, (ra, a) in enumerate(ordered):
+        for rb, b in ordered[i + 1:]:
+            ma = a.matches[0] if a.matches else None
+            mb = b.matches[0] if b.matches else None
+            if ra.origin.ref != rb.origin.ref and rank(ma) == rank(mb) and overlaps(ma, mb):
+                ctx.losses.report(
+                    "ROUTE_ORDER", Severity.DEGRADED, "route.http", rb.origin.ref, b.origin_path,
+                    f"{b.origin_path} of {rb.origin.ref} and {a.origin_path} of {ra.origin.ref} "
+                    "are equally specific; Gateway API let the older route win, which the input "
+                    f"does not say; the ServiceRouter tries {ra.origin.ref} first",
+                    "Make the two matches distinct, or check which route is older and reorder "
+                    "the ServiceRouter routes by hand.")
+    return ordered
 
 
 def _destination(ctx: ConsulContext, route: Route, rule: Rule, host: ServiceKey, proto: str,
@@ -276,6 +325,7 @@ def _retry(ctx: ConsulContext, ref: ObjectRef, rule: Rule, dest: dict[str, Any])
     if r is None or r.attempts <= 0 or not ctx.supports("route.retry"):
         return
     path = r.origin_path or f"{rule.origin_path}.retries"
+    fields = dict(r.field_paths)  # where a source keeps each setting apart (Linkerd)
     conditions, codes, lost = [], [], []
     for c in r.retry_on or ISTIO_DEFAULT_RETRY_ON:
         if c in RETRY_CONDITIONS:
@@ -291,13 +341,15 @@ def _retry(ctx: ConsulContext, ref: ObjectRef, rule: Rule, dest: dict[str, Any])
         dest["retryOnStatusCodes"] = sorted(set(codes))
     if lost:
         ctx.losses.report(
-            "CONSUL_RETRY", Severity.DEGRADED, "route.retry", ref, f"{path}.retryOn",
+            "CONSUL_RETRY", Severity.DEGRADED, "route.retry", ref,
+            fields.get("retryOn", f"{path}.retryOn"),
             f"retry conditions {','.join(lost)} have no Consul form"
             f"{'' if conditions or codes else '; this rule retries on nothing'}",
             "Consul retries on " + ", ".join(sorted(RETRY_CONDITIONS)) + " and status codes.")
     if r.per_try_timeout:
         ctx.losses.report(
-            "CONSUL_RETRY", Severity.DEGRADED, "route.retry", ref, f"{path}.perTryTimeout",
+            "CONSUL_RETRY", Severity.DEGRADED, "route.retry", ref,
+            fields.get("perTryTimeout", f"{path}.perTryTimeout"),
             f"per-try timeout {r.per_try_timeout} has no ServiceRouter field; each retry may use "
             "the rest of the request timeout",
             "Set a requestTimeout that bounds all attempts together.")

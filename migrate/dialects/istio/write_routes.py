@@ -278,7 +278,7 @@ def _retries(ctx: WriteContext, ref: ObjectRef, rule: Rule) -> dict[str, Any] | 
     if retry.per_try_timeout:
         per_try = istio_duration(retry.per_try_timeout)
         if per_try is None:
-            _bad_duration(ctx, ref, f"{retry.origin_path}.perTryTimeout", retry.per_try_timeout)
+            _bad_duration(ctx, ref, retry.path_of("perTryTimeout"), retry.per_try_timeout)
         else:
             out["perTryTimeout"] = per_try
     if retry.retry_on:

@@ -103,9 +103,15 @@ def route_policy(f: Fields, meta: str) -> RoutePolicy:
     retry = None
     # Without a condition annotation Linkerd does not retry; limit/timeout alone do nothing.
     if conditions and limit > 0:
+        conditions_path = ann_path(meta, RETRY_HTTP if RETRY_HTTP in ann else RETRY_GRPC)
+        # Each setting has its own annotation: losses about one must name that annotation.
+        fields = (("retryOn", conditions_path),) + tuple(
+            (key, ann_path(meta, name)) for key, name in (("attempts", RETRY_LIMIT),
+                                                          ("perTryTimeout", RETRY_TIMEOUT))
+            if name in ann)
         retry = Retry(attempts=limit, per_try_timeout=per_try,
-                      retry_on=tuple(dict.fromkeys(conditions)),
-                      origin_path=ann_path(meta, RETRY_HTTP if RETRY_HTTP in ann else RETRY_GRPC))
+                      retry_on=tuple(dict.fromkeys(conditions)), origin_path=conditions_path,
+                      field_paths=fields)
     return RoutePolicy(timeout, retry, paths)
 
 

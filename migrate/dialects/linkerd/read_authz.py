@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from migrate.dialects.linkerd.read_annotations import DEFAULT_POLICY, REQUIRE_IDENTITY, ann_path
+from migrate.dialects.linkerd.read_policy import covers_every_address
 from migrate.dialects.linkerd.read_state import (
     InboundRoute,
     Names,
@@ -54,6 +55,7 @@ _STRICT = ("all-authenticated", "cluster-authenticated")
 def authorize(reader: LinkerdReader, graph: MeshGraph, names: Names) -> None:
     """Servers and their authorizations, then the default inbound policy, into the graph."""
     servers = _resolve_servers(reader, graph)
+    _orphan_routes(reader)
     granted = _authorizations(reader, graph, names, servers)
     _server_access(reader, graph, names, servers, granted)
     _default_policies(reader, graph, names, servers)
@@ -150,6 +152,8 @@ def _identity_sources(reader: LinkerdReader, policy_ref: ObjectRef,
             return None
         narrowing.update(facts.narrowing)
         if kind == "NetworkAuthentication":
+            if covers_every_address(facts.ip_blocks) and not facts.narrowing:
+                continue  # every address: no restriction to intersect with
             networks = facts.ip_blocks if networks is None else tuple(
                 sorted(set(networks) & set(facts.ip_blocks)))
         else:
@@ -208,6 +212,14 @@ def _authorizations(reader: LinkerdReader, graph: MeshGraph, names: Names,
         elif p.target_kind in ("HTTPRoute", "GRPCRoute"):
             route = state.inbound.get((ns, p.target_kind, p.target_name))
             missing = route is None
+            if route is not None and not any((ns, n) in state.servers for n in route.servers):
+                reader.losses.report(
+                    "LINKERD_REF_UNRESOLVED", Severity.MANUAL, "input", p.ref, "spec.targetRef",
+                    f"AuthorizationPolicy {ns}/{p.ref.name} targets {p.target_kind} "
+                    f"{p.target_name}, whose parent Servers ({', '.join(route.servers)}) are "
+                    "not in the input; Linkerd applies it to no pod, and it is not converted",
+                    "Fix the route's parentRefs (or add the Server) and re-run.")
+                continue
             for sname in route.servers if route else ():
                 server = servers.get((ns, sname))
                 if server is None:
@@ -223,12 +235,17 @@ def _authorizations(reader: LinkerdReader, graph: MeshGraph, names: Names,
                 f"{p.target_name}, which is not in the input (or is no inbound route); "
                 "not converted", "Add the target to the input and re-run, or convert by hand.")
             continue
+        if p.target_kind == "Server" and (ns, p.target_name) not in servers:
+            _admin_only(reader, p.ref, "spec.targetRef",
+                        [state.servers[(ns, p.target_name)]])
+            continue
         found = _identity_sources(reader, p.ref, p.authn)
         if found is None:
             continue
         sources, narrowing = found
         for server, ops, extra in targets:
             if not server.usable:
+                _not_usable(graph, p.ref, "spec.targetRef", server)
                 continue
             granted.add((ns, server.facts.ref.name))
             if not any(s.principals or s.namespaces or s.service_accounts for s in sources):
@@ -248,8 +265,15 @@ def _authorizations(reader: LinkerdReader, graph: MeshGraph, names: Names,
                 f"ServerAuthorization {ns}/{sa.ref.name} names no Server in the input; "
                 "not converted", "Add the Server to the input and re-run.")
             continue
+        if not chosen:
+            _admin_only(reader, sa.ref, "spec.server", [
+                s for (sns, sname), s in sorted(state.servers.items()) if sns == ns and (
+                    sname == sa.server_name if sa.server_selector is None
+                    else selector_matches(sa.server_selector, s.labels))])
+            continue
         for server in chosen:
             if not server.usable:
+                _not_usable(graph, sa.ref, "spec.server", server)
                 continue
             granted.add((ns, server.facts.ref.name))
             if not any(s.principals or s.namespaces or s.service_accounts for s in sa.sources):
@@ -260,6 +284,39 @@ def _authorizations(reader: LinkerdReader, graph: MeshGraph, names: Names,
                              tuple(sorted(set(sa.narrowing) | set(extra))))
             _emit(graph, names, sa.ref, base, server, rule)
     return granted
+
+
+def _orphan_routes(reader: LinkerdReader) -> None:
+    """Inbound routes none of whose parent Servers is in the input: they govern no pod."""
+    for (ns, _, _), route in sorted(reader.state.inbound.items()):
+        if route.servers and not any((ns, n) in reader.state.servers for n in route.servers):
+            reader.losses.report(
+                "LINKERD_REF_UNRESOLVED", Severity.MANUAL, "input", route.ref, "spec.parentRefs",
+                f"{route.ref.kind} {ns}/{route.ref.name} is attached to Servers "
+                f"({', '.join(route.servers)}) that are not in the input; it narrows no "
+                "authorization and is not converted",
+                "Fix the parentRefs (or add the Server) and re-run.")
+
+
+def _not_usable(graph: MeshGraph, ref: ObjectRef, path: str, server: _Server) -> None:
+    """An authorization of a Server the input does not resolve: said on the authorization
+    too, since it is not converted either (the Server carries the reason)."""
+    note_use(graph, "authz.unresolved", ref, path,
+             f"authorizes Server {server.facts.ref.name}, whose pods or port the input does "
+             "not show; not converted")
+
+
+def _admin_only(reader: LinkerdReader, ref: ObjectRef, path: str,
+                named: list[ServerFacts]) -> None:
+    """An authorization whose Servers all govern the proxy's own ports (not carried over)."""
+    if not named or any(s.port not in _ADMIN_PORTS or s.external for s in named):
+        return  # external Servers are reported as workload.vm on the Server
+    reader.losses.report(
+        "AUTHZ_PROXY_ADMIN", Severity.INFO, "input", ref, path,
+        f"{ref.kind} {ref.namespace}/{ref.name} only authorizes the Linkerd proxy's own port "
+        f"(Server {', '.join(sorted(s.ref.name for s in named))}), which no other mesh has; "
+        "not carried over",
+        "Protect the target proxy's admin and metrics ports as its documentation says.")
 
 
 def policy_sources(reader: LinkerdReader, policy: str) -> tuple[AuthzSource, ...]:

@@ -86,6 +86,16 @@ def _identities(reader: LinkerdReader, f: Fields, path: str) -> tuple[list[Authz
     return out, lost
 
 
+EVERY_ADDRESS = frozenset({"0.0.0.0/0", "::/0"})
+"""The networks Linkerd assumes when a client says none (policy-controller: an unset
+``networks`` means every IPv4 and IPv6 address); naming both restricts nothing."""
+
+
+def covers_every_address(cidrs: tuple[str, ...]) -> bool:
+    """Whether client networks admit any address, i.e. do not restrict the client at all."""
+    return EVERY_ADDRESS <= set(cidrs)
+
+
 def _networks(f: Fields, path: str) -> tuple[tuple[str, ...], bool]:
     cidrs, negated = [], False
     for i, net in enumerate(f.list(path)):
@@ -208,6 +218,8 @@ def read_server_authorization(reader: LinkerdReader, f: Fields, graph: MeshGraph
         if f.peek("spec.server.selector") is not None else None
     name = f.string("spec.server.name")
     cidrs, negated = _networks(f, "spec.client.networks")
+    if covers_every_address(cidrs) and not negated:
+        cidrs = ()  # 0.0.0.0/0 and ::/0: no network restriction (the emojivoto web-public case)
     narrowing = ["authz.source.negated"] if negated else []
     identities: list[AuthzSource] | None
     if f.get("spec.client.unauthenticated") is True:

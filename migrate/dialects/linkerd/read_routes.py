@@ -395,11 +395,28 @@ def _operation(m: RouteMatch, narrowing: set[str]) -> AuthzOperation | None:
             paths = (m.path.value,)
         elif m.path.kind == "prefix":
             paths = (m.path.value + "*",)  # Istio-style prefix: "/x/*"
+        elif _literal_prefix(m.path.value) is not None:
+            # An anchored "<literal>.*" (how writers spell a raw string prefix, which Gateway
+            # API's segment-aware PathPrefix cannot) is exactly Istio's "<literal>*".
+            paths = (_literal_prefix(m.path.value) + "*",)  # type: ignore[operator]
         else:
             narrowing.add("authz.operation.regex")
             return None
     methods = (m.method.value,) if m.method else ()
     return AuthzOperation(methods=methods, paths=paths, origin_path=m.origin_path)
+
+
+_REGEX_META = frozenset("\\.^$*+?()[]{}|")
+
+
+def _literal_prefix(regex: str) -> str | None:
+    """The literal a path regex of the form ``<literal>.*`` starts with (Linkerd anchors path
+    regexes, so it matches exactly the paths with that raw prefix); None for any other
+    regex."""
+    if not regex.endswith(".*"):
+        return None
+    head = regex[:-2]
+    return head if head.startswith("/") and not _REGEX_META & set(head) else None
 
 
 def _merge_paths(ops: list[AuthzOperation]) -> tuple[AuthzOperation, ...]:

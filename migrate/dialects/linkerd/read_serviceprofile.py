@@ -8,7 +8,8 @@
 - ``isRetryable`` retries failures (5xx unless ``responseClasses`` say otherwise) for as
   long as the Service's retry budget allows; there is no per-request attempt count. The IR
   needs one, so it gets 1 (the limit Linkerd's annotation retries default to) and the budget
-  is recorded as a ``destination.retry_budget`` use.
+  is recorded as a ``destination.retry_budget`` use: at ``spec.retryBudget`` when the profile
+  sets one, else at each retryable route (the controller's default budget applies).
 - linkerd-smi turns a TrafficSplit into ``dstOverrides`` on the apex Service's profile
   (linkerd-smi v0.2.7 pkg/adaptor/controller.go), so both are read the same way.
 - A profile with routes or dstOverrides overrides the Service's HTTPRoutes and its retry and
@@ -106,6 +107,14 @@ def _route(f: Fields, path: str, index: int, backends: tuple[Backend, ...]) -> R
     if retryable is True:
         retry = Retry(attempts=1, retry_on=("5xx",), origin_path=join(path, "isRetryable"))
         f.note("route.retry", join(path, "isRetryable"))
+        if f.peek("spec.retryBudget") is None:
+            # Without spec.retryBudget the route still retries within a budget: the
+            # destination controller's default (retryRatio 0.2, minRetriesPerSecond 10,
+            # ttl 10s; linkerd2 controller/api/destination/profile_translator.go). The
+            # fixed count the IR carries is a change of meaning, reported where it starts.
+            f.note("destination.retry_budget", join(path, "isRetryable"),
+                   "Linkerd's default retry budget (20% extra load, at least 10 retries/s), "
+                   "written as 1 retry")
     elif retryable not in (None, False):
         f.invalid(join(path, "isRetryable"), "expected true or false")
     if timeout:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from migrate.dialects import kube
 from migrate.dialects.base import ReadResult, Reader
 from migrate.dialects.fields import Fields
 from migrate.dialects.kube import POD_TEMPLATE
@@ -36,8 +37,8 @@ from migrate.dialects.linkerd.read_state import (
 from migrate.errors import InputProblem
 from migrate.ir.graph import MeshGraph
 from migrate.ir.model import ServiceKey
-from migrate.losses import LossLog
-from migrate.sources.model import SourceResult
+from migrate.losses import LossLog, Severity
+from migrate.sources.model import CLUSTER_SCOPED, SourceResult
 
 POLICY, LINKERD, WORKLOAD, SPLIT, GW = ("policy.linkerd.io", "linkerd.io", "workload.linkerd.io",
                                         "split.smi-spec.io", "gateway.networking.k8s.io")
@@ -103,7 +104,42 @@ class LinkerdReader(Reader):
     def read(self, source: SourceResult) -> ReadResult:
         """Read a source; the collected state starts empty for every run."""
         self.state = LinkerdState()
-        return super().read(source)
+        result = super().read(source)
+        self._namespace_less(result)
+        return result
+
+    def _namespace_less(self, result: ReadResult) -> None:
+        """Say so when files mix objects without a namespace with objects in other namespaces.
+
+        Objects without ``metadata.namespace`` are read into ``default``, as ``kubectl apply``
+        in a default context puts them. Sets published to be applied with ``kubectl apply -n
+        <ns>`` (booksapp, the linkerd2 integration fixtures) then have their workloads in
+        ``default`` while their Servers and profiles name another namespace, so those select
+        nothing. The reader does not guess the namespace; it reports it once, on the first
+        such object, so the user can set the namespace in the files and re-run.
+        """
+        bare = sorted((raw for raw in result.objects if raw.source != "cluster"
+                       and raw.kind not in CLUSTER_SCOPED
+                       and not (raw.body.get("metadata") or {}).get("namespace")
+                       and ((raw.group, raw.kind) in kube.HANDLERS
+                            or (raw.group, raw.kind) in self.HANDLERS)),
+                      key=lambda raw: (raw.ref.kind, raw.ref.name, raw.source, raw.line))
+        explicit = sorted({str((raw.body.get("metadata") or {}).get("namespace"))
+                           for raw in result.objects
+                           if (raw.body.get("metadata") or {}).get("namespace")} - {"default"})
+        if not bare or not explicit:
+            return
+        files = sorted({raw.source for raw in bare})
+        shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+        self.losses.report(
+            "INPUT_NAMESPACE_MISSING", Severity.MANUAL, "input", bare[0].ref,
+            "metadata.namespace",
+            f"{len(bare)} objects have no namespace and were read into default (in {shown}), "
+            f"while other objects name {', '.join(explicit)}; if these files are applied with "
+            "kubectl apply -n, the plan puts their workloads and policies in the wrong namespace "
+            "and Servers or profiles there select nothing",
+            "Set metadata.namespace in the files (or render them with kustomize's namespace:) "
+            "and re-run.")
 
     def finish(self, graph: MeshGraph) -> None:
         """Resolve cross-object references into IR records."""

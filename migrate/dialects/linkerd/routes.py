@@ -262,9 +262,12 @@ def _path(ctx: RouteContext, ref: ObjectRef, rm: RouteMatch) -> dict[str, str]:
         return {"type": "RegularExpression", "value": value}
     if kind == "prefix":
         if value not in ("", "/"):
+            # The source field: Istio's match uri, Consul's http.pathPrefix.
+            field = {"consul": "http.pathPrefix"}.get(ctx.graph.mesh, "uri")
             ctx.losses.report(
-                "ROUTE_PREFIX_SEGMENT", Severity.INFO, "route.http", ref, f"{rm.origin_path}.uri",
-                f"Istio prefix {value!r} matched raw strings"
+                "ROUTE_PREFIX_SEGMENT", Severity.INFO, "route.http", ref,
+                f"{rm.origin_path}.{field}",
+                f"{ctx.graph.mesh.capitalize()} prefix {value!r} matched raw strings"
                 f"{' (e.g. ' + value + 'x)' if not value.endswith('/') else ''}; "
                 "PathPrefix matches "
                 "whole path segments"

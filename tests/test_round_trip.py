@@ -1,0 +1,508 @@
+"""Round trips A -> B -> A for the six ordered pairs: plan A -> B, take the cluster that plan
+leaves (the target's final objects, the input's Kubernetes objects with the plan's patches and
+namespace labels), read it with B's reader and plan B -> A; then read what that plan leaves
+with A's reader. The IR of the first read is compared with the middle (B) read and the last
+(A) read, in mesh-neutral terms (tests/roundtrip.py): EXACTLY which facts change, and the exact
+loss codes of both plans. Every change listed here is either the same behaviour spelled another
+way (commented) or explained by a loss code the plans report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.roundtrip import RoundTrip, round_trip, summary
+
+INPUTS = Path(__file__).parent / "golden_pairs"
+UNREAD = {"OBJECT_UNREADABLE", "FIELD_UNMODELLED", "FIELD_INVALID", "INPUT_DUPLICATE"}
+"""Codes that would mean a reader did not understand what a writer of this tool emitted."""
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What one round trip keeps, changes and reports."""
+
+    there: list[str]
+    """Loss codes of the A -> B plan."""
+    back: list[str]
+    """Loss codes of the B -> A plan."""
+    first: list[str]
+    """The first read's facts (so the case is known to exercise something)."""
+    middle_lost: list[str]
+    middle_gained: list[str]
+    home_lost: list[str]
+    home_gained: list[str]
+
+
+EXPECTED: dict[tuple[str, str, str], Expected] = {
+    ('istio', 'linkerd', '01-routing'): Expected(
+        there=[],
+        back=[],
+        first=[
+            'mtls shop/reviews-v1:9080 UNSET',
+            'mtls shop/reviews-v2:9080 UNSET',
+            'route shop/reviews [*] reviews-v1:80% reviews-v2:20% t=5000ms r=-',
+            'route shop/reviews [end-user=jason] reviews-v2:100% t=2000ms r=3/500ms/5xx',
+        ],
+        middle_lost=[],
+        middle_gained=[],
+        home_lost=[],
+        home_gained=[],
+    ),
+    # Linkerd authorizes per Server, i.e. per port: the ledger's only port (8080) joins its
+    # operations; the teller's STRICT-only access becomes an all-authenticated Server, read
+    # back as "any authenticated principal" (the same thing under STRICT).
+    ('istio', 'linkerd', '02-security'): Expected(
+        there=[],
+        back=[],
+        first=[
+            'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts/*',
+            'authz bank/ledger ALLOW sa:bank/teller -> POST /transfer',
+            'mtls bank/ledger:8080 STRICT',
+            'mtls bank/teller:8080 STRICT',
+        ],
+        middle_lost=[
+            'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts/*',
+            'authz bank/ledger ALLOW sa:bank/teller -> POST /transfer',
+        ],
+        middle_gained=[
+            'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts/* :8080',
+            'authz bank/ledger ALLOW sa:bank/teller -> POST /transfer :8080',
+            'authz bank/teller ALLOW principal=* -> :8080',
+        ],
+        home_lost=[
+            'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts/*',
+            'authz bank/ledger ALLOW sa:bank/teller -> POST /transfer',
+        ],
+        home_gained=[
+            'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts/* :8080',
+            'authz bank/ledger ALLOW sa:bank/teller -> POST /transfer :8080',
+            'authz bank/teller ALLOW principal=* -> :8080',
+        ],
+    ),
+    # Consul has no per-try timeout (CONSUL_RETRY) and enforces mTLS where Istio's default
+    # was PERMISSIVE (CONSUL_MTLS_MODE); everything else survives both ways.
+    ('istio', 'consul', '01-routing'): Expected(
+        there=['CONSUL_MTLS_MODE', 'CONSUL_RETRY', 'CONSUL_SUBSET_META'],
+        back=[],
+        first=[
+            'mtls shop/reviews-v1:9080 UNSET',
+            'mtls shop/reviews-v2:9080 UNSET',
+            'route shop/reviews [*] reviews-v1:80% reviews-v2:20% t=5000ms r=-',
+            'route shop/reviews [end-user=jason] reviews-v2:100% t=2000ms r=3/500ms/5xx',
+        ],
+        middle_lost=[
+            'mtls shop/reviews-v1:9080 UNSET',
+            'mtls shop/reviews-v2:9080 UNSET',
+            'route shop/reviews [end-user=jason] reviews-v2:100% t=2000ms r=3/500ms/5xx',
+        ],
+        middle_gained=[
+            'mtls shop/reviews-v1:9080 STRICT',
+            'mtls shop/reviews-v2:9080 STRICT',
+            'route shop/reviews [end-user=jason] reviews-v2:100% t=2000ms r=3/-/5xx',
+        ],
+        home_lost=[
+            'mtls shop/reviews-v1:9080 UNSET',
+            'mtls shop/reviews-v2:9080 UNSET',
+            'route shop/reviews [end-user=jason] reviews-v2:100% t=2000ms r=3/500ms/5xx',
+        ],
+        home_gained=[
+            'mtls shop/reviews-v1:9080 STRICT',
+            'mtls shop/reviews-v2:9080 STRICT',
+            'route shop/reviews [end-user=jason] reviews-v2:100% t=2000ms r=3/-/5xx',
+        ],
+    ),
+    ('istio', 'consul', '02-security'): Expected(
+        there=[],
+        back=[],
+        first=[
+            'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts/*',
+            'authz bank/ledger ALLOW sa:bank/teller -> POST /transfer',
+            'mtls bank/ledger:8080 STRICT',
+            'mtls bank/teller:8080 STRICT',
+        ],
+        middle_lost=[],
+        middle_gained=[],
+        home_lost=[],
+        home_gained=[],
+    ),
+    # The route's parentRef port becomes a VirtualService match port; the Linkerd writer has no
+    # per-match port, so going back drops it (ROUTE_MATCH_PORT: the only port of reviews).
+    ('linkerd', 'istio', '01-routing'): Expected(
+        there=[],
+        back=['ROUTE_MATCH_PORT', 'ROUTE_MATCH_PORT'],
+        first=[
+            'mtls shop/reviews-v1:9080 UNSET',
+            'mtls shop/reviews-v2:9080 UNSET',
+            'route shop/reviews [:9080] reviews-v1:80% reviews-v2:20% t=5000ms r=3/500ms/5xx',
+            'route shop/reviews [end-user=jason :9080] reviews-v2:100% t=2000ms r=3/500ms/5xx',
+        ],
+        middle_lost=[],
+        middle_gained=[],
+        home_lost=[
+            'route shop/reviews [:9080] reviews-v1:80% reviews-v2:20% t=5000ms r=3/500ms/5xx',
+            'route shop/reviews [end-user=jason :9080] reviews-v2:100% t=2000ms r=3/500ms/5xx',
+        ],
+        home_gained=[
+            'route shop/reviews [*] reviews-v1:80% reviews-v2:20% t=5000ms r=3/500ms/5xx',
+            'route shop/reviews [end-user=jason] reviews-v2:100% t=2000ms r=3/500ms/5xx',
+        ],
+    ),
+    # A PathPrefix is Istio's exact + prefix pair, which comes back as two operations (same
+    # requests); the teller's all-authenticated default comes back as its own Server.
+    ('linkerd', 'istio', '02-security'): Expected(
+        there=[],
+        back=[],
+        first=[
+            'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts|/accounts/* :8080',
+            'authz bank/ledger ALLOW sa:bank/teller -> POST /transfer :8080',
+            'mtls bank/ledger:8080 STRICT',
+            'mtls bank/teller:8080 STRICT',
+        ],
+        middle_lost=[],
+        middle_gained=[],
+        home_lost=[
+            'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts|/accounts/* :8080',
+        ],
+        home_gained=[
+            'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts :8080',
+            'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts/* :8080',
+            'authz bank/teller ALLOW principal=* -> :8080',
+        ],
+    ),
+    # Consul routes per service (ROUTE_MATCH_PORT, though the parentRef port is reviews' only
+    # one), has no per-try timeout (CONSUL_RETRY) and enforces mTLS where Linkerd's default
+    # admitted plaintext (CONSUL_MTLS_MODE); the allow-all intentions come back as
+    # all-authenticated Servers. consul-k8s cannot register pods under two Services (reviews
+    # and reviews-v1): CONSUL_POD_SERVICES.
+    ('linkerd', 'consul', '01-routing'): Expected(
+        there=['CONSUL_MTLS_MODE', 'CONSUL_POD_SERVICES', 'CONSUL_POD_SERVICES', 'CONSUL_RETRY',
+               'ROUTE_MATCH_PORT'],
+        back=[],
+        first=[
+            'mtls shop/reviews-v1:9080 UNSET',
+            'mtls shop/reviews-v2:9080 UNSET',
+            'route shop/reviews [:9080] reviews-v1:80% reviews-v2:20% t=5000ms r=3/500ms/5xx',
+            'route shop/reviews [end-user=jason :9080] reviews-v2:100% t=2000ms r=3/500ms/5xx',
+        ],
+        middle_lost=[
+            'mtls shop/reviews-v1:9080 UNSET',
+            'mtls shop/reviews-v2:9080 UNSET',
+            'route shop/reviews [:9080] reviews-v1:80% reviews-v2:20% t=5000ms r=3/500ms/5xx',
+            'route shop/reviews [end-user=jason :9080] reviews-v2:100% t=2000ms r=3/500ms/5xx',
+        ],
+        middle_gained=[
+            'mtls shop/reviews-v1:9080 STRICT',
+            'mtls shop/reviews-v2:9080 STRICT',
+            'route shop/reviews [*] reviews-v1:80% reviews-v2:20% t=5000ms r=3/-/5xx',
+            'route shop/reviews [end-user=jason] reviews-v2:100% t=2000ms r=3/-/5xx',
+        ],
+        home_lost=[
+            'mtls shop/reviews-v1:9080 UNSET',
+            'mtls shop/reviews-v2:9080 UNSET',
+            'route shop/reviews [:9080] reviews-v1:80% reviews-v2:20% t=5000ms r=3/500ms/5xx',
+            'route shop/reviews [end-user=jason :9080] reviews-v2:100% t=2000ms r=3/500ms/5xx',
+        ],
+        home_gained=[
+            'authz shop/reviews-v1 ALLOW principal=* -> :9080',
+            'authz shop/reviews-v2 ALLOW principal=* -> :9080',
+            'mtls shop/reviews-v1:9080 STRICT',
+            'mtls shop/reviews-v2:9080 STRICT',
+            'route shop/reviews [*] reviews-v1:80% reviews-v2:20% t=5000ms r=3/-/5xx',
+            'route shop/reviews [end-user=jason] reviews-v2:100% t=2000ms r=3/-/5xx',
+        ],
+    ),
+    # Intentions carry no port (the ledger has one); PathPrefix /accounts/ is Consul's exact
+    # /accounts plus prefix /accounts/, two permissions that come back as two operations.
+    ('linkerd', 'consul', '02-security'): Expected(
+        there=[],
+        back=[],
+        first=[
+            'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts|/accounts/* :8080',
+            'authz bank/ledger ALLOW sa:bank/teller -> POST /transfer :8080',
+            'mtls bank/ledger:8080 STRICT',
+            'mtls bank/teller:8080 STRICT',
+        ],
+        middle_lost=[
+            'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts|/accounts/* :8080',
+            'authz bank/ledger ALLOW sa:bank/teller -> POST /transfer :8080',
+        ],
+        middle_gained=[
+            'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts',
+            'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts/*',
+            'authz bank/ledger ALLOW sa:bank/teller -> POST /transfer',
+        ],
+        home_lost=[
+            'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts|/accounts/* :8080',
+        ],
+        home_gained=[
+            'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts :8080',
+            'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts/* :8080',
+            'authz bank/teller ALLOW principal=* -> :8080',
+        ],
+    ),
+    ('consul', 'istio', '01-routing'): Expected(
+        there=[],
+        back=['CONSUL_SUBSET_META'],
+        first=[
+            'authz shop/reviews-v1 ALLOW nothing',
+            'authz shop/reviews-v2 ALLOW nothing',
+            'mtls shop/reviews-v1:9080 STRICT',
+            'mtls shop/reviews-v2:9080 STRICT',
+            'route shop/reviews [*] reviews-v1:80% reviews-v2:20% t=5000ms r=-',
+            'route shop/reviews [end-user=jason] reviews-v2:100% t=2000ms r=3/-/5xx',
+        ],
+        middle_lost=[],
+        middle_gained=[],
+        home_lost=[],
+        home_gained=[],
+    ),
+    ('consul', 'istio', '02-security'): Expected(
+        there=[],
+        back=[],
+        first=[
+            'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts/*',
+            'authz bank/ledger ALLOW sa:bank/teller -> POST /transfer',
+            'authz bank/teller ALLOW nothing',
+            'mtls bank/ledger:8080 STRICT',
+            'mtls bank/teller:8080 STRICT',
+        ],
+        middle_lost=[],
+        middle_gained=[],
+        home_lost=[],
+        home_gained=[],
+    ),
+    # Linkerd spells subsets as per-version Services, which consul-k8s cannot register next to
+    # reviews (CONSUL_POD_SERVICES) on the way back; the routing itself survives.
+    ('consul', 'linkerd', '01-routing'): Expected(
+        there=[],
+        back=['CONSUL_POD_SERVICES', 'CONSUL_POD_SERVICES'],
+        first=[
+            'authz shop/reviews-v1 ALLOW nothing',
+            'authz shop/reviews-v2 ALLOW nothing',
+            'mtls shop/reviews-v1:9080 STRICT',
+            'mtls shop/reviews-v2:9080 STRICT',
+            'route shop/reviews [*] reviews-v1:80% reviews-v2:20% t=5000ms r=-',
+            'route shop/reviews [end-user=jason] reviews-v2:100% t=2000ms r=3/-/5xx',
+        ],
+        middle_lost=[],
+        middle_gained=[],
+        home_lost=[],
+        home_gained=[],
+    ),
+    # Linkerd authorizes per Server, so the ledger's only port joins the operations.
+    ('consul', 'linkerd', '02-security'): Expected(
+        there=[],
+        back=[],
+        first=[
+            'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts/*',
+            'authz bank/ledger ALLOW sa:bank/teller -> POST /transfer',
+            'authz bank/teller ALLOW nothing',
+            'mtls bank/ledger:8080 STRICT',
+            'mtls bank/teller:8080 STRICT',
+        ],
+        middle_lost=[
+            'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts/*',
+            'authz bank/ledger ALLOW sa:bank/teller -> POST /transfer',
+        ],
+        middle_gained=[
+            'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts/* :8080',
+            'authz bank/ledger ALLOW sa:bank/teller -> POST /transfer :8080',
+        ],
+        home_lost=[],
+        home_gained=[],
+    ),
+    # Mirror, fault, pool limits and the DENY are gone for good (reported there); the outlier
+    # detection that became failure accrual comes back approximated (reported back).
+    ('istio', 'linkerd', '03-losses'): Expected(
+        there=[
+            'AUTHZ_DENY', 'DESTINATION_CONNECTION_POOL', 'DESTINATION_OUTLIER_DETECTION',
+            'ROUTE_FAULT_DELAY', 'ROUTE_MIRROR', 'ROUTE_RETRY_DEFAULT',
+        ],
+        back=['DESTINATION_OUTLIER_DETECTION'],
+        first=[
+            'mtls shop/reviews-shadow:9080 UNSET',
+            'mtls shop/reviews:9080 UNSET',
+        ],
+        middle_lost=[],
+        middle_gained=[],
+        home_lost=[],
+        home_gained=[],
+    ),
+    # Consul enforces mTLS where Istio's default was PERMISSIVE (CONSUL_MTLS_MODE).
+    ('istio', 'consul', '03-losses'): Expected(
+        there=[
+            'CONSUL_AUTHZ_DENY_UNMODELLED', 'CONSUL_MTLS_MODE', 'DESTINATION_CONNECTION_POOL',
+            'DESTINATION_OUTLIER_DETECTION', 'ROUTE_FAULT_DELAY', 'ROUTE_MIRROR',
+            'ROUTE_RETRY_DEFAULT',
+        ],
+        back=[],
+        first=[
+            'mtls shop/reviews-shadow:9080 UNSET',
+            'mtls shop/reviews:9080 UNSET',
+        ],
+        middle_lost=[
+            'mtls shop/reviews-shadow:9080 UNSET',
+            'mtls shop/reviews:9080 UNSET',
+        ],
+        middle_gained=[
+            'mtls shop/reviews-shadow:9080 STRICT',
+            'mtls shop/reviews:9080 STRICT',
+        ],
+        home_lost=[
+            'mtls shop/reviews-shadow:9080 UNSET',
+            'mtls shop/reviews:9080 UNSET',
+        ],
+        home_gained=[
+            'mtls shop/reviews-shadow:9080 STRICT',
+            'mtls shop/reviews:9080 STRICT',
+        ],
+    ),
+    ('linkerd', 'istio', '03-losses'): Expected(
+        there=['DESTINATION_RETRY_BUDGET', 'ROUTE_SHADOWED'],
+        back=[],
+        first=[
+            'authz shop/reviews ALLOW ip:10.8.0.0/16 -> :9080',
+            'mtls shop/reviews:9080 UNSET',
+            'route shop/reviews [path=regex:/reviews method=GET] reviews:100% t=1000ms r=1/-/5xx',
+        ],
+        middle_lost=[],
+        middle_gained=[],
+        home_lost=[],
+        home_gained=[],
+    ),
+    # Intentions cannot match client addresses: the CIDR-only allow fails closed
+    # (CONSUL_AUTHZ_SOURCE); Consul enforces mTLS (CONSUL_MTLS_MODE).
+    ('linkerd', 'consul', '03-losses'): Expected(
+        there=[
+            'CONSUL_AUTHZ_SOURCE', 'CONSUL_MTLS_MODE', 'DESTINATION_RETRY_BUDGET',
+            'ROUTE_SHADOWED',
+        ],
+        back=[],
+        first=[
+            'authz shop/reviews ALLOW ip:10.8.0.0/16 -> :9080',
+            'mtls shop/reviews:9080 UNSET',
+            'route shop/reviews [path=regex:/reviews method=GET] reviews:100% t=1000ms r=1/-/5xx',
+        ],
+        middle_lost=[
+            'authz shop/reviews ALLOW ip:10.8.0.0/16 -> :9080',
+            'mtls shop/reviews:9080 UNSET',
+        ],
+        middle_gained=[
+            'authz shop/reviews ALLOW nothing',
+            'mtls shop/reviews:9080 STRICT',
+        ],
+        home_lost=[
+            'authz shop/reviews ALLOW ip:10.8.0.0/16 -> :9080',
+            'mtls shop/reviews:9080 UNSET',
+        ],
+        home_gained=[
+            'authz shop/reviews ALLOW nothing',
+            'mtls shop/reviews:9080 STRICT',
+        ],
+    ),
+    # The header-narrowed permission has no IR form and fails closed (AUTHZ_OPERATION_REGEX).
+    ('consul', 'istio', '03-losses'): Expected(
+        there=[
+            'AUTHZ_OPERATION_REGEX', 'DESTINATION_CONNECTION_POOL', 'MULTICLUSTER',
+            'ROUTE_REWRITE',
+        ],
+        back=[],
+        first=[
+            'authz shop/reviews ALLOW sa:shop/web -> /*',
+            'authz shop/web ALLOW nothing',
+            'mtls shop/reviews:9080 STRICT',
+            'mtls shop/web:8080 STRICT',
+            'route shop/reviews [path=prefix:/v1/] reviews:100% t=- r=-',
+        ],
+        middle_lost=[
+            'authz shop/reviews ALLOW sa:shop/web -> /*',
+        ],
+        middle_gained=[
+            'authz shop/reviews ALLOW nothing',
+        ],
+        home_lost=[
+            'authz shop/reviews ALLOW sa:shop/web -> /*',
+        ],
+        home_gained=[
+            'authz shop/reviews ALLOW nothing',
+        ],
+    ),
+    # As to Istio, plus Consul's raw prefix /v1/ becoming a segment prefix that also matches
+    # /v1 (ROUTE_PREFIX_SEGMENT).
+    ('consul', 'linkerd', '03-losses'): Expected(
+        there=[
+            'AUTHZ_OPERATION_REGEX', 'DESTINATION_CONNECTION_POOL', 'MULTICLUSTER',
+            'ROUTE_PREFIX_SEGMENT', 'ROUTE_REWRITE',
+        ],
+        back=[],
+        first=[
+            'authz shop/reviews ALLOW sa:shop/web -> /*',
+            'authz shop/web ALLOW nothing',
+            'mtls shop/reviews:9080 STRICT',
+            'mtls shop/web:8080 STRICT',
+            'route shop/reviews [path=prefix:/v1/] reviews:100% t=- r=-',
+        ],
+        middle_lost=[
+            'authz shop/reviews ALLOW sa:shop/web -> /*',
+        ],
+        middle_gained=[
+            'authz shop/reviews ALLOW nothing',
+            'route shop/reviews [path=/v1] reviews:100% t=- r=-',
+        ],
+        home_lost=[
+            'authz shop/reviews ALLOW sa:shop/web -> /*',
+        ],
+        home_gained=[
+            'authz shop/reviews ALLOW nothing',
+            'route shop/reviews [path=/v1] reviews:100% t=- r=-',
+        ],
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def trips(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str, str], RoundTrip]:
+    """Every round trip, run once for the tests below."""
+    out = {}
+    for key in sorted(EXPECTED):
+        source, target, case = key
+        out[key] = round_trip(source, target, INPUTS / f"{source}-to-{target}" / case /
+                              "input.yaml", tmp_path_factory.mktemp("-".join(key)))
+    return out
+
+
+def test_every_pair_makes_routing_security_and_loss_round_trips():
+    pairs = {(s, t) for s, t, _ in EXPECTED}
+    assert len(pairs) == 6
+    for s, t in pairs:
+        assert {c for a, b, c in EXPECTED if (a, b) == (s, t)} == {"01-routing", "02-security",
+                                                                  "03-losses"}
+
+
+@pytest.mark.parametrize("key", sorted(EXPECTED), ids="-".join)
+def test_round_trip_reads_its_own_output(trips: dict[tuple[str, str, str], RoundTrip],
+                                         key: tuple[str, str, str]):
+    trip = trips[key]
+    for plan in (trip.there, trip.back, trip.home):
+        assert plan.problems == []
+        assert plan.plan.equivalence is not None and plan.plan.equivalence.not_evaluated == ""
+        assert plan.plan.equivalence.probes > 0
+        assert plan.plan.equivalence.unexplained == []
+        assert sorted({loss.code for loss in plan.losses} & UNREAD) == []
+
+
+@pytest.mark.parametrize("key", sorted(EXPECTED), ids="-".join)
+def test_round_trip_keeps_exactly_what_is_expected(trips: dict[tuple[str, str, str], RoundTrip],
+                                                   key: tuple[str, str, str]):
+    trip, want = trips[key], EXPECTED[key]
+    first, middle, home = (summary(p.read.graph).facts()
+                           for p in (trip.there, trip.back, trip.home))
+    assert sorted(loss.code for loss in trip.there.losses) == want.there
+    assert sorted(loss.code for loss in trip.back.losses) == want.back
+    assert sorted(first) == want.first
+    assert (sorted(first - middle), sorted(middle - first)) == (want.middle_lost,
+                                                               want.middle_gained)
+    assert (sorted(first - home), sorted(home - first)) == (want.home_lost, want.home_gained)
