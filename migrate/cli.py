@@ -154,13 +154,16 @@ def _target_versions() -> str:
               help="Check every emitted manifest against the CRDs in these files or folders "
                    "(e.g. `linkerd install --crds` output), or against the target's CRDs "
                    "installed in the cluster (`cluster`, read-only); repeatable.")
+@click.option("--no-verify", "no_verify", is_flag=True,
+              help="Skip the equivalence and coexistence checks at the end (they take longer "
+                   "than planning on very large meshes); run `meshmigrate verify` later.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the loss summary line.")
 @cluster_options
 def plan(source: str, target: str, paths: tuple[str, ...], output: Path, target_version: str,
          order: str, fail_on: str | None, trust_domain: str, root_namespace: str,
          linkerd_default_policy: str, consul_default_intention: str,
          consul_inject_default: bool, istio_routes: str,
-         validate_with: tuple[str, ...], quiet: bool, kubeconfig: str | None,
+         validate_with: tuple[str, ...], no_verify: bool, quiet: bool, kubeconfig: str | None,
          context: str | None, namespaces: tuple[str, ...], all_namespaces: bool,
          request_timeout: float) -> None:
     """Plan a migration and write RUNBOOK.md, plan.json and steps/ to -o DIR.
@@ -181,7 +184,7 @@ def plan(source: str, target: str, paths: tuple[str, ...], output: Path, target_
                           linkerd_default_policy=linkerd_default_policy,
                           consul_default_intention=consul_default_intention,
                           consul_inject_default=consul_inject_default,
-                          istio_routes=istio_routes,
+                          istio_routes=istio_routes, verify=not no_verify,
                           stdin=sys.stdin.buffer, cluster=None if paths else cluster)
     status = _run(lambda: _plan(options, output, fail_on, validate_with, quiet))
     sys.exit(int(status))

@@ -181,3 +181,19 @@ def test_reading_files_never_imports_the_kubernetes_client():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "False"
+
+
+def test_no_verify_skips_the_checks_and_says_so(tmp_path: Path):
+    checked = run("plan", "--from", "istio", "--to", "linkerd", "-f", SHOP, "-o",
+                  str(tmp_path / "checked"))
+    skipped = run("plan", "--from", "istio", "--to", "linkerd", "-f", SHOP, "-o",
+                  str(tmp_path / "skipped"), "--no-verify")
+    assert checked.exit_code == skipped.exit_code == 0
+    full = json.loads((tmp_path / "checked" / "plan.json").read_text())
+    bare = json.loads((tmp_path / "skipped" / "plan.json").read_text())
+    assert full["equivalence"]["probes"] > 0 and full["coexistence"]
+    assert bare["equivalence"] is None and bare["coexistence"] is None
+    assert bare["steps"] == full["steps"]  # the plan itself is the same
+    runbook = (tmp_path / "skipped" / "RUNBOOK.md").read_text()
+    assert "checks were skipped" in runbook and "meshmigrate verify" in runbook
+    assert "equivalence:" not in skipped.stderr

@@ -59,6 +59,10 @@ def render_runbook(plan: Plan) -> str:
     add(_mermaid(plan))
     if plan.equivalence is not None:
         out.extend(_equivalence(plan))
+    else:
+        out += ["## Checks\n", "The equivalence and coexistence checks were skipped "
+                "(`--no-verify`). Run them before applying anything: `meshmigrate verify "
+                f"--from {plan.source} -f <the same input> --plan <this folder>`.\n"]
     if plan.coexistence is not None:
         out += ["## Coexistence check\n",
                 "For each step, every call between namespaces evaluated in the mixed state "

@@ -64,10 +64,8 @@ def identity_id(namespace: str, service_account: str) -> str:
 
 def selects(selector: Labels | None, pod_labels: Labels) -> bool:
     """Whether a matchLabels selector picks pods with these labels (None picks all)."""
-    if selector is None:
-        return True
-    have = dict(pod_labels)
-    return all(have.get(k) == v for k, v in selector)
+    # Labels are sorted (key, value) pairs with unique keys: containment is subset.
+    return selector is None or set(selector) <= set(pod_labels)
 
 
 class MeshGraph:
@@ -80,6 +78,8 @@ class MeshGraph:
         self._by_type: dict[type, list[object]] = {}
         self._by_namespace: dict[tuple[type, str], list[object]] = {}
         self._indexed: set[type] = set()
+        self._selected_by: dict[str, list[Service]] = {}
+        """Workload node key -> the Services selecting it (filled by link())."""
 
     # -- building -------------------------------------------------------------------------
     def add(self, record: object) -> None:
@@ -95,6 +95,7 @@ class MeshGraph:
 
     def link(self) -> None:
         """Derive the typed edges once every record is in."""
+        self._selected_by = {}
         services = {s.key: s for s in self.of(Service)}
         workloads_by_ns: dict[str, list[Workload]] = defaultdict(list)
         for w in self.of(Workload):
@@ -105,6 +106,7 @@ class MeshGraph:
             for w in workloads_by_ns[svc.key.namespace]:
                 if selects(svc.selector, w.pod_labels):
                     self.g.add_edge(node_id(svc), node_id(w), type=SELECTS)
+                    self._selected_by.setdefault(node_id(w), []).append(svc)
         for route in self.of(Route):
             for host in route.hosts:
                 self._edge_to_service(route, host, ATTACHES, services)
@@ -182,10 +184,9 @@ class MeshGraph:
 
     def services_of(self, workload: Workload) -> list[Service]:
         """Services that select a workload's pods."""
-        wid = node_id(workload)
-        found = [self.g.nodes[u]["obj"] for u, _, t in self.g.in_edges(wid, data="type")
-                 if t == SELECTS]
-        return sorted(found, key=lambda s: s.key)
+        # Indexed when link() adds the SELECTS edges (a scan of the node's in-edges per call
+        # cost more than the rest of the policy writer on large meshes).
+        return sorted(self._selected_by.get(node_id(workload), []), key=lambda s: s.key)
 
     def edges(self, kind: str) -> Iterator[tuple[str, str]]:
         """(source, target) node keys of every edge of one type, sorted."""

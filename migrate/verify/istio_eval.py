@@ -229,8 +229,12 @@ class IstioEvaluator:
         mode, pa_src = self._mtls_mode(info.namespace, labels, port)
         if mode == "STRICT" and not probe.client.authenticated:
             return False, pa_src
-        applying = [p for p in self.ap.in_ns(info.namespace, self.root)
-                    if self._applies(p, info.namespace, labels)]
+        cache: dict[Any, list[dict[str, Any]]] = self.__dict__.setdefault("_applying", {})
+        key = (info.namespace, info.labels)
+        if key not in cache:  # the same pods are asked about for every probe
+            cache[key] = [p for p in self.ap.in_ns(info.namespace, self.root)
+                          if self._applies(p, info.namespace, labels)]
+        applying = cache[key]
         for action in ("CUSTOM", "DENY"):
             for p in applying:
                 if str(dig(p, "spec", "action", default="ALLOW")) == action and \

@@ -122,14 +122,9 @@ class LinkerdEvaluator:
         if info is None:
             return True, ()
         number, name = self.world.target_port(probe.namespace, probe.service, port, info)
-        labels = dict(info.labels)
-        server = next((s for s in sorted(self.servers.in_ns(info.namespace),
-                                         key=lambda s: dig(s, "metadata", "name"))
-                       if _ns(s) == info.namespace
-                       and dig(s, "spec", "port") in (number, name)
-                       and all(labels.get(k) == v for k, v in
-                               dig(s, "spec", "podSelector", "matchLabels", default={}).items())),
-                      None)
+        pod = set(info.labels)
+        server = next((s for s, s_port, selector in self._servers_by_name(info.namespace)
+                       if s_port in (number, name) and selector <= pod), None)
         if server is None:
             key = "config.linkerd.io/default-inbound-policy"
             default = dict(info.annotations).get(key) or self.world.namespaces.get(
@@ -153,20 +148,54 @@ class LinkerdEvaluator:
             if best is None:
                 return False, src
             route_name = best[1]
-        for p in self.policies.in_ns(info.namespace):
-            if _ns(p) != info.namespace:
-                continue
-            target = dig(p, "spec", "targetRef", default={})
-            hits = (target.get("kind") == "Server" and target.get("name") == sname) or \
-                (target.get("kind") == "HTTPRoute" and target.get("name") == route_name) or \
-                (target.get("kind") == "Namespace" and target.get("name") == info.namespace)
+        for p, kind, target in self._policy_targets(info.namespace):
+            hits = (kind == "Server" and target == sname) or \
+                (kind == "HTTPRoute" and target == route_name) or \
+                (kind == "Namespace" and target == info.namespace)
             if hits and self._refs_hold(p, probe):
                 return True, (_ref(p),)
-        for sa in sorted(self.server_authorizations.in_ns(info.namespace), key=_ref):
+        for sa in self._authorizations_sorted(info.namespace):
             if self._authorizes(sa, server) and self._client_ok(sa, probe):
                 return True, (_ref(sa),)
         access = str(dig(server, "spec", "accessPolicy", default="deny"))
         return self._default_allows(access, probe), src
+
+    def _policy_targets(self, namespace: str) -> list[tuple[dict[str, Any], Any, Any]]:
+        """A namespace's AuthorizationPolicies with their targetRef kind and name, in input
+        order (worked out once, asked for every probe)."""
+        cache: dict[str, list[tuple[dict[str, Any], Any, Any]]] = \
+            self.__dict__.setdefault("_targets", {})
+        if namespace not in cache:
+            found = []
+            for p in self.policies.in_ns(namespace):
+                target = dig(p, "spec", "targetRef", default={})
+                if _ns(p) == namespace and isinstance(target, dict):
+                    found.append((p, target.get("kind"), target.get("name")))
+            cache[namespace] = found
+        return cache[namespace]
+
+    def _authorizations_sorted(self, namespace: str) -> list[dict[str, Any]]:
+        """A namespace's ServerAuthorizations in a stable order (sorted once)."""
+        cache: dict[str, list[dict[str, Any]]] = self.__dict__.setdefault("_sas", {})
+        if namespace not in cache:
+            cache[namespace] = sorted(self.server_authorizations.in_ns(namespace), key=_ref)
+        return cache[namespace]
+
+    def _servers_by_name(self, namespace: str
+                         ) -> list[tuple[dict[str, Any], Any, set[tuple[str, str]]]]:
+        """A namespace's Servers sorted by name, each with its port and its podSelector
+        matchLabels as pairs (worked out once, asked for every probe)."""
+        cache: dict[str, list[tuple[dict[str, Any], Any, set[tuple[str, str]]]]] = \
+            self.__dict__.setdefault("_sorted_servers", {})
+        if namespace not in cache:
+            servers = sorted((s for s in self.servers.in_ns(namespace) if _ns(s) == namespace),
+                             key=lambda s: str(dig(s, "metadata", "name")))
+            cache[namespace] = [
+                (s, dig(s, "spec", "port"),
+                 {(str(k), str(v)) for k, v in
+                  dig(s, "spec", "podSelector", "matchLabels", default={}).items()})
+                for s in servers]
+        return cache[namespace]
 
     def policy_refs(self, workload: str) -> set[str]:
         """Source objects that decide a workload's inbound policy (their losses may explain an

@@ -87,6 +87,8 @@ class World:
         self.services: dict[tuple[str, str], ServiceInfo] = {}
         self.workloads: dict[str, list[WorkloadInfo]] = {}
         self.namespaces: dict[str, dict[str, str]] = {}
+        self._selected: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[str, ...]] = {}
+        """select() answers; every change to the workloads clears it."""
         for obj in objects:
             try:
                 self._add(obj)
@@ -94,6 +96,7 @@ class World:
                 continue  # a damaged object: the reader has reported it already
 
     def _add(self, obj: Any) -> None:
+        self._selected.clear()
         if isinstance(obj, dict):
             kind = obj.get("kind")
             meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
@@ -133,6 +136,7 @@ class World:
         kind = obj.get("kind")
         if kind not in _TEMPLATE or not _TEMPLATE[kind]:
             return
+        self._selected.clear()
         meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
         ns, name = str(meta.get("namespace") or "default"), str(meta.get("name", ""))
         template = dig(obj, *_TEMPLATE[kind], default={})
@@ -179,8 +183,14 @@ class World:
         """Workloads of a namespace whose pods carry all ``labels`` (empty: none)."""
         if not labels:
             return ()
-        return tuple(sorted(w.id for w in self.workloads.get(namespace, [])
-                            if all(dict(w.labels).get(k) == v for k, v in labels.items())))
+        key = (namespace, tuple(sorted((str(k), str(v)) for k, v in labels.items())))
+        found = self._selected.get(key)
+        if found is None:  # evaluators ask the same selectors for every probe
+            wanted = set(key[1])
+            found = tuple(sorted(w.id for w in self.workloads.get(namespace, [])
+                                 if wanted <= set(w.labels)))
+            self._selected[key] = found
+        return found
 
     def backend(self, namespace: str, labels: dict[str, str]) -> str:
         """How a backend is named in outcomes: the workloads it reaches, or, where the input

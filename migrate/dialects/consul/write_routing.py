@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import copy
 import re
-from dataclasses import replace
 from typing import Any
 
 from migrate.dialects.consul.write_context import ConsulContext, need_l7
 from migrate.dialects.consul.write_subsets import consul_subset
-from migrate.dialects.gatewayapi.precedence import overlaps, rank
+from migrate.dialects.gatewayapi.precedence import merge_routes
 from migrate.durations import gateway_duration
 from migrate.ir.model import Backend, HeaderOps, Route, RouteMatch, Rule, ServiceKey, StringMatch
 from migrate.losses import ObjectRef, Severity
@@ -139,36 +138,9 @@ def _router(ctx: ConsulContext, parts: list[Route], host: ServiceKey) -> bool:
 
 def _ordered(ctx: ConsulContext, entries: list[tuple[Route, Rule]]
              ) -> list[tuple[Route, Rule]]:
-    """Rules of several Gateway API routes on one parent as one first-match list: split per
-    match and stably sorted most specific first (Gateway API precedence; the same order the
-    Istio writer gives a VirtualService). Equally specific overlapping matches of different
-    routes were decided by route age, which the input does not carry: ``ROUTE_ORDER``."""
-    split: list[tuple[Route, Rule]] = []
-    for route, rule in entries:
-        if len(rule.matches) <= 1:
-            split.append((route, rule))
-            continue
-        for m in rule.matches:
-            split.append((route, replace(rule, matches=(m,))))
-
-    def key(entry: tuple[Route, Rule]) -> tuple[int, int, int, int]:
-        r = rank(entry[1].matches[0] if entry[1].matches else None)
-        return (-r[0], -r[1], -r[2], -r[3])
-
-    ordered = sorted(split, key=key)
-    for i, (ra, a) in enumerate(ordered):
-        for rb, b in ordered[i + 1:]:
-            ma = a.matches[0] if a.matches else None
-            mb = b.matches[0] if b.matches else None
-            if ra.origin.ref != rb.origin.ref and rank(ma) == rank(mb) and overlaps(ma, mb):
-                ctx.losses.report(
-                    "ROUTE_ORDER", Severity.DEGRADED, "route.http", rb.origin.ref, b.origin_path,
-                    f"{b.origin_path} of {rb.origin.ref} and {a.origin_path} of {ra.origin.ref} "
-                    "are equally specific; Gateway API let the older route win, which the input "
-                    f"does not say; the ServiceRouter tries {ra.origin.ref} first",
-                    "Make the two matches distinct, or check which route is older and reorder "
-                    "the ServiceRouter routes by hand.")
-    return ordered
+    """Rules of several Gateway API routes on one parent as one first-match list (the same
+    order the Istio writer gives a VirtualService)."""
+    return merge_routes(entries, ctx.losses, "the ServiceRouter")
 
 
 def _destination(ctx: ConsulContext, route: Route, rule: Rule, host: ServiceKey, proto: str,

@@ -17,9 +17,10 @@ meaning. Otherwise the meaning changes and the pair is reported.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from migrate.ir.model import RouteMatch, Rule, StringMatch
+from migrate.ir.model import Route, RouteMatch, Rule, StringMatch
+from migrate.losses import LossLog, Severity
 
 _WHOLE = 1 << 30  # rank of a match that consumes the whole path (Exact, RegularExpression)
 
@@ -150,3 +151,42 @@ def analyse(rules: tuple[Rule, ...]) -> list[Inversion]:
                 continue
             found.append(Inversion((ri, mi), (rj, mj), contains(a, b)))
     return found
+
+
+def merge_routes(entries: list[tuple[Route, Rule]], losses: LossLog, target: str
+                 ) -> list[tuple[Route, Rule]]:
+    """Rules of several Gateway API routes on one parent as one first-match list, for a
+    first-match target (an Istio VirtualService, a Consul ServiceRouter).
+
+    Each rule is split per match and the list stably sorted most specific first (Gateway API
+    precedence, :func:`rank`). Equally specific overlapping matches of different routes were
+    decided by route age, which the input does not carry: each such pair is ``ROUTE_ORDER``.
+    ``target`` names the emitted object in the message (``the ServiceRouter``).
+    """
+    split: list[tuple[Route, Rule]] = []
+    for route, rule in entries:
+        if len(rule.matches) <= 1:
+            split.append((route, rule))
+            continue
+        for m in rule.matches:  # each match takes its own place in the precedence order
+            split.append((route, replace(rule, matches=(m,))))
+
+    def key(entry: tuple[Route, Rule]) -> tuple[int, int, int, int]:
+        r = rank(entry[1].matches[0] if entry[1].matches else None)
+        return (-r[0], -r[1], -r[2], -r[3])
+
+    ordered = sorted(split, key=key)
+    for i, (ra, a) in enumerate(ordered):
+        for rb, b in ordered[i + 1:]:
+            ma = a.matches[0] if a.matches else None
+            mb = b.matches[0] if b.matches else None
+            if ra.origin.ref != rb.origin.ref and rank(ma) == rank(mb) and overlaps(ma, mb):
+                losses.report(
+                    "ROUTE_ORDER", Severity.DEGRADED, "route.http", rb.origin.ref, b.origin_path,
+                    f"{b.origin_path} of {rb.origin.ref} and {a.origin_path} of {ra.origin.ref} "
+                    "are equally specific; Gateway API let the older route win, which the input "
+                    f"does not say; {target} tries {ra.origin.ref} first",
+                    "Make the two matches distinct, or check which route is older and reorder "
+                    f"the rules of {target} by hand.")
+    return ordered
+

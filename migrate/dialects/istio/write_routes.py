@@ -11,7 +11,7 @@ Choices, with their sources:
   ingress gateways; two mesh VirtualServices for one host conflict (istio.io analysis message
   IST0109 ConflictingMeshGatewayVirtualServiceHosts). Their rules are split per match
   and stably sorted by Gateway API precedence (:func:`migrate.dialects.gatewayapi.precedence.
-  rank`); equally specific overlapping matches from different routes are decided by route age
+  merge_routes`); equally specific overlapping matches from different routes are decided by route age
   in Gateway API, which the input does not carry: reported as ``ROUTE_ORDER``.
 - Where a VirtualService lives: an Istio VirtualService applies to every client whatever its
   namespace (exportTo defaults to all), so it is written in the Service's namespace, where the
@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from migrate.dialects.base import Manifest
-from migrate.dialects.gatewayapi.precedence import overlaps, rank
+from migrate.dialects.gatewayapi.precedence import merge_routes
 from migrate.dialects.istio.write_common import (
     NETWORKING_API,
     RULES_ANNOTATION,
@@ -140,37 +140,9 @@ def _ordered(ctx: WriteContext, entries: list[tuple[Route, Rule]]) -> list[tuple
     """Rules of one route as they are; rules of several routes merged by precedence."""
     if len({route.origin.ref for route, _ in entries}) <= 1:
         return entries
-    split: list[tuple[Route, Rule]] = []
-    for route, rule in entries:
-        if len(rule.matches) <= 1:
-            split.append((route, rule))
-            continue
-        # One rule per match: each match takes its own place in the precedence order.
-        for m in rule.matches:
-            split.append((route, Rule(**{**rule.__dict__, "matches": (m,)})))
-
-    def key(entry: tuple[Route, Rule]) -> tuple[int, int, int, int]:
-        m = entry[1].matches[0] if entry[1].matches else None
-        r = rank(m)
-        return (-r[0], -r[1], -r[2], -r[3])
-
-    ordered = sorted(split, key=key)
-    for i, (ra, a) in enumerate(ordered):
-        for rb, b in ordered[i + 1:]:
-            ma = a.matches[0] if a.matches else None
-            mb = b.matches[0] if b.matches else None
-            if ra.origin.ref != rb.origin.ref and rank(ma) == rank(mb) and overlaps(ma, mb):
-                ctx.losses.report(
-                    "ROUTE_ORDER", Severity.DEGRADED, "route.http", rb.origin.ref, b.origin_path,
-                    f"{b.origin_path} of {rb.origin.ref} and {a.origin_path} of {ra.origin.ref} "
-                    "are equally specific; Gateway API let the older route win, which the input "
-                    f"does not say; the Istio VirtualService tries {ra.origin.ref} first",
-                    "Make the two matches distinct, or check which route is older and reorder "
-                    "the VirtualService rules by hand.")
-    return ordered
+    return merge_routes(entries, ctx.losses, "the Istio VirtualService")
 
 
-# -- http rules -------------------------------------------------------------------------------
 def http_rule(ctx: WriteContext, ns: str, route: Route, rule: Rule) -> dict[str, Any] | None:
     """One VirtualService ``http`` rule, or None when nothing routable is left (reported)."""
     ref = route.origin.ref
