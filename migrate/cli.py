@@ -2,7 +2,8 @@
 
 Exit codes (also in the README): 0 plan written; 1 bad input (some documents could not be
 used; the rest was planned) or an I/O error; 2 usage error; 3 a loss at or above
-``--fail-on``; 4 ``--validate-with`` found schema violations.
+``--fail-on``, or a divergence no loss explains; 4 ``--validate-with`` found schema
+violations; 5 cluster unreachable; 6 credentials rejected; 7 the mesh is not installed.
 """
 
 from __future__ import annotations
@@ -330,9 +331,26 @@ def _print_rbac(source: str) -> ExitStatus:
               help="A folder written by meshmigrate plan.")
 @click.option("--trust-domain", default="cluster.local", show_default=True,
               help="Source mesh trust domain.")
+# The source mesh's install settings, as given to plan: the source side is evaluated with
+# them, so a plan made with another value would otherwise show divergences that are not there.
+@click.option("--istio-root-namespace", "root_namespace", default="istio-system",
+              show_default=True, help="Istio's root namespace (as given to plan).")
+@click.option("--linkerd-default-policy", default="all-unauthenticated", show_default=True,
+              type=click.Choice(["all-unauthenticated", "all-authenticated",
+                                 "cluster-unauthenticated", "cluster-authenticated", "audit",
+                                 "deny"]),
+              help="Reading Linkerd: the cluster's default inbound policy (as given to plan).")
+@click.option("--consul-default-intention", default="deny", show_default=True,
+              type=click.Choice(["allow", "deny"]),
+              help="Reading Consul: what happens to traffic no intention matches (as given to "
+                   "plan).")
+@click.option("--consul-inject-default", is_flag=True,
+              help="Reading Consul: the Helm chart injects by default (as given to plan).")
 @click.option("-q", "--quiet", is_flag=True, help="Only the summary line.")
 @cluster_options
-def verify(source: str, paths: tuple[str, ...], plan_dir: str, trust_domain: str, quiet: bool,
+def verify(source: str, paths: tuple[str, ...], plan_dir: str, trust_domain: str,
+           root_namespace: str, linkerd_default_policy: str, consul_default_intention: str,
+           consul_inject_default: bool, quiet: bool,
            kubeconfig: str | None, context: str | None, namespaces: tuple[str, ...],
            all_namespaces: bool, request_timeout: float) -> None:
     """Check that a plan keeps behaviour: evaluate generated requests against the source
@@ -345,8 +363,11 @@ def verify(source: str, paths: tuple[str, ...], plan_dir: str, trust_domain: str
     def run() -> ExitStatus:
         check_source(source)
         options = PlanOptions(source=source, target="", paths=list(paths),
-                              trust_domain=trust_domain, stdin=sys.stdin.buffer,
-                              cluster=None if paths else cluster)
+                              trust_domain=trust_domain, root_namespace=root_namespace,
+                              linkerd_default_policy=linkerd_default_policy,
+                              consul_default_intention=consul_default_intention,
+                              consul_inject_default=consul_inject_default,
+                              stdin=sys.stdin.buffer, cluster=None if paths else cluster)
         result = verify_against_plan(options, plan_dir)
         text = render_text(result)
         click.echo(text.splitlines()[-1] if quiet else text, nl=quiet)

@@ -17,12 +17,26 @@ def export_dump(objects: list[RawObject]) -> str:
     return dump_documents([o.body for o in sorted(objects, key=key)]) if objects else ""
 
 
+# Plurals a CRD names itself and no English rule gives: consul-k8s keeps these kinds' names
+# already plural (spec.names.plural in control-plane/config/crd/bases/
+# consul.hashicorp.com_{servicedefaults,proxydefaults,serviceintentions,exportedservices}.yaml).
+IRREGULAR_PLURALS = {
+    "ExportedServices": "exportedservices",
+    "ProxyDefaults": "proxydefaults",
+    "ServiceDefaults": "servicedefaults",
+    "ServiceIntentions": "serviceintentions",
+}
+
+
 def plural(kind: str) -> str:
-    """The resource name Kubernetes derives for a kind (``Gateway`` -> ``gateways``)."""
+    """The resource name of a kind as RBAC names it (``Gateway`` -> ``gateways``)."""
+    if kind in IRREGULAR_PLURALS:
+        return IRREGULAR_PLURALS[kind]
     lower = kind.lower()
     if lower.endswith("y") and lower[-2:-1] not in "aeiou":
         return lower[:-1] + "ies"
-    return lower + ("es" if lower.endswith("s") else "s")
+    # Sibilant endings take -es, as in the CRDs' own names (Mesh -> meshes).
+    return lower + ("es" if lower.endswith(("s", "x", "z", "ch", "sh")) else "s")
 
 
 def rbac_cluster_role(source: str) -> str:

@@ -218,4 +218,9 @@ CODES: dict[str, Code] = {
                                 "Services beside the main one (the Linkerd and SMI way to split "
                                 "traffic) need that annotation, or ServiceResolver subsets "
                                 "instead."),
+    "ROUTE_HOST_CONFLICT": Code("read", "Several VirtualServices route one host",
+                                "Two or more sidecar (mesh) VirtualServices name the same host. "
+                                "Istio uses one of them, and which one is not defined "
+                                "(istioctl analyze IST0109); the target merges their rules by "
+                                "its own precedence, so requests may take another rule."),
 }

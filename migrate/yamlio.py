@@ -121,9 +121,12 @@ def split_documents(text: str) -> list[tuple[int, str]]:
     chunks: list[tuple[int, str]] = []
     start = 0
     start_line = 0
+    counted, lines = 0, 0  # newlines before ``counted``: counted once, not from 0 each time
     for match in _SEPARATOR.finditer(text):
         chunks.append((start_line, text[start : match.start()]))
-        start_line = text.count("\n", 0, match.end()) + 1
+        lines += text.count("\n", counted, match.end())
+        counted = match.end()
+        start_line = lines + 1
         start = match.end() + 1
     chunks.append((start_line, text[start:]))
     return [(line, chunk) for line, chunk in chunks if chunk.strip()]

@@ -119,6 +119,19 @@ class Fields:
             return default
         return str(value)
 
+    def name(self, path: str, default: str = "") -> str:
+        """A field naming an object or a host: it must be a string. A number (``host: 7``)
+        is reported and ignored rather than turned into text: the CRDs type these fields as
+        strings, so the API server refuses such an object, and guessing a name would plan
+        routes to a service nobody wrote."""
+        value = self.get(path)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            self.invalid(path, f"expected a name (a string), found {value!r}"[:120])
+            return default
+        return value
+
     def integer(self, path: str) -> int | None:
         """An integer field (digit strings accepted); a wrong type is reported."""
         value = self.get(path)

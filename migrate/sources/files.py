@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import IO, Any, Iterable
@@ -19,6 +20,13 @@ from migrate.sources.model import RawObject, SourceResult
 from migrate.yamlio import DocumentError, load_documents, split_documents
 
 SUFFIXES = (".yaml", ".yml", ".json")
+
+# The API server refuses request bodies over 3 MiB (etcd stores at most ~1.5 MiB per object):
+# kubernetes/kubernetes#105863, "Request entity too large: limit is 3145728". A bigger
+# document can only be a dump (``kind: List``); anything else is refused before it is parsed,
+# which keeps time and memory bounded however large the file is.
+MAX_OBJECT_CHARS = 3 * 1024 * 1024
+_LIST_HEAD = re.compile(r"^items:", re.MULTILINE)
 
 
 def expand_paths(paths: Iterable[str]) -> list[str]:
@@ -77,10 +85,22 @@ def _read_bytes(data: bytes, source: str, result: SourceResult) -> None:
         return
     if source.endswith(".json") or text.lstrip().startswith(("{", "[")):
         try:
-            _add_document(json.loads(text), source, 1, result)
-            return
+            data = json.loads(text)
         except ValueError:
             pass  # not plain JSON after all (YAML flow style or JSON lines): parse as YAML
+        else:
+            if len(text) > MAX_OBJECT_CHARS and not _is_list(data):
+                result.problems.append(_too_large(source, 1, len(text)))
+            else:
+                _add_document(data, source, 1, result)
+            return
+    if len(text) > MAX_OBJECT_CHARS and any(
+            len(chunk) > MAX_OBJECT_CHARS and not _LIST_HEAD.search(chunk)
+            for _, chunk in split_documents(text)):
+        # Only a stream holding an oversized document is read chunk by chunk (slower): the
+        # others, however large, take the one-pass parse below.
+        _read_chunks(text, source, result, reject_replacement=False)
+        return
     try:
         for doc in load_documents(text):
             _add_document(doc.data, source, doc.line, result)
@@ -90,16 +110,32 @@ def _read_bytes(data: bytes, source: str, result: SourceResult) -> None:
 
 def _read_chunks(text: str, source: str, result: SourceResult, reject_replacement: bool) -> None:
     """Parse a stream one ``---`` chunk at a time so one bad document spares the others."""
-    # Documents already added from this source before the error would be added twice.
+    # Documents already added from this source before the error would be added twice, and
+    # so would the problems already reported for them.
     result.objects[:] = [o for o in result.objects if o.source != source]
+    result.problems[:] = [p for p in result.problems if p.source != source or reject_replacement]
     for offset, chunk in split_documents(text):
         if reject_replacement and "\ufffd" in chunk:
             continue  # already reported as not UTF-8
+        if len(chunk) > MAX_OBJECT_CHARS and not _LIST_HEAD.search(chunk):
+            result.problems.append(_too_large(source, offset + 1, len(chunk)))
+            continue
         try:
             for doc in load_documents(chunk, line_offset=offset):
                 _add_document(doc.data, source, doc.line, result)
         except DocumentError as exc:
             result.problems.append(InputProblem(source, exc.line, exc.column, exc.message))
+
+
+def _is_list(data: Any) -> bool:
+    return isinstance(data, dict) and isinstance(data.get("items"), list)
+
+
+def _too_large(source: str, line: int, size: int) -> InputProblem:
+    return InputProblem(
+        source, line, None,
+        f"document of {size / 1024 / 1024:.1f} MiB is larger than any Kubernetes object can be "
+        f"({MAX_OBJECT_CHARS // 1024 // 1024} MiB, the API server's request limit); not read")
 
 
 def _add_document(data: Any, source: str, line: int, result: SourceResult) -> None:

@@ -45,6 +45,9 @@ class Divergence:
     rule_paths: tuple[str, ...] = field(default=(), repr=False)
     """The source rules involved (the one Istio matched, the one the target rule came from):
     only losses inside them, or on the whole object, count."""
+    other_rule: bool = field(default=False, repr=False)
+    """The target applied a different source rule than the source did (or one where the
+    source applied none, or none where it applied one)."""
 
     def to_json(self) -> dict[str, Any]:
         """For plan.json."""
@@ -266,12 +269,19 @@ def _diverge(probe: Probe, src_eval: Evaluator, tgt_eval: Evaluator) -> list[Div
 def _div(probe: Probe, aspect: str, src: Outcome, tgt: Outcome,
          candidates: set[str]) -> Divergence:
     return Divergence(probe, aspect, src.summary(), tgt.summary(), candidates=candidates,
-                      rule_paths=tuple(p for p in (src.rule_path, tgt.origin_path) if p))
+                      rule_paths=tuple(p for p in (src.rule_path, tgt.origin_path) if p),
+                      other_rule=src.rule_path != tgt.origin_path)
 
 
 def _explain(d: Divergence, by_object: dict[str, list[Loss]],
              bodies: dict[str, dict[str, Any]]) -> list[str]:
     families = _FAMILIES[d.aspect]
+    if d.aspect in ("timeout", "retries") and d.other_rule:
+        # The meshes picked different rules for the request (the source's and the rule the
+        # target's came from differ), and the rules' timeouts or retries differ only because
+        # of that: whatever explains a rule-selection difference (order, prefix semantics)
+        # explains this one. With the same rule on both sides this does not apply.
+        families = families + _FAMILIES["route"]
     # The rule lists the rule paths point into (``spec.http[``, ``spec.routes[``...).
     roots = {p[:p.index("[") + 1] for p in d.rule_paths if "[" in p}
     found = []

@@ -10,6 +10,7 @@ refused with 405.
 from __future__ import annotations
 
 import json
+import re
 import ssl
 import threading
 from dataclasses import dataclass, field
@@ -33,6 +34,16 @@ CORE = [  # (group, version, kind, plural, namespaced)
     ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
      False),
 ]
+
+
+def kube_version_priority(version: str) -> tuple[int, int, int, str]:
+    """Sort key putting versions in Kubernetes' priority order (v1 > v1beta2 > v1alpha1)."""
+    match = re.fullmatch(r"v(\d+)(?:(alpha|beta)(\d+))?", version)
+    if match is None:
+        return (3, 0, 0, version)
+    major, level, minor = match.groups()
+    rank = {None: 0, "beta": 1, "alpha": 2}[level]
+    return (rank, -int(major), -int(minor or 0), version)
 
 
 @dataclass
@@ -164,7 +175,10 @@ class Handler(BaseHTTPRequestHandler):
                         groups[k.group].append(v)
         out = []
         for name in sorted(groups):
-            versions = groups[name]
+            # Like the real API server, list a group's versions GA first, then beta, then alpha,
+            # newest first; the first is the preferred version (apiextensions-apiserver sorts
+            # CRD versions with version.CompareKubeAwareVersionStrings).
+            versions = sorted(groups[name], key=kube_version_priority)
             out.append({"name": name, "versions": [{"groupVersion": f"{name}/{v}", "version": v}
                                                    for v in versions],
                         "preferredVersion": {"groupVersion": f"{name}/{versions[0]}",

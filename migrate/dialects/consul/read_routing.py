@@ -170,7 +170,7 @@ def _target(f: Fields, path: str, service_key: str, subset_key: str) -> Target:
         if use_if(f, join(path, key), "multicluster", key):
             remote = True
     namespace = f.string(join(path, "namespace"))
-    return Target(f.string(join(path, service_key)), f.string(join(path, subset_key)),
+    return Target(f.name(join(path, service_key)), f.string(join(path, subset_key)),
                   "" if namespace == "default" else namespace, remote)
 
 

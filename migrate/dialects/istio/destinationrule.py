@@ -17,7 +17,7 @@ _OUTLIER_KEPT = ("consecutive5xxErrors", "consecutiveErrors", "baseEjectionTime"
 
 def read_destination_rule(reader: IstioReader, f: Fields, graph: MeshGraph) -> None:
     """Read one DestinationRule."""
-    host = f.string("spec.host")
+    host = f.name("spec.host")
     key = service_of_host(host, f.ref.namespace, reader.cluster_domain)
     subsets = []
     for i, raw in enumerate(f.list("spec.subsets")):

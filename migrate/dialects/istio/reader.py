@@ -20,7 +20,9 @@ from migrate.dialects.istio.security import (
 )
 from migrate.dialects.istio.virtualservice import read_virtual_service
 from migrate.errors import InputProblem
-from migrate.losses import LossLog
+from migrate.ir.graph import MeshGraph
+from migrate.ir.model import Route, ServiceKey
+from migrate.losses import LossLog, Severity
 
 NET, SEC, TEL, EXT, GW = ("networking.istio.io", "security.istio.io", "telemetry.istio.io",
                           "extensions.istio.io", "gateway.networking.k8s.io")
@@ -76,6 +78,31 @@ class IstioReader(Reader):
         self.root_namespace = root_namespace
         """Istio's root namespace: policies there apply mesh-wide."""
         self.cluster_domain = cluster_domain
+
+    def finish(self, graph: MeshGraph) -> None:
+        """Report hosts that several mesh VirtualServices route (ROUTE_HOST_CONFLICT)."""
+        by_host: dict[ServiceKey, list[Route]] = {}
+        for route in graph.of(Route):
+            if route.mesh and route.protocol == "http" and \
+                    route.origin.ref.kind == "VirtualService":
+                for host in set(route.hosts):
+                    by_host.setdefault(host, []).append(route)
+        for host, routes in sorted(by_host.items(), key=lambda kv: str(kv[0])):
+            if len(routes) < 2:
+                continue
+            names = sorted(f"{r.namespace}/{r.name}" for r in routes)
+            # Istio merges mesh VirtualServices of one host only as delegates; otherwise
+            # it picks one (istio.io/docs/reference/config/analysis/ist0109), so every one
+            # of them is part of the conflict.
+            for route in sorted(routes, key=lambda r: (r.namespace, r.name)):
+                self.losses.report(
+                    "ROUTE_HOST_CONFLICT", Severity.DEGRADED, "route.http", route.origin.ref,
+                    "spec.hosts",
+                    f"VirtualServices {', '.join(names)} all route {host} for sidecars: Istio "
+                    "applies only one of them (which one is not defined, istioctl analyze "
+                    "IST0109) while the target merges their rules",
+                    "Merge them into one VirtualService (rules in the order Istio should try "
+                    "them) and re-run.")
 
     # -- injection, called by the core-kinds reader ---------------------------------------
     def namespace_injection(self, f: Fields, labels: dict[str, Any], ann: dict[str, Any]) -> str:

@@ -121,9 +121,10 @@ def _tcp_rule(reader: IstioReader, f: Fields, i: int) -> Rule:
 
 
 def _destination(reader: IstioReader, f: Fields, path: str, mesh: bool) -> Backend:
-    host = f.string(join(path, "destination.host"))
+    host = f.name(join(path, "destination.host"))
     key = service_of_host(host, f.ref.namespace, reader.cluster_domain) if host else None
-    if key is None and mesh:
+    invalid = not host and f.peek(join(path, "destination.host")) is not None
+    if key is None and mesh and not invalid:  # an invalid host is reported, not external
         f.use("route.host.external", join(path, "destination.host"), host)
     return Backend(
         service=key,

@@ -69,7 +69,7 @@ def read_route(reader: LinkerdReader, f: Fields, graph: MeshGraph) -> None:
         f.get(path, whole=True)
         kind = str(parent.get("kind") or "Gateway")
         group = str(parent.get("group") if parent.get("group") is not None else "")
-        name = str(parent.get("name") or "")
+        name = f.name(join(path, "name"))
         if kind == "Service" and group in ("", "core"):
             port = parent.get("port")
             services.append((ServiceKey(str(parent.get("namespace") or ns), name),
@@ -336,7 +336,7 @@ def _backends(f: Fields, path: str) -> tuple[Backend, ...]:
             continue
         kind = f.string(join(bpath, "kind"), "Service")
         group = f.string(join(bpath, "group"))
-        name = f.string(join(bpath, "name"))
+        name = f.name(join(bpath, "name"))
         ns = f.string(join(bpath, "namespace"), f.ref.namespace)
         weight = f.integer(join(bpath, "weight"))
         port = f.integer(join(bpath, "port"))
