@@ -8,6 +8,7 @@ import io
 import random
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -69,3 +70,37 @@ def test_damaged_objects_are_reported_and_the_rest_planned(seed: int, junk: list
         assert any(m.kind == "HTTPRoute" and m.name.startswith("reviews")
                    for s in result.plan.steps for m in s.manifests)
     assert result.plan.steps[-1].kind == "cleanup"
+
+
+def _items(mesh: str) -> list[dict[str, Any]]:
+    return yaml.safe_load((SAMPLES / mesh / "shop" / "dump.yaml").read_text())["items"]
+
+
+FUZZ_PAIRS = [("istio", "consul"), ("linkerd", "istio"), ("linkerd", "consul"),
+              ("consul", "istio"), ("consul", "linkerd")]
+
+
+@pytest.mark.parametrize(("source", "target"), FUZZ_PAIRS)
+def test_damaged_objects_of_every_source_never_crash_a_plan(source: str, target: str):
+    """Junk anywhere under spec or metadata of any source's objects, to any target: the
+    plan completes: a cleanup step last, and namespaces still moved."""
+    docs = _items(source)
+
+    @settings(max_examples=40, deadline=None, derandomize=True, database=None,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(st.integers(min_value=0, max_value=10_000), st.lists(JUNK, min_size=1, max_size=3))
+    def run(seed: int, junk: list[Any]) -> None:
+        rng = random.Random(seed)
+        damaged = list(docs)
+        for value in junk:
+            i = rng.randrange(len(damaged))
+            candidates = [p for p in paths(damaged[i]) if p[0] in ("spec", "metadata")]
+            if candidates:
+                damaged[i] = damage(damaged[i], rng.choice(candidates), value)
+        text = yaml.safe_dump_all(damaged)
+        result = plan_migration(PlanOptions(source, target, ["-"],
+                                            stdin=io.BytesIO(text.encode())))
+        assert result.plan.steps[-1].kind == "cleanup"
+        assert any(s.kind == "move" for s in result.plan.steps)
+
+    run()

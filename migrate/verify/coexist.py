@@ -98,16 +98,21 @@ def _edge_probes(mesh: str, objects: list[dict[str, Any]], world: World,
                  edges: list[tuple[str, str]]) -> dict[tuple[str, str], list[Probe]]:
     """Per edge: every caller identity sends the callee's Services a baseline request and the
     routing probes the source configuration gives for them."""
-    routing = [p for p in generate(mesh, objects, world) if p.why != "authorization"]
+    routing: dict[str, list[Probe]] = {}  # by namespace: one pass, not one per edge
+    for p in generate(mesh, objects, world):
+        if p.why != "authorization":
+            routing.setdefault(p.namespace, []).append(p)
+    services: dict[str, list[tuple[str, int]]] = {}
+    for (ns, name), svc in sorted(world.services.items()):
+        if svc.selector and svc.ports:
+            services.setdefault(ns, []).append((name, svc.ports[0][0]))
     out: dict[tuple[str, str], list[Probe]] = {}
     for caller, callee in edges:
         accounts = sorted({w.service_account for w in world.workloads.get(caller, [])}) or \
             ["default"]
-        requests = {(p.service, p.port, p.path, p.method, p.headers) for p in routing
-                    if p.namespace == callee}
-        for (ns, name), svc in sorted(world.services.items()):
-            if ns == callee and svc.selector and svc.ports:
-                requests.add((name, svc.ports[0][0], "/", "GET", ()))
+        requests = {(p.service, p.port, p.path, p.method, p.headers)
+                    for p in routing.get(callee, [])}
+        requests |= {(name, port, "/", "GET", ()) for name, port in services.get(callee, [])}
         out[(caller, callee)] = sorted(
             Probe(callee, name, port, path, method, headers, Client(caller, sa), "coexistence")
             for name, port, path, method, headers in sorted(requests)

@@ -110,6 +110,8 @@ class ClusterState:
         self.objects: dict[ObjectKey, dict[str, Any]] = {}
         self.annotations: dict[str, dict[str, str]] = {}
         self.deleted: set[ObjectKey] = set()
+        self._by_ns: dict[str, set[ObjectKey]] = {}
+        """Namespace -> keys of the objects present there (``""``: cluster-scoped)."""
 
     def apply(self, manifests: Iterable[dict[str, Any]], commands: Iterable[str]) -> set[str]:
         """Apply one step; returns the namespaces it touched (``""``: a cluster-scoped one)."""
@@ -117,6 +119,7 @@ class ClusterState:
         for body in manifests:
             key = object_key(body)
             self.objects[key] = body
+            self._by_ns.setdefault(key[2], set()).add(key)
             self.deleted.discard(key)
             touched.add(key[2])
         for command in commands:
@@ -126,6 +129,7 @@ class ClusterState:
                 kind, group, name, ns = m.groups()
                 key = (kind, group or "", ns, name)
                 self.objects.pop(key, None)
+                self._by_ns.get(ns, set()).discard(key)
                 self.deleted.add(key)
                 touched.add(ns)
                 continue
@@ -142,9 +146,14 @@ class ClusterState:
         return touched
 
     def target_objects(self, namespaces: set[str] | None = None) -> list[dict[str, Any]]:
-        """Applied objects still present (of these namespaces and cluster-scoped ones)."""
-        return [self.objects[k] for k in sorted(self.objects)
-                if namespaces is None or k[2] in namespaces or not k[2]]
+        """Applied objects still present (of these namespaces and cluster-scoped ones).
+
+        With namespaces, only their objects are looked at: the coexistence check asks this at
+        every step, and sorting the whole state each time made it quadratic."""
+        if namespaces is None:
+            return [self.objects[k] for k in sorted(self.objects)]
+        keys = [k for ns in namespaces | {""} for k in self._by_ns.get(ns, ())]
+        return [self.objects[k] for k in sorted(keys)]
 
 
 def final_state(steps: Iterable[tuple[list[dict[str, Any]], list[str]]]) -> tuple[

@@ -137,13 +137,8 @@ def _sources(ctx: WriteContext, used: list[tuple[Route, Rule]]) -> tuple[ObjectR
 
 
 def _ordered(ctx: WriteContext, entries: list[tuple[Route, Rule]]) -> list[tuple[Route, Rule]]:
-    """Rules of one first-match route as they are; rules of a Gateway API route, or of
-    several routes, merged by precedence."""
-    refs = {route.origin.ref for route, _ in entries}
-    # Gateway API picks the most specific match across the rules of one route too (an Exact
-    # /api in a later rule beats an earlier PathPrefix /api): only first-match sources keep
-    # their order.
-    if len(refs) <= 1 and not any(ref.kind in ("HTTPRoute", "GRPCRoute") for ref in refs):
+    """Rules of one route as they are; rules of several routes merged by precedence."""
+    if len({route.origin.ref for route, _ in entries}) <= 1:
         return entries
     return merge_routes(entries, ctx.losses, "the Istio VirtualService")
 

@@ -154,9 +154,20 @@ def _outbound(reader: LinkerdReader, f: Fields, parents: list[tuple[ServiceKey, 
         for j, rule in enumerate(_http_rules(reader, f, path, i, port, default)):
             rules.append(((i, j), rule))
     if protocol == "http":
-        # Most specific first (see the module docstring); ties keep source order.
-        rules.sort(key=lambda r: (tuple(-x for x in rank(r[1].matches[0] if r[1].matches
-                                                          else None)), r[0]))
+        # Most specific first (see the module docstring); ties keep source order. A
+        # PathPrefix is read as an Exact plus a segment prefix: both parts keep the
+        # PathPrefix's rank, or its Exact part would tie with (and, earlier in the list, beat)
+        # a real Exact match of a later rule, which Gateway API ranks higher.
+        floor: dict[str, tuple[int, int, int, int]] = {}
+        for _, r in rules:
+            for m in r.matches:
+                floor[m.origin_path] = min(floor.get(m.origin_path, rank(m)), rank(m))
+
+        def key(r: tuple[tuple[int, ...], Rule]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+            m = r[1].matches[0] if r[1].matches else None
+            return (tuple(-x for x in (floor[m.origin_path] if m else rank(None))), r[0])
+
+        rules.sort(key=key)
         f.note("route.http", "spec.rules")
     else:
         f.note(f"route.{protocol}", "spec.rules")
