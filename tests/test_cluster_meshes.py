@@ -124,6 +124,7 @@ def test_auto_detects_the_mesh_the_cluster_serves(tmp_path: Path, mesh_crds, sou
         named = run("plan", "--from", source, "--to", target, "--kubeconfig",
                     str(kubeconfig), "-o", str(tmp_path / "named"))
     assert auto.exit_code == 0, auto.stderr
+    assert named.exit_code == 0, named.stderr
     assert f"detected {source} in the cluster" in auto.stderr
     assert tree(tmp_path / "auto") == tree(tmp_path / "named")
 

@@ -36,8 +36,9 @@ def patch_body(command: str) -> object:
 @pytest.mark.parametrize("side", ALL, ids=lambda s: s.MESH)
 def test_every_mesh_plays_both_roles(side):
     w = workload()
-    for commands in (side.leave_commands("shop", None, [w]), side.rejoin_commands("shop", None, [w]),
-                     side.join_commands("shop", {}, [w]), side.unjoin_commands("shop", {}, [w]),
+    for commands in (side.leave_commands("shop", None, [w]),
+                     side.rejoin_commands("shop", None, [w]), side.join_commands("shop", {}, [w]),
+                     side.unjoin_commands("shop", {}, [w]),
                      side.uninstall_commands(), side.install_commands(False, "1.0"),
                      side.install_verify(), side.verify_joined("shop", ["deployment/web"], True),
                      side.verify_enforced("shop"), side.ingress_verify(), side.cleanup_verify()):

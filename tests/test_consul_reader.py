@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from migrate.dialects.base import ReadResult
-from migrate.dialects.consul.reader import ConsulReader
 from migrate.dialects.consul.read_routing import parse_filter
 from migrate.dialects.consul.read_workloads import parse_upstreams
+from migrate.dialects.consul.reader import ConsulReader
 from migrate.ir.graph import CALLS
 from migrate.ir.model import (
     AuthzPolicy,

@@ -9,12 +9,12 @@ from typing import Any, Callable
 
 import pytest
 
+from migrate.verify.coexist import coexistence
 from migrate.verify.compare import compare
 from migrate.verify.consul_eval import ConsulEvaluator
 from migrate.verify.consul_filter import matches
 from migrate.verify.consul_probes import authz_probes as consul_authz
 from migrate.verify.consul_probes import routing_probes as consul_routing
-from migrate.verify.coexist import coexistence
 from migrate.verify.istio_eval import IstioEvaluator
 from migrate.verify.linkerd_eval import LinkerdEvaluator
 from migrate.verify.linkerd_probes import authz_probes as linkerd_authz

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from migrate.emit.manifests import step_file_names
 from migrate.losses import Loss, Severity
-from migrate.verify.coexist import render_markdown as render_coexistence
 from migrate.plan.model import Plan, Step
+from migrate.verify.coexist import render_markdown as render_coexistence
 
 _ICON = {Severity.INFO: "info", Severity.DEGRADED: "degraded", Severity.DROPPED: "dropped",
          Severity.MANUAL: "manual"}

@@ -18,10 +18,10 @@ import networkx as nx
 
 from migrate.dialects.base import Manifest, ReadResult, TargetConfig
 from migrate.dialects.coexist import ROLLOUT_KINDS, Coexistence
+from migrate.emit.manifests import SOURCE_ANNOTATION, file_name
 from migrate.ir.graph import MeshGraph
 from migrate.ir.model import AuthzPolicy, DestinationPolicy, Opaque, Route, Workload
 from migrate.losses import LossLog, ObjectRef, Severity
-from migrate.emit.manifests import SOURCE_ANNOTATION, file_name
 from migrate.names import k8s_name
 from migrate.plan.model import Step
 from migrate.sources.model import strip_noise

@@ -20,7 +20,7 @@ from migrate.verify.compare import ClusterState, object_key, target_world
 from migrate.verify.model import Client, Outcome, Probe
 from migrate.verify.probes import ANONYMOUS
 from migrate.verify.registry import EVALUATORS, Evaluator, Settings, generate
-from migrate.verify.world import World, dig
+from migrate.verify.world import World
 
 Step = tuple[list[dict[str, Any]], list[str], Iterable[str]]
 """(manifests applied, commands run, namespaces moved to the target once the step ran)."""

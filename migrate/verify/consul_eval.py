@@ -37,7 +37,7 @@ from typing import Any
 
 from migrate.verify import consul_filter
 from migrate.verify.model import Outcome, Probe
-from migrate.verify.world import World, WorkloadInfo, dig, rule_origin, unique
+from migrate.verify.world import WorkloadInfo, World, dig, rule_origin, unique
 
 L7 = ("http", "http2", "grpc")
 CONNECT_SERVICE = "consul.hashicorp.com/connect-service"

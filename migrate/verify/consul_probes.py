@@ -15,8 +15,14 @@ from __future__ import annotations
 from typing import Any
 
 from migrate.verify.model import Client, Probe
-from migrate.verify.probes import (_DAMAGED, exact_paths, identity_probes, prefix_paths,
-                                   regex_sample, service_probes)
+from migrate.verify.probes import (
+    _DAMAGED,
+    exact_paths,
+    identity_probes,
+    prefix_paths,
+    regex_sample,
+    service_probes,
+)
 from migrate.verify.world import World, dig
 
 

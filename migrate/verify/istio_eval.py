@@ -21,8 +21,8 @@ import re
 from typing import Any
 
 from migrate.verify import gateway
-from migrate.verify.model import Outcome, Probe
 from migrate.verify.index import ByNamespace, ByParent
+from migrate.verify.model import Outcome, Probe
 from migrate.verify.world import World, dig, rule_origin
 
 DEFAULT_RETRIES = 2  # istio pilot/pkg/networking/core/route/retry/retry.go
@@ -75,6 +75,8 @@ class IstioEvaluator:
         self.pa = ByNamespace()
         self.ap = ByNamespace()
         self.routes = ByParent()
+        self._applying: dict[tuple[str, tuple[tuple[str, str], ...]], list[dict[str, Any]]] = {}
+        """AuthorizationPolicies applying to a namespace's pods with given labels (cached)."""
         for obj in sorted(objects, key=lambda o: (str(dig(o, "metadata", "namespace",
                                                           default="")),
                                                   str(dig(o, "metadata", "name", default="")))):
@@ -229,7 +231,7 @@ class IstioEvaluator:
         mode, pa_src = self._mtls_mode(info.namespace, labels, port)
         if mode == "STRICT" and not probe.client.authenticated:
             return False, pa_src
-        cache: dict[Any, list[dict[str, Any]]] = self.__dict__.setdefault("_applying", {})
+        cache = self._applying
         key = (info.namespace, info.labels)
         if key not in cache:  # the same pods are asked about for every probe
             cache[key] = [p for p in self.ap.in_ns(info.namespace, self.root)
@@ -343,7 +345,7 @@ class IstioEvaluator:
             return False
         if "notPaths" in o and any(_glob(p, path) for p in o["notPaths"]):
             return False
-        return not ("hosts" in o)
+        return "hosts" not in o
 
 
 def _glob(pattern: Any, value: str) -> bool:

@@ -25,9 +25,9 @@ from typing import Any
 
 from migrate.durations import to_millis
 from migrate.verify import gateway
+from migrate.verify.index import ByNamespace, ByParent
 from migrate.verify.linkerd_profile import Profiles
 from migrate.verify.model import Outcome, Probe
-from migrate.verify.index import ByNamespace, ByParent
 from migrate.verify.world import World, dig, rule_origin, unique
 
 UNSUPPORTED_FILTERS = {"URLRewrite", "RequestMirror", "ExtensionRef", "CORS", "ExternalAuth"}
@@ -51,6 +51,11 @@ class LinkerdEvaluator:
         self.servers = ByNamespace()
         self.policies = ByNamespace()
         self.authns: dict[tuple[str, str, str], dict[str, Any]] = {}
+        # Per-namespace lookups worked out once and asked for every probe.
+        self._sorted_servers: dict[str, list[tuple[dict[str, Any], Any,
+                                                   set[tuple[str, str]]]]] = {}
+        self._targets: dict[str, list[tuple[dict[str, Any], Any, Any]]] = {}
+        self._sas: dict[str, list[dict[str, Any]]] = {}
         for m in unique(manifests):
             try:
                 self._index(m)
@@ -163,8 +168,7 @@ class LinkerdEvaluator:
     def _policy_targets(self, namespace: str) -> list[tuple[dict[str, Any], Any, Any]]:
         """A namespace's AuthorizationPolicies with their targetRef kind and name, in input
         order (worked out once, asked for every probe)."""
-        cache: dict[str, list[tuple[dict[str, Any], Any, Any]]] = \
-            self.__dict__.setdefault("_targets", {})
+        cache = self._targets
         if namespace not in cache:
             found = []
             for p in self.policies.in_ns(namespace):
@@ -176,7 +180,7 @@ class LinkerdEvaluator:
 
     def _authorizations_sorted(self, namespace: str) -> list[dict[str, Any]]:
         """A namespace's ServerAuthorizations in a stable order (sorted once)."""
-        cache: dict[str, list[dict[str, Any]]] = self.__dict__.setdefault("_sas", {})
+        cache = self._sas
         if namespace not in cache:
             cache[namespace] = sorted(self.server_authorizations.in_ns(namespace), key=_ref)
         return cache[namespace]
@@ -185,8 +189,7 @@ class LinkerdEvaluator:
                          ) -> list[tuple[dict[str, Any], Any, set[tuple[str, str]]]]:
         """A namespace's Servers sorted by name, each with its port and its podSelector
         matchLabels as pairs (worked out once, asked for every probe)."""
-        cache: dict[str, list[tuple[dict[str, Any], Any, set[tuple[str, str]]]]] = \
-            self.__dict__.setdefault("_sorted_servers", {})
+        cache = self._sorted_servers
         if namespace not in cache:
             servers = sorted((s for s in self.servers.in_ns(namespace) if _ns(s) == namespace),
                              key=lambda s: str(dig(s, "metadata", "name")))

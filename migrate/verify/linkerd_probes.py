@@ -14,8 +14,14 @@ from __future__ import annotations
 from typing import Any
 
 from migrate.verify.model import Client, Probe
-from migrate.verify.probes import (_DAMAGED, exact_paths, identity_probes, prefix_paths,
-                                   regex_sample, service_probes)
+from migrate.verify.probes import (
+    _DAMAGED,
+    exact_paths,
+    identity_probes,
+    prefix_paths,
+    regex_sample,
+    service_probes,
+)
 from migrate.verify.world import World, dig
 
 _ROUTE_GROUPS = ("policy.linkerd.io", "gateway.networking.k8s.io")

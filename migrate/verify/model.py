@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-
 BUDGET_RETRIES = -1
 """``Outcome.retries`` for retries bounded by a budget rather than a count (a Linkerd
 ServiceProfile route marked ``isRetryable``)."""

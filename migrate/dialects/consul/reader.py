@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from migrate.dialects.base import ReadResult, Reader
+from migrate.dialects.base import Reader, ReadResult
 from migrate.dialects.consul.read_common import GROUP
 from migrate.dialects.consul.read_defaults import (
     read_mesh,

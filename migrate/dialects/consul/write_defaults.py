@@ -23,13 +23,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from migrate.dialects.consul.names import IGNORE_LABEL
 from migrate.dialects.consul.write_context import (
     CONTROL_NAMESPACE,
     L7,
     ConsulContext,
     service_protocol,
 )
-from migrate.dialects.consul.names import IGNORE_LABEL
 from migrate.ir.graph import selects
 from migrate.ir.model import MTLSPolicy, Service, Workload
 from migrate.losses import ObjectRef, Severity

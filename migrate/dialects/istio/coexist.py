@@ -19,7 +19,6 @@ import copy
 from typing import Any
 
 from migrate.dialects.coexist import (
-    ROLLOUT_KINDS,
     Coexistence,
     Neutralized,
     remove_template_keys,

@@ -10,9 +10,10 @@ Choices, with their sources:
   routes) become ONE VirtualService: Istio merges VirtualServices for one host only on
   ingress gateways; two mesh VirtualServices for one host conflict (istio.io analysis message
   IST0109 ConflictingMeshGatewayVirtualServiceHosts). Their rules are split per match
-  and stably sorted by Gateway API precedence (:func:`migrate.dialects.gatewayapi.precedence.
-  merge_routes`); equally specific overlapping matches from different routes are decided by route age
-  in Gateway API, which the input does not carry: reported as ``ROUTE_ORDER``.
+  and stably sorted by Gateway API precedence
+  (:func:`migrate.dialects.gatewayapi.precedence.merge_routes`); equally specific overlapping
+  matches from different routes are decided by route age in Gateway API, which the input does
+  not carry: reported as ``ROUTE_ORDER``.
 - Where a VirtualService lives: an Istio VirtualService applies to every client whatever its
   namespace (exportTo defaults to all), so it is written in the Service's namespace, where the
   planner applies it before the Service's first caller moves. A non-Istio route in another

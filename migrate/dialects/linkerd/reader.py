@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from migrate.dialects import kube
-from migrate.dialects.base import ReadResult, Reader
+from migrate.dialects.base import Reader, ReadResult
 from migrate.dialects.fields import Fields
 from migrate.dialects.kube import POD_TEMPLATE
 from migrate.dialects.linkerd import read_annotations as ann

@@ -12,7 +12,6 @@ from migrate.losses import LossLog
 from migrate.mappings import CapabilityTable
 from migrate.names import NameRegistry
 
-
 # Linkerd's default opaque ports (config.linkerd.io/opaque-ports replaces this list).
 LINKERD_OPAQUE_DEFAULT = frozenset({25, 587, 3306, 4444, 5432, 6379, 9300, 11211})
 
