@@ -16,6 +16,7 @@ docs/coexistence.md with their sources.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -65,7 +66,7 @@ def set_template_annotation(w: Workload, key: str, value: str) -> str:
     return f"kubectl patch {w.kind.lower()} {w.name} -n {w.namespace} --type=merge -p '{body}'"
 
 
-class Coexistence:
+class Coexistence(ABC):
     """One mesh's answers to the planner, as a source and as a target."""
 
     MESH: ClassVar[str]
@@ -111,15 +112,15 @@ class Coexistence:
         """Objects (of the control namespace) a reviewer must check at every move."""
         return []
 
+    @abstractmethod
     def leave_commands(self, ns: str, record: Namespace | None,
                        workloads: list[Workload]) -> list[str]:
         """Commands that stop this mesh injecting a namespace's pods (on restart)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def rejoin_commands(self, ns: str, record: Namespace | None,
                         workloads: list[Workload]) -> list[str]:
         """Rollback of :meth:`leave_commands`."""
-        raise NotImplementedError
 
     def verify_left(self, ns: str) -> list[str]:
         """Checks that no pod of the namespace still runs this mesh's proxy."""
@@ -128,36 +129,36 @@ class Coexistence:
                 f"{{.spec.initContainers[*].name}}{{\"\\n\"}}{{end}}' | "
                 f"grep {self.PROXY_CONTAINER} # expect no output"]
 
+    @abstractmethod
     def uninstall_commands(self) -> list[str]:
         """Remove the mesh once nothing uses it."""
-        raise NotImplementedError
 
+    @abstractmethod
     def reinstall_note(self) -> str:
         """Rollback of the uninstall."""
-        raise NotImplementedError
 
     # -- target role -------------------------------------------------------------------------
+    @abstractmethod
     def install_commands(self, experimental: bool, version: str) -> list[str]:
         """Install the mesh beside the source (and a Gateway API bundle both accept)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def install_verify(self) -> list[str]:
         """Checks after installing."""
-        raise NotImplementedError
 
+    @abstractmethod
     def install_rollback(self) -> list[str]:
         """Rollback of the install."""
-        raise NotImplementedError
 
+    @abstractmethod
     def join_commands(self, ns: str, annotations: dict[str, str],
                       workloads: list[Workload]) -> list[str]:
         """Let the mesh inject a namespace's pods (takes effect on restart)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def unjoin_commands(self, ns: str, annotations: dict[str, str],
                         workloads: list[Workload]) -> list[str]:
         """Rollback of :meth:`join_commands`."""
-        raise NotImplementedError
 
     def join_manual(self, ns: str, workloads: list[Workload]) -> list[str]:
         """What a person must check by hand before a namespace joins (default: nothing)."""
@@ -170,27 +171,27 @@ class Coexistence:
         values = " ".join(f"{k}={v}" for k, v in sorted(annotations.items()))
         return [f"kubectl annotate namespace {ns} {values} --overwrite"]
 
+    @abstractmethod
     def verify_joined(self, ns: str, workloads: list[str], policy: bool) -> list[str]:
         """Checks after a namespace's pods restarted under this mesh."""
-        raise NotImplementedError
 
+    @abstractmethod
     def verify_enforced(self, ns: str) -> list[str]:
         """Checks after policy starts refusing requests."""
-        raise NotImplementedError
 
+    @abstractmethod
     def ingress_manual(self, source: Coexistence) -> list[str]:
         """The manual work of replacing ``source``'s ingress with this mesh's."""
-        raise NotImplementedError
 
+    @abstractmethod
     def ingress_verify(self) -> list[str]:
         """Checks after the ingress moved."""
-        raise NotImplementedError
 
     def cleanup_summary(self, source: Coexistence) -> str:
         """What the cleanup step does, in the target's words."""
         return (f"{source.TITLE} is no longer in the data path. The remaining {source.TITLE} "
                 f"objects are deleted and {source.TITLE} is uninstalled.")
 
+    @abstractmethod
     def cleanup_verify(self) -> list[str]:
         """Checks after the source mesh is gone."""
-        raise NotImplementedError
