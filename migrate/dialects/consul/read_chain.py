@@ -19,6 +19,7 @@ passes the filter; see :func:`names.distinguishing_labels`.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -90,6 +91,7 @@ class ChainCompiler:
             self._subsets(name, self.state.resolvers[name])
 
     # -- routes -------------------------------------------------------------------------------
+    @functools.cached_property
     def _reached_from_others(self) -> set[str]:
         """Services another service's router or splitter sends traffic to (a service with no
         instances of its own, reached that way, is a virtual service: a splitter behind a
@@ -105,7 +107,7 @@ class ChainCompiler:
         origin_ref, origin_path = self._origin(name)
         instances = self.names.instances(name)
         if not instances:
-            if name in self._reached_from_others():
+            if name in self._reached_from_others:
                 return  # a virtual service: compiled into the chains of the services that use it
             if router is not None or name in self.state.splitters or \
                     self.state.resolvers[name].redirect is not None:
