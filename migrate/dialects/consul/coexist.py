@@ -43,6 +43,9 @@ class ConsulCoexistence(Coexistence):
     # (rate limits in ServiceDefaults are not split out): intentions go when the callee moves;
     # routers, splitters, resolvers and defaults are compiled into callers' discovery chains.
     INBOUND_KINDS = frozenset({"ServiceIntentions"})
+    # The injected sidecar is named ``consul-dataplane`` (``consul-dataplane-<service>`` on
+    # multi-port pods; the grep in verify_left matches both): consul-k8s
+    # control-plane/connect-inject/webhook/consul_dataplane_sidecar.go, ``sidecarContainer``.
     PROXY_CONTAINER = "consul-dataplane"
     INGRESS = "the Consul API gateway or IngressGateway"
     STAGED_POLICY = ("ServiceDefaults `mutualTLSMode: permissive`: plaintext callers on the "

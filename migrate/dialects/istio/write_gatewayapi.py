@@ -22,6 +22,7 @@ import re
 from typing import Any
 
 from migrate.dialects.base import Manifest
+from migrate.dialects.gatewayapi.filters import header_modifier, redirect_filter, value_match
 from migrate.dialects.gatewayapi.precedence import analyse
 from migrate.dialects.istio.write_common import GATEWAY_ROUTE_API, RULES_ANNOTATION, WriteContext
 from migrate.dialects.istio.write_routes import plan_routes
@@ -168,9 +169,9 @@ def _matches(ctx: WriteContext, ref: ObjectRef, rm: RouteMatch) -> list[dict[str
     if rm.path is not None:
         match["path"] = _path(ctx, ref, rm)
     if rm.headers:
-        match["headers"] = [_value(name, m) for name, m in rm.headers]
+        match["headers"] = [value_match(name, m) for name, m in rm.headers]
     if rm.query:
-        match["queryParams"] = [_value(name, m) for name, m in rm.query]
+        match["queryParams"] = [value_match(name, m) for name, m in rm.query]
     if rm.method is None or rm.method.kind == "present":
         return [match]
     methods = [v for v in METHODS if _method_matches(rm.method, v)]
@@ -215,41 +216,18 @@ def _path(ctx: WriteContext, ref: ObjectRef, rm: RouteMatch) -> dict[str, str]:
     return {"type": "PathPrefix", "value": "/"}
 
 
-def _value(name: str, m: StringMatch) -> dict[str, str]:
-    if m.kind == "exact":
-        return {"name": name, "type": "Exact", "value": m.value}
-    pattern = {"prefix": re.escape(m.value) + ".*", "regex": m.value}.get(m.kind, ".*")
-    return {"name": name, "type": "RegularExpression", "value": pattern}
-
-
 def _header_filters(request: HeaderOps, response: HeaderOps) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for kind, key, ops in (("RequestHeaderModifier", "requestHeaderModifier", request),
                            ("ResponseHeaderModifier", "responseHeaderModifier", response)):
         if ops:
-            body: dict[str, Any] = {}
-            if ops.set:
-                body["set"] = [{"name": k, "value": v} for k, v in ops.set]
-            if ops.add:
-                body["add"] = [{"name": k, "value": v} for k, v in ops.add]
-            if ops.remove:
-                body["remove"] = list(ops.remove)
-            out.append({"type": kind, key: body})
+            out.append({"type": kind, key: header_modifier(ops)})
     return out
 
 
 def _redirect(ctx: WriteContext, ref: ObjectRef, rule: Rule) -> dict[str, Any]:
     r = rule.redirect
     assert r is not None
-    body: dict[str, Any] = {}
-    if r.scheme:
-        body["scheme"] = r.scheme
-    if r.authority:
-        body["hostname"] = r.authority
-    if r.path:
-        body["path"] = {"type": "ReplaceFullPath", "replaceFullPath": r.path}
-    if r.port:
-        body["port"] = r.port
     code = r.code if r.code in REDIRECT_CODES else 301
     if code != r.code:
         ctx.losses.report(
@@ -258,8 +236,7 @@ def _redirect(ctx: WriteContext, ref: ObjectRef, rule: Rule) -> dict[str, Any]:
             f"redirect status {r.code} became {code} (Gateway API allows "
             f"{', '.join(str(c) for c in REDIRECT_CODES)})",
             "Check that clients handle the changed status.")
-    body["statusCode"] = code
-    return body
+    return redirect_filter(r, code)
 
 
 def _backend(ctx: WriteContext, ns: str, ref: ObjectRef, b: Backend,

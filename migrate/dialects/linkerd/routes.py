@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from migrate.dialects.base import Manifest, TargetConfig
+from migrate.dialects.gatewayapi.filters import header_modifier, redirect_filter, value_match
 from migrate.dialects.gatewayapi.precedence import analyse, overlaps, rank
 from migrate.dialects.linkerd.route_policy import (
     failure_accrual_annotations,
@@ -194,7 +195,7 @@ def _rule(ctx: RouteContext, route: Route, rule: Rule, host: ServiceKey) -> dict
     filters: list[dict[str, Any]] = []
     if rule.request_headers:
         filters.append({"type": "RequestHeaderModifier",
-                        "requestHeaderModifier": _header_filter(rule.request_headers)})
+                        "requestHeaderModifier": header_modifier(rule.request_headers)})
     if rule.redirect:
         filters.append({"type": "RequestRedirect",
                         "requestRedirect": _redirect(ctx, ref, rule)})
@@ -217,10 +218,10 @@ def _matches(ctx: RouteContext, ref: ObjectRef, rm: RouteMatch) -> list[dict[str
     match: dict[str, Any] = {}
     if rm.path is not None:
         match["path"] = _path(ctx, ref, rm)
-    headers = [_value_match(name, m) for name, m in rm.headers]
+    headers = [value_match(name, m) for name, m in rm.headers]
     if headers:
         match["headers"] = headers
-    query = [_value_match(name, m) for name, m in rm.query]
+    query = [value_match(name, m) for name, m in rm.query]
     if query:
         match["queryParams"] = query
     if rm.method is None:
@@ -277,36 +278,9 @@ def _path(ctx: RouteContext, ref: ObjectRef, rm: RouteMatch) -> dict[str, str]:
     return {"type": "PathPrefix", "value": "/"}
 
 
-def _value_match(name: str, m: StringMatch) -> dict[str, str]:
-    if m.kind == "exact":
-        return {"name": name, "type": "Exact", "value": m.value}
-    pattern = {"prefix": re.escape(m.value) + ".*", "regex": m.value}.get(m.kind, ".*")
-    return {"name": name, "type": "RegularExpression", "value": pattern}
-
-
-def _header_filter(ops: HeaderOps) -> dict[str, Any]:
-    body: dict[str, Any] = {}
-    if ops.set:
-        body["set"] = [{"name": k, "value": v} for k, v in ops.set]
-    if ops.add:
-        body["add"] = [{"name": k, "value": v} for k, v in ops.add]
-    if ops.remove:
-        body["remove"] = list(ops.remove)
-    return body
-
-
 def _redirect(ctx: RouteContext, ref: ObjectRef, rule: Rule) -> dict[str, Any]:
     r = rule.redirect
     assert r is not None
-    body: dict[str, Any] = {}
-    if r.scheme:
-        body["scheme"] = r.scheme
-    if r.authority:
-        body["hostname"] = r.authority
-    if r.path:
-        body["path"] = {"type": "ReplaceFullPath", "replaceFullPath": r.path}
-    if r.port:
-        body["port"] = r.port
     code = {301: 301, 302: 302, 308: 301, 307: 302, 303: 302}.get(r.code, 301)
     if code != r.code:
         ctx.losses.report(
@@ -314,8 +288,7 @@ def _redirect(ctx: RouteContext, ref: ObjectRef, rule: Rule) -> dict[str, Any]:
             f"{r.origin_path}.redirectCode",
             f"redirect status {r.code} became {code} (Gateway API 1.2.1 allows 301 and 302)",
             "Check that clients handle the changed status (method preservation differs).")
-    body["statusCode"] = code
-    return body
+    return redirect_filter(r, code)
 
 
 def _backend(ctx: RouteContext, ref: ObjectRef, rule: Rule, b: Backend, host: ServiceKey,
@@ -346,13 +319,13 @@ def _backend(ctx: RouteContext, ref: ObjectRef, rule: Rule, b: Backend, host: Se
     filters = []
     if b.request_headers:
         filters.append({"type": "RequestHeaderModifier",
-                        "requestHeaderModifier": _header_filter(b.request_headers)})
+                        "requestHeaderModifier": header_modifier(b.request_headers)})
     # Response header changes live on backends: the Linkerd flavour's rule-level filters
     # allow request changes and redirects only.
     response = _merge(rule.response_headers, b.response_headers)
     if response:
         filters.append({"type": "ResponseHeaderModifier",
-                        "responseHeaderModifier": _header_filter(response)})
+                        "responseHeaderModifier": header_modifier(response)})
     if filters:
         body["filters"] = filters
     return body
