@@ -19,7 +19,7 @@ import click
 
 from migrate import __version__, mappings
 from migrate.emit.manifests import write_steps
-from migrate.emit.planjson import dump_plan
+from migrate.emit.planjson import write_plan
 from migrate.emit.report import render_report
 from migrate.emit.runbook import render_runbook
 from migrate.errors import ExitStatus, MigrateError
@@ -186,6 +186,7 @@ def plan(source: str, target: str, paths: tuple[str, ...], output: Path, target_
                           consul_default_intention=consul_default_intention,
                           consul_inject_default=consul_inject_default,
                           istio_routes=istio_routes, verify=not no_verify,
+                          keep_objects=False,  # nothing reads them after the plan is written
                           stdin=sys.stdin.buffer, cluster=None if paths else cluster)
     status = _run(lambda: _plan(options, output, fail_on, validate_with, quiet))
     sys.exit(int(status))
@@ -206,7 +207,7 @@ def _plan(options: PlanOptions, output: Path, fail_on: str | None,
         click.echo(f"note: {note}", err=True)
     _prepare_output(output)
     write_steps(result.plan, output)
-    (output / "plan.json").write_text(dump_plan(result.plan), encoding="utf-8")
+    write_plan(result.plan, output / "plan.json")
     (output / "RUNBOOK.md").write_text(render_runbook(result.plan), encoding="utf-8")
     click.echo(render_report(result.losses, result.problems, quiet=quiet), err=True, nl=False)
     click.echo(f"meshmigrate: wrote {len(result.plan.steps)} steps to {output}", err=True)

@@ -80,6 +80,13 @@ CODES: dict[str, Code] = {
     "AUTHZ_SERVER_OVERLAP": Code("write", "Servers overlap",
                                  "Two generated Servers select the same pods and port; Linkerd's "
                                  "admission rejects overlapping Servers."),
+    "AUTHZ_ROUTE_OVERLAP": Code("write", "Overlapping path rules not fully carried over",
+                                "Linkerd checks only the authorizations of the one inbound "
+                                "route it picks for a request, where Istio lets a caller in "
+                                "when any matching rule allows it. Overlapping rules get extra "
+                                "routes for their intersections; here there were too many, or "
+                                "the route names could not keep the narrower routes first, so "
+                                "some callers may be refused on requests several rules match."),
     # -- Consul as the source (migrate/dialects/consul/read_*.py) -----------------------------
     "CONSUL_SHARED_NAME": Code("read", "Same-named Services are one Consul service",
                                "Consul CE has one Consul namespace: Services with the same name "

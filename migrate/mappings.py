@@ -125,7 +125,9 @@ def table(mesh: str) -> CapabilityTable:
 
 def _load(name: str) -> dict[str, Any]:
     with open(tables_dir() / name, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
+        # libyaml's loader when present: the tables are read at every run, and the Python
+        # loader took a visible share of a small plan.
+        data = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     if not isinstance(data, dict):
         raise MappingError(f"{name}: not a mapping")
     return data

@@ -14,13 +14,19 @@ MAX_LABEL = 63
 _INVALID = re.compile(r"[^a-z0-9-]+")
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_DASHES = re.compile(r"-{2,}")
+# Already what k8s_name would make of it: a letter first, single dashes between lowercase
+# letters and digits. Most generated names are, and skip the rewriting below.
+_PLAIN = re.compile(r"[a-z](?:-?[a-z0-9])*")
 
 
 def k8s_name(*parts: object, max_len: int = MAX_LABEL) -> str:
     """A valid RFC 1035/1123 label built from ``parts`` joined by ``-``."""
     raw = "-".join(str(p) for p in parts if str(p) != "")
+    if len(raw) <= max_len and _PLAIN.fullmatch(raw):
+        return raw
     name = _INVALID.sub("-", raw.lower()).strip("-")
-    name = re.sub(r"-{2,}", "-", name) or "x"
+    name = _DASHES.sub("-", name) or "x"
     if not name[0].isalpha():
         name = "x-" + name
     if len(name) > max_len:

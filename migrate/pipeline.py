@@ -29,6 +29,8 @@ from migrate.ir.graph import MeshGraph
 from migrate.ir.model import (
     AuthzPolicy,
     DestinationPolicy,
+    EgressPolicy,
+    ExternalService,
     MTLSPolicy,
     Opaque,
     Route,
@@ -53,8 +55,8 @@ COEXISTENCE: dict[str, Coexistence] = {"istio": ISTIO, "linkerd": LINKERD, "cons
 """Each mesh's side of a coexistence window (both roles)."""
 # Namespaces that belong to platforms, never to the application mesh being moved.
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease", "linkerd",
-                               "linkerd-viz", "linkerd-jaeger", "linkerd-multicluster",
-                               "consul"})
+                               "linkerd-egress", "linkerd-viz", "linkerd-jaeger",
+                               "linkerd-multicluster", "consul"})
 
 
 @dataclass
@@ -81,8 +83,9 @@ class PlanOptions:
     order: list[str] = field(default_factory=list)
     trust_domain: str = "cluster.local"
     root_namespace: str = "istio-system"
-    """Istio's root namespace (when Istio is the source; other sources use their control
-    plane's namespace)."""
+    """Istio's root namespace, where mesh-wide Istio objects live: read from when Istio is the
+    source (other sources use their control plane's namespace), written to when it is the
+    target."""
     linkerd_default_policy: str = "all-unauthenticated"
     """Linkerd's cluster-wide default inbound policy (an install setting) when it is the source."""
     consul_default_intention: str = "deny"
@@ -97,6 +100,11 @@ class PlanOptions:
     """Read this cluster when ``paths`` is empty."""
     verify: bool = True
     """Run the equivalence check on the plan's final state."""
+    keep_objects: bool = True
+    """Keep every object read in ``PlanResult.read.objects`` (the checks need them all). With
+    False and ``verify`` off, the bodies the plan itself does not use are let go once the
+    reader is done: only the source mesh's own objects (restored on rollback) stay. Most of an
+    input is Deployments and Services, so this is most of its memory (docs/performance.md)."""
 
 
 @dataclass
@@ -153,7 +161,8 @@ def make_reader(options: PlanOptions, losses: LossLog, problems: list[InputProbl
 def make_writer(options: PlanOptions, losses: LossLog, table: mappings.CapabilityTable,
                 version: str) -> Any:
     """The target mesh's writer with the settings it takes."""
-    extra = {"routes_api": options.istio_routes} if options.target == "istio" else {}
+    extra = {"routes_api": options.istio_routes, "istio_root_namespace": options.root_namespace} \
+        if options.target == "istio" else {}
     return TARGETS[options.target](losses, table, version, trust_domain=options.trust_domain,
                                    root_namespace=root_namespace(options), **extra)
 
@@ -173,6 +182,13 @@ def _no_gc_pauses() -> Iterator[None]:
         yield
     finally:
         if enabled:
+            # Everything the run allocated still counts as young: the first allocation after
+            # enable() would start a collection that walks all of it (several % of a plan).
+            # freeze() + unfreeze() file it with the oldest generation and reset the young
+            # count, so only a later full pass (rare) looks at it again; cycles it holds are
+            # still found then.
+            gc.freeze()
+            gc.unfreeze()
             gc.enable()
 
 
@@ -196,6 +212,9 @@ def _plan_migration(options: PlanOptions) -> PlanResult:
                 for pr in source.problems]
     root = root_namespace(options)
     read = make_reader(options, losses, problems).read(source)
+    if not options.verify and not options.keep_objects:
+        del source  # it lists every object read; only the ones kept below may stay
+        read.objects = [o for o in read.objects if o.ref in read.raw]
     graph = read.graph
     check_capabilities(graph, table, version, losses)
     namespaces, outside = _namespaces(graph, root)
@@ -357,8 +376,9 @@ def _namespaces(graph: MeshGraph, root: str) -> tuple[list[str], list[str]]:
             meshed.add(rec.namespace)  # type: ignore[attr-defined]
     for svc in graph.of(Service):
         seen.add(svc.key.namespace)
-    for op in graph.of(Opaque):
-        seen.add(op.namespace)
+    for cls in (Opaque, ExternalService, EgressPolicy):
+        for rec in graph.of(cls):
+            seen.add(rec.namespace)  # type: ignore[attr-defined]
     for ns in graph.namespaces_declared():
         seen.add(ns.name)
         if ns.injection != "none":

@@ -155,7 +155,8 @@ class Summary:
     fact."""
 
     rules: frozenset[str]
-    """``service [matches] -> pods:percent ... timeout=ms retry=attempts/per-try ms/on``."""
+    """``service [matches] -> pods:percent ... timeout=ms retry=attempts/per-try ms/on``,
+    then ``rw=prefix@authority`` for a rule that rewrites."""
     mtls: frozenset[str]
     """``workload:port MODE`` (effective mode per workload port)."""
     authz: frozenset[str]
@@ -233,9 +234,14 @@ def _rules(graph: MeshGraph) -> frozenset[str]:
             if rule.retry is not None and rule.retry.attempts > 0:
                 retry = (f"{rule.retry.attempts}/{_ms(rule.retry.per_try_timeout)}/"
                          f"{','.join(sorted(rule.retry.retry_on))}")
+            # A rewrite changes what the backend receives: part of the fact when there is one.
+            rw = rule.rewrite
+            rewrite = "" if not rw else \
+                f" rw={rw.prefix or ('full:' + rw.full_path if rw.full_path else '')}" + \
+                (f"@{rw.authority}" if rw.authority else "")
             for host in route.hosts:
                 fact = (f"{host} [{_matches(rule.matches)}] {_backends(graph, rule.backends)}"
-                        f" t={_ms(rule.timeout)} r={retry}")
+                        f" t={_ms(rule.timeout)} r={retry}{rewrite}")
                 own = _backends(graph, (Backend(service=host, host=host.name),))
                 if fact != f"{host} [*] {own} t=- r=-":  # what no route at all does too
                     found.add(fact)

@@ -22,6 +22,7 @@ from migrate.ir.model import (
     AuthzRule,
     AuthzSource,
     DestinationPolicy,
+    FeatureUse,
     MTLSPolicy,
     Origin,
     Route,
@@ -365,12 +366,32 @@ def test_deny_rules_take_precedence_over_allow_rules():
     assert sources["*"] == {"name": "*", "action": "deny"}
 
 
-def test_istio_deny_policies_the_reader_does_not_model_are_reported():
-    _, losses = write(SHOP + authz("""
+def test_istio_deny_policy_becomes_deny_permissions_ahead_of_the_allows():
+    out, losses = write(SHOP + authz("""
+  selector: {matchLabels: {app: reviews}}
   action: DENY
-  rules: [{to: [{operation: {paths: [/admin]}}]}]
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/shop/sa/frontend]}}]
+    to: [{operation: {paths: [/admin]}}]
 """, name="deny-admin"))
-    [loss] = [loss for loss in losses if loss.code == "CONSUL_AUTHZ_DENY_UNMODELLED"]
+    sources = bodies(out.policy_staged, "ServiceIntentions")["reviews"]["spec"]["sources"]
+    # No ALLOW policy applies, so everything else stays allowed: Istio's default is allow.
+    assert sources == [
+        {"name": "frontend", "permissions": [
+            {"action": "deny", "http": {"pathExact": "/admin"}},
+            {"action": "allow", "http": {"pathPrefix": "/"}}]},
+        {"name": "*", "action": "allow"}]
+    assert "CONSUL_AUTHZ_DENY_UNMODELLED" not in codes(losses)
+
+
+def test_a_deny_use_no_reader_modelled_is_reported_not_dropped():
+    # Every shipped reader models its DENY rules; this net catches a reader that records the
+    # feature but not the policy (so a future reader cannot drop a deny silently).
+    graph, losses = read(SHOP)
+    ref = ObjectRef("AuthorizationPolicy", "shop", "deny-admin", "security.istio.io/v1")
+    graph.use(FeatureUse("authz.deny", Origin(ref, "spec.action"), "DENY"))
+    _, reported = write("", graph, losses)
+    [loss] = [loss for loss in reported if loss.code == "CONSUL_AUTHZ_DENY_UNMODELLED"]
     assert loss.object.name == "deny-admin" and loss.severity.value == "manual"
 
 

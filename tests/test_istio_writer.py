@@ -559,7 +559,7 @@ spec:
     assert not out.remove_at_enforce
 
 
-def test_istio_deny_policy_the_reader_did_not_model_is_reported():
+def test_deny_policy_is_written_as_a_deny_policy():
     out, losses = convert(svc("pay") + """---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -568,8 +568,25 @@ spec:
   action: DENY
   rules: [{to: [{operation: {methods: [DELETE]}}]}]
 """)
+    [policy] = bodies(out, "policy_staged", "AuthorizationPolicy")
+    assert policy["metadata"]["name"] == "no-delete"
+    assert policy["spec"]["action"] == "DENY"
+    assert policy["spec"]["rules"] == [{"to": [{"operation": {"methods": ["DELETE"]}}]}]
+    assert "AUTHZ_NOT_MODELLED" not in codes(losses)
+
+
+def test_audit_policy_the_reader_did_not_model_is_reported():
+    out, losses = convert(svc("pay") + """---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: audit-delete, namespace: shop}
+spec:
+  action: AUDIT
+  rules: [{to: [{operation: {methods: [DELETE]}}]}]
+""")
     assert not bodies(out, "policy_staged", "AuthorizationPolicy")
-    assert "AUTHZ_NOT_MODELLED" in codes(losses)
+    [loss] = [loss for loss in losses if loss.code == "AUTHZ_NOT_MODELLED"]
+    assert loss.object.name == "audit-delete" and loss.feature == "authz.audit"
 
 
 def test_mesh_wide_policy_is_written_into_each_migrated_namespace():

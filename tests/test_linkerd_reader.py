@@ -19,6 +19,7 @@ from migrate.ir.model import (
     AuthzPolicy,
     AuthzSource,
     DestinationPolicy,
+    EgressPolicy,
     MTLSPolicy,
     Namespace,
     Opaque,
@@ -764,8 +765,13 @@ spec:
   workloadIPs: [{ip: 10.0.0.9}]
 """)
     assert {o.kind for o in result.graph.of(Opaque)} == {
-        "HTTPLocalRateLimitPolicy", "EgressNetwork", "ExternalWorkload"}
-    assert {"ratelimit.inbound", "egress.network", "workload.vm"} <= features(result)
+        "HTTPLocalRateLimitPolicy", "ExternalWorkload"}
+    assert {"ratelimit.inbound", "workload.vm"} <= features(result)
+    # EgressNetwork is modelled: a namespace's egress policy (tests/test_egress.py has more).
+    [egress] = result.graph.of(EgressPolicy)
+    assert (egress.namespace, egress.name, egress.mode, egress.mesh_wide) == \
+        ("shop", "out", "REGISTRY_ONLY", False)
+    assert "egress.mesh_only" in features(result)
 
 
 # -- the field ledger ----------------------------------------------------------------------

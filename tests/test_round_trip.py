@@ -129,10 +129,11 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
         home_gained=[],
     ),
     # The route's parentRef port becomes a VirtualService match port; the Linkerd writer has no
-    # per-match port, so going back drops it (ROUTE_MATCH_PORT: the only port of reviews).
+    # per-match port, so going back drops the condition, with no loss: 9080 is reviews' only
+    # port, so every request to reviews matched it anyway.
     ('linkerd', 'istio', '01-routing'): Expected(
         there=[],
-        back=['ROUTE_MATCH_PORT', 'ROUTE_MATCH_PORT'],
+        back=[],
         first=[
             'mtls shop/reviews-v1:9080 UNSET',
             'mtls shop/reviews-v2:9080 UNSET',
@@ -172,14 +173,13 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
             'authz bank/teller ALLOW principal=* -> :8080',
         ],
     ),
-    # Consul routes per service (ROUTE_MATCH_PORT, though the parentRef port is reviews' only
-    # one), has no per-try timeout (CONSUL_RETRY) and enforces mTLS where Linkerd's default
+    # Consul routes per service (no loss: the parentRef port is reviews' only one), has no
+    # per-try timeout (CONSUL_RETRY) and enforces mTLS where Linkerd's default
     # admitted plaintext (CONSUL_MTLS_MODE); the allow-all intentions come back as
     # all-authenticated Servers. consul-k8s cannot register pods under two Services (reviews
     # and reviews-v1): CONSUL_POD_SERVICES.
     ('linkerd', 'consul', '01-routing'): Expected(
-        there=['CONSUL_MTLS_MODE', 'CONSUL_POD_SERVICES', 'CONSUL_POD_SERVICES', 'CONSUL_RETRY',
-               'ROUTE_MATCH_PORT'],
+        there=['CONSUL_MTLS_MODE', 'CONSUL_POD_SERVICES', 'CONSUL_POD_SERVICES', 'CONSUL_RETRY'],
         back=[],
         first=[
             'mtls shop/reviews-v1:9080 UNSET',
@@ -314,8 +314,9 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
         home_lost=[],
         home_gained=[],
     ),
-    # Mirror, fault, pool limits and the DENY are gone for good (reported there); the outlier
-    # detection that became failure accrual comes back approximated (reported back).
+    # Mirror, fault, pool limits and the DENY are gone for good (reported there: Linkerd has no
+    # deny, AUTHZ_DENY); the outlier detection that became failure accrual comes back
+    # approximated (reported back).
     ('istio', 'linkerd', '03-losses'): Expected(
         there=[
             'AUTHZ_DENY', 'DESTINATION_CONNECTION_POOL', 'DESTINATION_OUTLIER_DETECTION',
@@ -323,27 +324,32 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
         ],
         back=['DESTINATION_OUTLIER_DETECTION'],
         first=[
+            'authz shop/reviews DENY ip:10.8.0.0/16 -> *',
             'mtls shop/reviews-shadow:9080 UNSET',
             'mtls shop/reviews:9080 UNSET',
         ],
-        middle_lost=[],
+        middle_lost=['authz shop/reviews DENY ip:10.8.0.0/16 -> *'],
         middle_gained=[],
-        home_lost=[],
+        home_lost=['authz shop/reviews DENY ip:10.8.0.0/16 -> *'],
         home_gained=[],
     ),
-    # Consul enforces mTLS where Istio's default was PERMISSIVE (CONSUL_MTLS_MODE).
+    # Consul enforces mTLS where Istio's default was PERMISSIVE (CONSUL_MTLS_MODE). Intentions
+    # cannot match client addresses, so the CIDR-only DENY is left out, not widened into a
+    # deny of every caller (CONSUL_AUTHZ_SOURCE).
     ('istio', 'consul', '03-losses'): Expected(
         there=[
-            'CONSUL_AUTHZ_DENY_UNMODELLED', 'CONSUL_MTLS_MODE', 'DESTINATION_CONNECTION_POOL',
+            'CONSUL_AUTHZ_SOURCE', 'CONSUL_MTLS_MODE', 'DESTINATION_CONNECTION_POOL',
             'DESTINATION_OUTLIER_DETECTION', 'ROUTE_FAULT_DELAY', 'ROUTE_MIRROR',
             'ROUTE_RETRY_DEFAULT',
         ],
         back=[],
         first=[
+            'authz shop/reviews DENY ip:10.8.0.0/16 -> *',
             'mtls shop/reviews-shadow:9080 UNSET',
             'mtls shop/reviews:9080 UNSET',
         ],
         middle_lost=[
+            'authz shop/reviews DENY ip:10.8.0.0/16 -> *',
             'mtls shop/reviews-shadow:9080 UNSET',
             'mtls shop/reviews:9080 UNSET',
         ],
@@ -352,6 +358,7 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
             'mtls shop/reviews:9080 STRICT',
         ],
         home_lost=[
+            'authz shop/reviews DENY ip:10.8.0.0/16 -> *',
             'mtls shop/reviews-shadow:9080 UNSET',
             'mtls shop/reviews:9080 UNSET',
         ],
@@ -404,10 +411,10 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
         ],
     ),
     # The header-narrowed permission has no IR form and fails closed (AUTHZ_OPERATION_REGEX).
+    # The prefixRewrite survives both ways (Istio rewrite.uri; both are Envoy prefix_rewrite).
     ('consul', 'istio', '03-losses'): Expected(
         there=[
             'AUTHZ_OPERATION_REGEX', 'DESTINATION_CONNECTION_POOL', 'MULTICLUSTER',
-            'ROUTE_REWRITE',
         ],
         back=[],
         first=[
@@ -415,7 +422,7 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
             'authz shop/web ALLOW nothing',
             'mtls shop/reviews:9080 STRICT',
             'mtls shop/web:8080 STRICT',
-            'route shop/reviews [path=prefix:/v1/] reviews:100% t=- r=-',
+            'route shop/reviews [path=prefix:/v1/] reviews:100% t=- r=- rw=/',
         ],
         middle_lost=[
             'authz shop/reviews ALLOW sa:shop/web -> /*',
@@ -431,7 +438,7 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
         ],
     ),
     # As to Istio, plus Consul's raw prefix /v1/ becoming a segment prefix that also matches
-    # /v1 (ROUTE_PREFIX_SEGMENT).
+    # /v1 (ROUTE_PREFIX_SEGMENT), and the prefixRewrite lost (ROUTE_REWRITE: Linkerd has none).
     ('consul', 'linkerd', '03-losses'): Expected(
         there=[
             'AUTHZ_OPERATION_REGEX', 'DESTINATION_CONNECTION_POOL', 'MULTICLUSTER',
@@ -443,21 +450,25 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
             'authz shop/web ALLOW nothing',
             'mtls shop/reviews:9080 STRICT',
             'mtls shop/web:8080 STRICT',
-            'route shop/reviews [path=prefix:/v1/] reviews:100% t=- r=-',
+            'route shop/reviews [path=prefix:/v1/] reviews:100% t=- r=- rw=/',
         ],
         middle_lost=[
             'authz shop/reviews ALLOW sa:shop/web -> /*',
+            'route shop/reviews [path=prefix:/v1/] reviews:100% t=- r=- rw=/',
         ],
         middle_gained=[
             'authz shop/reviews ALLOW nothing',
             'route shop/reviews [path=/v1] reviews:100% t=- r=-',
+            'route shop/reviews [path=prefix:/v1/] reviews:100% t=- r=-',
         ],
         home_lost=[
             'authz shop/reviews ALLOW sa:shop/web -> /*',
+            'route shop/reviews [path=prefix:/v1/] reviews:100% t=- r=- rw=/',
         ],
         home_gained=[
             'authz shop/reviews ALLOW nothing',
             'route shop/reviews [path=/v1] reviews:100% t=- r=-',
+            'route shop/reviews [path=prefix:/v1/] reviews:100% t=- r=-',
         ],
     ),
 }

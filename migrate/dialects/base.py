@@ -19,7 +19,7 @@ from migrate.sources.model import RawObject, SourceResult
 KindHandler = Callable[[Any, Fields, MeshGraph], None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per emitted object: slots keep each small
 class Manifest:
     """One object a writer emits, with the source objects it came from."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from sys import intern
 from typing import Any
 
 from migrate.ir.model import FeatureUse, Origin
@@ -46,6 +47,22 @@ def split_path(path: str) -> tuple[str | int, ...]:
     return tuple(int(index) if index else name for index, name in _TOKEN.findall(path))
 
 
+class Ledger(set):  # type: ignore[type-arg]
+    """The field paths one object's reader consumed or reported.
+
+    :data:`NOISE` counts as consumed for every object without being copied into each ledger
+    (a plan keeps one ledger per source object, so the copies added up).
+    """
+
+    __slots__ = ()
+
+    def __contains__(self, path: object) -> bool:
+        return path in NOISE or set.__contains__(self, path)
+
+
+_MISSING = object()
+
+
 def join(base: str, key: str | int) -> str:
     """Extend a path by a key or list index."""
     if isinstance(key, int):
@@ -62,7 +79,7 @@ class Fields:
         self.ref: ObjectRef = raw.ref
         self.losses = losses
         self.mesh = mesh
-        self.accounted: set[str] = set(NOISE)
+        self.accounted: set[str] = Ledger()
         # meshmigrate's own bookkeeping on objects it wrote (meshmigrate.io/source, /rules):
         # reading a migrated cluster again must not report them as unmodelled mesh config.
         meta = self.body.get("metadata") if isinstance(self.body, dict) else None
@@ -81,20 +98,26 @@ class Fields:
         """
         value = self._lookup(path, default)
         if whole or not isinstance(value, (dict, list)) or not value:
-            self.accounted.add(path)
+            # Objects of one kind read the same paths: interned, the ledgers kept for every
+            # object share one string per path instead of one per object.
+            self.accounted.add(intern(path))
         return value
 
     def _lookup(self, path: str, default: Any) -> Any:
         value: Any = self.body
+        # Every field a reader reads comes through here: the parts are exactly int or str
+        # (split_path), so a class test is enough for them, and one dict probe replaces two.
         for part in split_path(path):
-            if isinstance(part, int):
-                if not isinstance(value, list) or part >= len(value):
+            if part.__class__ is int:
+                if not isinstance(value, list) or part >= len(value):  # type: ignore[operator]
                     return default
                 value = value[part]
+            elif isinstance(value, dict):
+                value = value.get(part, _MISSING)
+                if value is _MISSING:
+                    return default
             else:
-                if not isinstance(value, dict) or part not in value:
-                    return default
-                value = value[part]
+                return default
         return value
 
     def peek(self, path: str, default: Any = None) -> Any:
@@ -175,7 +198,7 @@ class Fields:
 
     def use(self, feature: str, path: str, detail: str = "") -> None:
         """Record a feature use at ``path`` (the path counts as accounted)."""
-        self.accounted.add(path)
+        self.accounted.add(intern(path))
         self.uses.append(FeatureUse(feature, self.origin(path), detail))
 
     def note(self, feature: str, path: str, detail: str = "") -> None:
@@ -184,7 +207,7 @@ class Fields:
 
     def invalid(self, path: str, problem: str) -> None:
         """Report a field of the wrong type or value; the field is then ignored."""
-        self.accounted.add(path)
+        self.accounted.add(intern(path))
         self.losses.report(
             "FIELD_INVALID", Severity.MANUAL, "input", self.ref, path,
             f"{problem}; the field was ignored",
@@ -198,13 +221,21 @@ class Fields:
 
     def _walk(self, value: Any, path: str, out: list[str]) -> bool:
         """Append unaccounted paths under ``value``; True when the whole subtree is."""
-        if path in self.accounted:
+        # Runs once per node of every source object: the ledger is probed as a plain set
+        # (NOISE apart) and child paths are built inline rather than through join().
+        accounted = self.accounted
+        if path in NOISE or set.__contains__(accounted, path):
             return False
         if isinstance(value, dict) and value:
             children: list[str] = []
             whole = True
-            for key in value:
-                whole &= self._walk(value[key], join(path, str(key)), children)
+            walk = self._walk
+            if path:
+                for key in value:
+                    whole &= walk(value[key], f"{path}.{key}", children)
+            else:
+                for key in value:
+                    whole &= walk(value[key], str(key), children)
             if whole and path:
                 out.append(path)
             else:
@@ -213,8 +244,9 @@ class Fields:
         if isinstance(value, list) and value:
             children = []
             whole = True
+            walk = self._walk
             for i, item in enumerate(value):
-                whole &= self._walk(item, join(path, i), children)
+                whole &= walk(item, f"{path}[{i}]", children)
             if whole and path:
                 out.append(path)
             else:
@@ -232,4 +264,4 @@ class Fields:
                 "FIELD_UNMODELLED", Severity.DROPPED, "input", self.ref, path,
                 f"{self.ref.kind} field {path} has no translation in meshmigrate yet",
                 "Check what the field does and recreate its effect in the target by hand.")
-            self.accounted.add(path)
+            self.accounted.add(intern(path))

@@ -43,7 +43,8 @@ def file_name(body: dict[str, Any]) -> str:
 def step_file_names(step: Step) -> tuple[list[str], list[str]]:
     """(manifest files, rollback files) of a step, relative to its folder, sorted."""
     main = sorted({file_name(m.body) for m in step.manifests})
-    rollback = sorted({f"rollback/{file_name(b)}" for b in step.rollback_manifests})
+    # A rollback copy keeps the identity fields the name is made of: name it from the source.
+    rollback = sorted({f"rollback/{file_name(b)}" for b in step.rollback_sources})
     return main, rollback
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from migrate.emit.manifests import step_file_names
@@ -63,3 +64,15 @@ def plan_document(plan: Plan) -> dict[str, Any]:
 def dump_plan(plan: Plan) -> str:
     """plan.json text: sorted keys where order carries no meaning, two-space indent."""
     return json.dumps(plan_document(plan), indent=2, ensure_ascii=False) + "\n"
+
+
+def write_plan(plan: Plan, path: Path) -> None:
+    """Write plan.json: the same bytes as :func:`dump_plan`, written piece by piece.
+
+    With an indent, the json module encodes in Python: ``json.dumps`` collects every piece
+    (a million at 2,000 services) before joining them, which raised a plan's peak memory by
+    about three times the file's size. ``json.dump`` hands each piece to the file instead.
+    """
+    with path.open("w", encoding="utf-8") as fh:
+        json.dump(plan_document(plan), fh, indent=2, ensure_ascii=False)
+        fh.write("\n")

@@ -220,6 +220,32 @@ class Redirect:
 
 
 @dataclass(frozen=True)
+class Rewrite:
+    """Changes the proxy makes to a forwarded request: its path and its authority (Host).
+
+    ``prefix`` has Envoy's ``prefix_rewrite`` meaning, which Istio's ``rewrite.uri`` and
+    Consul's ``prefixRewrite`` both compile to (istio/istio
+    pilot/pkg/networking/core/route/route.go: ``action.PrefixRewrite = in.Rewrite.GetUri()``;
+    hashicorp/consul agent/xds/routes.go: ``routeAction.Route.PrefixRewrite =
+    destination.PrefixRewrite``): the part of the path the rule's match matched is replaced,
+    i.e. the prefix under a prefix match (or no path match: an implicit prefix ``/``) and the
+    whole path under an exact or regex match. ``full_path`` replaces the whole path whatever
+    the match (Gateway API ``ReplaceFullPath``). At most one of the two is set.
+    """
+
+    prefix: str = ""
+    full_path: str = ""
+    authority: str = ""
+    origin_path: str = ""
+    """Where the path rewrite was set (the whole rewrite when there is none)."""
+    authority_path: str = ""
+    """Where the authority rewrite was set."""
+
+    def __bool__(self) -> bool:
+        return bool(self.prefix or self.full_path or self.authority)
+
+
+@dataclass(frozen=True)
 class Rule:
     """One ordered rule of a route (Istio: first match in list order wins)."""
 
@@ -234,6 +260,8 @@ class Rule:
     response_headers: HeaderOps = field(default_factory=HeaderOps)
     redirect: Redirect | None = None
     origin_path: str = ""
+    rewrite: Rewrite | None = None
+    """Path/authority changes before forwarding; None when the rule forwards unchanged."""
 
 
 @dataclass(frozen=True)
@@ -361,3 +389,55 @@ class Opaque:
     name: str
     origin: Origin
     hosts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExternalPort:
+    """A port of an external service, with its protocol in Istio's names (``HTTP``,
+    ``HTTPS``, ``HTTP2``, ``GRPC``, ``TLS``, ``TCP``)."""
+
+    number: int
+    protocol: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class ExternalService:
+    """A destination outside the mesh its workloads reach by host name or address (Istio
+    ServiceEntry with ``location: MESH_EXTERNAL``, Consul ServiceDefaults ``destination``,
+    Linkerd routes attached to an EgressNetwork).
+
+    Meshes that keep a registry (Istio, Consul) need it to name or allow the host; Linkerd lets
+    such traffic out as it is unless an EgressNetwork denies it.
+    """
+
+    namespace: str
+    name: str
+    hosts: tuple[str, ...]
+    """DNS names; a leading ``*.`` is a wildcard."""
+    addresses: tuple[str, ...]
+    """IP addresses or CIDR blocks."""
+    ports: tuple[ExternalPort, ...]
+    resolution: str
+    """``DNS`` (the proxy resolves the hosts), ``STATIC`` or ``NONE`` (the address the
+    application dialed is used), in Istio's terms (``DNS_ROUND_ROBIN``, ``DYNAMIC_DNS`` too)."""
+    exported: bool
+    """Visible to every namespace (Istio's default ``exportTo: ["*"]``); False: only its own."""
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class EgressPolicy:
+    """Whether proxies may reach destinations the mesh does not know: Istio's
+    ``outboundTrafficPolicy`` (a Sidecar, or the mesh config), Consul's
+    ``Mesh.transparentProxy.meshDestinationsOnly``, a Linkerd EgressNetwork's ``trafficPolicy``.
+    """
+
+    namespace: str
+    name: str
+    mode: str
+    """``REGISTRY_ONLY`` (unknown destinations are refused) or ``ALLOW_ANY``."""
+    mesh_wide: bool
+    """Applies to every namespace (Istio root namespace, Consul Mesh entry, Linkerd's global
+    egress namespace); False: to the workloads of ``namespace`` only."""
+    origin: Origin

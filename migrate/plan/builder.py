@@ -24,7 +24,6 @@ from migrate.ir.model import AuthzPolicy, DestinationPolicy, Opaque, Route, Work
 from migrate.losses import LossLog, ObjectRef, Severity
 from migrate.names import k8s_name
 from migrate.plan.model import Step
-from migrate.sources.model import strip_noise
 
 INGRESS = "(ingress)"
 
@@ -124,12 +123,11 @@ def _prerequisites(p: PlanInput) -> Step:
     src, dst = p.source.TITLE, p.target_side.TITLE
     step = Step(0, "prerequisites", f"Prerequisites: install {dst} next to {src}",
                 "prerequisites", [])
-    experimental = any(m.kind in ("TCPRoute", "TLSRoute")
-                       for ms in p.target.routing_final.values() for m in ms)
+    experimental = any(m.kind in ("TCPRoute", "TLSRoute") for m in _all_manifests(p.target))
     neutralized = p.source.neutralize(p.read.raw)
     step.manifests = [Manifest(n.body, (n.original.ref,)) for n in neutralized]
     step.manifests += p.target.prerequisites
-    step.rollback_manifests = [strip_noise(n.original.body) for n in neutralized]
+    step.rollback_sources = [n.original.body for n in neutralized]
     step.apply_verb = "replace" if neutralized else "apply"
     step.summary = (
         f"Installs the Gateway API CRDs (a bundle {src} and {dst} both accept) and the "
@@ -153,6 +151,15 @@ def _prerequisites(p: PlanInput) -> Step:
     return step
 
 
+def _all_manifests(target: TargetConfig) -> list[Manifest]:
+    """Every manifest a writer produced, whatever its phase."""
+    out = list(target.prerequisites)
+    for bucket in (target.routing, target.policy_staged, target.policy_enforced,
+                   target.routing_final):
+        out += [m for ms in bucket.values() for m in ms]
+    return out
+
+
 def _workloads(p: PlanInput, ns: str) -> list[Workload]:
     return p.graph.in_namespace(Workload, ns)
 
@@ -172,7 +179,7 @@ def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int],
     for ns in group:
         step.manifests += p.target.policy_staged.get(ns, [])
     inbound = _source_objects(p, set(group), src.INBOUND_KINDS)
-    step.rollback_manifests = [strip_noise(p.read.raw[r].body) for r in inbound]
+    step.rollback_sources = [p.read.raw[r].body for r in inbound]
     policy = any(p.target.policy_staged.get(ns) for ns in group)
     callers = sorted({a for b in group for a in p.deps.predecessors(b)
                       if a not in group and position.get(a, -1) > position[group[0]]})
@@ -234,7 +241,7 @@ def _enforce(p: PlanInput, group: list[str], number: int, moved: dict[str, str])
     routing_refs = [r for r in routing_refs if r in p.read.raw and r not in p.deleted]
     for ns in group:
         step.manifests += p.target.policy_enforced.get(ns, [])
-    step.rollback_manifests = [strip_noise(p.read.raw[r].body) for r in routing_refs]
+    step.rollback_sources = [p.read.raw[r].body for r in routing_refs]
     if step.manifests:
         step.commands.append(_apply(step.id))
     for ns in group:
@@ -316,8 +323,9 @@ def _ingress(p: PlanInput, number: int) -> Step:
     for authz in p.graph.of(AuthzPolicy):
         named = {ns for ns in p.graph.caller_namespaces(authz) if ns == p.root_namespace}
         if named:
+            verb = "refuses" if authz.action == "DENY" else "admits"
             step.manual.append(
-                f"{authz.origin.ref.kind} {authz.namespace}/{authz.name} admits callers from "
+                f"{authz.origin.ref.kind} {authz.namespace}/{authz.name} {verb} callers from "
                 f"{p.root_namespace} ({src.INGRESS}): its {dst.TITLE} form names the same "
                 "namespace; add the new ingress's namespace or service account to the "
                 "authorization generated from it before its enforce step.")
@@ -326,7 +334,7 @@ def _ingress(p: PlanInput, number: int) -> Step:
         step.manual.append("Gateway API Gateways served by Istio's controller (gatewayClassName "
                            "istio) stop working when Istio is removed: move them to the new "
                            "controller's class.")
-    step.rollback_manifests = [strip_noise(p.read.raw[r].body) for r in refs]
+    step.rollback_sources = [p.read.raw[r].body for r in refs]
     step.commands = [f"{src.delete_command(r)}  # once DNS points at the new ingress"
                      for r in refs]
     step.verify = dst.ingress_verify()
@@ -349,7 +357,7 @@ def _cleanup(p: PlanInput, number: int) -> Step:
     remaining = sorted(r for r in p.read.raw if src.owns(r) and r not in p.deleted)
     step.commands += [src.delete_command(r) for r in remaining]
     step.commands += src.uninstall_commands()
-    step.rollback_manifests = [strip_noise(p.read.raw[r].body) for r in remaining]
+    step.rollback_sources = [p.read.raw[r].body for r in remaining]
     group = src.GROUP_SUFFIXES[0].replace(".", "\\.")
     step.verify = dst.cleanup_verify() + [f"kubectl get crd | grep -E '{group}'  # expect nothing"]
     step.rollback = [src.reinstall_note()]

@@ -7,6 +7,7 @@ from typing import Any
 
 from migrate.dialects.base import Manifest
 from migrate.losses import Loss
+from migrate.sources.model import strip_noise
 
 
 @dataclass
@@ -26,10 +27,21 @@ class Step:
     commands: list[str] = field(default_factory=list)
     verify: list[str] = field(default_factory=list)
     rollback: list[str] = field(default_factory=list)
-    rollback_manifests: list[dict[str, Any]] = field(default_factory=list)
-    """Source objects this step deletes or replaces, as they were (restored on rollback)."""
+    rollback_sources: list[dict[str, Any]] = field(default_factory=list)
+    """Source objects this step deletes or replaces, as read: the reader's own bodies, shared
+    and never changed. :attr:`rollback_manifests` makes their re-appliable copies."""
     losses: list[Loss] = field(default_factory=list)
     manual: list[str] = field(default_factory=list)
+
+    @property
+    def rollback_manifests(self) -> list[dict[str, Any]]:
+        """The objects :attr:`rollback_sources` names, as restored on rollback: server-set
+        metadata and status removed, keys sorted (:func:`~migrate.sources.model.strip_noise`).
+
+        Made on each call rather than kept: a plan holds every source object once already, and
+        a kept copy of each deleted one doubled that (docs/performance.md).
+        """
+        return [strip_noise(body) for body in self.rollback_sources]
 
     @property
     def id(self) -> str:

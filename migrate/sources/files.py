@@ -17,7 +17,7 @@ from typing import IO, Any, Iterable
 
 from migrate.errors import InputProblem, SourceError
 from migrate.sources.model import RawObject, SourceResult
-from migrate.yamlio import DocumentError, load_documents, split_documents
+from migrate.yamlio import DocumentError, document_spans, load_documents, split_documents
 
 SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -94,9 +94,7 @@ def _read_bytes(data: bytes, source: str, result: SourceResult) -> None:
             else:
                 _add_document(data, source, 1, result)
             return
-    if len(text) > MAX_OBJECT_CHARS and any(
-            len(chunk) > MAX_OBJECT_CHARS and not _LIST_HEAD.search(chunk)
-            for _, chunk in split_documents(text)):
+    if len(text) > MAX_OBJECT_CHARS and _has_oversized_document(text):
         # Only a stream holding an oversized document is read chunk by chunk (slower): the
         # others, however large, take the one-pass parse below.
         _read_chunks(text, source, result, reject_replacement=False)
@@ -106,6 +104,20 @@ def _read_bytes(data: bytes, source: str, result: SourceResult) -> None:
             _add_document(doc.data, source, doc.line, result)
     except DocumentError:
         _read_chunks(text, source, result, reject_replacement=False)
+
+
+def _has_oversized_document(text: str) -> bool:
+    """Whether a ``---`` chunk of the stream is larger than any object and not a list dump.
+
+    Measured from the separators' offsets: copying every chunk out of a large stream to
+    measure it cost time and, for a moment, a second copy of the whole stream.
+    """
+    for start, end in document_spans(text):
+        # _LIST_HEAD anchors at line starts; every chunk starts at one (or at offset 0).
+        if end - start > MAX_OBJECT_CHARS and not _LIST_HEAD.search(text, start, end) and \
+                text[start:end].strip():
+            return True
+    return False
 
 
 def _read_chunks(text: str, source: str, result: SourceResult, reject_replacement: bool) -> None:

@@ -14,7 +14,7 @@ CLUSTER_SCOPED = frozenset({"Namespace", "CustomResourceDefinition", "ClusterRol
                             "ValidatingWebhookConfiguration", "GatewayClass"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per input object: slots keep each small
 class RawObject:
     """One Kubernetes object as read, with where it was read from."""
 
@@ -23,6 +23,12 @@ class RawObject:
     """File path, ``<stdin>`` or ``cluster``."""
     line: int
     """1-based line of the document (0 when not from a file)."""
+    _ref: ObjectRef = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Every stage names objects by their ref (duplicates, the reader, the plan's indexes):
+        # made once here instead of at each use.
+        object.__setattr__(self, "_ref", self._make_ref())
 
     @property
     def api_version(self) -> str:
@@ -48,6 +54,9 @@ class RawObject:
     @property
     def ref(self) -> ObjectRef:
         """The object's name as Kubernetes knows it (namespace defaulted to ``default``)."""
+        return self._ref
+
+    def _make_ref(self) -> ObjectRef:
         meta = self.body.get("metadata") or {}
         ns = "" if self.kind in CLUSTER_SCOPED else str(meta.get("namespace") or "default")
         return ObjectRef(self.kind, ns, str(meta.get("name", "")), self.api_version)

@@ -25,6 +25,14 @@ _FAMILIES = {
     "retries": ("route.retry", "route.response_classes", "destination.retry_budget", "input"),
     "authz": ("authz.", "mtls.", "authn.", "input"),
 }
+# Losses that concern every Service sharing a name, in every namespace, rather than one source
+# object: Consul CE has one service name space, so same-named Services of several Kubernetes
+# namespaces are one Consul service whose instances, routers and intentions merge
+# (mapping-consul-others.md section 1.3). Any outcome for a request to such a Service, or that
+# reaches such a Service's pods, can differ because of it, so the loss explains every
+# divergence of every aspect there. The loss is filed on one of the Services; its name is the
+# shared name.
+_NAME_WIDE = ("CONSUL_NAME_COLLISION",)
 _DELETE = re.compile(r"^kubectl delete ([a-z]+)(?:\.([a-z0-9.]+))?/([a-z0-9.-]+) -n ([a-z0-9-]+)")
 _ANNOTATE_NS = re.compile(r"^kubectl annotate namespace ([a-z0-9-]+) (.*?)(?: --overwrite)?$")
 
@@ -48,6 +56,8 @@ class Divergence:
     other_rule: bool = field(default=False, repr=False)
     """The target applied a different source rule than the source did (or one where the
     source applied none, or none where it applied one)."""
+    workloads: frozenset[str] = field(default=frozenset(), repr=False)
+    """Workload ids the outcomes on either side name (backends, the authorizing workload)."""
 
     def to_json(self) -> dict[str, Any]:
         """For plan.json."""
@@ -215,8 +225,13 @@ def compare(source: list[dict[str, Any]], target: list[dict[str, Any]],
     tgt_eval = EVALUATORS[target_mesh](target, target_world(source, target,
                                                             namespace_annotations), settings)
     by_object: dict[str, list[Loss]] = {}
+    by_name: dict[str, list[str]] = {}  # shared Service name -> its name-wide losses
     for loss in losses:
         by_object.setdefault(str(loss.object), []).append(loss)
+        if loss.code in _NAME_WIDE and loss.object.kind == "Service":
+            by_name.setdefault(loss.object.name, []).append(
+                f"{loss.code} {loss.object} {loss.path}")
+    named = _workloads_named(world, by_name)
     bodies = {f"{o.get('kind')}/{dig(o, 'metadata', 'namespace', default='default')}/"
               f"{dig(o, 'metadata', 'name')}": o for o in source if isinstance(o, dict)}
     for probe in generate(source_mesh, source, world):
@@ -227,7 +242,8 @@ def compare(source: list[dict[str, Any]], target: list[dict[str, Any]],
             result.unevaluated += 1
             continue
         for d in found:
-            d.explained_by = _explain(d, by_object, bodies)
+            d.explained_by = sorted(set(_explain(d, by_object, bodies))
+                                    | _explain_by_name(d, by_name, named))
         p, dv, u = result.per_service.get(key, (0, 0, 0))
         result.per_service[key] = (p + 1, dv + len(found),
                                    u + sum(1 for d in found if not d.explained_by))
@@ -271,15 +287,40 @@ def _diverge(probe: Probe, src_eval: Evaluator, tgt_eval: Evaluator) -> list[Div
                     out.append(Divergence(
                         probe, "authz", f"{'allowed' if a else 'denied'} at {wid}",
                         f"{'allowed' if b else 'denied'} at {wid}",
-                        candidates=set(a_src) | set(b_src) | (refs(wid) if refs else set())))
+                        candidates=set(a_src) | set(b_src) | (refs(wid) if refs else set()),
+                        workloads=frozenset({wid})))
     return out
 
 
 def _div(probe: Probe, aspect: str, src: Outcome, tgt: Outcome,
          candidates: set[str]) -> Divergence:
+    workloads = frozenset(w for backend, _ in src.backends + tgt.backends
+                          for w in backend.split("+") if w)
     return Divergence(probe, aspect, src.summary(), tgt.summary(), candidates=candidates,
                       rule_paths=tuple(p for p in (src.rule_path, tgt.origin_path) if p),
-                      other_rule=src.rule_path != tgt.origin_path)
+                      other_rule=src.rule_path != tgt.origin_path, workloads=workloads)
+
+
+def _workloads_named(world: World, by_name: dict[str, list[str]]) -> dict[str, set[str]]:
+    """Workload id -> the shared names (keys of ``by_name``) of the Services selecting it."""
+    out: dict[str, set[str]] = {}
+    if not by_name:
+        return out
+    for (ns, name), svc in sorted(world.services.items()):
+        if name in by_name:
+            for wid in world.select(ns, dict(svc.selector)):
+                out.setdefault(wid, set()).add(name)
+    return out
+
+
+def _explain_by_name(d: Divergence, by_name: dict[str, list[str]],
+                     named: dict[str, set[str]]) -> set[str]:
+    """Name-wide losses (``_NAME_WIDE``) for a divergence whose request is addressed to a
+    Service of a shared name, or whose outcome names a pod of one."""
+    names = {d.probe.service} & set(by_name)
+    for wid in d.workloads:
+        names |= named.get(wid, set())
+    return {text for name in names for text in by_name[name]}
 
 
 def _explain(d: Divergence, by_object: dict[str, list[Loss]],

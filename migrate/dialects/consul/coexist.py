@@ -15,8 +15,6 @@ Facts (../shared/reference/mapping-consul-others.md sections 1.3-1.7; docs/coexi
 
 from __future__ import annotations
 
-import copy
-
 from migrate.dialects.coexist import (
     Coexistence,
     Neutralized,
@@ -60,7 +58,7 @@ class ConsulCoexistence(Coexistence):
         for ref in sorted(raw):
             if ref.kind != "Mesh" or not self.owns(ref):
                 continue
-            body = strip_noise(copy.deepcopy(raw[ref].body))
+            body = strip_noise(raw[ref].body)  # a copy of every level: the source stays as read
             tproxy = body.get("spec", {}).get("transparentProxy") \
                 if isinstance(body.get("spec"), dict) else None
             if isinstance(tproxy, dict) and tproxy.get("meshDestinationsOnly") is True:

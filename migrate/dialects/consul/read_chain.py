@@ -129,7 +129,8 @@ class ChainCompiler:
                     backends=self._backends(origin_ref, legs, name),
                     timeout=route.timeout or self._resolver_timeout(legs),
                     retry=route.retry, request_headers=route.request_headers,
-                    response_headers=route.response_headers, origin_path=route.path))
+                    response_headers=route.response_headers, origin_path=route.path,
+                    rewrite=route.rewrite))
         default_path = "spec" if router is None else "spec.routes"
         legs = self._legs(Target(name), splitter=True, path=default_path)
         if router is not None:

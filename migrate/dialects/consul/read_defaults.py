@@ -7,6 +7,7 @@ Handlers account for every field and keep the facts the finishing pass needs.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ from migrate.dialects.consul.read_common import (
 )
 from migrate.dialects.fields import Fields, join
 from migrate.ir.graph import MeshGraph
-from migrate.ir.model import Origin
+from migrate.ir.model import EgressPolicy, ExternalPort, ExternalService, Origin
 from migrate.losses import ObjectRef
 
 if TYPE_CHECKING:
@@ -108,10 +109,35 @@ def read_service_defaults(reader: ConsulReader, f: Fields, graph: MeshGraph) -> 
     _proxy_settings(f)
     use_if(f, "spec.rateLimits", "ratelimit.inbound")
     use_if(f, "spec.externalSNI", "egress.service_entry", "externalSNI")
-    use_if(f, "spec.destination", "egress.service_entry",
-           f"destination {f.peek('spec.destination.addresses')}")
+    _destination(f, graph, facts.protocol)
     _upstream_config(f, facts)
     reader.state.add_named(f, reader.state.service_defaults, f.ref.name, facts)
+
+
+def _destination(f: Fields, graph: MeshGraph, protocol: str) -> None:
+    """``destination {addresses, port}``: the Consul service is an external host that
+    transparent-proxy callers reach through a terminating gateway
+    (developer.hashicorp.com/consul/docs/connect/gateways/terminating-gateway, "destinations").
+    Addresses may be host names or IPs; the service's protocol applies to its one port."""
+    if f.peek("spec.destination") is None:
+        return
+    addresses = f.strings("spec.destination.addresses")
+    port = f.integer("spec.destination.port")
+    f.get("spec.destination")
+    hosts = tuple(a for a in addresses if not _is_ip(a))
+    ips = tuple(a for a in addresses if _is_ip(a))
+    ports = (ExternalPort(port, (protocol or "tcp").upper()),) if port else ()
+    f.note("egress.external", "spec.destination", ", ".join(addresses))
+    graph.add(ExternalService(f.ref.namespace, f.ref.name, hosts, ips, ports,
+                              "DNS" if hosts else "NONE", True, f.origin("spec.destination")))
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 def _upstream_config(f: Fields, facts: ServiceDefaultsFacts) -> None:
@@ -197,6 +223,10 @@ def read_mesh(reader: ConsulReader, f: Fields, graph: MeshGraph) -> None:
     f.get("spec.transparentProxy")
     if only is True:
         f.use("egress.mesh_only", "spec.transparentProxy.meshDestinationsOnly")
+        # Transparent-proxy pods may then reach only catalog services (and destinations
+        # behind a terminating gateway): Istio's REGISTRY_ONLY for the whole mesh.
+        graph.add(EgressPolicy(f.ref.namespace, f.ref.name, "REGISTRY_ONLY", True,
+                               f.origin("spec.transparentProxy.meshDestinationsOnly")))
     for key in ("tls", "http", "validateClusters"):
         use_if(f, f"spec.{key}", "extension.proxy_config", key)
     use_if(f, "spec.peering", "multicluster", "peering through mesh gateways")

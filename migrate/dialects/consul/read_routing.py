@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from migrate.dialects.consul.read_common import present, use_if
 from migrate.dialects.fields import Fields, join
 from migrate.ir.graph import MeshGraph
-from migrate.ir.model import HeaderOps, Retry, RouteMatch, StringMatch
+from migrate.ir.model import HeaderOps, Retry, Rewrite, RouteMatch, StringMatch
 from migrate.losses import ObjectRef
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ class RouterRoute:
     request_headers: HeaderOps
     response_headers: HeaderOps
     path: str
+    rewrite: Rewrite | None = None
 
 
 @dataclass
@@ -184,7 +185,13 @@ def read_service_router(reader: ConsulReader, f: Fields, graph: MeshGraph) -> No
         f.get(join(path, "match"))
         dest = join(path, "destination")
         target = _target(f, dest, "service", "serviceSubset")
-        use_if(f, join(dest, "prefixRewrite"), "route.rewrite")
+        rewrite = None
+        if use_if(f, join(dest, "prefixRewrite"), "route.rewrite",
+                  f.string(join(dest, "prefixRewrite"))):
+            # Consul sets Envoy's prefix_rewrite from it (agent/xds/routes.go: "routeAction.
+            # Route.PrefixRewrite = destination.PrefixRewrite"), Rewrite.prefix's meaning.
+            rewrite = Rewrite(prefix=f.string(join(dest, "prefixRewrite")),
+                              origin_path=join(dest, "prefixRewrite"))
         use_if(f, join(dest, "idleTimeout"), "route.timeout.stream", "idleTimeout")
         timeout = f.string(join(dest, "requestTimeout"))
         if timeout:
@@ -193,7 +200,8 @@ def read_service_router(reader: ConsulReader, f: Fields, graph: MeshGraph) -> No
         facts.routes.append(RouterRoute(
             matches=matches, target=target, timeout=timeout, retry=_retry(f, dest),
             request_headers=header_ops(f, join(dest, "requestHeaders")),
-            response_headers=header_ops(f, join(dest, "responseHeaders")), path=path))
+            response_headers=header_ops(f, join(dest, "responseHeaders")), path=path,
+            rewrite=rewrite))
         f.get(dest)
     reader.state.add_named(f, reader.state.routers, f.ref.name, facts)
 

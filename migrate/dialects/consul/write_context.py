@@ -87,6 +87,13 @@ def build_context(graph: MeshGraph, losses: LossLog, out: TargetConfig, namespac
         ctx.taken.add(svc.key.name)
         if ctx.migrated(svc.key) and svc.raw_spec_type != "ExternalName":
             by_name.setdefault(svc.key.name, []).append(svc)
+    # One loss per Service that loses its name (the first by namespace keeps it). The fix is
+    # a rename, or Consul Enterprise namespaces: consul-k8s registers each Kubernetes
+    # namespace's pods into the Consul namespace of the same name with Helm
+    # global.enableConsulNamespaces and connectInject.consulNamespaces.mirroringK8S
+    # (developer.hashicorp.com/consul/docs/multi-tenant/namespace/k8s). The equivalence check
+    # attributes every divergence on the shared name to this loss (migrate/verify/compare.py
+    # _NAME_WIDE), the winner's included: its instances merge too.
     for name in sorted(by_name):
         rivals = sorted(by_name[name], key=lambda s: s.key)
         ctx.owners[name] = rivals[0].key
@@ -97,9 +104,13 @@ def build_context(graph: MeshGraph, losses: LossLog, out: TargetConfig, namespac
                 f"Service {svc.key} and Service {rivals[0].key} are the same Consul service "
                 f"{name!r} in Consul CE (one Consul namespace): their instances and intentions "
                 f"merge; configuration is written for {rivals[0].key} only",
-                "Rename one of the Services (and its ServiceAccount, which must match under "
-                "ACLs), or run Consul Enterprise with connectInject.consulNamespaces."
-                "mirroringK8S=true, then re-run.")
+                "Rename one of the Services (with ACLs also its ServiceAccount, which must equal "
+                "the Consul service name) and re-run. On Consul Enterprise, mirroring Kubernetes "
+                "namespaces into Consul namespaces keeps them apart instead (Helm "
+                "global.enableConsulNamespaces=true, connectInject.consulNamespaces."
+                "mirroringK8S=true; developer.hashicorp.com/consul/docs/multi-tenant/namespace/"
+                f"k8s); this plan targets Consul CE, so then write {svc.key}'s config entries "
+                "in its own namespace by hand.")
     return ctx
 
 

@@ -17,10 +17,19 @@ intentions, which are applied in the same step.
 
 The Mesh entry is also where ``transparentProxy.meshDestinationsOnly`` lives: it is set false
 so that moved pods can still reach callees outside Consul's catalog (cycles, ``--order``).
+
+Opaque ports (Linkerd ``config.linkerd.io/opaque-ports``, ``appProtocol: linkerd.io/opaque``,
+Server ``proxyProtocol: opaque``): Consul services are ``tcp`` unless a ServiceDefaults (or
+ProxyDefaults) declares http, http2 or grpc, and ``tcp`` proxies bytes without parsing them
+(section 1.6), which is what opaque means. So a declaration costs nothing where the Service's
+ServiceDefaults stay tcp; Consul has one protocol per service, so it is lost (``PROTOCOL_OPAQUE``)
+only where the same Service is written with an L7 protocol, because of its other ports or of L7
+configuration for it.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from migrate.dialects.consul.names import IGNORE_LABEL
@@ -31,12 +40,14 @@ from migrate.dialects.consul.write_context import (
     service_protocol,
 )
 from migrate.ir.graph import selects
-from migrate.ir.model import MTLSPolicy, Service, Workload
+from migrate.ir.hosts import service_of_host
+from migrate.ir.model import FeatureUse, MTLSPolicy, Service, ServiceKey, ServicePort, Workload
 from migrate.losses import ObjectRef, Severity
 
 _KUBERNETES_SERVICE = "consul.hashicorp.com/kubernetes-service"
 _LABELS_PATH = {"Pod": "metadata.labels",
                 "CronJob": "spec.jobTemplate.spec.template.metadata.labels"}
+_PORT_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
 
 
 def write_defaults(ctx: ConsulContext) -> None:
@@ -44,11 +55,15 @@ def write_defaults(ctx: ConsulContext) -> None:
     mesh_policy = next((p for p in ctx.graph.of(MTLSPolicy) if p.mesh_wide and p.mode != "UNSET"),
                        None)
     defaulted: set[str] = set()
+    written: dict[ServiceKey, str] = {}
     for ns in ctx.namespaces:
         for svc in ctx.graph.in_namespace(Service, ns):
             if ctx.owns(svc.key):
-                _service(ctx, svc, mesh_policy, defaulted)
+                written[svc.key] = _service(ctx, svc, mesh_policy, defaulted)
         _shared_pods(ctx, ns)
+    for use in ctx.graph.features:
+        if use.feature == "protocol.opaque":
+            _opaque(ctx, use, written)
     for name in sorted(ctx.virtual):
         host, proto, ref = ctx.virtual[name]
         ctx.add(ctx.out.routing, "ServiceDefaults", host.namespace, name, {"protocol": proto},
@@ -61,7 +76,8 @@ def write_defaults(ctx: ConsulContext) -> None:
 
 
 def _service(ctx: ConsulContext, svc: Service, mesh_policy: MTLSPolicy | None,
-             defaulted: set[str]) -> None:
+             defaulted: set[str]) -> str:
+    """Write the Service's ServiceDefaults; the protocol they declare ("" for none: tcp)."""
     key = svc.key
     declared = service_protocol(ctx, key)
     proto = ctx.l7.get(key) or (declared if declared in (*L7, "tcp") else "")
@@ -72,6 +88,67 @@ def _service(ctx: ConsulContext, svc: Service, mesh_policy: MTLSPolicy | None,
         spec: dict[str, Any] = {"protocol": proto} if proto else {}
         spec["mutualTLSMode"] = tls
         ctx.add(bucket, "ServiceDefaults", key.namespace, key.name, spec, refs)
+    return proto
+
+
+def _opaque(ctx: ConsulContext, use: FeatureUse, written: dict[ServiceKey, str]) -> None:
+    """Report an opaque-port declaration only where Consul parses the port as L7 anyway."""
+    ports = _declared_ports(use)
+    hit = sorted((key, proto) for key in _opaque_services(ctx, use, ports)
+                 if (proto := written.get(key, "")) in L7)
+    if not hit:
+        return  # every Service it covers stays tcp in Consul: opaque, as declared
+    names = ", ".join(f"{key} as {proto}" for key, proto in hit)
+    ctx.losses.report(
+        "PROTOCOL_OPAQUE", Severity.DEGRADED, "protocol.opaque", use.origin.ref, use.origin.path,
+        f"declared opaque ({use.detail}), but ServiceDefaults declare {names} (for other ports "
+        "of the Service or for its routes) and Consul has one protocol per service: traffic to "
+        "the opaque port is parsed as HTTP instead of passed through",
+        "Give the opaque port its own Kubernetes Service (consul-k8s registers one Consul "
+        "service per Service) so that its ServiceDefaults keep protocol tcp.")
+
+
+def _declared_ports(use: FeatureUse) -> set[str]:
+    """The ports an opaque declaration names, as strings (numbers, or port names): the
+    annotation lists ``5432,8000-8002``; Server and appProtocol details end in ``on port P``.
+    Ranges are expanded up to 1024 ports (as the reader does for identity ports)."""
+    out: set[str] = set()
+    for part in use.detail.rsplit(" on port ", 1)[-1].split(","):
+        part = part.strip()
+        m = _PORT_RANGE.match(part)
+        if m and m.group(2):
+            low, high = int(m.group(1)), int(m.group(2))
+            out.update(str(n) for n in range(low, min(high, low + 1024) + 1))
+        elif part:
+            out.add(part)
+    return out
+
+
+def _opaque_services(ctx: ConsulContext, use: FeatureUse, ports: set[str]) -> set[ServiceKey]:
+    """The migrated Services whose ports an opaque declaration covers.
+
+    On a Service (annotation, ``appProtocol``) it is that Service; a ServiceProfile names its
+    Service by host. On a Namespace, a pod template or a Server the ports are pod ports: the
+    Services of the namespace (of the workload) whose ``targetPort`` is one of them.
+    """
+    ref = use.origin.ref
+    if ref.kind == "Service":
+        return {ServiceKey(ref.namespace, ref.name)}
+    if ref.kind == "ServiceProfile":
+        key = service_of_host(ref.name, ref.namespace)
+        return {key} if key is not None else set()
+    ns = ref.namespace or (ref.name if ref.kind == "Namespace" else "")
+    candidates = ctx.graph.in_namespace(Service, ns)
+    if ref.kind not in ("Namespace", "Server"):
+        workload = next((w for w in ctx.graph.in_namespace(Workload, ns) if w.ref == ref), None)
+        candidates = ctx.graph.services_of(workload) if workload is not None else []
+    return {s.key for s in candidates if any(_pod_port_in(p, ports) for p in s.ports)}
+
+
+def _pod_port_in(port: ServicePort, ports: set[str]) -> bool:
+    """Whether a Service port's target (the pod port; the port itself when unset) is listed."""
+    target = port.target_port if port.target_port not in (None, "") else port.port
+    return str(target) in ports
 
 
 def _shared_pods(ctx: ConsulContext, ns: str) -> None:

@@ -292,10 +292,22 @@ def _names(ctx: ConsulContext, policy: AuthzPolicy, src: AuthzSource) -> set[str
     """Consul source names for one ``from.source`` (its fields ANDed); None: none usable."""
     deny = policy.action == "DENY"
     ref = policy.origin.ref
+    if src.ip_blocks and deny and not (src.principals or src.service_accounts or
+                                       src.namespaces):
+        # Widening an address-only deny to every caller would refuse all traffic to the
+        # service; not writing it lets those addresses in. Neither keeps the source: say so.
+        ctx.losses.report(
+            "CONSUL_AUTHZ_SOURCE", Severity.DROPPED, "authz.deny", ref,
+            f"{src.origin_path}.ipBlocks",
+            "intentions cannot match client IP blocks and this deny source names nothing "
+            "else: it was not written, so requests from those addresses are no longer refused",
+            "Refuse those addresses outside the mesh (a NetworkPolicy on the destination "
+            "pods), or deny the callers by identity.")
+        return None
     if src.ip_blocks:
         ctx.losses.report(
             "CONSUL_AUTHZ_SOURCE", Severity.DEGRADED if deny else Severity.MANUAL,
-            "authz.allow", ref, f"{src.origin_path}.ipBlocks",
+            "authz.deny" if deny else "authz.allow", ref, f"{src.origin_path}.ipBlocks",
             "intentions cannot match client IP blocks: " + (
                 "the deny applies to the named identities from any address" if deny else
                 "this source was left out (those callers are refused)"),

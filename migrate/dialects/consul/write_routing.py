@@ -18,7 +18,9 @@ agent/structs/config_entry_discoverychain.go, ``ServiceRouterConfigEntry.Validat
   0.01 granularity and a split destination may appear once;
 - requestTimeout, numRetries, retryOn, retryOnStatusCodes and header changes live on the route
   destination (and header changes also on each split). There is no redirect, no per-try
-  timeout and no mirror: those are losses (capability table or the codes below).
+  timeout and no mirror: those are losses (capability table or the codes below);
+- a path rewrite is the destination's ``prefixRewrite`` (see :func:`_rewrite`), set per route
+  since what Consul accepts depends on the route's path match.
 """
 
 from __future__ import annotations
@@ -111,13 +113,17 @@ def _router(ctx: ConsulContext, parts: list[Route], host: ServiceKey) -> bool:
             continue
         matches = [_match(ctx, part.origin.ref, m) for m in rule.matches] if rule.matches \
             else [{}]
-        for match in matches:
+        for rm, match in zip(rule.matches or (None,), matches):
             if match is None:
                 continue
+            everything = not match
+            body = copy.deepcopy(dest)  # one independent body per route
+            if rule.rewrite:
+                match = _rewrite(ctx, part.origin.ref, rule, rm, match, body)
             entry: dict[str, Any] = {"match": {"http": match}} if match else {}
-            entry["destination"] = copy.deepcopy(dest)  # one independent body per route
+            entry["destination"] = body
             routes.append(entry)
-            catch_all = catch_all or not match
+            catch_all = catch_all or everything
         if catch_all:
             break  # Istio never reaches later rules either
     if routes and not routes[-1].get("match") and routes[-1]["destination"] == {
@@ -325,6 +331,40 @@ def _retry(ctx: ConsulContext, ref: ObjectRef, rule: Rule, dest: dict[str, Any])
             f"per-try timeout {r.per_try_timeout} has no ServiceRouter field; each retry may use "
             "the rest of the request timeout",
             "Set a requestTimeout that bounds all attempts together.")
+
+
+def _rewrite(ctx: ConsulContext, ref: ObjectRef, rule: Rule, rm: RouteMatch | None,
+             match: dict[str, Any], dest: dict[str, Any]) -> dict[str, Any]:
+    """Set ``prefixRewrite`` on one route's destination; the match, given ``pathPrefix: /``
+    when it has no path condition (what Envoy matches then anyway), since Consul accepts
+    prefixRewrite only beside pathPrefix or pathExact (agent/structs/
+    config_entry_discoverychain.go: "cannot make use of PrefixRewrite without configuring
+    either PathExact or PathPrefix"). It is Envoy's prefix_rewrite (agent/xds/routes.go), so
+    a whole-path rewrite fits only an exact match. The authority has no ServiceRouter field
+    (route.rewrite.authority, reported by the capability check)."""
+    rw = rule.rewrite
+    assert rw is not None
+    if not (rw.prefix or rw.full_path) or not ctx.supports("route.rewrite"):
+        return match
+    where = rw.origin_path or rule.origin_path
+    value = rw.prefix or rw.full_path
+    if rw.prefix and "pathRegex" not in match:
+        if not {"pathExact", "pathPrefix"} & set(match):
+            match = {"pathPrefix": "/", **match}
+        dest["prefixRewrite"] = value
+    elif rw.full_path and "pathExact" in match:
+        dest["prefixRewrite"] = value
+    else:
+        on = f"{rm.origin_path} " if rm is not None and rm.origin_path else ""
+        ctx.losses.report(
+            "ROUTE_REWRITE", Severity.DROPPED, "route.rewrite", ref, where,
+            f"the rewrite to {value!r} under the match {on}has no Consul form: prefixRewrite "
+            "needs a pathPrefix or pathExact match and replaces only what it matched "
+            f"({'a regular expression path' if 'pathRegex' in match else 'not the whole path'}"
+            " here); requests reach the backend with their original path",
+            "Rewrite the path in the application, or split the rule into pathExact routes "
+            "with a prefixRewrite each.")
+    return match
 
 
 def _match(ctx: ConsulContext, ref: ObjectRef, rm: RouteMatch) -> dict[str, Any] | None:

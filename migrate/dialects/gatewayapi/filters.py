@@ -44,3 +44,22 @@ def redirect_filter(r: Redirect, status: int) -> dict[str, Any]:
         body["port"] = r.port
     body["statusCode"] = status
     return body
+
+
+PRECISE_HOSTNAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+"""Gateway API ``PreciseHostname`` (the CRD's pattern, maxLength 253): no port, no wildcard."""
+
+
+def url_rewrite_filter(path_type: str, value: str, hostname: str) -> dict[str, Any]:
+    """A URLRewrite filter. ``path_type`` is ``ReplacePrefixMatch``, ``ReplaceFullPath`` or
+    empty (no path change); ``hostname`` empty leaves the Host header alone. The caller has
+    made sure a ReplacePrefixMatch rule has exactly one PathPrefix match (a CEL rule of the
+    HTTPRoute CRD) and that the hostname fits :data:`PRECISE_HOSTNAME`."""
+    body: dict[str, Any] = {}
+    if hostname:
+        body["hostname"] = hostname
+    if path_type == "ReplacePrefixMatch":
+        body["path"] = {"type": path_type, "replacePrefixMatch": value}
+    elif path_type == "ReplaceFullPath":
+        body["path"] = {"type": path_type, "replaceFullPath": value}
+    return {"type": "URLRewrite", "urlRewrite": body}

@@ -15,7 +15,6 @@ Facts (../shared/reference/mapping-istio-linkerd.md sections 1.1, 4, 5):
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from migrate.dialects.coexist import (
@@ -45,9 +44,11 @@ def neutralize_mesh_tls(raw: dict[ObjectRef, RawObject]) -> list[tuple[dict[str,
     out = []
     for ref in sorted(raw):
         obj = raw[ref]
-        if ref.kind != "DestinationRule":
+        if ref.kind != "DestinationRule" or not _mentions(obj.body, "ISTIO_MUTUAL"):
             continue
-        body = strip_noise(copy.deepcopy(obj.body))
+        # strip_noise copies every mapping and list, so the rewrite below leaves the source
+        # body (still needed for rollback and verification) as it was read.
+        body = strip_noise(obj.body)
         spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
         changed = _drop_mesh_tls(spec, "trafficPolicy")
         subsets = spec.get("subsets")
@@ -64,6 +65,15 @@ def neutralize_mesh_tls(raw: dict[ObjectRef, RawObject]) -> list[tuple[dict[str,
         if changed:
             out.append((body, obj))
     return out
+
+
+def _mentions(value: Any, text: str) -> bool:
+    """Whether ``text`` is a value anywhere in a parsed body: a cheap test before copying."""
+    if isinstance(value, dict):
+        return any(_mentions(v, text) for v in value.values())
+    if isinstance(value, list):
+        return any(_mentions(v, text) for v in value)
+    return value == text
 
 
 def _drop_mesh_tls(holder: dict[str, Any], key: str) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 from migrate.dialects.base import Reader
 from migrate.dialects.fields import Fields
 from migrate.dialects.istio.destinationrule import read_destination_rule
+from migrate.dialects.istio.egress import read_service_entry, read_sidecar
 from migrate.dialects.istio.opaque import read_gateway_api, read_opaque
 from migrate.dialects.istio.security import (
     read_authorization_policy,
@@ -55,8 +56,8 @@ class IstioReader(Reader):
         (NET, "VirtualService"): read_virtual_service,
         (NET, "DestinationRule"): read_destination_rule,
         (NET, "Gateway"): read_opaque,
-        (NET, "ServiceEntry"): read_opaque,
-        (NET, "Sidecar"): read_opaque,
+        (NET, "ServiceEntry"): read_service_entry,
+        (NET, "Sidecar"): read_sidecar,
         (NET, "WorkloadEntry"): read_opaque,
         (NET, "WorkloadGroup"): read_opaque,
         (NET, "EnvoyFilter"): read_opaque,

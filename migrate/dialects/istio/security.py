@@ -50,7 +50,9 @@ def read_peer_authentication(reader: IstioReader, f: Fields, graph: MeshGraph) -
 
 
 def read_authorization_policy(reader: IstioReader, f: Fields, graph: MeshGraph) -> None:
-    """Read one AuthorizationPolicy; DENY/AUDIT/CUSTOM are feature uses with no model."""
+    """Read one AuthorizationPolicy: ALLOW and DENY are modelled (the same rule grammar;
+    Istio checks DENY policies before ALLOW ones), AUDIT and CUSTOM are feature uses with no
+    model (they log or delegate rather than decide)."""
     selector = _selector(f)
     for key in ("targetRef", "targetRefs"):
         if f.peek(f"spec.{key}") is not None:
@@ -61,14 +63,16 @@ def read_authorization_policy(reader: IstioReader, f: Fields, graph: MeshGraph) 
     mesh_wide = f.ref.namespace == reader.root_namespace
     if mesh_wide:
         f.use("authz.mesh_wide", "metadata.namespace")
-    if action != "ALLOW":
-        feature = {"DENY": "authz.deny", "AUDIT": "authz.audit", "CUSTOM": "authz.custom"}.get(
-            action, "authz.custom")
+    if action not in ("ALLOW", "DENY"):
+        feature = {"AUDIT": "authz.audit", "CUSTOM": "authz.custom"}.get(action, "authz.custom")
         f.use(feature, "spec.action", action)
         f.get("spec.rules", whole=True)
         f.get("spec.provider", whole=True)
         return
-    f.note("authz.allow", "spec")
+    if action == "DENY":
+        f.use("authz.deny", "spec.action", action)
+    else:
+        f.note("authz.allow", "spec")
     rules = []
     raw_rules = f.list("spec.rules")
     if f.peek("spec.rules") is not None:

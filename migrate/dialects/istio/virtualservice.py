@@ -14,14 +14,22 @@ from migrate.dialects.fields import Fields, join
 from migrate.dialects.istio.matches import http_match, l4_match
 from migrate.ir.graph import MeshGraph
 from migrate.ir.hosts import service_of_host
-from migrate.ir.model import Backend, HeaderOps, Redirect, Retry, Route, Rule, ServiceKey
+from migrate.ir.model import (
+    Backend,
+    HeaderOps,
+    Redirect,
+    Retry,
+    Rewrite,
+    Route,
+    Rule,
+    ServiceKey,
+)
 
 if TYPE_CHECKING:
     from migrate.dialects.istio.reader import IstioReader
 
 # Fields of HTTPRoute whose presence is a feature use, and their feature keys.
 _HTTP_FEATURES = {
-    "rewrite": "route.rewrite",
     "mirror": "route.mirror",
     "mirrors": "route.mirror",
     "mirrorPercentage": "route.mirror",
@@ -108,6 +116,7 @@ def _http_rule(reader: IstioReader, f: Fields, i: int, mesh: bool) -> Rule:
         response_headers=_header_ops(f, join(path, "headers.response")),
         redirect=_redirect(f, join(path, "redirect")),
         origin_path=path,
+        rewrite=_rewrite(f, join(path, "rewrite")),
     )
 
 
@@ -169,3 +178,31 @@ def _redirect(f: Fields, path: str) -> Redirect | None:
     return Redirect(path=f.string(join(path, "uri")), authority=f.string(join(path, "authority")),
                     port=f.integer(join(path, "port")), scheme=f.string(join(path, "scheme")),
                     code=f.integer(join(path, "redirectCode")) or 301, origin_path=path)
+
+
+def _rewrite(f: Fields, path: str) -> Rewrite | None:
+    """``rewrite``: ``uri`` and ``authority`` are carried, ``uriRegexRewrite`` is reported.
+
+    Istio compiles ``uri`` to Envoy's ``prefix_rewrite`` and ``authority`` to
+    ``host_rewrite_literal`` (istio/istio pilot/pkg/networking/core/route/route.go,
+    ``translateRoute``), which is what :class:`Rewrite` ``prefix`` means: the matched prefix
+    is replaced under a prefix match, the whole path under an exact or regex match
+    (virtual_service.proto HTTPRewrite.uri). An empty ``uri`` sets no rewrite.
+    """
+    if f.peek(path) is None:
+        return None
+    uri = f.string(join(path, "uri"))
+    authority = f.string(join(path, "authority"))
+    if uri:
+        f.use("route.rewrite", join(path, "uri"), uri)
+    if authority:
+        f.use("route.rewrite.authority", join(path, "authority"), authority)
+    if f.peek(join(path, "uriRegexRewrite")) is not None:
+        regex = f.mapping(join(path, "uriRegexRewrite"), whole=True)
+        f.use("route.rewrite.regex", join(path, "uriRegexRewrite"),
+              f"{regex.get('match', '')} -> {regex.get('rewrite', '')}")
+    f.get(path)
+    rewrite = Rewrite(prefix=uri, authority=authority,
+                      origin_path=join(path, "uri") if uri else path,
+                      authority_path=join(path, "authority"))
+    return rewrite if rewrite else None

@@ -14,15 +14,31 @@ only), matches on the destination port inside a rule, non-standard methods. Othe
 - Backends need a port (CEL rule "Must have port for Service reference").
 - TCP rules stay VirtualServices (write_routes.py): Istio 1.30 reads TCPRoute only from the
   experimental channel.
+- Rewrites become a URLRewrite filter. The model's prefix rewrite is Envoy's
+  ``prefix_rewrite`` (see :class:`~migrate.ir.model.Rewrite`): ReplacePrefixMatch under a
+  prefix match (or none: PathPrefix ``/``), ReplaceFullPath under an exact or regex match,
+  where the source replaced the whole path. ReplacePrefixMatch needs exactly one PathPrefix
+  match per rule (a CEL rule of the HTTPRoute CRD), so such rules are split per match, which
+  changes nothing: Gateway API ranks every match on its own. Envoy splices the replacement
+  in character for character, ReplacePrefixMatch joins whole segments (httproute_types.go
+  ``HTTPPathModifier``), so they differ when exactly one of prefix and replacement ends with
+  ``/``: reported as ``ROUTE_REWRITE``.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
 from migrate.dialects.base import Manifest
-from migrate.dialects.gatewayapi.filters import header_modifier, redirect_filter, value_match
+from migrate.dialects.gatewayapi.filters import (
+    PRECISE_HOSTNAME,
+    header_modifier,
+    redirect_filter,
+    url_rewrite_filter,
+    value_match,
+)
 from migrate.dialects.gatewayapi.precedence import analyse
 from migrate.dialects.istio.write_common import GATEWAY_ROUTE_API, RULES_ANNOTATION, WriteContext
 from migrate.dialects.istio.write_routes import plan_routes
@@ -45,11 +61,12 @@ def write_http_routes(ctx: WriteContext) -> None:
             entries = _drop_shadowed(ctx, entries)
         rules: list[dict[str, Any]] = []
         used: list[tuple[Route, Rule]] = []
-        for route, rule in entries:
-            body = _rule(ctx, plan.namespace, route, rule, subset_services)
-            if body is not None:
-                rules.append(body)
-                used.append((route, rule))
+        for route, whole in entries:
+            for rule in _one_match_each(whole):
+                body = _rule(ctx, plan.namespace, route, rule, subset_services)
+                for part in _one_prefix_match_each(body):
+                    rules.append(part)
+                    used.append((route, rule))
         parents = [{"group": "", "kind": "Service", "name": h.name,
                     **({"namespace": h.namespace} if h.namespace != plan.namespace else {})}
                    for h in plan.hosts]
@@ -109,6 +126,29 @@ def _drop_shadowed(ctx: WriteContext,
     return kept
 
 
+def _one_match_each(rule: Rule) -> list[Rule]:
+    """A rule with a prefix rewrite as one rule per match: what the rewrite becomes depends on
+    the match (ReplacePrefixMatch or ReplaceFullPath), and ReplacePrefixMatch takes one
+    match per rule."""
+    rewrite = rule.rewrite
+    if rule.redirect is not None or rewrite is None or not rewrite.prefix or \
+            len(rule.matches) <= 1:
+        return [rule]
+    return [Rule(**{**rule.__dict__, "matches": (m,)}) for m in rule.matches]
+
+
+def _one_prefix_match_each(body: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """A rule body whose ReplacePrefixMatch rewrite has several matches (methods expanded
+    from one match) as one body per match (the CRD's CEL rule allows exactly one)."""
+    if body is None:
+        return []
+    prefix = any(f.get("urlRewrite", {}).get("path", {}).get("type") == "ReplacePrefixMatch"
+                 for f in body.get("filters", []))
+    if not prefix or len(body.get("matches", [])) <= 1:
+        return [body]
+    return [{**copy.deepcopy(body), "matches": [m]} for m in body["matches"]]
+
+
 def _match_path(rule: Rule, j: int) -> str:
     return f"{rule.origin_path}.match[{j}]" if rule.matches else rule.origin_path
 
@@ -133,6 +173,15 @@ def _rule(ctx: WriteContext, ns: str, route: Route, rule: Rule,
     filters = _header_filters(rule.request_headers, rule.response_headers)
     if rule.redirect is not None:
         filters.append({"type": "RequestRedirect", "requestRedirect": _redirect(ctx, ref, rule)})
+    elif rule.rewrite:
+        rewrite = _url_rewrite(ctx, ref, rule)
+        if rewrite is not None:
+            filters.append(rewrite)
+            if rewrite["urlRewrite"].get("path", {}).get("type") == "ReplacePrefixMatch":
+                # Envoy matched these with an implicit prefix "/"; the CRD wants it written.
+                matches = [m if "path" in m else {"path": {"type": "PathPrefix", "value": "/"},
+                                                  **m} for m in matches or [{}]]
+                body["matches"] = matches
     if filters:
         body["filters"] = filters
     if rule.redirect is None:
@@ -237,6 +286,51 @@ def _redirect(ctx: WriteContext, ref: ObjectRef, rule: Rule) -> dict[str, Any]:
             f"{', '.join(str(c) for c in REDIRECT_CODES)})",
             "Check that clients handle the changed status.")
     return redirect_filter(r, code)
+
+
+def _url_rewrite(ctx: WriteContext, ref: ObjectRef, rule: Rule) -> dict[str, Any] | None:
+    """The URLRewrite filter of a rule with at most one match (see :func:`_one_match_each`),
+    or None when nothing of the rewrite can be written (reported)."""
+    rw = rule.rewrite
+    assert rw is not None
+    path_type, value = "", ""
+    if (rw.prefix or rw.full_path) and ctx.supports("route.rewrite"):
+        m = rule.matches[0] if rule.matches else None
+        kind = m.path.kind if m is not None and m.path is not None else "present"
+        if rw.full_path or kind in ("exact", "regex"):
+            # An exact or regex match covers the whole path, which Envoy's prefix_rewrite then
+            # replaces whole (envoy source/common/router/config_impl.cc: Path- and
+            # RegexRouteEntryImpl::currentUrlPathAfterRewrite pass the whole path as matched).
+            path_type, value = "ReplaceFullPath", rw.full_path or rw.prefix
+        elif m is not None and m.ignore_case:
+            # Written as a RegularExpression match, and ReplacePrefixMatch needs PathPrefix.
+            _lost(ctx, ref, "route.rewrite", rw.origin_path or rule.origin_path,
+                  f"a prefix rewrite to {rw.prefix!r} under a case-insensitive prefix match")
+        else:
+            prefix = m.path.value if m is not None and m.path is not None and \
+                kind == "prefix" and m.path.value else "/"
+            if prefix.endswith("/") != rw.prefix.endswith("/"):
+                ctx.losses.report(
+                    "ROUTE_REWRITE", Severity.DEGRADED, "route.rewrite", ref,
+                    rw.origin_path or rule.origin_path,
+                    f"the source proxy replaced the prefix {prefix!r} with {rw.prefix!r} "
+                    "character for character (a '/' doubled or missing where they join); "
+                    "Gateway API ReplacePrefixMatch joins whole path segments, so the backend "
+                    "now gets a path with exactly one '/' there",
+                    "Check which path the backend expects; ending both the prefix and the "
+                    "replacement with '/' (or neither) makes the meshes agree.")
+            path_type, value = "ReplacePrefixMatch", rw.prefix
+    hostname = ""
+    if rw.authority and ctx.supports("route.rewrite.authority"):
+        hostname = rw.authority.lower()
+        if len(hostname) > 253 or not PRECISE_HOSTNAME.match(hostname):
+            _lost(ctx, ref, "route.rewrite.authority", rw.authority_path or rule.origin_path,
+                  f"an authority rewrite to {rw.authority!r} (not a plain DNS name: a port, "
+                  "wildcard or character PreciseHostname refuses)")
+            hostname = ""
+    if not path_type and not hostname:
+        return None
+    return url_rewrite_filter(path_type, value, hostname)
 
 
 def _backend(ctx: WriteContext, ns: str, ref: ObjectRef, b: Backend,

@@ -26,6 +26,12 @@ Choices, with their sources:
   Istio source already had that default, so a rule without retries stays without; a
   Linkerd or Consul source did not retry unless told, so such rules get ``attempts: 0`` to keep
   their behaviour.
+- Rewrites: the model's prefix rewrite is what ``rewrite.uri`` means (Envoy
+  ``prefix_rewrite``, pilot/pkg/networking/core/route/route.go); a whole-path rewrite is
+  ``uri`` too when every match covers the whole path (exact or regex), else
+  ``uriRegexRewrite`` with match ``/.*``, the form Istio gives Gateway API ReplaceFullPath
+  (pilot/pkg/config/kube/gateway/conversion.go ``createRewriteFilter``). Istio rejects a
+  rewrite beside a redirect, and the model never has both.
 - Weights are written summing to 100 (what Istio's validation long required); rescaling
   relative weights is reported when rounding changes a proportion (``ROUTE_WEIGHT_ROUNDED``).
 """
@@ -163,6 +169,9 @@ def http_rule(ctx: WriteContext, ns: str, route: Route, rule: Rule) -> dict[str,
                 "Make sure the destination Services exist, then re-run.")
             return None
         body["route"] = routes
+        rewrite = _rewrite(ctx, rule)
+        if rewrite:
+            body["rewrite"] = rewrite
         if rule.timeout and ctx.supports("route.timeout"):
             timeout = istio_duration(rule.timeout)
             if timeout is None:
@@ -221,6 +230,26 @@ def _redirect(rule: Rule) -> dict[str, Any]:
         out["scheme"] = r.scheme
     if r.code != 301:  # Istio's default redirect status is 301 (virtual_service.proto)
         out["redirectCode"] = r.code
+    return out
+
+
+def _rewrite(ctx: WriteContext, rule: Rule) -> dict[str, Any]:
+    """``rewrite`` of a forwarding rule (empty when the rule rewrites nothing)."""
+    rw = rule.rewrite
+    out: dict[str, Any] = {}
+    if rw is None:
+        return out
+    if rw.prefix and ctx.supports("route.rewrite"):
+        out["uri"] = rw.prefix
+    elif rw.full_path and ctx.supports("route.rewrite"):
+        whole = rule.matches and all(m.path is not None and m.path.kind in ("exact", "regex")
+                                     for m in rule.matches)
+        if whole:
+            out["uri"] = rw.full_path
+        else:
+            out["uriRegexRewrite"] = {"match": "/.*", "rewrite": rw.full_path}
+    if rw.authority and ctx.supports("route.rewrite.authority"):
+        out["authority"] = rw.authority
     return out
 
 

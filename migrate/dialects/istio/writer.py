@@ -4,8 +4,8 @@ Routing (VirtualServices or, with ``routes_api="gateway-api"``, Gateway API HTTP
 Service parents; DestinationRules) goes to ``routing``: only Istio proxies read it, so it is
 inert for the source mesh. mTLS and authorization go to ``policy_staged`` in a form that still
 admits plaintext callers from the source mesh, and to ``policy_enforced`` in their final form
-(write_security.py). Egress (ServiceEntry) and proxy scoping (Sidecar) have no IR record: the
-capability table reports them.
+(write_security.py). External services become ServiceEntries and egress modes Sidecars
+(write_egress.py).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from migrate.dialects.base import TargetConfig
 from migrate.dialects.istio.write_common import WriteContext
 from migrate.dialects.istio.write_destinations import write_destination_rules
+from migrate.dialects.istio.write_egress import write_egress
 from migrate.dialects.istio.write_gatewayapi import write_http_routes
 from migrate.dialects.istio.write_routes import write_virtual_services
 from migrate.dialects.istio.write_security import write_security
@@ -31,7 +32,8 @@ class IstioWriter:
 
     def __init__(self, losses: LossLog, table: CapabilityTable, version: str,
                  trust_domain: str = "cluster.local", root_namespace: str = "istio-system",
-                 routes_api: str = "virtualservice", cluster_domain: str = "cluster.local"):
+                 routes_api: str = "virtualservice", cluster_domain: str = "cluster.local",
+                 istio_root_namespace: str = "istio-system"):
         if routes_api not in ROUTES_APIS:
             raise ValueError(f"routes_api must be one of {', '.join(ROUTES_APIS)}, "
                              f"not {routes_api!r}")
@@ -42,6 +44,8 @@ class IstioWriter:
         self.root_namespace = root_namespace
         self.routes_api = routes_api
         self.cluster_domain = cluster_domain
+        self.istio_root_namespace = istio_root_namespace
+        """Istio's own root namespace (``root_namespace`` is the source mesh's)."""
 
     def write(self, graph: MeshGraph, namespaces: list[str]) -> TargetConfig:
         """Everything Istio needs for ``namespaces``, by phase."""
@@ -57,4 +61,5 @@ class IstioWriter:
             write_virtual_services(ctx, include_http=ctx.supports("route.http"))
         write_destination_rules(ctx)
         write_security(ctx, namespaces, self.root_namespace)
+        write_egress(ctx, namespaces, self.istio_root_namespace)
         return out

@@ -8,7 +8,11 @@ Mapping (../shared/reference/mapping-istio-linkerd.md section 2.5, section 3 for
   ``all-unauthenticated``. Staged, it is ``audit``: allowed but logged, so Istio callers,
   which reach Linkerd pods in plaintext with no identity, keep working until they move.
 - A rule with only sources authorizes the whole Server; a rule with paths or methods gets an
-  inbound HTTPRoute with those matches and an authorization on that route. Once a Server has
+  inbound HTTPRoute with those matches and an authorization on that route. Linkerd checks
+  only the one route it picks for a request, so overlapping rules get routes for their
+  intersections and every route authorizes each rule covering it (inbound_overlap.py); a rule
+  whose paths include ``*`` and that names no method covers every request and so authorizes
+  the whole Server. Once a Server has
   routes, requests matching none get 404 and kubelet probes are no longer authorized by
   Linkerd itself (linkerd website 2-edge/features/server-policy.md, "Default authorizations";
   policy-controller inbound/index.rs), so a probe route is added, and during staging a
@@ -21,21 +25,24 @@ Mapping (../shared/reference/mapping-istio-linkerd.md section 2.5, section 3 for
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from migrate.dialects.base import Manifest, TargetConfig
+from migrate.dialects.linkerd.inbound_overlap import Atom, atoms_of, plan_routes
 from migrate.ir.graph import MeshGraph, selects
-from migrate.ir.model import AuthzOperation, AuthzPolicy, AuthzSource, MTLSPolicy, Workload
+from migrate.ir.model import AuthzPolicy, AuthzSource, MTLSPolicy, Workload
 from migrate.losses import LossLog, ObjectRef, Severity
-from migrate.names import NameRegistry, k8s_name
+from migrate.names import MAX_LABEL, NameRegistry, k8s_name
 
 POLICY_API = "policy.linkerd.io/v1alpha1"
 SERVER_API = "policy.linkerd.io/v1beta3"
 ROUTE_API = "policy.linkerd.io/v1beta3"
 _PROTOCOL = {"grpc": "gRPC", "http2": "HTTP/2", "http": "HTTP/1", "tcp": "opaque", "tls": "TLS"}
 PROBE_NETWORKS = ({"cidr": "0.0.0.0/0"}, {"cidr": "::/0"})
+# policy.linkerd.io/v1beta3 HTTPRoute: spec.rules maxItems 16, rules[].matches maxItems 8
+# (linkerd2 charts/linkerd-crds/templates/policy/httproute.yaml).
+MAX_RULES, MAX_MATCHES = 16, 8
 
 
 @dataclass
@@ -66,6 +73,22 @@ class _Server:
     server_level_authz: bool = False
     routes: dict[str, str] = field(default_factory=dict)
     """match-set JSON -> route name."""
+    grants: list[_Grant] = field(default_factory=list)
+    """Path or method grants, turned into routes once every policy is read."""
+
+
+@dataclass
+class _Grant:
+    """One source alternative of one rule that authorizes only some requests."""
+
+    policy: str
+    ref: ObjectRef
+    rule: int
+    source: int
+    refs: list[dict[str, str]]
+    atoms: list[Atom]
+    path: str
+    """The rule's place in its source object."""
 
 
 def write_policy(ctx: PolicyContext, namespaces: list[str], root_namespace: str) -> None:
@@ -127,6 +150,7 @@ def _namespace(ctx: PolicyContext, ns: str, mesh_mode: str, mtls: list[MTLSPolic
             servers[key] = srv
             for policy in applying:
                 _authorize(ctx, srv, policy)
+            _inbound_routes(ctx, srv)
     _check_overlap(ctx, list(servers.values()))
     for srv in sorted(servers.values(), key=lambda s: s.name):
         _emit_server(ctx, srv)
@@ -217,11 +241,15 @@ def _probe_route(ctx: PolicyContext, srv: _Server, sources: tuple[ObjectRef, ...
 
 
 def _inbound_route(name: str, srv: _Server, matches: list[dict[str, Any]]) -> dict[str, Any]:
+    # The CRD caps matches per rule; rules of one route share its authorizations and Linkerd
+    # ranks a route by its best match over all rules, so splitting changes nothing.
+    rules = [{"matches": matches[k:k + MAX_MATCHES]}
+             for k in range(0, len(matches), MAX_MATCHES)]
     return {"apiVersion": ROUTE_API, "kind": "HTTPRoute",
             "metadata": {"name": name, "namespace": srv.namespace},
             "spec": {"parentRefs": [{"group": "policy.linkerd.io", "kind": "Server",
                                      "name": srv.name}],
-                     "rules": [{"matches": matches}]}}
+                     "rules": rules}}
 
 
 def _authorize(ctx: PolicyContext, srv: _Server, policy: AuthzPolicy) -> None:
@@ -233,7 +261,8 @@ def _authorize(ctx: PolicyContext, srv: _Server, policy: AuthzPolicy) -> None:
         ops = [op for op in rule.operations if not op.ports or srv.port in op.ports]
         if rule.operations and not ops:
             continue
-        whole_server = not rule.operations or any(not (op.paths or op.methods) for op in ops)
+        atoms = [a for op in ops for a in atoms_of(list(op.paths), list(op.methods))]
+        whole_server = not rule.operations or any(a.universal for a in atoms)
         sources = rule.sources or (AuthzSource(origin_path=rule.origin_path),)
         for j, src in enumerate(sources):
             refs = _source_refs(ctx, policy, i, j, src)
@@ -245,52 +274,63 @@ def _authorize(ctx: PolicyContext, srv: _Server, policy: AuthzPolicy) -> None:
                               {"group": "policy.linkerd.io", "kind": "Server", "name": srv.name},
                               refs, (ref,))
                 continue
-            route = _route_for(ctx, srv, ops, ref)
-            _authz_policy(ctx, srv.namespace, k8s_name(policy.name, f"r{i}s{j}", route),
-                          {"group": "policy.linkerd.io", "kind": "HTTPRoute", "name": route},
-                          refs, (ref,))
+            srv.grants.append(_Grant(policy.name, ref, i, j, refs, atoms, rule.origin_path))
 
 
-def _route_for(ctx: PolicyContext, srv: _Server, ops: list[AuthzOperation],
-               ref: ObjectRef) -> str:
-    matches = []
-    for op in ops:
-        paths = [_path_match(p) for p in op.paths] or [None]
-        methods = list(op.methods) or [None]
-        for path in paths:
-            for method in methods:
-                m: dict[str, Any] = {}
-                if path:
-                    m["path"] = path
-                if method:
-                    m["method"] = method.upper()
-                matches.append(m)
-    key = json.dumps(sorted(json.dumps(m, sort_keys=True) for m in matches))
-    if key not in srv.routes:
+def _inbound_routes(ctx: PolicyContext, srv: _Server) -> None:
+    """Write the Server's inbound routes and their AuthorizationPolicies.
+
+    Overlapping rules are resolved so that the route Linkerd picks for a request
+    authorizes every caller any matching rule allows (inbound_overlap.py explains how).
+    """
+    if not srv.grants:
+        return
+    plan = plan_routes([g.atoms for g in srv.grants])
+    parts: list[tuple[list[tuple[str, dict[str, Any]]], list[int]]] = []
+    for atoms, covering in plan.routes:
+        matches = sorted({json.dumps(m, sort_keys=True): m
+                          for a in atoms for m in a.matches()}.items())
+        # A route holds at most MAX_RULES rules of MAX_MATCHES matches; the parts of a
+        # longer one authorize the same grants, so which part wins does not matter.
+        step = MAX_RULES * MAX_MATCHES
+        parts += [(matches[k:k + step], covering) for k in range(0, len(matches), step)]
+    width = len(str(len(parts)))
+    names: list[str] = []
+    for n, (matches, covering) in enumerate(parts, start=1):
+        key = json.dumps([k for k, _ in matches])
+        sources = tuple(sorted({srv.grants[g].ref for g in covering}))
         name = ctx.names.claim("HTTPRoute", srv.namespace,
-                               k8s_name(srv.name, f"r{len(srv.routes) + 1}"),
+                               _route_name(srv.name, f"r{n:0{width}d}"),
                                f"inbound/{srv.namespace}/{srv.name}/{key}")
         srv.routes[key] = name
-        unique = sorted({json.dumps(m, sort_keys=True): m for m in matches}.items())
+        names.append(name)
         ctx.out.add(ctx.out.policy_staged,
-                    Manifest(_inbound_route(name, srv, [m for _, m in unique]), (ref,)))
-    return srv.routes[key]
+                    Manifest(_inbound_route(name, srv, [m for _, m in matches]), sources))
+        for g in covering:
+            grant = srv.grants[g]
+            _authz_policy(ctx, srv.namespace,
+                          k8s_name(grant.policy, f"r{grant.rule}s{grant.source}", name),
+                          {"group": "policy.linkerd.io", "kind": "HTTPRoute", "name": name},
+                          grant.refs, (grant.ref,))
+    if plan.capped or names != sorted(names):
+        refs = sorted({g.ref for g in srv.grants})
+        first = min(srv.grants, key=lambda g: (g.ref, g.path))
+        ctx.losses.report(
+            "AUTHZ_ROUTE_OVERLAP", Severity.MANUAL, "authz.allow", first.ref, first.path,
+            f"Server {srv.name}: the path and method rules of "
+            f"{', '.join(f'{r.kind}/{r.namespace}/{r.name}' for r in refs)} overlap in too "
+            "many ways to give each inbound route every caller the overlapping rules allow"
+            if plan.capped else
+            f"Server {srv.name}: route names {', '.join(names)} could not be kept in the "
+            "order that makes Linkerd pick the most narrowly matching route on a tie",
+            "Check which callers each route allows on requests several rules match, and "
+            "simplify or rename the routes by hand.")
 
 
-def _path_match(path: str) -> dict[str, str]:
-    """Istio authorization path syntax: exact, ``prefix*``, ``*suffix``, ``*`` (present).
-
-    Istio's prefix is a raw string prefix (``/api/*`` matches ``/api/x``, not ``/api``;
-    istio/api security/v1beta1/authorization_policy.proto), so it becomes a regular
-    expression rather than a segment-aware PathPrefix.
-    """
-    if path == "*":
-        return {"type": "RegularExpression", "value": ".+"}
-    if path.endswith("*"):
-        return {"type": "RegularExpression", "value": re.escape(path[:-1]) + ".*"}
-    if path.startswith("*"):
-        return {"type": "RegularExpression", "value": ".*" + re.escape(path[1:])}
-    return {"type": "Exact", "value": path}
+def _route_name(server: str, suffix: str) -> str:
+    """``<server>-<suffix>``, cutting the Server name rather than hashing the whole, so the
+    suffixes keep the routes in name order (Linkerd breaks ties by name)."""
+    return k8s_name(server[:MAX_LABEL - len(suffix) - 1].rstrip("-"), suffix)
 
 
 def _source_refs(ctx: PolicyContext, policy: AuthzPolicy, i: int, j: int,

@@ -1,6 +1,6 @@
-"""Linkerd kinds with no mesh-neutral model: rate limits, egress networks and mesh-expansion
-workloads. Each becomes an :class:`~migrate.ir.model.Opaque` record plus one feature use
-for its whole spec, so the capability check reports it against the target.
+"""Linkerd kinds with no mesh-neutral model: rate limits and mesh-expansion workloads. Each
+becomes an :class:`~migrate.ir.model.Opaque` record plus one feature use for its whole spec,
+so the capability check reports it against the target.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 
 FEATURE_OF_KIND = {
     "HTTPLocalRateLimitPolicy": "ratelimit.inbound",
-    "EgressNetwork": "egress.network",
     "ExternalWorkload": "workload.vm",
 }
 
@@ -30,8 +29,6 @@ def _detail(f: Fields) -> str:
         if isinstance(overrides, list) and overrides:
             parts.append(f"{len(overrides)} per-client overrides")
         return f"on Server {f.peek('spec.targetRef.name')}: " + ", ".join(parts)
-    if kind == "EgressNetwork":
-        return f"trafficPolicy {f.peek('spec.trafficPolicy')}"
     ips = f.peek("spec.workloadIPs")
     return ", ".join(str(ip.get("ip")) for ip in ips if isinstance(ip, dict)) \
         if isinstance(ips, list) else ""

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from migrate.dialects.fields import Fields, join
 from migrate.dialects.gatewayapi.precedence import rank
 from migrate.dialects.linkerd.read_annotations import route_policy
+from migrate.dialects.linkerd.read_egress import note_egress_route
 from migrate.dialects.linkerd.read_state import InboundRoute, OutboundRoute
 from migrate.ir.graph import MeshGraph
 from migrate.ir.model import (
@@ -77,7 +78,7 @@ def read_route(reader: LinkerdReader, f: Fields, graph: MeshGraph) -> None:
         elif kind == "Server" and group == _POLICY:
             servers.append(name)
         elif kind == "EgressNetwork":
-            f.use("egress.network", path, name)
+            note_egress_route(reader, f, path, parent, name)
         else:
             f.use("ingress.route", path, f"{kind} {name}")
     bad = _unsupported_filters(f)
@@ -325,8 +326,9 @@ def _filters(f: Fields, path: str) -> tuple[HeaderOps, HeaderOps, Redirect | Non
             rp = join(fpath, "requestRedirect")
             full = f.string(join(rp, "path.replaceFullPath"))
             if f.peek(join(rp, "path.replacePrefixMatch")) is not None:
-                f.use("route.rewrite", join(rp, "path.replacePrefixMatch"),
-                      "redirect that replaces a path prefix")
+                # A redirect, not a rewrite: the model's Redirect replaces the whole path only.
+                f.use("route.redirect.prefix", join(rp, "path.replacePrefixMatch"),
+                      str(f.peek(join(rp, "path.replacePrefixMatch"))))
             f.get(join(rp, "path.type"))
             redirect = Redirect(path=full, authority=f.string(join(rp, "hostname")),
                                 port=f.integer(join(rp, "port")),

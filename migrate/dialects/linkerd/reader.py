@@ -17,6 +17,12 @@ from migrate.dialects.base import Reader, ReadResult
 from migrate.dialects.fields import Fields
 from migrate.dialects.kube import POD_TEMPLATE
 from migrate.dialects.linkerd import read_annotations as ann
+from migrate.dialects.linkerd.read_egress import (
+    EgressNetworkFacts,
+    EgressRoute,
+    finish_egress,
+    read_egress_network,
+)
 from migrate.dialects.linkerd.read_finish import finish
 from migrate.dialects.linkerd.read_opaque import read_opaque
 from migrate.dialects.linkerd.read_policy import (
@@ -73,7 +79,7 @@ class LinkerdReader(Reader):
         (POLICY, "HTTPRoute"): read_route,
         (POLICY, "GRPCRoute"): read_route,
         (POLICY, "HTTPLocalRateLimitPolicy"): read_opaque,
-        (POLICY, "EgressNetwork"): read_opaque,
+        (POLICY, "EgressNetwork"): read_egress_network,
         (WORKLOAD, "ExternalWorkload"): read_opaque,
         (LINKERD, "ServiceProfile"): read_service_profile,
         (SPLIT, "TrafficSplit"): read_traffic_split,
@@ -100,10 +106,15 @@ class LinkerdReader(Reader):
         self.control_plane_namespace = control_plane_namespace
         self.cluster_networks = tuple(cluster_networks)
         self.state = LinkerdState()
+        self.egress_networks: dict[tuple[str, str], EgressNetworkFacts] = {}
+        """(namespace, name) -> EgressNetwork, for the routes attached to it."""
+        self.egress_routes: list[EgressRoute] = []
+        """Routes with an EgressNetwork parent, resolved by :func:`finish_egress`."""
 
     def read(self, source: SourceResult) -> ReadResult:
         """Read a source; the collected state starts empty for every run."""
         self.state = LinkerdState()
+        self.egress_networks, self.egress_routes = {}, []
         result = super().read(source)
         self._namespace_less(result)
         return result
@@ -144,6 +155,7 @@ class LinkerdReader(Reader):
     def finish(self, graph: MeshGraph) -> None:
         """Resolve cross-object references into IR records."""
         finish(self, graph)
+        finish_egress(self, graph)
 
     # -- injection, called by the core-kinds reader ---------------------------------------
     def namespace_injection(self, f: Fields, labels: dict[str, Any], ann_: dict[str, Any]) -> str:

@@ -6,6 +6,7 @@ from migrate.dialects.base import Manifest, TargetConfig
 from migrate.dialects.linkerd.policy import PolicyContext, write_policy
 from migrate.dialects.linkerd.route_policy import failure_accrual_annotations
 from migrate.dialects.linkerd.routes import RouteContext, write_routes
+from migrate.dialects.linkerd.write_egress import EgressContext, write_egress
 from migrate.ir.graph import MeshGraph
 from migrate.ir.model import DestinationPolicy, Service
 from migrate.losses import LossLog
@@ -42,6 +43,8 @@ class LinkerdWriter:
             write_policy(PolicyContext(graph, self.losses, names, out, self.trust_domain),
                          namespaces, self.root_namespace)
         self._opaque_ports(graph, namespaces, out)
+        if self.table.supports("egress.mesh_only", self.version):
+            write_egress(EgressContext(graph, self.losses, names, out), namespaces)
         return out
 
     @staticmethod

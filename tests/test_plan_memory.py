@@ -1,0 +1,221 @@
+"""What the speed and memory work on large plans relies on (docs/performance.md): one copy of
+each source object, rollback copies made when they are written, the field ledger's shared
+entries, objects let go after reading, plan.json written piece by piece, and the fast paths
+that must give the same answers as the general ones."""
+
+from __future__ import annotations
+
+import copy
+import gc
+import hashlib
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from migrate.dialects.fields import NOISE, Fields
+from migrate.dialects.istio.coexist import neutralize_mesh_tls
+from migrate.emit.manifests import step_files
+from migrate.emit.planjson import dump_plan, write_plan
+from migrate.ir.graph import selects
+from migrate.losses import LossLog
+from migrate.names import k8s_name
+from migrate.pipeline import PlanOptions, _no_gc_pauses, plan_migration
+from migrate.sources.files import MAX_OBJECT_CHARS, _has_oversized_document
+from migrate.sources.model import RawObject, strip_noise
+from migrate.yamlio import split_documents
+from tests.conftest import SAMPLES
+
+BOOKINFO = SAMPLES / "istio" / "bookinfo"
+SHOP = SAMPLES / "istio" / "shop"
+
+
+def _dr(name: str, mode: str) -> RawObject:
+    return RawObject({
+        "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+        "metadata": {"name": name, "namespace": "shop", "uid": "u-1",
+                     "resourceVersion": "7"},
+        "spec": {"host": name, "trafficPolicy": {"tls": {"mode": mode}}},
+        "status": {"conditions": []},
+    }, "dr.yaml", 1)
+
+
+# -- one copy of each source object ---------------------------------------------------------
+def test_rollback_keeps_the_source_body_and_copies_it_when_written():
+    result = plan_migration(PlanOptions("istio", "linkerd", [str(BOOKINFO)]))
+    bodies = {id(raw.body) for raw in result.read.raw.values()}
+    steps = [s for s in result.plan.steps if s.rollback_sources]
+    assert steps, "bookinfo has rollback copies"
+    for step in steps:
+        # The step points at the reader's bodies: no second copy is kept in the plan.
+        assert all(id(body) in bodies for body in step.rollback_sources)
+        assert step.rollback_manifests == [strip_noise(b) for b in step.rollback_sources]
+        written = {name: body for name, body in step_files(step).items()
+                   if name.startswith("rollback/")}
+        assert list(written.values()) == sorted(step.rollback_manifests,
+                                                key=lambda b: _file_key(written, b))
+    # The rewritten DestinationRule is a copy: the source keeps ISTIO_MUTUAL for the rollback.
+    first = result.plan.steps[0]
+    [original] = first.rollback_sources
+    assert original["spec"]["trafficPolicy"]["tls"]["mode"] == "ISTIO_MUTUAL"
+    assert "tls" not in first.manifests[0].body["spec"].get("trafficPolicy", {})
+
+
+def _file_key(written: dict[str, Any], body: dict[str, Any]) -> str:
+    return next(name for name, b in written.items() if b == body)
+
+
+def test_only_mesh_tls_destination_rules_are_copied_and_the_source_stays_as_read():
+    mutual, simple = _dr("reviews", "ISTIO_MUTUAL"), _dr("ratings", "SIMPLE")
+    before = copy.deepcopy([mutual.body, simple.body])
+    out = neutralize_mesh_tls({mutual.ref: mutual, simple.ref: simple})
+    assert [(obj.ref.name, "tls" in body["spec"].get("trafficPolicy", {}))
+            for body, obj in out] == [("reviews", False)]
+    [(body, _)] = out
+    assert "uid" not in body["metadata"] and "status" not in body  # server-set fields gone
+    assert [mutual.body, simple.body] == before
+
+
+def test_plan_without_checks_lets_go_of_objects_it_does_not_use(tmp_path: Path):
+    kept = plan_migration(PlanOptions("istio", "linkerd", [str(SHOP)], verify=False))
+    slim = plan_migration(PlanOptions("istio", "linkerd", [str(SHOP)], verify=False,
+                                      keep_objects=False))
+    assert any(o.ref not in kept.read.raw for o in kept.read.objects), "shop has Deployments"
+    assert [o.ref for o in slim.read.objects] == \
+        [o.ref for o in kept.read.objects if o.ref in kept.read.raw]
+    # The plan is the same either way.
+    assert dump_plan(slim.plan) == dump_plan(kept.plan)
+    assert [step_files(s) for s in slim.plan.steps] == [step_files(s) for s in kept.plan.steps]
+    # With the checks on, every object stays: they are evaluated.
+    checked = plan_migration(PlanOptions("istio", "linkerd", [str(SHOP)], keep_objects=False))
+    assert len(checked.read.objects) == len(kept.read.objects)
+
+
+def test_write_plan_writes_the_bytes_dump_plan_returns(tmp_path: Path):
+    plan = plan_migration(PlanOptions("istio", "linkerd", [str(BOOKINFO)])).plan
+    write_plan(plan, tmp_path / "plan.json")
+    assert (tmp_path / "plan.json").read_bytes() == dump_plan(plan).encode("utf-8")
+
+
+def test_collector_is_back_on_after_a_plan_and_nothing_stays_frozen():
+    assert gc.isenabled()
+    with _no_gc_pauses():
+        assert not gc.isenabled()
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    gc.disable()
+    try:
+        with _no_gc_pauses():
+            pass
+        assert not gc.isenabled()  # a caller that had it off keeps it off
+    finally:
+        gc.enable()
+
+
+# -- the field ledger -----------------------------------------------------------------------
+def _fields(body: dict[str, Any]) -> Fields:
+    return Fields(RawObject(body, "x.yaml", 1), LossLog(), "istio")
+
+
+def test_ledger_counts_bookkeeping_fields_without_storing_them():
+    f = _fields({"apiVersion": "v1", "kind": "X", "metadata": {"name": "a"}})
+    assert len(f.accounted) == 0
+    assert all(path in f.accounted for path in NOISE)
+    f.get("spec.port")
+    assert "spec.port" in f.accounted and len(f.accounted) == 1
+
+
+def test_unaccounted_walk_folds_whole_subtrees_and_skips_empty_fields():
+    f = _fields({
+        "apiVersion": "v1", "kind": "X", "metadata": {"name": "a", "labels": {"k": "v"}},
+        "spec": {
+            "read": 1,
+            "mixed": {"read": 2, "left": 3, "empty": {}},
+            "untouched": {"a": [1, {"b": 2}], "c": "d"},
+            "halfempty": {"x": 1, "none": None},
+            "list": [{"read": 1, "left": 2}, 7],
+            5: "an int key",
+        },
+        "status": {"ready": True},
+    })
+    for path in ("spec.read", "spec.mixed.read", "spec.list[0].read"):
+        f.get(path)
+    assert f.unaccounted() == [
+        "spec.mixed.left", "spec.untouched", "spec.halfempty.x", "spec.list[0].left",
+        "spec.list[1]", "spec.5"]
+
+
+def test_field_lookup_reads_only_the_right_shapes():
+    f = _fields({"apiVersion": "v1", "kind": "X", "metadata": {"name": "a"},
+                 "spec": {"list": [{"k": "v"}], "text": "abc", "map": {"0": "zero"}}})
+    assert f.peek("spec.list[0].k") == "v"
+    assert f.peek("spec.list[1].k", "absent") == "absent"
+    assert f.peek("spec.text[0]", "absent") == "absent"  # a string is not a list
+    assert f.peek("spec.map[0]", "absent") == "absent"  # an index is not a key
+    assert f.peek("spec.list.k", "absent") == "absent"
+    assert f.peek("spec.map.0") == "zero"
+
+
+# -- reading large streams ------------------------------------------------------------------
+def _reference_oversized(text: str) -> bool:
+    """The check as it was: every chunk copied out and measured."""
+    head = re.compile(r"^items:", re.MULTILINE)
+    return any(len(chunk) > MAX_OBJECT_CHARS and not head.search(chunk)
+               for _, chunk in split_documents(text))
+
+
+@pytest.mark.parametrize("layout", ["small", "big-object", "big-list", "big-blank", "big-last"])
+def test_oversized_document_is_found_without_copying_chunks(layout: str):
+    small = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n"
+    filler = "x" * (MAX_OBJECT_CHARS + 10)
+    big = {
+        "small": small,
+        "big-object": f"{small}data:\n  blob: {filler}\n",
+        "big-list": f"apiVersion: v1\nkind: List\nitems:\n- {filler}\n",
+        "big-blank": " " * (MAX_OBJECT_CHARS + 10) + "\n",
+        "big-last": small,
+    }[layout]
+    text = f"{small}---\n{big}---\n{small}"
+    if layout == "big-last":
+        text = f"{small}---\n{small}---\n{small}data:\n  blob: {filler}"
+    expected = layout in ("big-object", "big-last")
+    assert _has_oversized_document(text) is expected
+    assert _reference_oversized(text) is expected
+
+
+# -- fast paths give the general answer -----------------------------------------------------
+def _reference_k8s_name(*parts: object, max_len: int = 63) -> str:
+    """k8s_name's general rewriting, without the shortcut for names already valid."""
+    raw = "-".join(str(p) for p in parts if str(p) != "")
+    name = re.sub(r"[^a-z0-9-]+", "-", raw.lower()).strip("-")
+    name = re.sub(r"-{2,}", "-", name) or "x"
+    if not name[0].isalpha():
+        name = "x-" + name
+    if len(name) > max_len:
+        digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
+        name = f"{name[: max_len - 9].rstrip('-')}-{digest}"
+    return name
+
+
+def test_k8s_name_shortcut_agrees_with_the_general_rules():
+    rng = random.Random(7)
+    alphabet = "ab09-Z._\u00e9\u212a "
+    for _ in range(20000):
+        parts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+                 for _ in range(rng.randint(1, 3))]
+        max_len = rng.choice([63, 48, 8])
+        assert k8s_name(*parts, max_len=max_len) == _reference_k8s_name(*parts,
+                                                                         max_len=max_len)
+    assert k8s_name("reviews", "v1") == "reviews-v1"
+    assert k8s_name("a" * 64) == _reference_k8s_name("a" * 64) != "a" * 64
+
+
+def test_selects_is_label_subset():
+    rng = random.Random(3)
+    pairs = [(k, v) for k in "abc" for v in "xy"]
+    for _ in range(5000):
+        pod = tuple(sorted(dict(rng.sample(pairs, rng.randint(0, 3))).items()))
+        selector = tuple(sorted(dict(rng.sample(pairs, rng.randint(0, 2))).items()))
+        assert selects(selector, pod) is (set(selector) <= set(pod))
+    assert selects(None, ())
