@@ -1,6 +1,7 @@
 """Egress through the IR: external services and egress modes read from each source
 (ServiceEntry and Sidecar, ServiceDefaults destination and Mesh, EgressNetwork and its routes)
-and written for Istio (ServiceEntry, Sidecar) and Linkerd (EgressNetwork and routes)."""
+and written for Istio (ServiceEntry, Sidecar), Linkerd (EgressNetwork and routes) and Consul
+(ServiceDefaults destinations, TerminatingGateway, Mesh meshDestinationsOnly)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from migrate.dialects.consul.reader import ConsulReader
 from migrate.dialects.istio.reader import IstioReader
 from migrate.dialects.linkerd.reader import LinkerdReader
+from migrate.emit.manifests import file_name
 from migrate.ir.graph import MeshGraph
 from migrate.ir.model import EgressPolicy, ExternalPort, ExternalService, Opaque
 from migrate.losses import LossLog
@@ -269,6 +271,30 @@ def test_consul_destination_and_mesh_only_are_modelled():
 
 
 # -- Istio as the target ----------------------------------------------------------------------
+def test_consul_terminating_gateway_links_travel_with_their_destinations():
+    gateway = """
+---
+apiVersion: consul.hashicorp.com/v1alpha1
+kind: TerminatingGateway
+metadata: {name: terminating-gateway, namespace: consul}
+spec:
+  services:
+  - {name: stripe}
+  - {name: legacy-billing}
+  - {name: bank, caFile: /etc/ssl/bank-ca.pem, sni: bank.example}
+"""
+    graph, losses = read("consul", CONSUL_EGRESS + gateway)
+    uses = {(u.feature, u.origin.path) for u in graph.features
+            if u.origin.ref.kind == "TerminatingGateway"}
+    assert uses == {("egress.external", "spec.services[0]"),  # a destination: converted
+                    ("egress.service_entry", "spec.services[1]"),  # registered elsewhere
+                    ("egress.service_entry", "spec.services[2]")}  # TLS origination
+    result = plan("consul", "istio", CONSUL_EGRESS + gateway)
+    reported = {(x.code, x.path) for x in result.losses if x.object.kind == "TerminatingGateway"}
+    assert reported == {("EGRESS_SERVICE_ENTRY", "spec.services[1]"),
+                        ("EGRESS_SERVICE_ENTRY", "spec.services[2]")}
+
+
 def test_linkerd_egress_becomes_service_entries_and_sidecars(schemas: SchemaSet):
     result = plan("linkerd", "istio", LINKERD_EGRESS)
     entries = step_manifests(result, "ServiceEntry")
@@ -351,6 +377,80 @@ def test_no_restriction_writes_no_egress_network():
     assert not kinds & {"EgressNetwork", "TLSRoute", "TCPRoute"}
     # The hosts are still named in the report, with what Linkerd does instead.
     assert ("EGRESS_EXTERNAL", "googleapis") in {(x.code, x.object.name) for x in result.losses}
+
+
+# -- Consul as the target ---------------------------------------------------------------------
+def test_istio_egress_becomes_consul_destinations_behind_the_terminating_gateway(
+        schemas: SchemaSet):
+    result = plan("istio", "consul", ISTIO_EGRESS)
+    pre = {(m.kind, m.name): m.body for m in result.plan.steps[0].manifests}
+    # googleapis: one destination per port (Consul has one port per destination); the
+    # wildcard host has no Consul form and is reported.
+    https = pre[("ServiceDefaults", "googleapis-443")]
+    assert https["metadata"]["namespace"] == "consul"
+    assert https["spec"] == {"protocol": "tcp", "destination": {
+        "addresses": ["www.googleapis.com"], "port": 443}}
+    assert pre[("ServiceDefaults", "googleapis-80")]["spec"] == {
+        "protocol": "http", "destination": {"addresses": ["www.googleapis.com"], "port": 80}}
+    assert pre[("ServiceIntentions", "googleapis-443")]["spec"] == {
+        "destination": {"name": "googleapis-443"}, "sources": [{"name": "*", "action": "allow"}]}
+    # ledger: plain TCP on a host name cannot be matched, and its address is a /24 block.
+    assert not [k for k in pre if k[1].startswith("ledger")]
+    assert pre[("TerminatingGateway", "terminating-gateway")]["spec"] == {
+        "services": [{"name": "googleapis-443"}, {"name": "googleapis-80"}]}
+    assert any("terminatingGateways.enabled=true" in c for c in result.plan.steps[0].commands)
+    found = {(x.code, x.object.name, x.severity.value, x.message.split(" ")[0])
+             for x in result.losses if x.code.startswith("EGRESS")}
+    assert ("EGRESS_EXTERNAL", "googleapis", "manual", "wildcard") in found
+    assert ("EGRESS_EXTERNAL", "ledger", "manual", "address") in found
+    assert ("EGRESS_EXTERNAL", "ledger", "degraded", "port") in found
+    # The mesh-wide restriction is applied at cleanup, when no callee is outside the catalog.
+    [cleanup] = [s for s in result.plan.steps if s.kind == "cleanup"]
+    [mesh] = [m.body for m in cleanup.manifests if m.kind == "Mesh"]
+    assert mesh["spec"]["transparentProxy"] == {"meshDestinationsOnly": True}
+    [staged] = [m.body for m in result.plan.steps[0].manifests if m.kind == "Mesh"]
+    assert staged["spec"]["transparentProxy"] == {"meshDestinationsOnly": False}
+    # Rolling the cleanup back restores step 00's Mesh (deleting it would also drop
+    # allowEnablingPermissiveMutualTLS).
+    assert [c for c in cleanup.rollback if "mesh" in c] == [
+        "kubectl apply --server-side --field-manager=meshmigrate -f "
+        f"steps/00-prerequisites/{file_name(staged)}"]
+    assert ("EGRESS_MESH_ONLY", "default", "info", "Consul") in found
+    for step in result.plan.steps:
+        for m in step.manifests:
+            assert not validate_manifest(m.body, m.name, schemas,
+                                         require_schema=m.body["apiVersion"] != "v1")
+
+
+def test_linkerd_egress_to_consul_namespace_restriction_is_reported():
+    result = plan("linkerd", "consul", LINKERD_EGRESS)
+    pre = {(m.kind, m.name): m.body for m in result.plan.steps[0].manifests}
+    # The TLS route's host becomes a tcp destination matched by SNI.
+    assert pre[("ServiceDefaults", "allow-stripe")]["spec"] == {
+        "protocol": "tcp", "destination": {"addresses": ["api.stripe.com"], "port": 443}}
+    found = {(x.code, x.object.name, x.severity.value) for x in result.losses}
+    # shop's own Deny network: Consul can only restrict the whole mesh.
+    assert ("EGRESS_MESH_ONLY", "partners", "manual") in found
+    # partner-db admits a CIDR on a TCP port: no single address Consul could list.
+    assert ("EGRESS_EXTERNAL", "partner-db", "manual") in found
+    cleanup = [m for s in result.plan.steps if s.kind == "cleanup" for m in s.manifests
+               if m.kind == "Mesh"]
+    assert [m.body["spec"]["transparentProxy"] for m in cleanup] == [
+        {"meshDestinationsOnly": True}]
+
+
+def test_destination_names_do_not_take_a_services_consul_name():
+    text = ISTIO_EGRESS.replace("name: googleapis, namespace: shop", "name: web, namespace: shop")
+    result = plan("istio", "consul", text)
+    names = {m.name for m in result.plan.steps[0].manifests if m.kind == "ServiceDefaults"}
+    assert names == {"web-443", "web-80"}
+    single = ISTIO_EGRESS.replace(
+        "ports: [{number: 443, name: https, protocol: HTTPS}, {number: 80, name: http, "
+        "protocol: HTTP}]", "ports: [{number: 443, name: https, protocol: HTTPS}]").replace(
+        "name: googleapis, namespace: shop", "name: web, namespace: shop")
+    result = plan("istio", "consul", single)
+    names = {m.name for m in result.plan.steps[0].manifests if m.kind == "ServiceDefaults"}
+    assert names == {"web-external"}
 
 
 def test_egress_round_trip_linkerd_istio_linkerd():

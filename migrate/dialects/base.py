@@ -196,6 +196,9 @@ class TargetConfig:
     """Namespace annotations set when the namespace enforces."""
     neutralized: list[ObjectRef] = field(default_factory=list)
     """Source objects the prerequisites step replaced."""
+    install_extra: list[str] = field(default_factory=list)
+    """Commands the prerequisites step runs after the target's install, for install settings
+    the written configuration needs (e.g. Consul's terminating gateway)."""
 
     def add(self, bucket: dict[str, list[Manifest]], manifest: Manifest) -> None:
         """Append a manifest to a per-namespace bucket."""

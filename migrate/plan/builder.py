@@ -105,7 +105,7 @@ def build_steps(p: PlanInput) -> list[Step]:
     if has_ingress:
         steps.append(_ingress(p, len(steps)))
     enforce_after(len(p.groups))
-    steps.append(_cleanup(p, len(steps)))
+    steps.append(_cleanup(p, len(steps), steps))
     return steps
 
 
@@ -135,7 +135,8 @@ def _prerequisites(p: PlanInput) -> Step:
         + (p.source.neutralize_summary(len(neutralized)) if neutralized else "")
         + (f" Applies {len(p.target.prerequisites)} cluster-wide {dst} object(s) the staged "
            "policy needs." if p.target.prerequisites else ""))
-    step.commands = p.target_side.install_commands(experimental, p.target_version)
+    step.commands = p.target_side.install_commands(experimental, p.target_version) + \
+        p.target.install_extra
     if neutralized and p.target.prerequisites:
         # A rewrite must replace the object (server-side apply cannot drop fields another
         # manager owns), while new objects must be created: one command per file.
@@ -343,7 +344,7 @@ def _ingress(p: PlanInput, number: int) -> Step:
     return step
 
 
-def _cleanup(p: PlanInput, number: int) -> Step:
+def _cleanup(p: PlanInput, number: int, earlier: list[Step]) -> Step:
     src, dst = p.source, p.target_side
     step = Step(number, "cleanup", f"Clean up: long-term routes, remove {src.TITLE}", "cleanup",
                 [])
@@ -363,11 +364,30 @@ def _cleanup(p: PlanInput, number: int) -> Step:
     step.rollback = [src.reinstall_note()]
     if remaining:
         step.rollback.append(f"kubectl apply -k steps/{step.id}/rollback")
-    step.rollback += undo_manifests(step.manifests)
+    step.rollback += _restore_or_undo(step.manifests, earlier)
     if p.target.remove_at_cleanup:
         step.rollback.append("Re-apply the move steps' folders (kubectl apply --server-side "
                              "-k steps/NN-move-...) to restore the coexistence routes.")
     return step
+
+
+def _restore_or_undo(manifests: list[Manifest], earlier: list[Step]) -> list[str]:
+    """Rollback of the cleanup's long-term objects: one that replaced an object an earlier step
+    applied (e.g. Consul's Mesh entry, restricted only at cleanup) gets that version back,
+    as deleting it would also drop what the earlier version set; the rest are undone."""
+    last: dict[tuple[str, str, str], str] = {}
+    for step in earlier:
+        for m in step.manifests:
+            if not m.patch:
+                last[(m.kind, m.namespace, m.name)] = f"steps/{step.id}/{file_name(m.body)}"
+    out, fresh = [], []
+    for m in manifests:
+        path = last.get((m.kind, m.namespace, m.name))
+        if path and not m.patch:
+            out.append(f"kubectl apply --server-side --field-manager=meshmigrate -f {path}")
+        else:
+            fresh.append(m)
+    return sorted(out) + undo_manifests(fresh)
 
 
 def assign_losses(p: PlanInput, steps: list[Step]) -> None:

@@ -18,6 +18,7 @@ from migrate.ir.graph import MeshGraph
 from migrate.ir.model import (
     Backend,
     DestinationPolicy,
+    ExternalService,
     FeatureUse,
     MTLSPolicy,
     Origin,
@@ -44,6 +45,7 @@ def finish(reader: ConsulReader, graph: MeshGraph) -> None:
     ChainCompiler(reader, names, graph).compile()
     IntentionCompiler(reader, names, graph).compile()
     _ingress_routes(reader, names, graph)
+    _terminating_links(reader, graph)
 
 
 def _protocols(reader: ConsulReader, names: ConsulNames, graph: MeshGraph) -> None:
@@ -184,3 +186,18 @@ def _ingress_routes(reader: ConsulReader, names: ConsulNames, graph: MeshGraph) 
                 graph.add(Route(gw.ref.namespace, f"{gw.ref.name}-{port}", protocol, (),
                                 tuple(rules), ingress=True, mesh=False,
                                 gateways=(gw.ref.name,), origin=Origin(gw.ref, "spec")))
+
+
+def _terminating_links(reader: ConsulReader, graph: MeshGraph) -> None:
+    """A gateway link to a ServiceDefaults destination travels with the destination's external
+    service; a link to anything else (a service registered in the catalog by hand or by a
+    Registration) has no model and is reported."""
+    destinations = {s.name for s in graph.of(ExternalService)
+                    if s.origin.ref.kind == "ServiceDefaults"}
+    for origin, name in reader.state.terminating:
+        if name in destinations:
+            graph.use(FeatureUse("egress.external", origin,
+                                 f"{name} leaves the mesh through the terminating gateway"))
+        else:
+            graph.use(FeatureUse("egress.service_entry", origin, name))
+

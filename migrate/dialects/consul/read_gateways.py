@@ -96,13 +96,42 @@ def _names(value: Any, key: str = "name") -> list[str]:
     return found
 
 
+def read_terminating_gateway(reader: ConsulReader, f: Fields, graph: MeshGraph) -> None:
+    """A TerminatingGateway: the exit its linked services take out of the mesh.
+
+    An entry that only names a service (and its namespace) is a plain link: when the service
+    is a ServiceDefaults destination, the destination is the model's external service and the
+    link comes with it (:mod:`read_finish` decides once every object is read). Entries with
+    TLS origination (``caFile``, ``certFile``, ``keyFile``, ``sni``), other settings and the
+    2.0 ``deployment`` are reported as they are.
+    """
+    for i, entry in enumerate(f.list("spec.services")):
+        path = f"spec.services[{i}]"
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not name:
+            f.invalid(path, "expected a service entry with a name")
+            continue
+        extra = sorted(set(entry) - {"name", "namespace"})
+        if extra:
+            f.use("egress.service_entry", path, f"{name}: {', '.join(extra)}")
+            continue
+        f.get(f"{path}.name")
+        f.get(f"{path}.namespace")
+        reader.state.terminating.append((f.origin(path), name))
+    for key in f.mapping("spec"):
+        if key != "services":
+            f.use("egress.service_entry", f"spec.{key}", f"TerminatingGateway {key}")
+    names = tuple(sorted({name for origin, name in reader.state.terminating
+                          if origin.ref == f.ref}))
+    graph.add(Opaque(f.ref.kind, f.ref.namespace, f.ref.name, f.origin("spec"), names))
+
+
 def read_opaque(reader: ConsulReader, f: Fields, graph: MeshGraph) -> None:
     """A Consul object reported whole (the feature table says what to do instead)."""
     kind = f.ref.kind
     spec = f.peek("spec")
     names: tuple[str, ...] = ()
-    if isinstance(spec, dict) and kind in ("IngressGateway", "TerminatingGateway",
-                                           "ExportedServices"):
+    if isinstance(spec, dict) and kind in ("IngressGateway", "ExportedServices"):
         listed = spec.get("listeners") if kind == "IngressGateway" else spec.get("services")
         names = tuple(sorted({n for n in _names(listed) if n}))
     if kind == "IngressGateway" and isinstance(spec, dict):

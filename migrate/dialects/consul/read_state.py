@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from migrate.dialects.fields import Fields
+from migrate.ir.model import Origin
 
 if TYPE_CHECKING:
     from migrate.dialects.consul.read_defaults import (
@@ -40,6 +41,8 @@ class ConsulState:
     splitters: dict[str, SplitterFacts] = field(default_factory=dict)
     resolvers: dict[str, ResolverFacts] = field(default_factory=dict)
     ingress: list[IngressFacts] = field(default_factory=list)
+    terminating: list[tuple[Origin, str]] = field(default_factory=list)
+    """Services a TerminatingGateway links, by the entry that links them."""
 
     @staticmethod
     def add_named(f: Fields, table: dict[str, T], name: str, facts: T) -> None:

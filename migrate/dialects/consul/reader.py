@@ -28,6 +28,7 @@ from migrate.dialects.consul.read_gateways import (
     GATEWAY_API_KINDS,
     read_gateway_api,
     read_opaque,
+    read_terminating_gateway,
 )
 from migrate.dialects.consul.read_intentions import read_service_intentions
 from migrate.dialects.consul.read_routing import (
@@ -70,6 +71,7 @@ class ConsulReader(Reader):
         (GROUP, "ServiceSplitter"): read_service_splitter,
         (GROUP, "ServiceResolver"): read_service_resolver,
         **{(GROUP, kind): read_opaque for kind in FEATURE_OF_KIND},
+        (GROUP, "TerminatingGateway"): read_terminating_gateway,
         **{(GATEWAY_API, kind): read_gateway_api for kind in GATEWAY_API_KINDS},
     }
 

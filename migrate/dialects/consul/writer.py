@@ -9,7 +9,10 @@ Phases (migrate/dialects/base.py ``TargetConfig``):
 - ``policy_staged``: ServiceDefaults with ``mutualTLSMode: permissive`` plus the final
   ServiceIntentions, which Consul does not apply to the plaintext of source-mesh callers
   (write_intentions.py);
-- ``policy_enforced``: ServiceDefaults with the final mTLS mode (write_defaults.py).
+- ``policy_enforced``: ServiceDefaults with the final mTLS mode (write_defaults.py);
+- external services: destinations, their intentions and the TerminatingGateway entry are
+  prerequisites too; a mesh-wide egress restriction is a Mesh entry in ``routing_final``,
+  applied at cleanup once no callee is outside Consul's catalog (write_egress.py).
 Nothing is staging-only (``remove_at_enforce`` stays empty): the permissive form is the same
 ServiceDefaults object, replaced by its enforced form.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 from migrate.dialects.base import TargetConfig
 from migrate.dialects.consul.write_context import build_context
 from migrate.dialects.consul.write_defaults import write_defaults
+from migrate.dialects.consul.write_egress import write_egress
 from migrate.dialects.consul.write_intentions import write_intentions
 from migrate.dialects.consul.write_routing import write_routing
 from migrate.dialects.consul.write_subsets import write_resolvers
@@ -53,4 +57,6 @@ class ConsulWriter:
         if ctx.supports("authz.allow"):
             write_intentions(ctx)
         write_defaults(ctx)
+        if ctx.supports("egress.external"):
+            write_egress(ctx)
         return out
