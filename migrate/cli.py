@@ -141,6 +141,11 @@ def _target_versions() -> str:
                                  "deny"]),
               help="Reading Linkerd: the cluster's default inbound policy (the install value "
                    "proxy.defaultInboundPolicy), used where no annotation sets one.")
+@click.option("--istio-outbound-policy", default="ALLOW_ANY", show_default=True,
+              type=click.Choice(["ALLOW_ANY", "REGISTRY_ONLY"]),
+              help="Reading Istio: the mesh config's outboundTrafficPolicy.mode (an install "
+                   "setting); REGISTRY_ONLY restricts egress to known hosts where no root "
+                   "Sidecar sets a mode.")
 @click.option("--consul-default-intention", default="deny", show_default=True,
               type=click.Choice(["allow", "deny"]),
               help="Reading Consul: what happens to traffic no intention matches (deny when "
@@ -162,7 +167,7 @@ def _target_versions() -> str:
 @cluster_options
 def plan(source: str, target: str, paths: tuple[str, ...], output: Path, target_version: str,
          order: str, fail_on: str | None, trust_domain: str, root_namespace: str,
-         linkerd_default_policy: str, consul_default_intention: str,
+         linkerd_default_policy: str, istio_outbound_policy: str, consul_default_intention: str,
          consul_inject_default: bool, istio_routes: str,
          validate_with: tuple[str, ...], no_verify: bool, quiet: bool, kubeconfig: str | None,
          context: str | None, namespaces: tuple[str, ...], all_namespaces: bool,
@@ -183,6 +188,7 @@ def plan(source: str, target: str, paths: tuple[str, ...], output: Path, target_
                           order=[n.strip() for n in order.split(",") if n.strip()],
                           trust_domain=trust_domain, root_namespace=root_namespace,
                           linkerd_default_policy=linkerd_default_policy,
+                          istio_outbound_policy=istio_outbound_policy,
                           consul_default_intention=consul_default_intention,
                           consul_inject_default=consul_inject_default,
                           istio_routes=istio_routes, verify=not no_verify,

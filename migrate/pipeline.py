@@ -88,6 +88,8 @@ class PlanOptions:
     target."""
     linkerd_default_policy: str = "all-unauthenticated"
     """Linkerd's cluster-wide default inbound policy (an install setting) when it is the source."""
+    istio_outbound_policy: str = "ALLOW_ANY"
+    """Istio as the source: the mesh config's ``outboundTrafficPolicy.mode`` (install setting)."""
     consul_default_intention: str = "deny"
     """What Consul does with traffic no intention matches (ACL default policy) as the source."""
     consul_inject_default: bool = False
@@ -147,7 +149,8 @@ def root_namespace(options: PlanOptions) -> str:
 def make_reader(options: PlanOptions, losses: LossLog, problems: list[InputProblem]) -> Reader:
     """The source mesh's reader with the settings it takes."""
     settings: dict[str, dict[str, Any]] = {
-        "istio": {"root_namespace": options.root_namespace},
+        "istio": {"root_namespace": options.root_namespace,
+                  "outbound_policy": options.istio_outbound_policy},
         "linkerd": {"cluster_default_policy": options.linkerd_default_policy,
                     "trust_domain": options.trust_domain},
         "consul": {"default_intention": options.consul_default_intention,

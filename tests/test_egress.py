@@ -243,6 +243,30 @@ def test_istio_service_entry_and_sidecar_are_modelled():
     assert not [x for x in losses if x.code == "FIELD_UNMODELLED"]
 
 
+def test_istio_mesh_config_registry_only_is_a_mesh_wide_egress_policy():
+    text = ISTIO_EGRESS.replace("mode: REGISTRY_ONLY", "mode: ALLOW_ANY")
+    for setting, root_sidecar, want in (
+            ("REGISTRY_ONLY", False, {("mesh-config", "REGISTRY_ONLY")}),
+            # A root Sidecar overrides the mesh config for every namespace without its own.
+            ("REGISTRY_ONLY", True, {("default", "ALLOW_ANY")}),
+            ("ALLOW_ANY", False, set())):
+        source = text if root_sidecar else text.replace("kind: Sidecar\nmetadata: {name: "
+                                                        "default, namespace: istio-system}",
+                                                        "kind: Sidecar\nmetadata: {name: "
+                                                        "default, namespace: shop}")
+        losses = LossLog()
+        graph = IstioReader(losses, [], outbound_policy=setting).read(
+            read_files(["-"], io.BytesIO(source.encode()))).graph
+        assert {(p.name, p.mode) for p in graph.of(EgressPolicy) if p.mesh_wide} == want
+    result = plan_migration(PlanOptions(source="istio", target="linkerd", paths=["-"],
+                                        stdin=io.BytesIO(text.replace(
+                                            "namespace: istio-system}", "namespace: shop}"
+                                        ).encode()), istio_outbound_policy="REGISTRY_ONLY"))
+    networks = step_manifests(result, "EgressNetwork")["00-prerequisites"]
+    assert [(n["metadata"]["namespace"], n["spec"]) for n in networks] == [
+        ("linkerd-egress", {"trafficPolicy": "Deny"})]
+
+
 def test_linkerd_egress_network_and_routes_are_modelled():
     graph, losses = read("linkerd", LINKERD_EGRESS)
     policies = {(p.namespace, p.name): (p.mode, p.mesh_wide) for p in graph.of(EgressPolicy)}
@@ -368,6 +392,15 @@ def test_istio_registry_only_becomes_deny_egress_network_with_host_routes(schema
         for m in step.manifests:
             assert not validate_manifest(m.body, m.name, schemas,
                                          require_schema=m.body["apiVersion"] != "v1")
+
+
+def test_addresses_next_to_host_names_are_reported_under_a_linkerd_restriction():
+    result = plan("consul", "linkerd", CONSUL_EGRESS)
+    [route] = step_manifests(result, "HTTPRoute")["00-prerequisites"]
+    assert route["spec"]["hostnames"] == ["api.stripe.com"]
+    [loss] = [x for x in result.losses
+              if x.code == "EGRESS_EXTERNAL" and x.severity.value == "degraded"]
+    assert loss.object.name == "stripe" and "198.51.100.7" in loss.message
 
 
 def test_no_restriction_writes_no_egress_network():

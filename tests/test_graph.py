@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from migrate.dialects.istio.reader import IstioReader
-from migrate.ir.graph import AUTHORIZES, CALLS, ROUTES_TO, RUNS_AS, SELECTS
+from migrate.ir.graph import (
+    APPLIES_TO,
+    ATTACHES,
+    AUTHORIZES,
+    CALLS,
+    CONFIGURES,
+    ROUTES_TO,
+    RUNS_AS,
+    SELECTS,
+)
 from migrate.losses import LossLog
 from migrate.sources.files import read_files
 from tests.conftest import SAMPLES
@@ -22,6 +31,26 @@ def test_typed_edges():
     assert ("AuthzPolicy/payments/payments-allow", "Identity/orders/orders") in authz
     assert ("AuthzPolicy/shared-db/postgres-allow", "Namespace//catalog") in authz
     assert ("Route/catalog/catalog/http", "Service/catalog/catalog") in set(g.edges(ROUTES_TO))
+
+
+def test_policy_and_route_edges():
+    g = shop_graph()
+    applies = set(g.edges(APPLIES_TO))
+    assert ("AuthzPolicy/payments/payments-allow", "Deployment/payments/payments") in applies
+    assert ("Route/catalog/catalog/http", "Service/catalog/catalog") in set(g.edges(ATTACHES))
+    assert ("DestinationPolicy/catalog/catalog", "Service/catalog/catalog") in \
+        set(g.edges(CONFIGURES))
+
+
+def test_edges_of_a_type_are_derived_once_when_first_asked_for():
+    g = shop_graph()
+    assert g.g.number_of_edges() == 0  # link() derives nothing a plan may not need
+    calls = list(g.edges(CALLS))
+    assert calls and g.g.number_of_edges() == len(calls)
+    assert list(g.edges(CALLS)) == calls  # asking again adds nothing
+    assert g.g.number_of_edges() == len(calls)
+    g.link()  # re-linking starts over
+    assert g.g.number_of_edges() == 0 and list(g.edges(CALLS)) == calls
 
 
 def test_namespace_dependencies_carry_their_reasons():

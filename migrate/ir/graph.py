@@ -12,7 +12,6 @@ graph is derived from them (:meth:`MeshGraph.namespace_dependencies`).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Iterable, Iterator, TypeVar
 
 import networkx as nx
@@ -87,6 +86,8 @@ class MeshGraph:
         self._indexed: set[type] = set()
         self._selected_by: dict[str, list[Service]] = {}
         """Workload node key -> the Services selecting it (filled by link())."""
+        self._derived: set[str] = set()
+        """Edge types already added to ``g`` (see :meth:`link`)."""
 
     # -- building -------------------------------------------------------------------------
     def add(self, record: object) -> None:
@@ -101,46 +102,63 @@ class MeshGraph:
         self.features.append(use)
 
     def link(self) -> None:
-        """Derive the typed edges once every record is in."""
+        """Ready the typed edges once every record is in.
+
+        Only the Service-selects-Workload index is built here (writers ask for it on every
+        workload). The edges of each type are derived into the networkx graph the first time
+        :meth:`edges` asks for that type: a plan follows only CALLS, and deriving every type
+        up front cost a tenth of a large plan's memory for edges nothing read.
+        """
+        self.g.remove_edges_from(list(self.g.edges))
+        self._derived = set()
         self._selected_by = {}
-        services = {s.key: s for s in self.of(Service)}
-        workloads_by_ns: dict[str, list[Workload]] = defaultdict(list)
-        for w in self.of(Workload):
-            workloads_by_ns[w.namespace].append(w)
-        for svc in services.values():
+        for svc in self.of(Service):
             if not svc.selector:
                 continue
-            for w in workloads_by_ns[svc.key.namespace]:
+            for w in self.in_namespace(Workload, svc.key.namespace):
                 if selects(svc.selector, w.pod_labels):
-                    self.g.add_edge(node_id(svc), node_id(w), type=SELECTS)
                     self._selected_by.setdefault(node_id(w), []).append(svc)
-        for route in self.of(Route):
-            for host in route.hosts:
-                self._edge_to_service(route, host, ATTACHES, services)
-            for rule in route.rules:
-                for backend in rule.backends:
-                    if backend.service:
-                        self._edge_to_service(route, backend.service, ROUTES_TO, services)
-        for dp in self.of(DestinationPolicy):
-            if dp.service:
-                self._edge_to_service(dp, dp.service, CONFIGURES, services)
-        for policy in [*self.of(MTLSPolicy), *self.of(AuthzPolicy)]:
-            for w in workloads_by_ns[policy.namespace]:
-                if selects(policy.selector, w.pod_labels):
+
+    def _derive(self, kind: str) -> None:
+        """Add the edges of one type to the graph."""
+        services = {s.key: s for s in self.of(Service)}
+        if kind == SELECTS:
+            for w in self.of(Workload):
+                for svc in self._selected_by.get(node_id(w), []):
+                    self.g.add_edge(node_id(svc), node_id(w), type=SELECTS)
+        elif kind in (ATTACHES, ROUTES_TO):
+            for route in self.of(Route):
+                keys = route.hosts if kind == ATTACHES else \
+                    [b.service for rule in route.rules for b in rule.backends if b.service]
+                for key in keys:
+                    self._edge_to_service(route, key, kind, services)
+        elif kind == CONFIGURES:
+            for dp in self.of(DestinationPolicy):
+                if dp.service:
+                    self._edge_to_service(dp, dp.service, CONFIGURES, services)
+        elif kind == APPLIES_TO:
+            for policy in [*self.of(MTLSPolicy), *self.of(AuthzPolicy)]:
+                for w in self.workloads_selected(policy.namespace, policy.selector):
                     self.g.add_edge(node_id(policy), node_id(w), type=APPLIES_TO)
-        for w in self.of(Workload):
-            self.g.add_edge(node_id(w), identity_id(w.namespace, w.service_account), type=RUNS_AS)
-        for authz in self.of(AuthzPolicy):
-            for ns in sorted(self.caller_namespaces(authz)):
-                if ns != authz.namespace:
-                    self.g.add_edge(node_id(authz), f"Namespace//{ns}", type=AUTHORIZES)
-            for ns, sa in sorted(self.caller_identities(authz)):
-                self.g.add_edge(node_id(authz), identity_id(ns, sa), type=AUTHORIZES)
-        for w in self.of(Workload):
-            for host, _ in w.calls:
-                key = service_of_host(host, w.namespace)
-                if key in services:
-                    self.g.add_edge(node_id(w), node_id(services[key]), type=CALLS)
+        elif kind == RUNS_AS:
+            for w in self.of(Workload):
+                self.g.add_edge(node_id(w), identity_id(w.namespace, w.service_account),
+                                type=RUNS_AS)
+        elif kind == AUTHORIZES:
+            for authz in self.of(AuthzPolicy):
+                for ns in sorted(self.caller_namespaces(authz)):
+                    if ns != authz.namespace:
+                        self.g.add_edge(node_id(authz), f"Namespace//{ns}", type=AUTHORIZES)
+                for ns, sa in sorted(self.caller_identities(authz)):
+                    self.g.add_edge(node_id(authz), identity_id(ns, sa), type=AUTHORIZES)
+        elif kind == CALLS:
+            for w in self.of(Workload):
+                for host, _ in w.calls:
+                    key = service_of_host(host, w.namespace)
+                    if key in services:
+                        self.g.add_edge(node_id(w), node_id(services[key]), type=CALLS)
+        else:
+            raise ValueError(f"unknown edge type {kind!r}")
 
     def _edge_to_service(self, record: object, key: ServiceKey, kind: str,
                          services: dict[ServiceKey, Service]) -> None:
@@ -197,6 +215,9 @@ class MeshGraph:
 
     def edges(self, kind: str) -> Iterator[tuple[str, str]]:
         """(source, target) node keys of every edge of one type, sorted."""
+        if kind not in self._derived:
+            self._derived.add(kind)
+            self._derive(kind)
         yield from sorted((u, v) for u, v, t in self.g.edges(data="type") if t == kind)
 
     @staticmethod

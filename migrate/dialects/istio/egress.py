@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 from migrate.dialects.fields import Fields, join
 from migrate.dialects.istio.opaque import read_opaque
 from migrate.ir.graph import MeshGraph
-from migrate.ir.model import EgressPolicy, ExternalPort, ExternalService
+from migrate.ir.model import EgressPolicy, ExternalPort, ExternalService, FeatureUse, Origin
+from migrate.losses import ObjectRef
 
 if TYPE_CHECKING:
     from migrate.dialects.istio.reader import IstioReader
@@ -88,3 +89,25 @@ def read_sidecar(reader: IstioReader, f: Fields, graph: MeshGraph) -> None:
             f.use("egress.sidecar", path, key)
     graph.add(EgressPolicy(f.ref.namespace, f.ref.name, str(mode), mesh_wide,
                            f.origin("spec.outboundTrafficPolicy")))
+
+
+MESH_CONFIG = ObjectRef("ConfigMap", "istio-system", "istio", "v1")
+"""Where istiod keeps the mesh config (``data.mesh``); the reader takes the egress mode from
+``--istio-outbound-policy`` rather than from this object, which dumps rarely include."""
+
+
+def mesh_config_egress(reader: IstioReader, graph: MeshGraph) -> None:
+    """The mesh config's ``outboundTrafficPolicy.mode: REGISTRY_ONLY`` as a mesh-wide egress
+    policy. A selector-less Sidecar in the root namespace overrides it for every namespace
+    without a Sidecar of its own, so it is only added when there is none
+    (istio.io/latest/docs/reference/config/istio.mesh.v1alpha1/#MeshConfig-OutboundTrafficPolicy;
+    istio.io/latest/docs/reference/config/networking/sidecar/)."""
+    if reader.outbound_policy != "REGISTRY_ONLY":
+        return  # ALLOW_ANY is Istio's default: nothing to carry
+    if any(p.mesh_wide for p in graph.of(EgressPolicy)):
+        return
+    ref = ObjectRef(MESH_CONFIG.kind, reader.root_namespace, MESH_CONFIG.name,
+                    MESH_CONFIG.api_version)
+    origin = Origin(ref, "data.mesh.outboundTrafficPolicy.mode")
+    graph.use(FeatureUse("egress.mesh_only", origin, "every namespace (mesh config)"))
+    graph.add(EgressPolicy(reader.root_namespace, "mesh-config", "REGISTRY_ONLY", True, origin))

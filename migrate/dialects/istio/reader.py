@@ -12,7 +12,7 @@ from typing import Any
 from migrate.dialects.base import Reader
 from migrate.dialects.fields import Fields
 from migrate.dialects.istio.destinationrule import read_destination_rule
-from migrate.dialects.istio.egress import read_service_entry, read_sidecar
+from migrate.dialects.istio.egress import mesh_config_egress, read_service_entry, read_sidecar
 from migrate.dialects.istio.opaque import read_gateway_api, read_opaque
 from migrate.dialects.istio.security import (
     read_authorization_policy,
@@ -74,14 +74,19 @@ class IstioReader(Reader):
     }
 
     def __init__(self, losses: LossLog, problems: list[InputProblem],
-                 root_namespace: str = "istio-system", cluster_domain: str = "cluster.local"):
+                 root_namespace: str = "istio-system", cluster_domain: str = "cluster.local",
+                 outbound_policy: str = "ALLOW_ANY"):
         super().__init__(losses, problems)
         self.root_namespace = root_namespace
         """Istio's root namespace: policies there apply mesh-wide."""
         self.cluster_domain = cluster_domain
+        self.outbound_policy = outbound_policy
+        """The mesh config's ``outboundTrafficPolicy.mode`` (an install setting)."""
 
     def finish(self, graph: MeshGraph) -> None:
-        """Report hosts that several mesh VirtualServices route (ROUTE_HOST_CONFLICT)."""
+        """Report hosts that several mesh VirtualServices route (ROUTE_HOST_CONFLICT); add the
+        mesh config's egress mode."""
+        mesh_config_egress(self, graph)
         by_host: dict[ServiceKey, list[Route]] = {}
         for route in graph.of(Route):
             if route.mesh and route.protocol == "http" and \

@@ -126,6 +126,17 @@ def _admit(ctx: EgressContext, ns: str, network: str, svc: ExternalService) -> N
             "Write an EgressNetwork with trafficPolicy Allow whose networks are these "
             "addresses, or a TCPRoute for the port.")
         return
+    named = [p for p in svc.ports if p.protocol.upper() in _ROUTE_OF_PROTOCOL]
+    if svc.addresses and named:
+        # Routes admit by Host or SNI; a client that dials an address with neither (or whose
+        # SNI is not a listed host) falls through to the Deny network.
+        ctx.losses.report(
+            "EGRESS_EXTERNAL", Severity.DEGRADED, "egress.external", ref, svc.origin.path,
+            f"{', '.join(svc.addresses)} are admitted through {ns}/{network} only under the "
+            f"names {', '.join(svc.hosts)} on port(s) "
+            f"{', '.join(str(p.number) for p in named)}; connections to the addresses without "
+            "those names are refused", "Have clients use the host names, or add an "
+            "EgressNetwork with trafficPolicy Allow whose networks are these addresses.")
     for port in svc.ports or ():
         kind, api = _ROUTE_OF_PROTOCOL.get(port.protocol.upper(), _TCP_ROUTE)
         parent = {"group": "policy.linkerd.io", "kind": "EgressNetwork", "name": network,
