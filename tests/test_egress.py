@@ -319,6 +319,22 @@ spec:
                         ("EGRESS_SERVICE_ENTRY", "spec.services[2]")}
 
 
+def test_consul_intentions_on_a_destination_are_reported_as_egress_authorization():
+    intention = """
+---
+apiVersion: consul.hashicorp.com/v1alpha1
+kind: ServiceIntentions
+metadata: {name: stripe, namespace: shop}
+spec:
+  destination: {name: stripe}
+  sources: [{name: web, action: allow}]
+"""
+    result = plan("consul", "istio", CONSUL_EGRESS + intention)
+    found = [(x.code, x.severity.value, x.path) for x in result.losses
+             if x.object.kind == "ServiceIntentions"]
+    assert found == [("EGRESS_EXTERNAL", "manual", "spec.sources")]
+
+
 def test_linkerd_egress_becomes_service_entries_and_sidecars(schemas: SchemaSet):
     result = plan("linkerd", "istio", LINKERD_EGRESS)
     entries = step_manifests(result, "ServiceEntry")

@@ -30,7 +30,15 @@ from migrate.dialects.consul.names import ConsulNames, Instance
 from migrate.dialects.consul.read_common import present
 from migrate.dialects.fields import Fields, join
 from migrate.ir.graph import MeshGraph
-from migrate.ir.model import AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource, FeatureUse, Origin
+from migrate.ir.model import (
+    AuthzOperation,
+    AuthzPolicy,
+    AuthzRule,
+    AuthzSource,
+    ExternalService,
+    FeatureUse,
+    Origin,
+)
 from migrate.losses import LossLog, ObjectRef, Severity
 
 if TYPE_CHECKING:
@@ -243,17 +251,35 @@ class IntentionCompiler:
     def compile(self) -> None:
         """One policy per destination service instance (or none when all is allowed)."""
         intentions = self.reader.state.intentions
+        external = {s.name for s in self.graph.of(ExternalService)
+                    if s.origin.ref.kind == "ServiceDefaults"}
         for name in sorted(set(self.names.registered()) | (set(intentions) - {ANY})):
             exact = intentions.get(name)
             instances = self.names.instances(name, exact.namespace if exact else "")
             if not instances:
-                if exact is not None:
+                if exact is not None and name in external:
+                    self._external(name, exact)
+                elif exact is not None:
                     self.reader.unresolved(exact.ref, "spec.destination.name", name,
                                            "its intentions were not converted")
                 continue
             if exact is not None:
                 self._check_protocol(name, exact)
             self._destination(name, exact, instances)
+
+    def _external(self, name: str, exact: IntentionsFacts) -> None:
+        """Intentions on a ServiceDefaults destination decide who may leave the mesh to it.
+        The model's external services have no per-caller authorization: every target admits
+        external hosts per namespace or for the whole mesh, so this is reported, not kept."""
+        callers = sorted({s.name for s in exact.sources})
+        self.losses.report(
+            "EGRESS_EXTERNAL", Severity.MANUAL, "egress.external", exact.ref,
+            "spec.sources",
+            f"the intentions on external destination '{name}' limit who may reach it "
+            f"({', '.join(callers)}); the converted egress admits every caller the target's "
+            "egress settings let out", "Limit egress per namespace in the target (Istio: "
+            "Sidecar egress hosts or ServiceEntry exportTo; Linkerd: a namespace "
+            "EgressNetwork), or with a NetworkPolicy for the callers' pods.")
 
     def _check_protocol(self, name: str, exact: IntentionsFacts) -> None:
         """L7 permissions need an L7 destination protocol (mapping-consul-others.md 1.6)."""
