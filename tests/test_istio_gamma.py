@@ -7,6 +7,7 @@ the losses and the equivalence check."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -542,3 +543,22 @@ def test_gamma_routes_istio_keeps_in_separate_virtual_services_conflict():
     result = plan(text, "consul")
     assert sorted(loss.object.name for loss in losses(result, "ROUTE_HOST_CONFLICT")) == [
         "api", "health"]
+
+
+def test_bookinfo_corpus_gamma_routes_are_read_and_conflict_with_its_virtual_services(
+        shared: Path) -> None:
+    # ../shared/corpus/istio/bookinfo has Service-parented HTTPRoutes (gateway-api/) next to
+    # VirtualServices for the same hosts (networking/); test_corpus checks the plan's
+    # manifests against the CRD schemas.
+    result = plan_migration(PlanOptions(source="istio", target="linkerd",
+                                        paths=[str(shared / "corpus" / "istio" / "bookinfo")]))
+    assert result.problems == []
+    assert result.plan.equivalence is not None
+    assert result.plan.equivalence.unexplained == []
+    gamma = sorted(r.origin.ref.name for r in routes(result))
+    assert gamma == ["details", "productpage", "ratings", "reviews"]
+    conflicts = {(loss.object.kind, loss.object.name)
+                 for loss in losses(result, "ROUTE_HOST_CONFLICT")}
+    assert {("HTTPRoute", name) for name in gamma} <= conflicts
+    # The Gateway-parented bookinfo route stays an ingress report.
+    assert any(loss.object.name == "bookinfo" for loss in losses(result, "INGRESS_ROUTE"))

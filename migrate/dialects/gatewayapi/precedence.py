@@ -91,7 +91,27 @@ def _str_overlap(a: StringMatch | None, b: StringMatch | None) -> bool:
         return _fullmatch(a.value, b.value) is not False
     if b.kind == "regex" and a.kind == "exact":
         return _fullmatch(b.value, a.value) is not False
+    if {a.kind, b.kind} == {"prefix", "regex"}:
+        prefix, regex = (a, b) if a.kind == "prefix" else (b, a)
+        head = _literal_head(regex.value)
+        return head.startswith(prefix.value) or prefix.value.startswith(head)
     return True
+
+
+_META = frozenset("\\.^$*+?()[]{}|")
+
+
+def _literal_head(regex: str) -> str:
+    """The literal text every value a (whole-value) regular expression matches starts with:
+    its characters up to the first metacharacter, less the last one when a ``?``, ``*`` or
+    ``{`` makes it optional; empty when the pattern has an alternation anywhere (a ``|`` may
+    sit outside any group) or starts with a metacharacter."""
+    if "|" in regex:
+        return ""
+    for i, ch in enumerate(regex):
+        if ch in _META:
+            return regex[:i - 1] if ch in "?*{" and i else regex[:i]
+    return regex
 
 
 def _map_contains(a: tuple[tuple[str, StringMatch], ...],

@@ -61,6 +61,25 @@ def parent_refs(f: Fields) -> Iterator[ParentRef]:
         yield ParentRef(path, kind, group, name, parent)
 
 
+def mesh_parents(f: Fields, parents: list[tuple[ServiceKey, int | None]]
+                 ) -> tuple[int | None, tuple[ServiceKey, ...]]:
+    """The port every rule of a Service-parented route matches (the one port all parents
+    name, else none) and the parent Services, sorted. Notes ``route.match.port`` when a port
+    is named and ``route.consumer_namespace`` for parents in another namespace."""
+    ns = f.ref.namespace
+    ports = {p for _, p in parents}
+    port = next(iter(ports)) if len(ports) == 1 else None
+    if len(ports) > 1:
+        f.note("route.match.port", "spec.parentRefs", "parents name different ports")
+    elif port is not None:
+        f.note("route.match.port", "spec.parentRefs", str(port))
+    hosts = tuple(sorted({key for key, _ in parents}))
+    if any(h.namespace != ns for h in hosts):
+        f.note("route.consumer_namespace", "spec.parentRefs",
+               ", ".join(str(h) for h in hosts if h.namespace != ns))
+    return port, hosts
+
+
 def items(value: object) -> list[object]:
     """A list field as a list (anything else as empty)."""
     return value if isinstance(value, list) else []

@@ -48,6 +48,7 @@ from migrate.dialects.gatewayapi.precedence import ISTIO_NO_MATCH, istio_gateway
 from migrate.dialects.gatewayapi.routes import (
     grpc_match,
     http_match,
+    mesh_parents,
     parent_refs,
     read_backends,
     read_filters,
@@ -141,16 +142,7 @@ def _route(f: Fields, parents: list[tuple[ServiceKey, int | None]],
     VirtualService bound to a gateway and ``mesh``), so its backends' namespaces wait for the
     ingress step."""
     ns, kind = f.ref.namespace, f.ref.kind
-    ports = {p for _, p in parents}
-    port = next(iter(ports)) if len(ports) == 1 else None
-    if len(ports) > 1:
-        f.note("route.match.port", "spec.parentRefs", "parents name different ports")
-    elif port is not None:
-        f.note("route.match.port", "spec.parentRefs", str(port))
-    hosts = tuple(sorted({key for key, _ in parents}))
-    if any(h.namespace != ns for h in hosts):
-        f.note("route.consumer_namespace", "spec.parentRefs",
-               ", ".join(str(h) for h in hosts if h.namespace != ns))
+    port, hosts = mesh_parents(f, parents)
     protocol = "tcp" if kind == "TCPRoute" else "http"
     rules: list[tuple[tuple[int, ...], Rule]] = []
     ranks: dict[str, tuple[int, ...]] = {}

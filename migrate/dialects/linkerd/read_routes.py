@@ -33,6 +33,7 @@ from migrate.dialects.gatewayapi.routes import (
     filter_types,
     grpc_match,
     http_match,
+    mesh_parents,
     parent_backend,
     parent_refs,
     read_backends,
@@ -107,16 +108,7 @@ def _outbound(reader: LinkerdReader, f: Fields, parents: list[tuple[ServiceKey, 
               ) -> None:
     ns, kind = f.ref.namespace, f.ref.kind
     before = len(f.uses)
-    ports = {p for _, p in parents}
-    port = next(iter(ports)) if len(ports) == 1 else None
-    if len(ports) > 1:
-        f.note("route.match.port", "spec.parentRefs", "parents name different ports")
-    elif port is not None:
-        f.note("route.match.port", "spec.parentRefs", str(port))
-    hosts = tuple(sorted({key for key, _ in parents}))
-    if any(h.namespace != ns for h in hosts):
-        f.note("route.consumer_namespace", "spec.parentRefs",
-               ", ".join(str(h) for h in hosts if h.namespace != ns))
+    port, hosts = mesh_parents(f, parents)
     hostnames = f.strings("spec.hostnames")
     if hostnames and kind in ("HTTPRoute", "GRPCRoute"):
         f.use("route.match.authority", "spec.hostnames", ", ".join(hostnames))
