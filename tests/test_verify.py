@@ -305,3 +305,15 @@ def test_istio_ranks_a_gamma_regex_below_every_prefix_and_linkerd_does_not():
     linkerd = LinkerdEvaluator([route], world).route(probe("/v1/x"))
     assert istio.rule_path == "spec.rules[1]"
     assert linkerd.backends == (("Deployment/web/api-v2", 1.0),)
+
+
+def test_istio_takes_a_gamma_backend_request_timeout_as_the_timeout_without_retries():
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+             "metadata": {"name": "api", "namespace": "web"},
+             "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "api"}], "rules": [
+                 {"timeouts": {"request": "10s", "backendRequest": "4s"},
+                  "backendRefs": [{"name": "api", "port": 80}]}]}}
+    world = World(BASE + [route])
+    assert IstioEvaluator(BASE + [route], world).route(probe("/")).timeout == "4s"
+    route["spec"]["rules"][0]["retry"] = {"attempts": 2}
+    assert IstioEvaluator(BASE + [route], world).route(probe("/")).timeout == "10s"

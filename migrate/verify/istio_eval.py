@@ -163,8 +163,13 @@ class IstioEvaluator:
             return Outcome("redirect", detail=redirect, sources=src,
                            rule_path=f"spec.rules[{index}]", origin_path=origin)
         attempts = dig(rule, "retry", "attempts", default=None)
+        timeout = str(dig(rule, "timeouts", "request", default=""))
+        backend = dig(rule, "timeouts", "backendRequest", default=None)
+        if backend and not isinstance(rule.get("retry"), dict):
+            # conversion.go convertHTTPRoute: without a retry, backendRequest is the timeout.
+            timeout = str(backend)
         return Outcome("routed", gateway.backends(self.world, route, rule),
-                       timeout=str(dig(rule, "timeouts", "request", default="")),
+                       timeout=timeout,
                        retries=DEFAULT_RETRIES if attempts is None else int(attempts),
                        detail="default" if attempts is None else "",
                        sources=src, rule_path=f"spec.rules[{index}]", origin_path=origin)

@@ -262,13 +262,32 @@ def _rule_filter(f: Fields, rewrites: list[tuple[str, str, str, str]]) -> Any:
                 f.use("route.rewrite.authority", join(rp, "hostname"), hostname)
             rewrites.append((ptype if key else "", value, hostname, rp))
         elif kind == "RequestMirror":
-            mirror = f.peek(join(path, "requestMirror.backendRef.name"))
-            f.use("route.mirror", path, str(mirror or ""))
+            f.use("route.mirror", path, _mirror_detail(f.peek(join(path, "requestMirror"))))
         elif kind == "CORS" and not grpc:
             f.use("route.cors", path)
         else:
             _refused(f, "on a rule")(path, kind)
     return other
+
+
+def _mirror_detail(body: object) -> str:
+    """The mirror's backend and share (conversion.go createMirrorFilter: ``fraction`` as
+    numerator/denominator, denominator 100 by default, else ``percent``; all by default)."""
+    if not isinstance(body, dict):
+        return ""
+    ref = body.get("backendRef") if isinstance(body.get("backendRef"), dict) else {}
+    name = str(ref.get("name", ""))
+    fraction, percent = body.get("fraction"), body.get("percent")
+    try:
+        if isinstance(fraction, dict):
+            share = 100 * float(fraction.get("numerator", 0)) / float(
+                fraction.get("denominator") or 100)
+            return f"{name}, {share:g}% of requests"
+        if percent is not None:
+            return f"{name}, {float(percent):g}% of requests"
+    except (TypeError, ValueError):
+        pass
+    return name
 
 
 def _rewrite(spec: tuple[str, str, str, str], m: RouteMatch | None) -> Rewrite | None:
