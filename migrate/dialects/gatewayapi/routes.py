@@ -1,7 +1,8 @@
 """Reading Gateway API routes (HTTPRoute, GRPCRoute, TCPRoute) into IR rules: the parsing every
-mesh that implements GAMMA shares. What differs between meshes (which filters and parents they
-honour, what a rule without backends does, which timeouts apply) stays in the dialects: the
-Linkerd reader (``linkerd/read_routes.py``) and the Istio one (``istio/gamma.py``) pass it in.
+mesh that implements GAMMA shares (filters are read in :mod:`.filters`). What differs between
+meshes (which filters and parents they honour, what a rule without backends does, which
+timeouts apply) stays in the dialects: the Linkerd reader (``linkerd/read_routes.py``) and the
+Istio one (``istio/gamma.py``) pass it in.
 
 - A PathPrefix matches whole segments; the IR prefix is a raw string prefix, so a PathPrefix
   becomes an exact match plus a prefix ending in ``/`` (:func:`path_matches`).
@@ -17,10 +18,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from migrate.dialects.fields import Fields, join
-from migrate.ir.model import Backend, HeaderOps, Redirect, RouteMatch, Rule, ServiceKey, StringMatch
+from migrate.dialects.gatewayapi.filters import OtherFilter, read_filters
+from migrate.ir.model import Backend, RouteMatch, Rule, ServiceKey, StringMatch
 
-OtherFilter = Callable[[str, str], None]
-"""Called with (filter path, filter type) for a filter type the caller handles itself."""
 OtherBackend = Callable[[str, str, str], None]
 """Called with (backendRef path, kind, name) for a backendRef that is not a core Service."""
 
@@ -176,53 +176,6 @@ def value_pairs(f: Fields, path: str, lower: bool) -> tuple[tuple[str, StringMat
         out.append((name.lower() if lower else name,
                     StringMatch("exact" if kind == "Exact" else "regex", value)))
     return tuple(sorted(out, key=lambda p: (p[0], p[1].kind, p[1].value)))
-
-
-# -- filters -----------------------------------------------------------------------------
-def header_ops(f: Fields, path: str) -> HeaderOps:
-    """The body of a Request- or ResponseHeaderModifier filter."""
-    def pairs(key: str) -> tuple[tuple[str, str], ...]:
-        out = []
-        for k, item in enumerate(f.list(join(path, key))):
-            if isinstance(item, dict):
-                out.append((f.string(f"{path}.{key}[{k}].name"),
-                            f.string(f"{path}.{key}[{k}].value")))
-            else:
-                f.invalid(f"{path}.{key}[{k}]", "expected a name/value pair")
-        return tuple(sorted(out))
-
-    return HeaderOps(set=pairs("set"), add=pairs("add"), remove=f.strings(join(path, "remove")))
-
-
-def read_filters(f: Fields, path: str, other: OtherFilter | None = None
-                 ) -> tuple[HeaderOps, HeaderOps, Redirect | None]:
-    """Header modifiers and a redirect. Any other filter type goes to ``other`` (the mesh
-    decides what it means); without one it is reported as unknown."""
-    req, resp, redirect = HeaderOps(), HeaderOps(), None
-    for k, flt in enumerate(f.list(path)):
-        fpath = f"{path}[{k}]"
-        kind = f.string(join(fpath, "type"))
-        if kind == "RequestHeaderModifier":
-            req = header_ops(f, join(fpath, "requestHeaderModifier"))
-        elif kind == "ResponseHeaderModifier":
-            resp = header_ops(f, join(fpath, "responseHeaderModifier"))
-        elif kind == "RequestRedirect":
-            rp = join(fpath, "requestRedirect")
-            full = f.string(join(rp, "path.replaceFullPath"))
-            if f.peek(join(rp, "path.replacePrefixMatch")) is not None:
-                # A redirect, not a rewrite: the model's Redirect replaces the whole path only.
-                f.use("route.redirect.prefix", join(rp, "path.replacePrefixMatch"),
-                      str(f.peek(join(rp, "path.replacePrefixMatch"))))
-            f.get(join(rp, "path.type"))
-            redirect = Redirect(path=full, authority=f.string(join(rp, "hostname")),
-                                port=f.integer(join(rp, "port")),
-                                scheme=f.string(join(rp, "scheme")),
-                                code=f.integer(join(rp, "statusCode")) or 302, origin_path=rp)
-        elif other is not None:
-            other(fpath, kind)
-        else:
-            f.invalid(join(fpath, "type"), f"filter type {kind!r} is unknown")
-    return req, resp, redirect
 
 
 # -- backends ----------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from migrate.dialects.fields import Fields, join
+from migrate.dialects.gatewayapi.filters import read_filters
 from migrate.dialects.gatewayapi.precedence import ISTIO_NO_MATCH, istio_gateway_rank
 from migrate.dialects.gatewayapi.routes import (
     grpc_match,
@@ -51,7 +52,6 @@ from migrate.dialects.gatewayapi.routes import (
     mesh_parents,
     parent_refs,
     read_backends,
-    read_filters,
     sort_most_specific,
 )
 from migrate.dialects.istio.opaque import read_gateway_api

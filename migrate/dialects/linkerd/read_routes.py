@@ -27,6 +27,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from migrate.dialects.fields import Fields, join
+from migrate.dialects.gatewayapi.filters import read_filters
 from migrate.dialects.gatewayapi.precedence import rank
 from migrate.dialects.gatewayapi.routes import (
     OtherBackend,
@@ -37,7 +38,6 @@ from migrate.dialects.gatewayapi.routes import (
     parent_backend,
     parent_refs,
     read_backends,
-    read_filters,
     sort_most_specific,
 )
 from migrate.dialects.linkerd.read_annotations import route_policy
