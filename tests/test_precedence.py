@@ -60,3 +60,19 @@ def test_regex_ranks_as_whole_path_and_containment_is_tested():
     assert rank(RouteMatch(path=StringMatch("regex", "/x.*"))) > rank(prefix("/xyz/abc"))
     assert contains(RouteMatch(path=StringMatch("regex", "/v[0-9]+/.*")), exact("/v2/a"))
     assert not contains(RouteMatch(path=StringMatch("regex", "/v[0-9]+/.*")), exact("/w/a"))
+
+
+def regex(v, **kw):
+    return RouteMatch(path=StringMatch("regex", v), **kw)
+
+
+def test_prefix_and_regex_overlap_only_where_the_regex_literal_head_allows():
+    # A whole-path regex starting with a literal only matches paths with that start.
+    assert not overlaps(prefix("/api/"), regex("/static/.*"))
+    assert overlaps(prefix("/"), regex("/static/.*"))
+    assert overlaps(prefix("/static/img/"), regex("/static/.*"))
+    assert overlaps(prefix("/ap"), regex("/apix?/y"))      # the optional x is not required
+    # Alternations and leading groups say nothing: conservatively an overlap.
+    assert overlaps(prefix("/api/"), regex("/static/.*|/api/.*"))
+    assert overlaps(prefix("/api/"), regex("(?i)/STATIC/.*"))
+    assert not analyse((rule(0, prefix("/api/")), rule(1, regex("/static/.*"))))

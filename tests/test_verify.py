@@ -288,3 +288,32 @@ GOLDEN = sorted(p for p in (SAMPLES.parent / "tests" / "golden").iterdir() if p.
 def test_samples_and_golden_cases_verify_without_unexplained_divergence(case):
     result = plan_migration(PlanOptions("istio", "linkerd", [str(case)]))
     assert result.plan.equivalence.unexplained == []
+
+
+def test_istio_ranks_a_gamma_regex_below_every_prefix_and_linkerd_does_not():
+    # istio conversion.go sortHTTPRoutes: Exact > PathPrefix > RegularExpression, so "/" wins
+    # over the regex in Istio; Linkerd scores the regex by the whole path it matched.
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+             "metadata": {"name": "api", "namespace": "web"},
+             "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "api"}], "rules": [
+                 {"matches": [{"path": {"type": "RegularExpression", "value": "/v[0-9]/x"}}],
+                  "backendRefs": [{"name": "api-v2", "port": 80}]},
+                 {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                  "backendRefs": [{"name": "api", "port": 80}]}]}}
+    world = World(BASE + [route])
+    istio = IstioEvaluator(BASE + [route], world).route(probe("/v1/x"))
+    linkerd = LinkerdEvaluator([route], world).route(probe("/v1/x"))
+    assert istio.rule_path == "spec.rules[1]"
+    assert linkerd.backends == (("Deployment/web/api-v2", 1.0),)
+
+
+def test_istio_takes_a_gamma_backend_request_timeout_as_the_timeout_without_retries():
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+             "metadata": {"name": "api", "namespace": "web"},
+             "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "api"}], "rules": [
+                 {"timeouts": {"request": "10s", "backendRequest": "4s"},
+                  "backendRefs": [{"name": "api", "port": 80}]}]}}
+    world = World(BASE + [route])
+    assert IstioEvaluator(BASE + [route], world).route(probe("/")).timeout == "4s"
+    route["spec"]["rules"][0]["retry"] = {"attempts": 2}
+    assert IstioEvaluator(BASE + [route], world).route(probe("/")).timeout == "10s"

@@ -98,17 +98,56 @@ def parent_is(route: dict[str, Any], probe: Probe) -> bool:
     return False
 
 
-def best_rule(routes: list[dict[str, Any]], probe: Probe
+_ISTIO_URI_RANK = {"Exact": 3, "PathPrefix": 2, "RegularExpression": 1}
+
+
+def istio_rank(route: dict[str, Any], m: dict[str, Any] | None) -> tuple[int, ...]:
+    """The order Istio gives a route match (higher first), whatever the request: Istio sorts
+    the rules it converts from a Service-parented route by path kind (Exact, then PathPrefix,
+    then RegularExpression, then none), then path length, a method, the number of headers and
+    of query parameters (istio/istio pilot/pkg/config/kube/gateway/conversion.go
+    ``sortHTTPRoutes``), and the first matching one wins. So a RegularExpression ranks below
+    every prefix, where Gateway API leaves regular expressions to the implementation."""
+    if m is None:
+        return (-2, 0, 0, 0, 0)  # a rule without matches sorts last
+    headers = len(m.get("headers") or [])
+    if route.get("kind") == "GRPCRoute":
+        method = m.get("method") or {}
+        service, name = method.get("service"), method.get("method")
+        if not (service or name):
+            return (-1, 0, 0, headers, 0)
+        if method.get("type") == "RegularExpression":
+            uri = (1, len(f"/{service or '[^/]+'}/{name or '.+'}"))
+        elif service and name:
+            uri = (3, len(f"/{service}/{name}"))
+        elif service:
+            uri = (2, len(f"/{service}/"))
+        else:
+            uri = (1, len(f"/[^/]+/{name}"))
+        return (*uri, 0, headers, 0)
+    pm = m.get("path") or {}
+    kind, value = pm.get("type", "PathPrefix"), str(pm.get("value", "/"))
+    if kind == "PathPrefix" and value != "/":
+        value = value.removesuffix("/")
+    return (_ISTIO_URI_RANK.get(kind, -1), len(value), 1 if m.get("method") else 0, headers,
+            len(m.get("queryParams") or []))
+
+
+def best_rule(routes: list[dict[str, Any]], probe: Probe, istio: bool = False
               ) -> tuple[dict[str, Any], dict[str, Any], int] | None:
-    """The (route, rule, rule index) that wins a probe among routes, or None (404)."""
+    """The (route, rule, rule index) that wins a probe among routes, or None (404).
+
+    ``istio``: rank matches the way Istio orders them (:func:`istio_rank`) instead of by
+    Gateway API specificity."""
     best: tuple[Any, ...] | None = None
     for r_index, r in enumerate(sorted(routes, key=lambda r: str(dig(r, "metadata", "name")))):
         for i, rule in enumerate(dig(r, "spec", "rules", default=[])):
-            for m in rule.get("matches") or [{}]:
-                found = score(r, m, probe)
+            for j, m in enumerate(rule.get("matches") or [None]):
+                found = score(r, m or {}, probe)
                 if found is None:
                     continue
-                key = (found, -r_index, -i)
+                key = ((istio_rank(r, m), -r_index, -i, -j) if istio else
+                       (found, -r_index, -i))
                 if best is None or key > best[0]:
                     best = (key, r, rule, i)
     return None if best is None else (best[1], best[2], best[3])

@@ -8,10 +8,13 @@ ALLOW (when any ALLOW policy applies, one must match); STRICT mTLS refuses plain
 
 Istio also reads ``gateway.networking.k8s.io`` HTTPRoutes and GRPCRoutes whose parent is a
 Service (GAMMA; pilot/pkg/config/kube/gateway/conversion.go turns them into VirtualServices):
-those follow Gateway API precedence (gateway.py), ``timeouts.request`` and the experimental
-``retry.attempts`` (Istio 1.30 converts it; mapping-istio-linkerd.md section 6); without it the
-implicit default retry policy applies as for any VirtualService. A VirtualService for the same
-host is taken first (the emitted configuration should not have both).
+those follow Istio's own ordering of the converted rules (``gateway.istio_rank``: like Gateway
+API precedence, except that a regular expression ranks below every prefix), ``timeouts.request``
+and the experimental ``retry.attempts`` (Istio 1.30 converts it; mapping-istio-linkerd.md
+section 6); without it the implicit default retry policy applies as for any VirtualService.
+Istio makes a mesh VirtualService of such a route, so a VirtualService for the same host is a
+conflict in which Istio applies one of them (IST0109); which one is not defined, and the
+Istio reader reports it (ROUTE_HOST_CONFLICT). Here the VirtualService is taken.
 """
 
 from __future__ import annotations
@@ -150,7 +153,7 @@ class IstioEvaluator:
         return Outcome("no-route", sources=(src,))
 
     def _gateway_route(self, routes: list[dict[str, Any]], probe: Probe) -> Outcome:
-        best = gateway.best_rule(routes, probe)
+        best = gateway.best_rule(routes, probe, istio=True)
         if best is None:
             return Outcome("no-route", sources=tuple(_ref(r) for r in routes))
         route, rule, index = best
@@ -160,8 +163,13 @@ class IstioEvaluator:
             return Outcome("redirect", detail=redirect, sources=src,
                            rule_path=f"spec.rules[{index}]", origin_path=origin)
         attempts = dig(rule, "retry", "attempts", default=None)
+        timeout = str(dig(rule, "timeouts", "request", default=""))
+        backend = dig(rule, "timeouts", "backendRequest", default=None)
+        if backend and not isinstance(rule.get("retry"), dict):
+            # conversion.go convertHTTPRoute: without a retry, backendRequest is the timeout.
+            timeout = str(backend)
         return Outcome("routed", gateway.backends(self.world, route, rule),
-                       timeout=str(dig(rule, "timeouts", "request", default="")),
+                       timeout=timeout,
                        retries=DEFAULT_RETRIES if attempts is None else int(attempts),
                        detail="default" if attempts is None else "",
                        sources=src, rule_path=f"spec.rules[{index}]", origin_path=origin)

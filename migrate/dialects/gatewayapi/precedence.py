@@ -91,7 +91,27 @@ def _str_overlap(a: StringMatch | None, b: StringMatch | None) -> bool:
         return _fullmatch(a.value, b.value) is not False
     if b.kind == "regex" and a.kind == "exact":
         return _fullmatch(b.value, a.value) is not False
+    if {a.kind, b.kind} == {"prefix", "regex"}:
+        prefix, regex = (a, b) if a.kind == "prefix" else (b, a)
+        head = _literal_head(regex.value)
+        return head.startswith(prefix.value) or prefix.value.startswith(head)
     return True
+
+
+_META = frozenset("\\.^$*+?()[]{}|")
+
+
+def _literal_head(regex: str) -> str:
+    """The literal text every value a (whole-value) regular expression matches starts with:
+    its characters up to the first metacharacter, less the last one when a ``?``, ``*`` or
+    ``{`` makes it optional; empty when the pattern has an alternation anywhere (a ``|`` may
+    sit outside any group) or starts with a metacharacter."""
+    if "|" in regex:
+        return ""
+    for i, ch in enumerate(regex):
+        if ch in _META:
+            return regex[:i - 1] if ch in "?*{" and i else regex[:i]
+    return regex
 
 
 def _map_contains(a: tuple[tuple[str, StringMatch], ...],
@@ -190,3 +210,25 @@ def merge_routes(entries: list[tuple[Route, Rule]], losses: LossLog, target: str
                     f"the rules of {target} by hand.")
     return ordered
 
+
+
+_ISTIO_URI_RANK = {"exact": 3, "prefix": 2, "regex": 1}
+ISTIO_NO_MATCH = (-2, 0, 0, 0, 0)
+"""Istio's rank of a rule without any match: after every other rule."""
+
+
+def istio_gateway_rank(uri: StringMatch | None, method: bool, headers: int, query: int
+                       ) -> tuple[int, int, int, int, int]:
+    """How Istio orders the rules it converts from Gateway API routes (higher first).
+
+    istio/istio pilot/pkg/config/kube/gateway/conversion.go ``sortHTTPRoutes``, ``getURIRank``,
+    ``getURILength``: the path kind first (Exact > Prefix > RegularExpression > no path), then
+    the longer path string, then a method match, then more header matches, then more query
+    matches; a stable sort keeps rule order for the rest. Unlike :func:`rank` (Linkerd, which
+    scores a regular expression by the request path it consumed), a regular expression ranks
+    below every prefix, even ``/``. ``uri`` is the path match in Istio's own form (a PathPrefix
+    without its trailing ``/``, a gRPC service/method as Istio spells it).
+    """
+    if uri is None:
+        return (-1, 0, int(method), headers, query)
+    return (_ISTIO_URI_RANK.get(uri.kind, -1), len(uri.value), int(method), headers, query)

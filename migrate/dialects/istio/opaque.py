@@ -1,6 +1,7 @@
 """Istio kinds with no mesh-neutral model (gateways, egress, extensions, telemetry) and the
-Gateway API kinds Istio also reads. Each becomes an :class:`~migrate.ir.model.Opaque`
-record plus one feature use for the whole spec, so the capability check reports it.
+Gateway API kinds Istio also reads that are not mesh routes (those are in ``gamma.py``). Each
+becomes an :class:`~migrate.ir.model.Opaque` record plus one feature use for the whole spec,
+so the capability check reports it.
 """
 
 from __future__ import annotations
@@ -38,12 +39,14 @@ def read_opaque(reader: IstioReader, f: Fields, graph: MeshGraph) -> None:
 
 
 def read_gateway_api(reader: IstioReader, f: Fields, graph: MeshGraph) -> None:
-    """A gateway.networking.k8s.io object in an Istio cluster.
+    """A gateway.networking.k8s.io object in an Istio cluster that has no model here.
 
-    Istio programs Service-parented routes (GAMMA) into sidecars; Linkerd reads the same
-    objects, so they carry over as they are, unless they use a filter Linkerd does not
-    support (then Linkerd ignores the whole route). Gateway-parented routes and Gateways
-    belong to the ingress controller, which the migration replaces.
+    Service-parented HTTPRoutes, GRPCRoutes and TCPRoutes are mesh routes (``gamma.py``);
+    what reaches this function is a Gateway, a ReferenceGrant, a route with only Gateway
+    parents (ingress: it belongs to the ingress controller, which the migration replaces) or
+    a Service-parented TLSRoute or UDPRoute, which Istio programs into sidecars and which are
+    reported as kept (Linkerd reads the same objects; TLS and UDP routes have no filters, so
+    the unsupported-filter check only matters for other kinds).
     """
     kind = f.ref.kind
     if kind in ("Gateway", "GatewayClass", "ListenerSet"):

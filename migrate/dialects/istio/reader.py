@@ -7,12 +7,14 @@ telemetry.istio.io v1, v1alpha1; extensions.istio.io v1alpha1.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from migrate.dialects.base import Reader
+from migrate.dialects.base import Reader, ReadResult
 from migrate.dialects.fields import Fields
 from migrate.dialects.istio.destinationrule import read_destination_rule
 from migrate.dialects.istio.egress import mesh_config_egress, read_service_entry, read_sidecar
+from migrate.dialects.istio.gamma import GAMMA_KINDS, read_gateway_route
 from migrate.dialects.istio.opaque import read_gateway_api, read_opaque
 from migrate.dialects.istio.security import (
     read_authorization_policy,
@@ -23,7 +25,8 @@ from migrate.dialects.istio.virtualservice import read_virtual_service
 from migrate.errors import InputProblem
 from migrate.ir.graph import MeshGraph
 from migrate.ir.model import Route, ServiceKey
-from migrate.losses import LossLog, Severity
+from migrate.losses import LossLog, ObjectRef, Severity
+from migrate.sources.model import SourceResult
 
 NET, SEC, TEL, EXT, GW = ("networking.istio.io", "security.istio.io", "telemetry.istio.io",
                           "extensions.istio.io", "gateway.networking.k8s.io")
@@ -68,9 +71,10 @@ class IstioReader(Reader):
         (TEL, "Telemetry"): read_opaque,
         (EXT, "WasmPlugin"): read_opaque,
         (EXT, "TrafficExtension"): read_opaque,
-        **{(GW, kind): read_gateway_api for kind in (
-            "Gateway", "HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute", "UDPRoute",
-            "ReferenceGrant")},
+        **{(GW, kind): read_gateway_api for kind in ("Gateway", "ReferenceGrant")},
+        # Service-parented routes are mesh routing (GAMMA, gamma.py); the others stay opaque.
+        **{(GW, kind): read_gateway_route for kind in (
+            "HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute", "UDPRoute")},
     }
 
     def __init__(self, losses: LossLog, problems: list[InputProblem],
@@ -82,10 +86,19 @@ class IstioReader(Reader):
         self.cluster_domain = cluster_domain
         self.outbound_policy = outbound_policy
         """The mesh config's ``outboundTrafficPolicy.mode`` (an install setting)."""
+        self.gamma_routes: list[Route] = []
+        """Routes read from Service-parented Gateway API routes, added by :meth:`finish`."""
+
+    def read(self, source: SourceResult) -> ReadResult:
+        """Read a source; the collected GAMMA routes start empty for every run."""
+        self.gamma_routes = []
+        return super().read(source)
 
     def finish(self, graph: MeshGraph) -> None:
-        """Report hosts that several mesh VirtualServices route (ROUTE_HOST_CONFLICT); add the
-        mesh config's egress mode."""
+        """Add the GAMMA routes and the mesh config's egress mode; report hosts that several
+        mesh VirtualServices route, or a VirtualService and a Service-parented route
+        (ROUTE_HOST_CONFLICT)."""
+        self._gamma(graph)
         mesh_config_egress(self, graph)
         by_host: dict[ServiceKey, list[Route]] = {}
         for route in graph.of(Route):
@@ -150,3 +163,54 @@ class IstioReader(Reader):
             f.use("injection.ambient", f"{prefix}.labels.istio.io/dataplane-mode")
             return "ambient"
         return "inherit"
+
+    # -- GAMMA routes ----------------------------------------------------------------------
+    def _gamma(self, graph: MeshGraph) -> None:
+        """Add the GAMMA routes under names no VirtualService's route has taken, and report
+        every host on which Istio keeps more than one mesh VirtualService because of them."""
+        taken = {(r.namespace, r.name, r.protocol) for r in graph.of(Route)}
+        for route in sorted(self.gamma_routes, key=lambda r: (r.namespace, r.origin.ref.kind,
+                                                              r.name)):
+            name, n = route.name, 1
+            while (route.namespace, name, route.protocol) in taken:
+                # A VirtualService (or another route kind) of the same name came first.
+                name = f"{route.name}-{route.origin.ref.kind.lower()}" + (f"-{n}" if n > 1 else "")
+                n += 1
+            taken.add((route.namespace, name, route.protocol))
+            graph.add(replace(route, name=name) if name != route.name else route)
+        # Istio makes one mesh VirtualService per route kind, route namespace, parent port and
+        # host out of Service-parented HTTPRoutes and GRPCRoutes (route_collections.go
+        # HTTPRouteCollection / GRPCRouteCollection: routeKey, then mergeHTTPRoutes), one per
+        # TCPRoute (TCPRouteCollection does not merge), and applies only one mesh
+        # VirtualService per host (IST0109). Which one is not read here.
+        units: dict[ServiceKey, dict[tuple[str, ...], set[ObjectRef]]] = {}
+        for route in graph.of(Route):
+            kind = route.origin.ref.kind
+            if not route.mesh or kind not in ("VirtualService", *GAMMA_KINDS):
+                continue
+            for host in set(route.hosts):
+                if kind == "VirtualService":
+                    unit: tuple[str, ...] = (kind, route.namespace, route.name)
+                elif kind == "TCPRoute":
+                    unit = ("gamma", kind, route.namespace, route.origin.ref.name)
+                else:
+                    ports = {m.port for r in route.rules for m in r.matches}
+                    unit = ("gamma", kind, route.namespace, str(sorted(ports, key=str)))
+                units.setdefault(host, {}).setdefault(unit, set()).add(route.origin.ref)
+        for host, found in sorted(units.items(), key=lambda kv: str(kv[0])):
+            if len(found) < 2 or not any(u[0] == "gamma" for u in found):
+                continue
+            refs = sorted({ref for group in found.values() for ref in group},
+                          key=lambda r: (r.namespace, r.kind, r.name))
+            names = ", ".join(f"{r.kind} {r.namespace}/{r.name}" for r in refs)
+            for ref in refs:
+                self.losses.report(
+                    "ROUTE_HOST_CONFLICT", Severity.DEGRADED, "route.http", ref,
+                    "spec.hosts" if ref.kind == "VirtualService" else "spec.parentRefs",
+                    f"{names} all route {host} for sidecars: Istio turns a Service-parented "
+                    "route into a mesh VirtualService of its own (one per route kind, namespace "
+                    "and parent port) and applies only one mesh VirtualService per host (istioctl "
+                    "analyze IST0109; which one is not defined here), while the target gets "
+                    "the rules of all of them",
+                    "Check which one Istio applies (istioctl proxy-config routes), keep only "
+                    "that one (or merge them into one route) and re-run.")

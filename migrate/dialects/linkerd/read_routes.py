@@ -14,30 +14,42 @@ TLSRoute as Linkerd reads them.
   API does inside one route. Several routes on one Service stay separate IR routes; Gateway
   API ranks matches across them too (then the oldest route, then the name), which a writer
   that merges them into one first-match list must repeat.
+
+The parsing Linkerd shares with Istio's GAMMA reader (parents, matches, filters, backends,
+the precedence sort) is in :mod:`migrate.dialects.gatewayapi.routes`; what only Linkerd does
+(Server and EgressNetwork parents, dropping routes with unsupported filters, the parent as the
+default backend, retry/timeout annotations) stays here.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from migrate.dialects.fields import Fields, join
+from migrate.dialects.gatewayapi.filters import read_filters
 from migrate.dialects.gatewayapi.precedence import rank
+from migrate.dialects.gatewayapi.routes import (
+    OtherBackend,
+    filter_types,
+    grpc_match,
+    http_match,
+    mesh_parents,
+    parent_backend,
+    parent_refs,
+    read_backends,
+    sort_most_specific,
+)
 from migrate.dialects.linkerd.read_annotations import route_policy
 from migrate.dialects.linkerd.read_egress import note_egress_route
 from migrate.dialects.linkerd.read_state import InboundRoute, OutboundRoute
 from migrate.ir.graph import MeshGraph
 from migrate.ir.model import (
     AuthzOperation,
-    Backend,
-    HeaderOps,
-    Redirect,
     Route,
     RouteMatch,
     Rule,
     ServiceKey,
-    StringMatch,
 )
 from migrate.losses import Severity
 
@@ -62,26 +74,16 @@ def read_route(reader: LinkerdReader, f: Fields, graph: MeshGraph) -> None:
     ns = f.ref.namespace
     services: list[tuple[ServiceKey, int | None]] = []
     servers: list[str] = []
-    for i, parent in enumerate(f.list("spec.parentRefs")):
-        path = f"spec.parentRefs[{i}]"
-        if not isinstance(parent, dict):
-            f.invalid(path, "expected a parentRef mapping")
-            continue
-        f.get(path, whole=True)
-        kind = str(parent.get("kind") or "Gateway")
-        group = str(parent.get("group") if parent.get("group") is not None else "")
-        name = f.name(join(path, "name"))
-        if kind == "Service" and group in ("", "core"):
-            port = parent.get("port")
-            services.append((ServiceKey(str(parent.get("namespace") or ns), name),
-                             port if isinstance(port, int) else None))
-        elif kind == "Server" and group == _POLICY:
-            servers.append(name)
-        elif kind == "EgressNetwork":
-            note_egress_route(reader, f, path, parent, name)
+    for parent in parent_refs(f):
+        if parent.is_service:
+            services.append(parent.service(ns))
+        elif parent.kind == "Server" and parent.group == _POLICY:
+            servers.append(parent.name)
+        elif parent.kind == "EgressNetwork":
+            note_egress_route(reader, f, parent.path, parent.body, parent.name)
         else:
-            f.use("ingress.route", path, f"{kind} {name}")
-    bad = _unsupported_filters(f)
+            f.use("ingress.route", parent.path, f"{parent.kind} {parent.name}")
+    bad = [(path, kind) for path, kind in filter_types(f) if kind in UNSUPPORTED_FILTERS]
     if bad:
         for path, kind in bad:
             f.losses.report(
@@ -101,41 +103,12 @@ def read_route(reader: LinkerdReader, f: Fields, graph: MeshGraph) -> None:
         f.get("spec", whole=True)  # ingress or egress only: reported by the parent uses
 
 
-def _unsupported_filters(f: Fields) -> list[tuple[str, str]]:
-    out = []
-    for i, rule in enumerate(_items(f.peek("spec.rules"))):
-        if not isinstance(rule, dict):
-            continue
-        lists = [(f"spec.rules[{i}].filters", rule.get("filters"))]
-        for j, b in enumerate(_items(rule.get("backendRefs"))):
-            if isinstance(b, dict):
-                lists.append((f"spec.rules[{i}].backendRefs[{j}].filters", b.get("filters")))
-        for base, filters in lists:
-            for k, flt in enumerate(_items(filters)):
-                if isinstance(flt, dict) and flt.get("type") in UNSUPPORTED_FILTERS:
-                    out.append((f"{base}[{k}]", str(flt["type"])))
-    return out
-
-
-def _items(value: object) -> list[object]:
-    return value if isinstance(value, list) else []
-
-
 # -- outbound (Service parents) ----------------------------------------------------------
 def _outbound(reader: LinkerdReader, f: Fields, parents: list[tuple[ServiceKey, int | None]]
               ) -> None:
     ns, kind = f.ref.namespace, f.ref.kind
     before = len(f.uses)
-    ports = {p for _, p in parents}
-    port = next(iter(ports)) if len(ports) == 1 else None
-    if len(ports) > 1:
-        f.note("route.match.port", "spec.parentRefs", "parents name different ports")
-    elif port is not None:
-        f.note("route.match.port", "spec.parentRefs", str(port))
-    hosts = tuple(sorted({key for key, _ in parents}))
-    if any(h.namespace != ns for h in hosts):
-        f.note("route.consumer_namespace", "spec.parentRefs",
-               ", ".join(str(h) for h in hosts if h.namespace != ns))
+    port, hosts = mesh_parents(f, parents)
     hostnames = f.strings("spec.hostnames")
     if hostnames and kind in ("HTTPRoute", "GRPCRoute"):
         f.use("route.match.authority", "spec.hostnames", ", ".join(hostnames))
@@ -155,24 +128,13 @@ def _outbound(reader: LinkerdReader, f: Fields, parents: list[tuple[ServiceKey, 
         for j, rule in enumerate(_http_rules(reader, f, path, i, port, default)):
             rules.append(((i, j), rule))
     if protocol == "http":
-        # Most specific first (see the module docstring); ties keep source order. A
-        # PathPrefix is read as an Exact plus a segment prefix: both parts keep the
-        # PathPrefix's rank, or its Exact part would tie with (and, earlier in the list, beat)
-        # a real Exact match of a later rule, which Gateway API ranks higher.
-        floor: dict[str, tuple[int, int, int, int]] = {}
-        for _, r in rules:
-            for m in r.matches:
-                floor[m.origin_path] = min(floor.get(m.origin_path, rank(m)), rank(m))
-
-        def key(r: tuple[tuple[int, ...], Rule]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-            m = r[1].matches[0] if r[1].matches else None
-            return (tuple(-x for x in (floor[m.origin_path] if m else rank(None))), r[0])
-
-        rules.sort(key=key)
+        # Most specific first (see the module docstring); ties keep source order.
+        ordered_rules = sort_most_specific(rules, rank)
         f.note("route.http", "spec.rules")
     else:
+        ordered_rules = [r for _, r in rules]
         f.note(f"route.{protocol}", "spec.rules")
-    ordered = tuple(replace(r, index=n) for n, (_, r) in enumerate(rules))
+    ordered = tuple(replace(r, index=n) for n, r in enumerate(ordered_rules))
     annotations = route_policy(f, "metadata")
     route = Route(ns, f.ref.name, protocol, hosts, ordered, ingress=False, mesh=True,
                   gateways=(), origin=f.origin("spec"))
@@ -182,17 +144,18 @@ def _outbound(reader: LinkerdReader, f: Fields, parents: list[tuple[ServiceKey, 
                                                  http=protocol == "http")
 
 
-def _parent_backend(default: ServiceKey | None, port: int | None, path: str) -> tuple[Backend, ...]:
-    # A rule without backendRefs sends requests to its parent Service (Linkerd's policy
-    # controller uses the parent as the default backend for GAMMA routes).
-    if default is None:
-        return ()
-    return (Backend(service=default, host=default.name, port=port, origin_path=path),)
+def _other_backend(f: Fields) -> OtherBackend:
+    def other(path: str, kind: str, name: str) -> None:
+        f.use("egress.network" if kind == "EgressNetwork" else "route.host.external",
+              path, f"{kind} {name}")
+    return other
 
 
 def _l4_rule(reader: LinkerdReader, f: Fields, path: str, i: int, port: int | None,
              default: ServiceKey | None) -> Rule:
-    backends = _backends(f, path) or _parent_backend(default, port, path)
+    # A rule without backendRefs sends requests to its parent Service (Linkerd's policy
+    # controller uses the parent as the default backend for GAMMA routes).
+    backends = read_backends(f, path, _other_backend(f)) or parent_backend(default, port, path)
     return Rule(index=i, name=f.string(join(path, "name")),
                 matches=(RouteMatch(port=port, origin_path=path),) if port else (),
                 backends=backends, origin_path=path)
@@ -205,10 +168,10 @@ def _http_rules(reader: LinkerdReader, f: Fields, path: str, i: int, port: int |
     for j in range(len(f.list(join(path, "matches")))):
         mpath = f"{path}.matches[{j}]"
         matches += grpc_match(f, mpath, port) if grpc else http_match(f, mpath, port)
-    req, resp, redirect = _filters(f, join(path, "filters"))
-    backends = _backends(f, path)
+    req, resp, redirect = read_filters(f, join(path, "filters"))
+    backends = read_backends(f, path, _other_backend(f))
     if not backends and redirect is None:
-        backends = _parent_backend(default, port, path)
+        backends = parent_backend(default, port, path)
     timeout = f.string(join(path, "timeouts.request"))
     if timeout in ("0", "0s"):
         timeout = ""  # Gateway API: zero disables the timeout
@@ -228,143 +191,6 @@ def _http_rules(reader: LinkerdReader, f: Fields, path: str, i: int, port: int |
                           timeout=timeout, request_headers=req, response_headers=resp,
                           redirect=redirect, origin_path=path))
     return rules
-
-
-def _path_matches(kind: str, value: str) -> list[tuple[StringMatch | None, str]]:
-    """Gateway API path match as IR string matches (OR).
-
-    PathPrefix matches whole segments (``/api`` matches ``/api`` and ``/api/x``, never
-    ``/apiv2``); the IR prefix is a raw string prefix, so it becomes an exact match plus a
-    prefix ending in ``/``, which says the same thing in both readings.
-    """
-    if kind == "Exact":
-        return [(StringMatch("exact", value), "")]
-    if kind == "RegularExpression":
-        return [(StringMatch("regex", value), "")]
-    trimmed = value.rstrip("/")
-    if not trimmed:
-        return [(None, "")]
-    return [(StringMatch("exact", trimmed), ""), (StringMatch("prefix", trimmed + "/"), "")]
-
-
-def http_match(f: Fields, path: str, port: int | None) -> list[RouteMatch]:
-    """One HTTPRouteMatch as IR matches (a PathPrefix gives two, see :func:`_path_matches`)."""
-    kind = f.string(join(path, "path.type"), "PathPrefix")
-    value = f.string(join(path, "path.value"), "/")
-    if kind not in ("Exact", "PathPrefix", "RegularExpression"):
-        f.invalid(join(path, "path.type"), f"path match type {kind!r} is unknown")
-        return []
-    method = f.string(join(path, "method"))
-    headers = _pairs(f, join(path, "headers"), lower=True)
-    query = _pairs(f, join(path, "queryParams"), lower=False)
-    return [RouteMatch(path=p, method=StringMatch("exact", method) if method else None,
-                       headers=headers, query=query, port=port, origin_path=path)
-            for p, _ in _path_matches(kind, value)]
-
-
-def grpc_match(f: Fields, path: str, port: int | None) -> list[RouteMatch]:
-    """One GRPCRouteMatch: service/method become a match on the HTTP/2 path."""
-    kind = f.string(join(path, "method.type"), "Exact")
-    service = f.string(join(path, "method.service"))
-    method = f.string(join(path, "method.method"))
-    if kind == "RegularExpression":
-        p: StringMatch | None = StringMatch("regex", f"/{service or '[^/]+'}/{method or '[^/]+'}")
-    elif service and method:
-        p = StringMatch("exact", f"/{service}/{method}")
-    elif service:
-        p = StringMatch("prefix", f"/{service}/")
-    elif method:
-        p = StringMatch("regex", f"/[^/]+/{re.escape(method)}")
-    else:
-        p = None
-    return [RouteMatch(path=p, headers=_pairs(f, join(path, "headers"), lower=True), port=port,
-                       origin_path=path)]
-
-
-def _pairs(f: Fields, path: str, lower: bool) -> tuple[tuple[str, StringMatch], ...]:
-    out = []
-    for k, item in enumerate(f.list(path)):
-        ipath = f"{path}[{k}]"
-        if not isinstance(item, dict):
-            f.invalid(ipath, "expected a name/value match")
-            continue
-        kind = f.string(join(ipath, "type"), "Exact")
-        name = f.string(join(ipath, "name"))
-        value = f.string(join(ipath, "value"))
-        if kind not in ("Exact", "RegularExpression"):
-            f.invalid(join(ipath, "type"), f"match type {kind!r} is unknown")
-            continue
-        out.append((name.lower() if lower else name,
-                    StringMatch("exact" if kind == "Exact" else "regex", value)))
-    return tuple(sorted(out, key=lambda p: (p[0], p[1].kind, p[1].value)))
-
-
-def _header_ops(f: Fields, path: str) -> HeaderOps:
-    def pairs(key: str) -> tuple[tuple[str, str], ...]:
-        out = []
-        for k, item in enumerate(f.list(join(path, key))):
-            if isinstance(item, dict):
-                out.append((f.string(f"{path}.{key}[{k}].name"),
-                            f.string(f"{path}.{key}[{k}].value")))
-            else:
-                f.invalid(f"{path}.{key}[{k}]", "expected a name/value pair")
-        return tuple(sorted(out))
-
-    return HeaderOps(set=pairs("set"), add=pairs("add"), remove=f.strings(join(path, "remove")))
-
-
-def _filters(f: Fields, path: str) -> tuple[HeaderOps, HeaderOps, Redirect | None]:
-    req, resp, redirect = HeaderOps(), HeaderOps(), None
-    for k, flt in enumerate(f.list(path)):
-        fpath = f"{path}[{k}]"
-        kind = f.string(join(fpath, "type"))
-        if kind == "RequestHeaderModifier":
-            req = _header_ops(f, join(fpath, "requestHeaderModifier"))
-        elif kind == "ResponseHeaderModifier":
-            resp = _header_ops(f, join(fpath, "responseHeaderModifier"))
-        elif kind == "RequestRedirect":
-            rp = join(fpath, "requestRedirect")
-            full = f.string(join(rp, "path.replaceFullPath"))
-            if f.peek(join(rp, "path.replacePrefixMatch")) is not None:
-                # A redirect, not a rewrite: the model's Redirect replaces the whole path only.
-                f.use("route.redirect.prefix", join(rp, "path.replacePrefixMatch"),
-                      str(f.peek(join(rp, "path.replacePrefixMatch"))))
-            f.get(join(rp, "path.type"))
-            redirect = Redirect(path=full, authority=f.string(join(rp, "hostname")),
-                                port=f.integer(join(rp, "port")),
-                                scheme=f.string(join(rp, "scheme")),
-                                code=f.integer(join(rp, "statusCode")) or 302, origin_path=rp)
-        else:
-            f.invalid(join(fpath, "type"), f"filter type {kind!r} is unknown")
-    return req, resp, redirect
-
-
-def _backends(f: Fields, path: str) -> tuple[Backend, ...]:
-    out = []
-    refs = f.list(join(path, "backendRefs"))
-    for j, ref in enumerate(refs):
-        bpath = f"{path}.backendRefs[{j}]"
-        if not isinstance(ref, dict):
-            f.invalid(bpath, "expected a backendRef mapping")
-            continue
-        kind = f.string(join(bpath, "kind"), "Service")
-        group = f.string(join(bpath, "group"))
-        name = f.name(join(bpath, "name"))
-        ns = f.string(join(bpath, "namespace"), f.ref.namespace)
-        weight = f.integer(join(bpath, "weight"))
-        port = f.integer(join(bpath, "port"))
-        req, resp, _ = _filters(f, join(bpath, "filters"))
-        if kind == "Service" and group in ("", "core"):
-            key: ServiceKey | None = ServiceKey(ns, name)
-        else:
-            key = None
-            f.use("egress.network" if kind == "EgressNetwork" else "route.host.external",
-                  join(bpath, "kind"), f"{kind} {name}")
-        out.append(Backend(service=key, host=name if ns == f.ref.namespace else f"{name}.{ns}",
-                           port=port, weight=weight if weight is not None else
-                           (1 if len(refs) > 1 else None),
-                           request_headers=req, response_headers=resp, origin_path=bpath))
-    return tuple(out)
 
 
 # -- inbound (Server parents) ------------------------------------------------------------

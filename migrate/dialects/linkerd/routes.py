@@ -181,6 +181,9 @@ def _drop_shadowed(ctx: RouteContext, route: Route) -> list[Rule]:
 
 
 def _match_path(rule: Rule, j: int) -> str:
+    if rule.matches and rule.matches[j].origin_path.startswith(f"{rule.origin_path}.matches["):
+        # A Gateway API source (Istio GAMMA): one IR rule per source match, which names itself.
+        return rule.matches[j].origin_path
     return f"{rule.origin_path}.match[{j}]" if rule.matches else rule.origin_path
 
 
@@ -262,7 +265,10 @@ def _path(ctx: RouteContext, ref: ObjectRef, rm: RouteMatch) -> dict[str, str]:
     if kind == "regex":
         return {"type": "RegularExpression", "value": value}
     if kind == "prefix":
-        if value not in ("", "/"):
+        # A Gateway API source (Istio GAMMA) already matched whole segments: its PathPrefix is
+        # read as an exact match plus this "/"-terminated prefix, so nothing changes.
+        segment = value.endswith("/") and ".matches[" in rm.origin_path
+        if value not in ("", "/") and not segment:
             # The source field: Istio's match uri, Consul's http.pathPrefix.
             field = {"consul": "http.pathPrefix"}.get(ctx.graph.mesh, "uri")
             ctx.losses.report(
