@@ -132,6 +132,11 @@ CODES: dict[str, Code] = {
                                 "With --order a caller moves before its callee: for some steps "
                                 "the callee (still on the source mesh) receives plaintext with no "
                                 "identity, so identity-based policy there refuses it."),
+    "PLAN_SHARED_ROUTE": Code("plan", "Route both meshes apply during coexistence",
+                              "A Gateway API route with a Service parent that the source mesh "
+                              "cannot hand over: the target's proxies apply it too while both "
+                              "run, next to the routing written for the same host, until its "
+                              "namespace's retire step deletes it."),
     # -- Consul as the target (migrate/dialects/consul/write_*.py) ---------------------------
     "CONSUL_NAME_COLLISION": Code("write", "Services share one Consul name",
                                   "Consul CE has a single Consul namespace: Services with the same "

@@ -35,6 +35,19 @@ class Neutralized:
     original: RawObject
 
 
+@dataclass(frozen=True)
+class RouteHandover:
+    """Source routes taken out of a GAMMA target's sight before any namespace moves."""
+
+    replaced: list[tuple[RawObject, dict[str, Any]]]
+    """(original, the copy in a flavour only the source mesh reads): the copy is applied, the
+    original deleted; later steps delete the copy where they would have deleted the original."""
+    deleted: list[RawObject]
+    """Routes the source mesh ignores (so they do nothing) that the target would apply."""
+    kept: list[tuple[ObjectRef, str]]
+    """Routes both meshes keep applying during the overlap, with why they cannot move."""
+
+
 def json_pointer(key: str) -> str:
     """A map key as one JSON-pointer segment (RFC 6901 escapes)."""
     return key.replace("~", "~0").replace("/", "~1")
@@ -85,6 +98,9 @@ class Coexistence(ABC):
     """How this mesh's staged (not yet enforcing) policy behaves, for step summaries."""
     ENFORCED_POLICY: ClassVar[str] = ""
     """What changes when its policy enforces."""
+    READS_MESH_GATEWAY_ROUTES: ClassVar[bool] = False
+    """Target role: its proxies apply ``gateway.networking.k8s.io`` routes with a Service
+    parent (GAMMA), whoever wrote them."""
 
     # -- source role -------------------------------------------------------------------------
     def owns(self, ref: ObjectRef) -> bool:
@@ -107,6 +123,11 @@ class Coexistence(ABC):
     def neutralize_summary(self, count: int) -> str:
         """Why the prerequisites step rewrites ``count`` objects."""
         return ""
+
+    def hand_over_mesh_routes(self, raw: dict[ObjectRef, RawObject]) -> RouteHandover:
+        """For a target that reads Gateway API mesh routes: this mesh's Service-parented
+        routes to move out of its sight before any namespace moves (default: none)."""
+        return RouteHandover([], [], [])
 
     def mesh_wide_refs(self, refs: list[ObjectRef]) -> list[ObjectRef]:
         """Objects (of the control namespace) a reviewer must check at every move."""

@@ -13,11 +13,12 @@ cleanup           long-term route forms, remaining source objects, uninstall the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import networkx as nx
 
 from migrate.dialects.base import Manifest, ReadResult, TargetConfig
-from migrate.dialects.coexist import ROLLOUT_KINDS, Coexistence
+from migrate.dialects.coexist import ROLLOUT_KINDS, Coexistence, RouteHandover
 from migrate.emit.manifests import SOURCE_ANNOTATION, file_name
 from migrate.ir.graph import MeshGraph
 from migrate.ir.model import AuthzPolicy, DestinationPolicy, Opaque, Route, Workload
@@ -47,8 +48,21 @@ class PlanInput:
     target_version: str = ""
     deleted: set[ObjectRef] = field(default_factory=set)
     """Source objects an earlier step already deletes."""
+    handed_over: dict[ObjectRef, Manifest] = field(default_factory=dict)
+    """Source routes the prerequisites step replaced with a copy only the source mesh reads
+    (``Coexistence.hand_over_mesh_routes``): later steps delete and restore the copy."""
     _raw_by_ns: dict[str, list[ObjectRef]] = field(default_factory=dict)
     _routing_by_ns: dict[str, set[ObjectRef]] = field(default_factory=dict)
+
+    def source_body(self, ref: ObjectRef) -> dict[str, Any]:
+        """The source object as it stands after step 00 (a handed-over route's copy)."""
+        copy = self.handed_over.get(ref)
+        return copy.body if copy is not None else self.read.raw[ref].body
+
+    def delete_source(self, ref: ObjectRef) -> str:
+        """The command deleting a source object as it stands after step 00."""
+        copy = self.handed_over.get(ref)
+        return _delete(copy) if copy is not None else self.source.delete_command(ref)
 
     def raw_in(self, namespace: str) -> list[ObjectRef]:
         """Source mesh objects of one namespace (indexed once)."""
@@ -125,31 +139,78 @@ def _prerequisites(p: PlanInput) -> Step:
                 "prerequisites", [])
     experimental = any(m.kind in ("TCPRoute", "TLSRoute") for m in _all_manifests(p.target))
     neutralized = p.source.neutralize(p.read.raw)
+    handover = _hand_over(p)
+    copies = [p.handed_over[original.ref] for original, _ in handover.replaced]
+    retired = [original for original, _ in handover.replaced] + handover.deleted
+    created = p.target.prerequisites + copies
     step.manifests = [Manifest(n.body, (n.original.ref,)) for n in neutralized]
-    step.manifests += p.target.prerequisites
-    step.rollback_sources = [n.original.body for n in neutralized]
+    step.manifests += created
+    step.rollback_sources = [n.original.body for n in neutralized] + [o.body for o in retired]
     step.apply_verb = "replace" if neutralized else "apply"
     step.summary = (
         f"Installs the Gateway API CRDs (a bundle {src} and {dst} both accept) and the "
         f"{dst} control plane beside {src}. Nothing is meshed by {dst} yet."
         + (p.source.neutralize_summary(len(neutralized)) if neutralized else "")
         + (f" Applies {len(p.target.prerequisites)} cluster-wide {dst} object(s) the staged "
-           "policy needs." if p.target.prerequisites else ""))
+           "policy needs." if p.target.prerequisites else "")
+        + _handover_summary(src, dst, len(copies), len(handover.deleted)))
     step.commands = p.target_side.install_commands(experimental, p.target_version) + \
         p.target.install_extra
-    if neutralized and p.target.prerequisites:
+    if neutralized and created:
         # A rewrite must replace the object (server-side apply cannot drop fields another
         # manager owns), while new objects must be created: one command per file.
         step.commands += [f"kubectl replace -f steps/{step.id}/{file_name(n.body)}"
                           for n in neutralized]
         step.commands += [f"kubectl apply --server-side --field-manager=meshmigrate -f "
-                          f"steps/{step.id}/{file_name(m.body)}" for m in p.target.prerequisites]
+                          f"steps/{step.id}/{file_name(m.body)}" for m in created]
     elif step.manifests:
         step.commands.append(_apply(step.id, step.apply_verb))
+    # The copies are in place before the originals go: the source mesh reads either.
+    step.commands += [p.source.delete_command(o.ref) for o in retired]
     step.verify = p.target_side.install_verify()
-    step.rollback = ([f"kubectl replace -k steps/{step.id}/rollback"] if neutralized else []) + \
-        undo_manifests(p.target.prerequisites) + p.target_side.install_rollback()
+    rollback = [f"kubectl replace -f steps/{step.id}/rollback/{file_name(n.original.body)}"
+                for n in neutralized] if neutralized and retired else \
+        [f"kubectl replace -k steps/{step.id}/rollback"] if neutralized else []
+    if retired:
+        rollback += [f"kubectl apply -f steps/{step.id}/rollback/{file_name(o.body)}"
+                     for o in retired] if neutralized else \
+            [f"kubectl apply -k steps/{step.id}/rollback"]
+    step.rollback = rollback + undo_manifests(created) + p.target_side.install_rollback()
     return step
+
+
+def _hand_over(p: PlanInput) -> RouteHandover:
+    """Source routes the target would also apply, moved out of its sight (reported where they
+    cannot be)."""
+    if not p.target_side.READS_MESH_GATEWAY_ROUTES:
+        return RouteHandover([], [], [])
+    handover = p.source.hand_over_mesh_routes(p.read.raw)
+    for original, body in handover.replaced:
+        p.handed_over[original.ref] = Manifest(body, (original.ref,))
+    p.deleted.update(o.ref for o in handover.deleted)
+    for ref, reason in handover.kept:
+        p.losses.report(
+            "PLAN_SHARED_ROUTE", Severity.DEGRADED, "route.http", ref, "spec.parentRefs",
+            f"{ref.kind} {ref.namespace}/{ref.name} has a Service parent, so "
+            f"{p.target_side.TITLE} applies it too while both meshes run ({reason}); where "
+            "it and the routing written for the same host disagree, either may win until its "
+            "namespace's retire step deletes it",
+            f"Keep the route and the {p.target_side.TITLE} routing for the host equivalent "
+            "during the move, or move its callers in one step.")
+    return handover
+
+
+def _handover_summary(src: str, dst: str, copied: int, deleted: int) -> str:
+    if not copied and not deleted:
+        return ""
+    said = f" {dst} also applies Gateway API routes with a Service parent."
+    if copied:
+        said += (f" {copied} such {src} route(s) are re-created in {src}'s own flavour, which "
+                 f"{dst} does not read, and their originals deleted.")
+    if deleted:
+        said += (f" {deleted} such route(s) that {src} ignores (they use filters {src} does not "
+                 f"support, so they did nothing) are deleted before {dst} could apply them.")
+    return said
 
 
 def _all_manifests(target: TargetConfig) -> list[Manifest]:
@@ -242,7 +303,7 @@ def _enforce(p: PlanInput, group: list[str], number: int, moved: dict[str, str])
     routing_refs = [r for r in routing_refs if r in p.read.raw and r not in p.deleted]
     for ns in group:
         step.manifests += p.target.policy_enforced.get(ns, [])
-    step.rollback_sources = [p.read.raw[r].body for r in routing_refs]
+    step.rollback_sources = [p.source_body(r) for r in routing_refs]
     if step.manifests:
         step.commands.append(_apply(step.id))
     for ns in group:
@@ -257,7 +318,7 @@ def _enforce(p: PlanInput, group: list[str], number: int, moved: dict[str, str])
                                          f"-n {ns}  # applies the default inbound policy")
         step.verify += p.target_side.verify_enforced(ns)
     src, dst = p.source.TITLE, p.target_side.TITLE
-    step.commands += [p.source.delete_command(r) for r in routing_refs]
+    step.commands += [p.delete_source(r) for r in routing_refs]
     p.deleted.update(routing_refs)
     if not step.commands:
         return None  # nothing to enforce and no source routing to retire
@@ -335,8 +396,8 @@ def _ingress(p: PlanInput, number: int) -> Step:
         step.manual.append("Gateway API Gateways served by Istio's controller (gatewayClassName "
                            "istio) stop working when Istio is removed: move them to the new "
                            "controller's class.")
-    step.rollback_sources = [p.read.raw[r].body for r in refs]
-    step.commands = [f"{src.delete_command(r)}  # once DNS points at the new ingress"
+    step.rollback_sources = [p.source_body(r) for r in refs]
+    step.commands = [f"{p.delete_source(r)}  # once DNS points at the new ingress"
                      for r in refs]
     step.verify = dst.ingress_verify()
     step.rollback = [f"kubectl apply -k steps/{step.id}/rollback"] if refs else []
@@ -355,10 +416,11 @@ def _cleanup(p: PlanInput, number: int, earlier: list[Step]) -> Step:
         step.commands.append(_apply(step.id))
     for ns in sorted(p.target.remove_at_cleanup):
         step.commands += [_delete(m) for m in p.target.remove_at_cleanup[ns]]
-    remaining = sorted(r for r in p.read.raw if src.owns(r) and r not in p.deleted)
-    step.commands += [src.delete_command(r) for r in remaining]
+    remaining = sorted(r for r in p.read.raw if (src.owns(r) or r in p.handed_over) and
+                       r not in p.deleted)
+    step.commands += [p.delete_source(r) for r in remaining]
     step.commands += src.uninstall_commands()
-    step.rollback_sources = [p.read.raw[r].body for r in remaining]
+    step.rollback_sources = [p.source_body(r) for r in remaining]
     group = src.GROUP_SUFFIXES[0].replace(".", "\\.")
     step.verify = dst.cleanup_verify() + [f"kubectl get crd | grep -E '{group}'  # expect nothing"]
     step.rollback = [src.reinstall_note()]

@@ -103,6 +103,9 @@ class IstioCoexistence(Coexistence):
                      "plaintext callers without an identity")
     ENFORCED_POLICY = ("PeerAuthentication turns STRICT and the plaintext allowances are "
                        "removed, so only mesh identities the source allowed get in")
+    # Istio implements GAMMA: Service-parented routes become mesh VirtualServices
+    # (pilot/pkg/config/kube/gateway route_collections.go).
+    READS_MESH_GATEWAY_ROUTES = True
 
     # -- source role -------------------------------------------------------------------------
     def neutralize(self, raw: dict[ObjectRef, RawObject]) -> list[Neutralized]:

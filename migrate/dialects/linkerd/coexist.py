@@ -12,8 +12,11 @@ Facts (../shared/reference/mapping-istio-linkerd.md sections 0, 1.2, 4, 5):
 
 from __future__ import annotations
 
-from migrate.dialects.coexist import Coexistence, remove_template_keys
+from migrate.dialects.coexist import Coexistence, RouteHandover, remove_template_keys
+from migrate.dialects.linkerd.handover import hand_over_mesh_routes
 from migrate.ir.model import Namespace, Workload
+from migrate.losses import ObjectRef
+from migrate.sources.model import RawObject
 
 
 def gateway_api_bundle(version: str) -> str:
@@ -45,8 +48,19 @@ class LinkerdCoexistence(Coexistence):
     INGRESS = "the ingress controller meshed with linkerd.io/inject: ingress"
     STAGED_POLICY = ("Servers in `audit`: refused requests are logged, not refused")
     ENFORCED_POLICY = ("Servers leave `audit` and the STRICT default applies to restarted pods")
+    # policy-controller outbound/index/http.rs indexes Service-parented gateway.networking.k8s.io
+    # routes next to its own flavour.
+    READS_MESH_GATEWAY_ROUTES = True
 
     # -- source role -------------------------------------------------------------------------
+    def hand_over_mesh_routes(self, raw: dict[ObjectRef, RawObject]) -> RouteHandover:
+        """Service-parented Gateway API HTTPRoutes re-created as ``policy.linkerd.io``
+        (linkerd/handover.py)."""
+        handed, kept = hand_over_mesh_routes(raw)
+        return RouteHandover([(h.original, h.replacement) for h in handed if h.replacement],
+                             [h.original for h in handed if h.replacement is None],
+                             [(k.ref, k.reason) for k in kept])
+
     def leave_commands(self, ns: str, record: Namespace | None,
                        workloads: list[Workload]) -> list[str]:
         """Drop ``linkerd.io/inject`` from the namespace and the pod templates."""
