@@ -37,8 +37,10 @@ class Expected:
 
 
 EXPECTED: dict[tuple[str, str, str], Expected] = {
+    # The catch-all rule has no retries, so Istio retried it by its default policy, which
+    # Linkerd lacks (ROUTE_RETRY_DEFAULT, info).
     ('istio', 'linkerd', '01-routing'): Expected(
-        there=[],
+        there=['ROUTE_RETRY_DEFAULT'],
         back=[],
         first=[
             'mtls shop/reviews-v1:9080 UNSET',
@@ -82,10 +84,11 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
             'authz bank/teller ALLOW principal=* -> :8080',
         ],
     ),
-    # Consul has no per-try timeout (CONSUL_RETRY) and enforces mTLS where Istio's default
-    # was PERMISSIVE (CONSUL_MTLS_MODE); everything else survives both ways.
+    # Consul has no per-try timeout (CONSUL_RETRY), enforces mTLS where Istio's default
+    # was PERMISSIVE (CONSUL_MTLS_MODE) and does not retry the catch-all rule Istio retried
+    # by default (ROUTE_RETRY_DEFAULT); everything else survives both ways.
     ('istio', 'consul', '01-routing'): Expected(
-        there=['CONSUL_MTLS_MODE', 'CONSUL_RETRY', 'CONSUL_SUBSET_META'],
+        there=['CONSUL_MTLS_MODE', 'CONSUL_RETRY', 'CONSUL_SUBSET_META', 'ROUTE_RETRY_DEFAULT'],
         back=[],
         first=[
             'mtls shop/reviews-v1:9080 UNSET',

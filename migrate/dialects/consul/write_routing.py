@@ -43,9 +43,11 @@ RETRY_CONDITIONS = frozenset({
     "refused-stream", "cancelled", "deadline-exceeded", "internal", "resource-exhausted",
     "unavailable"})
 # Istio's retry policy when retryOn is not given (istio pilot/pkg/networking/core/route/retry/
-# retry.go DefaultPolicy: these conditions plus retriable-status-codes with 503).
+# retry.go defaultPolicy: these conditions plus retriable-status-codes, whose only code, 503, is
+# left out unless istiod runs with EXCLUDE_UNSAFE_503_FROM_DEFAULT_RETRY=false, the default
+# being true in pilot/pkg/features).
 ISTIO_DEFAULT_RETRY_ON = ("connect-failure", "refused-stream", "unavailable", "cancelled",
-                          "retriable-status-codes", "503")
+                          "retriable-status-codes")
 
 
 def write_routing(ctx: ConsulContext) -> None:

@@ -55,6 +55,7 @@ from migrate.dialects.gatewayapi.routes import (
     sort_most_specific,
 )
 from migrate.dialects.istio.opaque import read_gateway_api
+from migrate.dialects.istio.virtualservice import note_default_retries
 from migrate.ir.graph import MeshGraph
 from migrate.ir.model import (
     Backend,
@@ -156,8 +157,7 @@ def _route(f: Fields, parents: list[tuple[ServiceKey, int | None]],
     if protocol == "http":
         ordered = sort_most_specific(
             rules, lambda m: ranks.get(m.origin_path, ISTIO_NO_MATCH) if m else ISTIO_NO_MATCH)
-        if not any(r.retry for r in ordered):
-            f.note("route.retry.default", "spec.rules")
+        note_default_retries(f, "spec.rules", ordered)
         f.note("route.http", "spec.rules")
     else:
         ordered = [r for _, r in rules]

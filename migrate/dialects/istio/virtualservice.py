@@ -8,7 +8,8 @@ VirtualService's namespace.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
+from typing import TYPE_CHECKING, Sequence
 
 from migrate.dialects.fields import Fields, join
 from migrate.dialects.istio.matches import http_match, l4_match
@@ -71,8 +72,8 @@ def read_virtual_service(reader: IstioReader, f: Fields, graph: MeshGraph) -> No
         # as a whole (the ingress.route loss); their per-field features are not mesh losses.
         del f.uses[before:]
     if http_rules:
-        if mesh and not any(r.retry for r in http_rules):
-            f.note("route.retry.default", "spec.http")
+        if mesh:
+            note_default_retries(f, "spec.http", http_rules)
         graph.add(Route(ns, f.ref.name, "http", tuple(hosts), http_rules,
                         ingress=bool(ingress_gateways), mesh=mesh, gateways=gateways,
                         origin=f.origin("spec.http")))
@@ -206,3 +207,24 @@ def _rewrite(f: Fields, path: str) -> Rewrite | None:
                       origin_path=join(path, "uri") if uri else path,
                       authority_path=join(path, "authority"))
     return rewrite if rewrite else None
+
+
+def note_default_retries(f: Fields, path: str, rules: Sequence[Rule]) -> None:
+    """Istio retries a rule without ``retries`` by its default policy (2 attempts on
+    connect-failure, refused-stream, unavailable, cancelled; istio pilot/pkg/networking/core/
+    route/retry/retry.go), rule by rule: name the rules that rely on it."""
+    bare = [r for r in rules if r.retry is None and r.redirect is None]
+    if not bare:
+        return
+    if len(bare) == len(rules):
+        f.note("route.retry.default", path)
+    else:
+        where = ", ".join(sorted(dict.fromkeys(r.origin_path.split(".match")[0] for r in bare),
+                                 key=_natural))
+        f.note("route.retry.default", path, f"rules without retries: {where}")
+
+
+def _natural(path: str) -> list[object]:
+    """Sort key putting spec.http[2] before spec.http[10]."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
+
