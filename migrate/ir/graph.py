@@ -1,13 +1,17 @@
-"""MeshGraph: the IR records in a networkx graph with typed edges.
+"""MeshGraph: the IR records as nodes with typed edges.
 
-Nodes are keyed by ``"<Type>/<namespace>/<name>"`` and hold the record in the ``obj``
-attribute. Edges carry a ``type``: SELECTS (Service -> Workload), ATTACHES (Route -> Service it
-routes for), ROUTES_TO (Route -> backend Service), CONFIGURES (DestinationPolicy -> Service),
-APPLIES_TO (MTLS/Authz policy -> Workload), AUTHORIZES (Authz policy -> caller Namespace),
-CALLS (Workload -> Service named in its environment), RUNS_AS (Workload -> Identity, its
-service account); AUTHORIZES also points at the Identity nodes of named principals and
-service accounts. The planner's namespace dependency
+Nodes are keyed by ``"<Type>/<namespace>/<name>"`` and hold the record (None for a node only
+named by an edge, such as an Identity). Edges carry a ``type``: SELECTS (Service -> Workload),
+ATTACHES (Route -> Service it routes for), ROUTES_TO (Route -> backend Service), CONFIGURES
+(DestinationPolicy -> Service), APPLIES_TO (MTLS/Authz policy -> Workload), AUTHORIZES (Authz
+policy -> caller Namespace), CALLS (Workload -> Service named in its environment), RUNS_AS
+(Workload -> Identity, its service account); AUTHORIZES also points at the Identity nodes of
+named principals and service accounts. The planner's namespace dependency
 graph is derived from them (:meth:`MeshGraph.namespace_dependencies`).
+
+Nodes and edges are plain dicts and lists rather than a networkx MultiDiGraph: the IR is only
+ever read by type, by key and by edge type, and networkx's per-edge dicts were a tenth of a
+plan's memory (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -80,7 +84,10 @@ class MeshGraph:
 
     def __init__(self, mesh: str) -> None:
         self.mesh = mesh
-        self.g: nx.MultiDiGraph = nx.MultiDiGraph()
+        self._nodes: dict[str, object | None] = {}
+        """Node key -> its record (None for a node only an edge names)."""
+        self._edges: dict[str, list[tuple[str, str]]] = {}
+        """Edge type -> (source, target) node keys, in the order added (repeats kept)."""
         self.features: list[FeatureUse] = []
         self._by_type: dict[type, list[object]] = {}
         self._by_namespace: dict[tuple[type, str], list[object]] = {}
@@ -91,7 +98,7 @@ class MeshGraph:
     # -- building -------------------------------------------------------------------------
     def add(self, record: object) -> None:
         """Add a record as a node (the same key twice keeps the last)."""
-        self.g.add_node(node_id(record), obj=record)
+        self._nodes[node_id(record)] = record
         self._by_type.clear()
         self._by_namespace.clear()
         self._indexed.clear()
@@ -99,6 +106,12 @@ class MeshGraph:
     def use(self, use: FeatureUse) -> None:
         """Record that the configuration uses a feature at an origin."""
         self.features.append(use)
+
+    def _add_edge(self, source: str, target: str, kind: str) -> None:
+        """An edge of one type; nodes it names that are not in yet are added empty."""
+        self._nodes.setdefault(source, None)
+        self._nodes.setdefault(target, None)
+        self._edges.setdefault(kind, []).append((source, target))
 
     def link(self) -> None:
         """Derive the typed edges once every record is in."""
@@ -112,50 +125,47 @@ class MeshGraph:
                 continue
             for w in workloads_by_ns[svc.key.namespace]:
                 if selects(svc.selector, w.pod_labels):
-                    self.g.add_edge(node_id(svc), node_id(w), type=SELECTS)
+                    self._add_edge(node_id(svc), node_id(w), SELECTS)
                     self._selected_by.setdefault(node_id(w), []).append(svc)
         for route in self.of(Route):
             for host in route.hosts:
-                self._edge_to_service(route, host, ATTACHES, services)
+                self._edge_to_service(route, host, ATTACHES)
             for rule in route.rules:
                 for backend in rule.backends:
                     if backend.service:
-                        self._edge_to_service(route, backend.service, ROUTES_TO, services)
+                        self._edge_to_service(route, backend.service, ROUTES_TO)
         for dp in self.of(DestinationPolicy):
             if dp.service:
-                self._edge_to_service(dp, dp.service, CONFIGURES, services)
+                self._edge_to_service(dp, dp.service, CONFIGURES)
         for policy in [*self.of(MTLSPolicy), *self.of(AuthzPolicy)]:
             for w in workloads_by_ns[policy.namespace]:
                 if selects(policy.selector, w.pod_labels):
-                    self.g.add_edge(node_id(policy), node_id(w), type=APPLIES_TO)
+                    self._add_edge(node_id(policy), node_id(w), APPLIES_TO)
         for w in self.of(Workload):
-            self.g.add_edge(node_id(w), identity_id(w.namespace, w.service_account), type=RUNS_AS)
+            self._add_edge(node_id(w), identity_id(w.namespace, w.service_account), RUNS_AS)
         for authz in self.of(AuthzPolicy):
             for ns in sorted(self.caller_namespaces(authz)):
                 if ns != authz.namespace:
-                    self.g.add_edge(node_id(authz), f"Namespace//{ns}", type=AUTHORIZES)
+                    self._add_edge(node_id(authz), f"Namespace//{ns}", AUTHORIZES)
             for ns, sa in sorted(self.caller_identities(authz)):
-                self.g.add_edge(node_id(authz), identity_id(ns, sa), type=AUTHORIZES)
+                self._add_edge(node_id(authz), identity_id(ns, sa), AUTHORIZES)
         for w in self.of(Workload):
             for host, _ in w.calls:
                 key = service_of_host(host, w.namespace)
                 if key in services:
-                    self.g.add_edge(node_id(w), node_id(services[key]), type=CALLS)
+                    self._add_edge(node_id(w), node_id(services[key]), CALLS)
 
-    def _edge_to_service(self, record: object, key: ServiceKey, kind: str,
-                         services: dict[ServiceKey, Service]) -> None:
+    def _edge_to_service(self, record: object, key: ServiceKey, kind: str) -> None:
         target = f"Service/{key.namespace}/{key.name}"
-        if key not in services and target not in self.g:
-            # A Service outside the dump still anchors the dependency (it exists in the cluster).
-            self.g.add_node(target, obj=None)
-        self.g.add_edge(node_id(record), target, type=kind)
+        # A Service outside the dump still anchors the dependency (it exists in the cluster):
+        # the edge adds its node, empty.
+        self._add_edge(node_id(record), target, kind)
 
     # -- reading --------------------------------------------------------------------------
     def of(self, cls: type[T]) -> list[T]:
         """Every record of one type, sorted by key for deterministic iteration."""
         if cls not in self._by_type:
-            found = [(key, data["obj"]) for key, data in self.g.nodes(data=True)
-                     if isinstance(data.get("obj"), cls)]
+            found = [(key, obj) for key, obj in self._nodes.items() if isinstance(obj, cls)]
             self._by_type[cls] = [obj for _, obj in sorted(found, key=lambda item: item[0])]
         return list(self._by_type[cls])  # type: ignore[arg-type]
 
@@ -170,14 +180,12 @@ class MeshGraph:
 
     def service(self, key: ServiceKey) -> Service | None:
         """The Service with this key, if the input had it."""
-        data = self.g.nodes.get(f"Service/{key.namespace}/{key.name}")
-        obj = data.get("obj") if data else None
+        obj = self._nodes.get(f"Service/{key.namespace}/{key.name}")
         return obj if isinstance(obj, Service) else None
 
     def namespace(self, name: str) -> Namespace | None:
         """The Namespace record, if the input had one."""
-        data = self.g.nodes.get(f"Namespace//{name}")
-        obj = data.get("obj") if data else None
+        obj = self._nodes.get(f"Namespace//{name}")
         return obj if isinstance(obj, Namespace) else None
 
     def namespaces_declared(self) -> list[Namespace]:
@@ -197,7 +205,7 @@ class MeshGraph:
 
     def edges(self, kind: str) -> Iterator[tuple[str, str]]:
         """(source, target) node keys of every edge of one type, sorted."""
-        yield from sorted((u, v) for u, v, t in self.g.edges(data="type") if t == kind)
+        yield from sorted(self._edges.get(kind, ()))
 
     @staticmethod
     def caller_namespaces(authz: AuthzPolicy) -> set[str]:
@@ -250,7 +258,7 @@ class MeshGraph:
                 deps.add_edge(a, b, reasons={why})
 
         for u, v in self.edges(CALLS):
-            w: Workload = self.g.nodes[u]["obj"]
+            w: Workload = self._nodes[u]  # type: ignore[assignment]
             add(w.namespace, v.split("/")[1], f"{w.kind} {w.namespace}/{w.name} calls "
                 f"Service {v.split('/', 1)[1]}")
         for authz in self.of(AuthzPolicy):
