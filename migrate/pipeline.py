@@ -128,10 +128,12 @@ class PlanOptions:
     verify: bool = True
     """Run the equivalence check on the plan's final state."""
     keep_objects: bool = True
-    """Keep every object read in ``PlanResult.read.objects`` (the checks need them all). With
-    False and ``verify`` off, the bodies the plan itself does not use are let go once the
-    reader is done: only the source mesh's own objects (restored on rollback) stay. Most of an
-    input is Deployments and Services, so this is most of its memory (docs/performance.md)."""
+    """Keep every object read in ``PlanResult.read.objects`` (the checks need them all), and
+    each object's field ledger in ``PlanResult.read.accounted`` (False drops the ledgers,
+    which nothing in a plan reads). With False and ``verify`` off, the bodies the plan itself
+    does not use are let go once the reader is done: only the source mesh's own objects
+    (restored on rollback) stay. Most of an input is Deployments and Services, so this is most
+    of its memory (docs/performance.md)."""
 
 
 @dataclass
@@ -238,7 +240,9 @@ def _plan_migration(options: PlanOptions) -> PlanResult:
     problems = [InputProblem(relative(pr.source), pr.line, pr.column, pr.message)
                 for pr in source.problems]
     root = root_namespace(options)
-    read = make_reader(options, losses, problems).read(source)
+    reader = make_reader(options, losses, problems)
+    reader.keep_ledgers = options.keep_objects
+    read = reader.read(source)
     if not options.verify and not options.keep_objects:
         del source  # it lists every object read; only the ones kept below may stay
         read.objects = [o for o in read.objects if o.ref in read.raw]

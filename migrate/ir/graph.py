@@ -84,10 +84,10 @@ class MeshGraph:
 
     def __init__(self, mesh: str) -> None:
         self.mesh = mesh
-        self._nodes: dict[str, object | None] = {}
-        """Node key -> its record (None for a node only an edge names)."""
+        self._nodes: dict[str, object] = {}
+        """Node key -> its record."""
         self._edges: dict[str, list[tuple[str, str]]] = {}
-        """Edge type -> (source, target) node keys, in the order added (repeats kept)."""
+        """Edge type -> (source, target) node keys, derived on first use (:meth:`edges`)."""
         self.features: list[FeatureUse] = []
         self._by_type: dict[type, list[object]] = {}
         self._by_namespace: dict[tuple[type, str], list[object]] = {}
@@ -107,59 +107,68 @@ class MeshGraph:
         """Record that the configuration uses a feature at an origin."""
         self.features.append(use)
 
-    def _add_edge(self, source: str, target: str, kind: str) -> None:
-        """An edge of one type; nodes it names that are not in yet are added empty."""
-        self._nodes.setdefault(source, None)
-        self._nodes.setdefault(target, None)
-        self._edges.setdefault(kind, []).append((source, target))
-
     def link(self) -> None:
-        """Derive the typed edges once every record is in."""
+        """Index the Services selecting each workload once every record is in.
+
+        The typed edges are derived from the records when :meth:`edges` first asks for a
+        type: a plan itself only follows CALLS (namespace_dependencies), and deriving every
+        type up front (policies against workloads, above all) was most of this step.
+        """
+        self._edges = {}
         self._selected_by = {}
-        services = {s.key: s for s in self.of(Service)}
-        workloads_by_ns: dict[str, list[Workload]] = defaultdict(list)
-        for w in self.of(Workload):
-            workloads_by_ns[w.namespace].append(w)
-        for svc in services.values():
+        workloads = self._workloads_by_namespace()
+        for svc in self.of(Service):
             if not svc.selector:
                 continue
-            for w in workloads_by_ns[svc.key.namespace]:
+            for w in workloads.get(svc.key.namespace, ()):
                 if selects(svc.selector, w.pod_labels):
-                    self._add_edge(node_id(svc), node_id(w), SELECTS)
                     self._selected_by.setdefault(node_id(w), []).append(svc)
-        for route in self.of(Route):
-            for host in route.hosts:
-                self._edge_to_service(route, host, ATTACHES)
-            for rule in route.rules:
-                for backend in rule.backends:
-                    if backend.service:
-                        self._edge_to_service(route, backend.service, ROUTES_TO)
-        for dp in self.of(DestinationPolicy):
-            if dp.service:
-                self._edge_to_service(dp, dp.service, CONFIGURES)
-        for policy in [*self.of(MTLSPolicy), *self.of(AuthzPolicy)]:
-            for w in workloads_by_ns[policy.namespace]:
-                if selects(policy.selector, w.pod_labels):
-                    self._add_edge(node_id(policy), node_id(w), APPLIES_TO)
-        for w in self.of(Workload):
-            self._add_edge(node_id(w), identity_id(w.namespace, w.service_account), RUNS_AS)
-        for authz in self.of(AuthzPolicy):
-            for ns in sorted(self.caller_namespaces(authz)):
-                if ns != authz.namespace:
-                    self._add_edge(node_id(authz), f"Namespace//{ns}", AUTHORIZES)
-            for ns, sa in sorted(self.caller_identities(authz)):
-                self._add_edge(node_id(authz), identity_id(ns, sa), AUTHORIZES)
-        for w in self.of(Workload):
-            for host, _ in w.calls:
-                key = service_of_host(host, w.namespace)
-                if key in services:
-                    self._add_edge(node_id(w), node_id(services[key]), CALLS)
 
-    def _edge_to_service(self, record: object, key: ServiceKey, kind: str) -> None:
-        target = f"Service/{key.namespace}/{key.name}"
-        # A Service outside the dump still anchors the dependency (it exists in the cluster):
-        # the edge adds its node, empty.
-        self._add_edge(node_id(record), target, kind)
+    def _workloads_by_namespace(self) -> dict[str, list[Workload]]:
+        by_ns: dict[str, list[Workload]] = defaultdict(list)
+        for w in self.of(Workload):
+            by_ns[w.namespace].append(w)
+        return by_ns
+
+    def _derive(self, kind: str) -> list[tuple[str, str]]:
+        """(source, target) node keys of every edge of one type, from the records.
+
+        Nodes an edge names need not hold a record: a Service outside the dump still
+        anchors a dependency (it exists in the cluster), and Identities are only named.
+        """
+        out: list[tuple[str, str]] = []
+        if kind == SELECTS:
+            for wid, services in self._selected_by.items():
+                out += [(node_id(svc), wid) for svc in services]
+        elif kind in (ATTACHES, ROUTES_TO):
+            for route in self.of(Route):
+                keys = route.hosts if kind == ATTACHES else [
+                    b.service for rule in route.rules for b in rule.backends if b.service]
+                out += [(node_id(route), f"Service/{k.namespace}/{k.name}") for k in keys]
+        elif kind == CONFIGURES:
+            out += [(node_id(dp), f"Service/{dp.service.namespace}/{dp.service.name}")
+                    for dp in self.of(DestinationPolicy) if dp.service]
+        elif kind == APPLIES_TO:
+            workloads = self._workloads_by_namespace()
+            for policy in [*self.of(MTLSPolicy), *self.of(AuthzPolicy)]:
+                out += [(node_id(policy), node_id(w)) for w in workloads.get(policy.namespace, ())
+                        if selects(policy.selector, w.pod_labels)]
+        elif kind == RUNS_AS:
+            out += [(node_id(w), identity_id(w.namespace, w.service_account))
+                    for w in self.of(Workload)]
+        elif kind == AUTHORIZES:
+            for authz in self.of(AuthzPolicy):
+                out += [(node_id(authz), f"Namespace//{ns}")
+                        for ns in sorted(self.caller_namespaces(authz)) if ns != authz.namespace]
+                out += [(node_id(authz), identity_id(ns, sa))
+                        for ns, sa in sorted(self.caller_identities(authz))]
+        elif kind == CALLS:
+            for w in self.of(Workload):
+                for host, _ in w.calls:
+                    key = service_of_host(host, w.namespace)
+                    if key is not None and isinstance(self.service(key), Service):
+                        out.append((node_id(w), f"Service/{key.namespace}/{key.name}"))
+        return out
 
     # -- reading --------------------------------------------------------------------------
     def of(self, cls: type[T]) -> list[T]:
@@ -205,7 +214,9 @@ class MeshGraph:
 
     def edges(self, kind: str) -> Iterator[tuple[str, str]]:
         """(source, target) node keys of every edge of one type, sorted."""
-        yield from sorted(self._edges.get(kind, ()))
+        if kind not in self._edges:
+            self._edges[kind] = self._derive(kind)
+        yield from sorted(self._edges[kind])
 
     @staticmethod
     def caller_namespaces(authz: AuthzPolicy) -> set[str]:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from migrate.dialects.base import Manifest, TargetConfig
 from migrate.dialects.linkerd.inbound_overlap import Atom, atoms_of, plan_routes
@@ -178,16 +178,47 @@ def _protocol(ctx: PolicyContext, w: Workload, port: int, port_name: str) -> str
 
 
 def _check_overlap(ctx: PolicyContext, servers: list[_Server]) -> None:
-    for a in servers:
-        for b in servers:
-            if a is not b and a.port == b.port and a.name < b.name and (
+    """Report every pair of Servers on one port whose selectors pick the same pods."""
+    for a, b in _overlapping(servers):
+        ctx.losses.report(
+            "AUTHZ_SERVER_OVERLAP", Severity.MANUAL, "authz.allow", a.workload.ref,
+            a.workload.origin.path,
+            f"Servers {a.name} and {b.name} select overlapping pods on port {a.port}",
+            "Give the workloads distinguishing pod labels, then re-run.")
+
+
+def _overlapping(servers: list[_Server]) -> Iterator[tuple[_Server, _Server]]:
+    """(a, b) with ``a.name < b.name``, on one port, where either selector picks the other's
+    pods; in the order of a loop over ``servers`` inside a loop over ``servers``.
+
+    Comparing every pair was quadratic in a namespace's Servers. A Server's selector is its
+    workload's pod labels, and it picks the pods of the Servers carrying each of its labels:
+    those all carry its rarest label, so only they are compared. Overlap goes both ways, so
+    each Server is then paired with those it picks and those that pick it.
+    """
+    carrying: dict[tuple[int, tuple[str, str]], list[int]] = {}
+    on_port: dict[int, list[int]] = {}
+    for i, srv in enumerate(servers):
+        on_port.setdefault(srv.port, []).append(i)
+        for pair in srv.workload.pod_labels:
+            carrying.setdefault((srv.port, pair), []).append(i)
+    related: list[set[int]] = [set() for _ in servers]
+    for i, a in enumerate(servers):
+        labels = a.workload.pod_labels
+        # An empty selector picks every pod on the port.
+        candidates = min((carrying[(a.port, pair)] for pair in labels), key=len) \
+            if labels else on_port[a.port]
+        for j in candidates:
+            if j != i and selects(labels, servers[j].workload.pod_labels):
+                related[i].add(j)
+                related[j].add(i)
+    for i, a in enumerate(servers):
+        for j in sorted(related[i]):
+            b = servers[j]
+            if a.name < b.name and (
                     selects(tuple(a.selector.items()), b.workload.pod_labels)
                     or selects(tuple(b.selector.items()), a.workload.pod_labels)):
-                ctx.losses.report(
-                    "AUTHZ_SERVER_OVERLAP", Severity.MANUAL, "authz.allow", a.workload.ref,
-                    a.workload.origin.path,
-                    f"Servers {a.name} and {b.name} select overlapping pods on port {a.port}",
-                    "Give the workloads distinguishing pod labels, then re-run.")
+                yield a, b
 
 
 def _emit_server(ctx: PolicyContext, srv: _Server) -> None:
