@@ -43,6 +43,9 @@ PROBE_NETWORKS = ({"cidr": "0.0.0.0/0"}, {"cidr": "::/0"})
 # policy.linkerd.io/v1beta3 HTTPRoute: spec.rules maxItems 16, rules[].matches maxItems 8
 # (linkerd2 charts/linkerd-crds/templates/policy/httproute.yaml).
 MAX_RULES, MAX_MATCHES = 16, 8
+_canonical = json.JSONEncoder(sort_keys=True).encode
+"""``json.dumps(value, sort_keys=True)`` without building an encoder per call (tens of
+thousands of calls name the policies and routes of a large mesh)."""
 
 
 @dataclass
@@ -319,7 +322,7 @@ def _inbound_routes(ctx: PolicyContext, srv: _Server) -> None:
     plan = plan_routes([g.atoms for g in srv.grants])
     parts: list[tuple[list[tuple[str, dict[str, Any]]], list[int]]] = []
     for atoms, covering in plan.routes:
-        matches = sorted({json.dumps(m, sort_keys=True): m
+        matches = sorted({_canonical(m): m
                           for a in atoms for m in a.matches()}.items())
         # A route holds at most MAX_RULES rules of MAX_MATCHES matches; the parts of a
         # longer one authorize the same grants, so which part wins does not matter.
@@ -461,7 +464,7 @@ def _identity_string(ctx: PolicyContext, ref: dict[str, str]) -> str:
 def _authentication(ctx: PolicyContext, ns: str, kind: str, wanted: str, spec: dict[str, Any],
                     sources: tuple[ObjectRef, ...]) -> str:
     """A MeshTLS/NetworkAuthentication, shared between policies with the same content."""
-    key = (ns, kind + json.dumps(spec, sort_keys=True))
+    key = (ns, kind + _canonical(spec))
     if key not in ctx._authns:
         name = ctx.names.claim(kind, ns, wanted, key[1])
         ctx._authns[key] = name
@@ -474,7 +477,7 @@ def _authentication(ctx: PolicyContext, ns: str, kind: str, wanted: str, spec: d
 def _authz_policy(ctx: PolicyContext, ns: str, wanted: str, target: dict[str, str],
                   refs: list[dict[str, str]], sources: tuple[ObjectRef, ...]) -> None:
     name = ctx.names.claim("AuthorizationPolicy", ns, wanted,
-                           json.dumps([target, refs], sort_keys=True))
+                           _canonical([target, refs]))
     if (ns, name) in ctx._policies:
         return  # the same grant from another rule or source
     ctx._policies.add((ns, name))
