@@ -19,8 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Iterable, Iterator, TypeVar
 
-import networkx as nx
-
+from migrate.ir.digraph import DiGraph
 from migrate.ir.hosts import host_in_value, service_of_host
 from migrate.ir.model import (
     AuthzPolicy,
@@ -249,7 +248,7 @@ class MeshGraph:
                         found.add((ns, name))
         return found
 
-    def namespace_dependencies(self, namespaces: Iterable[str]) -> nx.DiGraph:
+    def namespace_dependencies(self, namespaces: Iterable[str]) -> DiGraph:
         """Caller namespace -> callee namespace, with the reasons for each edge.
 
         An edge A -> B means something in A calls (or is allowed to call, or routes into)
@@ -257,7 +256,7 @@ class MeshGraph:
         sources in B naming A, routes in A for B's Services, and routes for B's Services
         whose backends are in C (callers of B reach C: B -> C).
         """
-        deps = nx.DiGraph()
+        deps = DiGraph()
         deps.add_nodes_from(sorted(namespaces))
 
         def add(a: str, b: str, why: str) -> None:

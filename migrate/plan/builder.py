@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import networkx as nx
-
 from migrate.dialects.base import Manifest, ReadResult, TargetConfig
 from migrate.dialects.coexist import ROLLOUT_KINDS, Coexistence
 from migrate.emit.manifests import SOURCE_ANNOTATION, file_name
+from migrate.ir.digraph import DiGraph
 from migrate.ir.graph import MeshGraph
 from migrate.ir.model import AuthzPolicy, DestinationPolicy, Opaque, Route, Workload
 from migrate.losses import LossLog, ObjectRef, Severity
@@ -37,7 +36,7 @@ class PlanInput:
     target: TargetConfig
     losses: LossLog
     groups: list[list[str]]
-    deps: nx.DiGraph
+    deps: DiGraph
     ingress_namespaces: set[str]
     root_namespace: str
     source: Coexistence
@@ -290,7 +289,7 @@ def undo_manifests(manifests: list[Manifest]) -> list[str]:
     (patches) is removed, and the objects stay (``kubectl delete -k`` would delete them).
     """
     out = []
-    for m in sorted(manifests, key=lambda m: (m.patch, m.kind, m.namespace, m.name)):
+    for m in sorted(manifests, key=_undo_order):
         if not m.patch:
             out.append(_delete(m))
             continue
@@ -299,6 +298,13 @@ def undo_manifests(manifests: list[Manifest]) -> list[str]:
         out.append(f"kubectl annotate {m.kind.lower()} {m.name}{ns} "
                    + " ".join(f"{k}-" for k in keys))
     return out
+
+
+def _undo_order(m: Manifest) -> tuple[bool, str, str, str]:
+    """``(m.patch, m.kind, m.namespace, m.name)``, read from the body in one call: this sorts
+    every manifest of every step, where the four property calls were most of the cost."""
+    meta = m.body["metadata"]
+    return m.patch, str(m.body["kind"]), str(meta.get("namespace", "")), str(meta["name"])
 
 
 def _delete(m: Manifest) -> str:
