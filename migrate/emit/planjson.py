@@ -4,36 +4,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Iterable, Iterator
 
 from migrate.emit.manifests import step_file_names
 from migrate.losses import Severity
-from migrate.plan.model import Plan
+from migrate.plan.model import Plan, Step
 
 
 def plan_document(plan: Plan) -> dict[str, Any]:
     """The plan as plain JSON data."""
-    index = {id(loss): i for i, loss in enumerate(plan.losses)}
-    counts = {s.value: 0 for s in Severity}
-    for loss in plan.losses:
-        counts[loss.severity.value] += 1
-    steps = []
-    for step in plan.steps:
-        files, rollback = step_file_names(step)
-        steps.append({
-            "id": step.id,
-            "title": step.title,
-            "kind": step.kind,
-            "namespaces": step.namespaces,
-            "summary": step.summary,
-            "manifests": [f"steps/{step.id}/{f}" for f in files],
-            "rollback_manifests": [f"steps/{step.id}/{f}" for f in rollback],
-            "commands": step.commands,
-            "verify": step.verify,
-            "rollback": step.rollback,
-            "manual": step.manual,
-            "losses": [index[id(loss)] for loss in step.losses if id(loss) in index],
-        })
+    steps = list(_steps(plan))
+    document = _head(plan)
+    document["steps"] = steps
+    document.update(_tail(plan, sum(len(s["manifests"]) for s in steps)))
+    return document
+
+
+def _head(plan: Plan) -> dict[str, Any]:
+    """The members before ``steps``."""
     return {
         "source": {"mesh": plan.source},
         "target": {"mesh": plan.target, "version": plan.target_version},
@@ -45,15 +33,48 @@ def plan_document(plan: Plan) -> dict[str, Any]:
             "overridden": plan.order_overridden,
             "override_cost": plan.override_cost,
         },
-        "steps": steps,
-        "losses": [loss.to_json() for loss in plan.losses],
+    }
+
+
+def _steps(plan: Plan) -> Iterator[dict[str, Any]]:
+    """The ``steps`` member, one step at a time."""
+    index = {id(loss): i for i, loss in enumerate(plan.losses)}
+    for step in plan.steps:
+        yield _step(step, index)
+
+
+def _step(step: Step, index: dict[int, int]) -> dict[str, Any]:
+    files, rollback = step_file_names(step)
+    return {
+        "id": step.id,
+        "title": step.title,
+        "kind": step.kind,
+        "namespaces": step.namespaces,
+        "summary": step.summary,
+        "manifests": [f"steps/{step.id}/{f}" for f in files],
+        "rollback_manifests": [f"steps/{step.id}/{f}" for f in rollback],
+        "commands": step.commands,
+        "verify": step.verify,
+        "rollback": step.rollback,
+        "manual": step.manual,
+        "losses": [index[id(loss)] for loss in step.losses if id(loss) in index],
+    }
+
+
+def _tail(plan: Plan, manifests: int, losses: Iterable[Any] | None = None) -> dict[str, Any]:
+    """The members after ``steps``; ``losses`` replaces the list of losses when given."""
+    counts = {s.value: 0 for s in Severity}
+    for loss in plan.losses:
+        counts[loss.severity.value] += 1
+    return {
+        "losses": [loss.to_json() for loss in plan.losses] if losses is None else losses,
         "equivalence": plan.equivalence.to_json() if plan.equivalence is not None else None,
         "coexistence": plan.coexistence,
         "summary": {
             "namespaces": sorted(ns for g in plan.groups for ns in g),
             "outside": plan.outside,
             "steps": len(plan.steps),
-            "manifests": sum(len(s["manifests"]) for s in steps),
+            "manifests": manifests,
             "losses": counts,
             "input_problems": plan.input_problems,
             "skipped_kinds": plan.skipped,
@@ -67,12 +88,49 @@ def dump_plan(plan: Plan) -> str:
 
 
 def write_plan(plan: Plan, path: Path) -> None:
-    """Write plan.json: the same bytes as :func:`dump_plan`, written piece by piece.
+    """Write plan.json: the same bytes as :func:`dump_plan`, one step and one loss at a time.
 
-    With an indent, the json module encodes in Python: ``json.dumps`` collects every piece
-    (a million at 2,000 services) before joining them, which raised a plan's peak memory by
-    about three times the file's size. ``json.dump`` hands each piece to the file instead.
+    The whole document held at once (every step's file names, every loss as a dict) was
+    about 25 MB at 5,000 services on top of the plan, and ``json.dumps`` with an indent
+    collected a million pieces before joining them. Here each member, and each item of
+    ``steps`` and ``losses``, is encoded on its own and written, indented as it would be
+    inside the whole document (JSON text never holds a raw line break, so indenting is
+    prefixing each line).
     """
+    counts: list[int] = []
+
+    def steps() -> Iterator[dict[str, Any]]:
+        for step in _steps(plan):
+            counts.append(len(step["manifests"]))  # for summary.manifests, written after
+            yield step
+
     with path.open("w", encoding="utf-8") as fh:
-        json.dump(plan_document(plan), fh, indent=2, ensure_ascii=False)
-        fh.write("\n")
+        separator = "{\n  "
+        for key, value in _head(plan).items():
+            fh.write(f"{separator}{json.dumps(key)}: {_indented(value, 1)}")
+            separator = ",\n  "
+        fh.write(f'{separator}"steps": ')
+        _write_list(fh, steps())
+        for key, value in _tail(plan, 0, losses=()).items():
+            fh.write(f"{separator}{json.dumps(key)}: ")
+            if key == "losses":
+                _write_list(fh, (loss.to_json() for loss in plan.losses))
+                continue
+            if key == "summary":
+                value["manifests"] = sum(counts)
+            fh.write(_indented(value, 1))
+        fh.write("\n}\n")
+
+
+def _indented(value: Any, level: int) -> str:
+    """``value`` as it appears ``level`` levels deep in a document dumped with indent 2."""
+    return json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n" + "  " * level)
+
+
+def _write_list(fh: IO[str], items: Iterable[Any]) -> None:
+    """A top-level member's list, written item by item."""
+    separator = "[\n    "
+    for item in items:
+        fh.write(separator + _indented(item, 2))
+        separator = ",\n    "
+    fh.write("[]" if separator.startswith("[") else "\n  ]")
