@@ -9,9 +9,9 @@ policy -> caller Namespace), CALLS (Workload -> Service named in its environment
 named principals and service accounts. The planner's namespace dependency
 graph is derived from them (:meth:`MeshGraph.namespace_dependencies`).
 
-Nodes and edges are plain dicts and lists rather than a networkx MultiDiGraph: the IR is only
-ever read by type, by key and by edge type, and networkx's per-edge dicts were a tenth of a
-plan's memory (docs/performance.md).
+The records are a plain dict, and edges are derived from them when asked for rather than
+stored in a networkx MultiDiGraph: the IR is only ever read by type, by key and by edge type,
+and networkx's per-edge dicts were a tenth of a plan's memory (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -85,8 +85,6 @@ class MeshGraph:
         self.mesh = mesh
         self._nodes: dict[str, object] = {}
         """Node key -> its record."""
-        self._edges: dict[str, list[tuple[str, str]]] = {}
-        """Edge type -> (source, target) node keys, derived on first use (:meth:`edges`)."""
         self.features: list[FeatureUse] = []
         self._by_type: dict[type, list[object]] = {}
         self._by_namespace: dict[tuple[type, str], list[object]] = {}
@@ -109,11 +107,11 @@ class MeshGraph:
     def link(self) -> None:
         """Index the Services selecting each workload once every record is in.
 
-        The typed edges are derived from the records when :meth:`edges` first asks for a
-        type: a plan itself only follows CALLS (namespace_dependencies), and deriving every
-        type up front (policies against workloads, above all) was most of this step.
+        The typed edges are derived from the records when :meth:`edges` asks for a type,
+        and not kept: a plan itself only follows CALLS, once (namespace_dependencies), and
+        deriving and keeping every type up front (policies against workloads, above all)
+        was most of this step's time and a tenth of a plan's memory.
         """
-        self._edges = {}
         self._selected_by = {}
         workloads = self._workloads_by_namespace()
         for svc in self.of(Service):
@@ -213,9 +211,7 @@ class MeshGraph:
 
     def edges(self, kind: str) -> Iterator[tuple[str, str]]:
         """(source, target) node keys of every edge of one type, sorted."""
-        if kind not in self._edges:
-            self._edges[kind] = self._derive(kind)
-        yield from sorted(self._edges[kind])
+        yield from sorted(self._derive(kind))
 
     @staticmethod
     def caller_namespaces(authz: AuthzPolicy) -> set[str]:

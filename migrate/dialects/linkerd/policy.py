@@ -79,6 +79,16 @@ class _Server:
     grants: list[_Grant] = field(default_factory=list)
     """Path or method grants, turned into routes once every policy is read."""
 
+    @property
+    def parent_refs(self) -> list[dict[str, str]]:
+        """``parentRefs`` of the Server's inbound routes: one list, shared by all of them."""
+        if self._parent_refs is None:
+            self._parent_refs = [{"group": "policy.linkerd.io", "kind": "Server",
+                                  "name": self.name}]
+        return self._parent_refs
+
+    _parent_refs: list[dict[str, str]] | None = field(default=None, init=False, repr=False)
+
 
 @dataclass
 class _Grant:
@@ -227,14 +237,17 @@ def _overlapping(servers: list[_Server]) -> Iterator[tuple[_Server, _Server]]:
 def _emit_server(ctx: PolicyContext, srv: _Server) -> None:
     staged = "audit" if srv.final != "all-unauthenticated" else srv.final
     sources = tuple(sorted(srv.sources | {srv.workload.ref}))
+    # The staged and the enforced Server differ only in accessPolicy, so they share the rest:
+    # nothing changes a manifest body once it is written (annotated() copies what it
+    # changes), and the policy writer's output was the largest part of a plan's memory.
+    metadata = {"name": srv.name, "namespace": srv.namespace}
+    selector = {"matchLabels": dict(sorted(srv.selector.items()))}
     for phase, access in (("staged", staged), ("enforced", srv.final)):
-        spec: dict[str, Any] = {"podSelector": {"matchLabels": dict(sorted(srv.selector.items()))},
-                                "port": srv.port}
+        spec: dict[str, Any] = {"podSelector": selector, "port": srv.port}
         if srv.protocol:
             spec["proxyProtocol"] = srv.protocol
         spec["accessPolicy"] = access
-        body = {"apiVersion": SERVER_API, "kind": "Server",
-                "metadata": {"name": srv.name, "namespace": srv.namespace}, "spec": spec}
+        body = {"apiVersion": SERVER_API, "kind": "Server", "metadata": metadata, "spec": spec}
         bucket = ctx.out.policy_staged if phase == "staged" else ctx.out.policy_enforced
         ctx.out.add(bucket, Manifest(body, sources))
     if not srv.routes:
@@ -277,13 +290,12 @@ def _probe_route(ctx: PolicyContext, srv: _Server, sources: tuple[ObjectRef, ...
 def _inbound_route(name: str, srv: _Server, matches: list[dict[str, Any]]) -> dict[str, Any]:
     # The CRD caps matches per rule; rules of one route share its authorizations and Linkerd
     # ranks a route by its best match over all rules, so splitting changes nothing.
-    rules = [{"matches": matches[k:k + MAX_MATCHES]}
+    # (A list that fits in one rule is used as it is rather than copied.)
+    rules = [{"matches": matches if len(matches) <= MAX_MATCHES else matches[k:k + MAX_MATCHES]}
              for k in range(0, len(matches), MAX_MATCHES)]
     return {"apiVersion": ROUTE_API, "kind": "HTTPRoute",
             "metadata": {"name": name, "namespace": srv.namespace},
-            "spec": {"parentRefs": [{"group": "policy.linkerd.io", "kind": "Server",
-                                     "name": srv.name}],
-                     "rules": rules}}
+            "spec": {"parentRefs": srv.parent_refs, "rules": rules}}
 
 
 def _authorize(ctx: PolicyContext, srv: _Server, policy: AuthzPolicy) -> None:
