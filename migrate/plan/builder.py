@@ -308,9 +308,15 @@ def _undo_order(m: Manifest) -> tuple[bool, str, str, str]:
 
 
 def _delete(m: Manifest) -> str:
-    group = m.body["apiVersion"].split("/")[0] if "/" in m.body["apiVersion"] else ""
-    kind = f"{m.kind.lower()}.{group}" if group else m.kind.lower()
-    return f"kubectl delete {kind}/{m.name} -n {m.namespace} --ignore-not-found"
+    # Runs for nearly every manifest of a plan: the body is read once here rather than
+    # through the kind, name and namespace properties (the same values).
+    body = m.body
+    api, meta = body["apiVersion"], body["metadata"]
+    group = api.split("/")[0] if "/" in api else ""
+    kind = str(body["kind"]).lower()
+    kind = f"{kind}.{group}" if group else kind
+    return (f"kubectl delete {kind}/{meta['name']} -n {meta.get('namespace', '')} "
+            "--ignore-not-found")
 
 
 def _ingress(p: PlanInput, number: int) -> Step:

@@ -89,10 +89,7 @@ def read_virtual_service(reader: IstioReader, f: Fields, graph: MeshGraph) -> No
 
 def _http_rule(reader: IstioReader, f: Fields, i: int, mesh: bool) -> Rule:
     path = f"spec.http[{i}]"
-    # The rule's own keys are tested on the rule itself: a dozen optional fields, most of
-    # them absent, each looked up from the root of the object was a visible cost.
-    rule = f.peek(path)
-    given = rule if isinstance(rule, dict) else {}
+    given = f.keys_at(path)
     for key, feature in _HTTP_FEATURES.items():
         if given.get(key) is not None:
             f.use(feature, join(path, key))
