@@ -43,6 +43,8 @@ PROBE_NETWORKS = ({"cidr": "0.0.0.0/0"}, {"cidr": "::/0"})
 # policy.linkerd.io/v1beta3 HTTPRoute: spec.rules maxItems 16, rules[].matches maxItems 8
 # (linkerd2 charts/linkerd-crds/templates/policy/httproute.yaml).
 MAX_RULES, MAX_MATCHES = 16, 8
+# Every catch-all route's one match; shared, as nothing changes a manifest once written.
+_CATCH_ALL = [{"path": {"type": "PathPrefix", "value": "/"}}]
 _canonical = json.JSONEncoder(sort_keys=True).encode
 """``json.dumps(value, sort_keys=True)`` without building an encoder per call (tens of
 thousands of calls name the policies and routes of a large mesh)."""
@@ -60,6 +62,7 @@ class PolicyContext:
     control_plane_namespace: str = "linkerd"
     _authns: dict[tuple[str, str], str] = field(default_factory=dict)
     _policies: set[tuple[str, str]] = field(default_factory=set)
+    _probe_matches: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -256,8 +259,7 @@ def _emit_server(ctx: PolicyContext, srv: _Server) -> None:
     # While callers still come from Istio, unmatched requests must not turn into 404s.
     name = ctx.names.claim("HTTPRoute", srv.namespace, k8s_name(srv.name, "all"),
                            f"catchall/{srv.namespace}/{srv.name}")
-    catch_all = Manifest(_inbound_route(name, srv, [{"path": {"type": "PathPrefix",
-                                                             "value": "/"}}]), sources)
+    catch_all = Manifest(_inbound_route(name, srv, _CATCH_ALL), sources)
     ctx.out.add(ctx.out.policy_staged, catch_all)
     if not srv.server_level_authz:
         ctx.out.add(ctx.out.remove_at_enforce, catch_all)
@@ -269,8 +271,7 @@ def _probe_route(ctx: PolicyContext, srv: _Server, sources: tuple[ObjectRef, ...
         return
     route = ctx.names.claim("HTTPRoute", srv.namespace, k8s_name(srv.name, "probes"),
                             f"probes/{srv.namespace}/{srv.name}")
-    matches = [{"path": {"type": "Exact", "value": p.path}, "method": "GET"}
-               for p in sorted({p.path: p for p in probes}.values(), key=lambda p: p.path)]
+    matches = [_probe_match(ctx, path) for path in sorted({p.path for p in probes})]
     ctx.out.add(ctx.out.policy_staged, Manifest(_inbound_route(route, srv, matches), sources))
     netauth = _authentication(ctx, srv.namespace, "NetworkAuthentication", "kubelet-probes",
                               {"networks": [dict(n) for n in PROBE_NETWORKS]}, sources)
@@ -285,6 +286,14 @@ def _probe_route(ctx: PolicyContext, srv: _Server, sources: tuple[ObjectRef, ...
         f"({', '.join(m['path']['value'] for m in matches)}) got route {route} allowing GET "
         "from any network",
         "Narrow the probe networks to the node CIDRs if that matters.")
+
+
+def _probe_match(ctx: PolicyContext, path: str) -> dict[str, Any]:
+    """``GET <path>``: one dict per probe path, shared by every probe route that has it
+    (a mesh repeats a few probe paths on thousands of Servers)."""
+    if path not in ctx._probe_matches:
+        ctx._probe_matches[path] = {"path": {"type": "Exact", "value": path}, "method": "GET"}
+    return ctx._probe_matches[path]
 
 
 def _inbound_route(name: str, srv: _Server, matches: list[dict[str, Any]]) -> dict[str, Any]:
