@@ -6,8 +6,6 @@ exits the process and never prints.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import importlib
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Mapping
@@ -17,6 +15,7 @@ from migrate.check import check_capabilities
 from migrate.dialects.base import Reader, ReadResult
 from migrate.dialects.coexist import Coexistence
 from migrate.errors import InputProblem, UsageError
+from migrate.gcpause import no_gc_pauses as _no_gc_pauses
 from migrate.ir.graph import MeshGraph
 from migrate.ir.model import (
     AuthzPolicy,
@@ -194,31 +193,6 @@ def make_writer(options: PlanOptions, losses: LossLog, table: mappings.Capabilit
         if options.target == "istio" else {}
     return TARGETS[options.target](losses, table, version, trust_domain=options.trust_domain,
                                    root_namespace=root_namespace(options), **extra)
-
-
-@contextlib.contextmanager
-def _no_gc_pauses() -> Iterator[None]:
-    """Suspend the cyclic garbage collector for one run, restoring it afterwards.
-
-    A plan holds every parsed object, IR record and manifest at once and creates almost no
-    reference cycles, so the collector's full passes re-walk a heap that never shrinks: on a
-    2,000-service mesh they were half of the run (tests/benchmarks/bench_plan.py). Reference
-    counting still frees everything as usual.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            # Everything the run allocated still counts as young: the first allocation after
-            # enable() would start a collection that walks all of it (several % of a plan).
-            # freeze() + unfreeze() file it with the oldest generation and reset the young
-            # count, so only a later full pass (rare) looks at it again; cycles it holds are
-            # still found then.
-            gc.freeze()
-            gc.unfreeze()
-            gc.enable()
 
 
 def plan_migration(options: PlanOptions) -> PlanResult:

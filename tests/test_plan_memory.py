@@ -100,6 +100,18 @@ def test_write_plan_writes_the_bytes_dump_plan_returns(tmp_path: Path):
     assert (tmp_path / "plan.json").read_bytes() == dump_plan(plan).encode("utf-8")
 
 
+
+def test_write_plan_batches_join_into_the_bytes_dump_plan_returns(tmp_path: Path):
+    import dataclasses
+
+    plan = plan_migration(PlanOptions("istio", "linkerd", [str(BOOKINFO)])).plan
+    for count in (0, 1, 999, 1000, 1001, 2500):  # losses are written 1,000 at a time
+        losses = (plan.losses * (count // max(len(plan.losses), 1) + 1))[:count]
+        variant = dataclasses.replace(plan, losses=losses, steps=plan.steps[:count % 3])
+        write_plan(variant, tmp_path / "plan.json")
+        assert (tmp_path / "plan.json").read_bytes() == dump_plan(variant).encode("utf-8")
+
+
 def test_collector_is_back_on_after_a_plan_and_nothing_stays_frozen():
     assert gc.isenabled()
     with _no_gc_pauses():
