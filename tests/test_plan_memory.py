@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import gc
 import hashlib
+import json
 import random
 import re
 from pathlib import Path
@@ -99,6 +100,30 @@ def test_write_plan_writes_the_bytes_dump_plan_returns(tmp_path: Path):
     write_plan(plan, tmp_path / "plan.json")
     assert (tmp_path / "plan.json").read_bytes() == dump_plan(plan).encode("utf-8")
 
+
+
+def test_plan_json_encoder_writes_what_json_dumps_writes():
+    import math
+    import random
+
+    from migrate.emit.planjson import _indented
+
+    rnd = random.Random(5)
+
+    def value(depth):
+        if depth > 4 or rnd.random() < 0.4:
+            return rnd.choice(["s", "ü\t\"\u2028", 3, -1, 0.1, -0.0, math.inf, math.nan, None,
+                               True, False, "", [], {}, ["x", "y\n"], ("t",), 10**30])
+        if rnd.random() < 0.5:
+            return [value(depth + 1) for _ in range(rnd.randint(0, 4))]
+        return {rnd.choice(["k", "ñ", 1, 2.5, True, None]): value(depth + 1)
+                for _ in range(rnd.randint(0, 4))}
+
+    for _ in range(2000):
+        v = value(0)
+        for level in (0, 2):
+            assert _indented(v, level) == json.dumps(v, indent=2, ensure_ascii=False).replace(
+                "\n", "\n" + "  " * level)
 
 
 def test_write_plan_batches_join_into_the_bytes_dump_plan_returns(tmp_path: Path):

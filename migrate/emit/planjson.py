@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 from itertools import islice
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
@@ -125,8 +127,84 @@ def write_plan(plan: Plan, path: Path) -> None:
 
 
 def _indented(value: Any, level: int) -> str:
-    """``value`` as it appears ``level`` levels deep in a document dumped with indent 2."""
-    return json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n" + "  " * level)
+    """``value`` as it appears ``level`` levels deep in a document dumped with indent 2
+    (``json.dumps(value, indent=2, ensure_ascii=False)``, indented)."""
+    out: list[str] = []
+    _encode(value, "\n" + "  " * level, out)
+    return "".join(out)
+
+
+def _encode(value: Any, newline: str, out: list[str]) -> None:
+    """Append ``value`` as the json module writes it with ``indent=2`` and
+    ``ensure_ascii=False``; ``newline`` is a line break plus the indent of its own line.
+
+    The same rules in the same order: strings escaped by the json module's own C helper,
+    ``null``/``true``/``false``, ints and floats as ``repr`` (non-finite floats as ``NaN`` and
+    ``Infinity``), lists and tuples as arrays, dicts in insertion order with their keys made
+    text as json does; anything else is a TypeError. With an indent the json module encodes
+    in Python, one generator per level for every piece; most of plan.json is lists of
+    strings (commands, file names), which are joined here in one call.
+    """
+    if isinstance(value, str):
+        out.append(encode_basestring(value))
+    elif value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, int):
+        out.append(int.__repr__(value))
+    elif isinstance(value, float):
+        out.append(_float(value))
+    elif isinstance(value, (list, tuple)):
+        if not value:
+            out.append("[]")
+            return
+        inner = newline + "  "
+        if all(isinstance(item, str) for item in value):
+            out.append(f"[{inner}{(',' + inner).join(map(encode_basestring, value))}{newline}]")
+            return
+        separator = "[" + inner
+        for item in value:
+            out.append(separator)
+            separator = "," + inner
+            _encode(item, inner, out)
+        out.append(newline + "]")
+    elif isinstance(value, dict):
+        if not value:
+            out.append("{}")
+            return
+        inner = newline + "  "
+        separator = "{" + inner
+        for key, item in value.items():
+            out.append(f"{separator}{encode_basestring(_key(key))}: ")
+            separator = "," + inner
+            _encode(item, inner, out)
+        out.append(newline + "}")
+    else:
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _float(value: float) -> str:
+    if value != value:
+        return "NaN"
+    if value in (math.inf, -math.inf):
+        return "Infinity" if value > 0 else "-Infinity"
+    return float.__repr__(value)
+
+
+def _key(key: object) -> str:
+    """A dict key made text as the json module makes it."""
+    if isinstance(key, str):
+        return key
+    if isinstance(key, float):
+        return _float(key)
+    if key is True or key is False or key is None:
+        return {True: "true", False: "false", None: "null"}[key]
+    if isinstance(key, int):
+        return int.__repr__(key)
+    raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
 
 
 def _write_list(fh: IO[str], items: Iterable[Any], batch: int) -> None:
