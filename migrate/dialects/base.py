@@ -86,8 +86,12 @@ class Reader:
         objects = self._unique(source.objects)
         result.objects = objects
         for raw in objects:
-            group, kind = raw.group, raw.kind
-            if (group, kind) in kube.HANDLERS and raw.version in kube.VERSIONS.get(group, ()):
+            # RawObject's group, version and kind, from its ref (made once per object) rather
+            # than from the body at each use.
+            kind, api = raw.ref.kind, raw.ref.api_version
+            group = api.split("/", 1)[0] if "/" in api else ""
+            version = api.rsplit("/", 1)[-1]
+            if (group, kind) in kube.HANDLERS and version in kube.VERSIONS.get(group, ()):
                 f = Fields(raw, self.losses, self.MESH)
                 self._guarded(kube.HANDLERS[(group, kind)], f, graph)
                 for use in f.uses:
@@ -99,7 +103,7 @@ class Reader:
                 key = f"{raw.api_version}/{kind}"
                 result.skipped[key] = result.skipped.get(key, 0) + 1
                 continue
-            if raw.version not in self.GROUPS[group]:
+            if version not in self.GROUPS[group]:
                 known = ", ".join(sorted(self.GROUPS[group]))
                 self.problems.append(InputProblem(
                     raw.source, raw.line or None, None,
