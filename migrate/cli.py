@@ -36,7 +36,6 @@ from migrate.pipeline import (
     read_source,
     verify_against_plan,
 )
-from migrate.verify.compare import render_text
 
 _OWN = ("RUNBOOK.md", "plan.json", "steps")
 
@@ -376,6 +375,8 @@ def verify(source: str, paths: tuple[str, ...], plan_dir: str, trust_domain: str
                               consul_inject_default=consul_inject_default,
                               stdin=sys.stdin.buffer, cluster=None if paths else cluster)
         result = verify_against_plan(options, plan_dir)
+        from migrate.verify.compare import render_text  # only `verify` prints this
+
         text = render_text(result)
         click.echo(text.splitlines()[-1] if quiet else text, nl=quiet)
         return ExitStatus.LOSSES if result.unexplained else ExitStatus.OK

@@ -4,12 +4,15 @@ Gateway API and Linkerd annotations accept them (``^([0-9]{1,5}(h|m|s|ms)){1,4}$
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns)")
 _UNIT_MS = {"h": 3_600_000, "m": 60_000, "s": 1000, "ms": 1, "us": 0.001, "µs": 0.001,
             "ns": 0.000001}
 
 
+# Both are pure and a mesh repeats a handful of durations over thousands of rules.
+@lru_cache(maxsize=1024)
 def to_millis(text: str) -> int | None:
     """Milliseconds in a duration string, or None when it does not parse."""
     text = text.strip()
@@ -19,6 +22,7 @@ def to_millis(text: str) -> int | None:
     return int(round(total))
 
 
+@lru_cache(maxsize=1024)
 def gateway_duration(text: str) -> str | None:
     """The same duration in Gateway API form (``1500ms``, ``10s``, ``2m``), or None."""
     ms = to_millis(text)

@@ -34,7 +34,7 @@ class Severity(str, Enum):
 _RANK = {Severity.INFO: 0, Severity.DEGRADED: 1, Severity.DROPPED: 2, Severity.MANUAL: 3}
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class ObjectRef:
     """A source object as Kubernetes names it."""
 

@@ -22,7 +22,10 @@ _PLAIN = re.compile(r"[a-z](?:-?[a-z0-9])*")
 
 def k8s_name(*parts: object, max_len: int = MAX_LABEL) -> str:
     """A valid RFC 1035/1123 label built from ``parts`` joined by ``-``."""
-    raw = "-".join(str(p) for p in parts if str(p) != "")
+    if len(parts) == 1 and parts[0].__class__ is str:
+        raw = parts[0]  # NameRegistry.claim passes one name, most often valid already
+    else:
+        raw = "-".join(text for text in map(str, parts) if text)
     if len(raw) <= max_len and _PLAIN.fullmatch(raw):
         return raw
     name = _INVALID.sub("-", raw.lower()).strip("-")

@@ -6,25 +6,16 @@ exits the process and never prints.
 
 from __future__ import annotations
 
-import contextlib
-import gc
+import importlib
 from dataclasses import dataclass, field
-from typing import IO, Any, Callable, Iterator
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 from migrate import mappings
 from migrate.check import check_capabilities
 from migrate.dialects.base import Reader, ReadResult
 from migrate.dialects.coexist import Coexistence
-from migrate.dialects.consul.coexist import CONSUL
-from migrate.dialects.consul.reader import ConsulReader
-from migrate.dialects.consul.writer import ConsulWriter
-from migrate.dialects.istio.coexist import ISTIO
-from migrate.dialects.istio.reader import IstioReader
-from migrate.dialects.istio.writer import IstioWriter
-from migrate.dialects.linkerd.coexist import LINKERD
-from migrate.dialects.linkerd.reader import LinkerdReader
-from migrate.dialects.linkerd.writer import LinkerdWriter
 from migrate.errors import InputProblem, UsageError
+from migrate.gcpause import no_gc_pauses as _no_gc_pauses
 from migrate.ir.graph import MeshGraph
 from migrate.ir.model import (
     AuthzPolicy,
@@ -43,15 +34,50 @@ from migrate.plan.model import Plan
 from migrate.plan.order import exposed_hops, migration_order, override_order
 from migrate.sources.files import read_files, relative
 from migrate.sources.model import RawObject, SourceResult
-from migrate.verify.coexist import coexistence
-from migrate.verify.compare import Equivalence, compare, final_state
-from migrate.verify.registry import Settings
 
-SOURCES: dict[str, type[Reader]] = {"istio": IstioReader, "linkerd": LinkerdReader,
-                                    "consul": ConsulReader}
-TARGETS: dict[str, type] = {"linkerd": LinkerdWriter, "istio": IstioWriter,
-                             "consul": ConsulWriter}
-COEXISTENCE: dict[str, Coexistence] = {"istio": ISTIO, "linkerd": LINKERD, "consul": CONSUL}
+if TYPE_CHECKING:
+    from migrate.verify.compare import Equivalence
+    from migrate.verify.registry import Settings
+
+
+class LazyRegistry(Mapping[str, Any]):
+    """Mesh name -> a class or object of that mesh's modules, imported on first lookup.
+
+    A plan uses one reader, one writer and two meshes' coexistence: importing every mesh's
+    modules up front was several per cent of a 2,000-service plan (docs/performance.md).
+    Listing the names (``sorted(SOURCES)``) imports nothing.
+    """
+
+    def __init__(self, where: dict[str, str]) -> None:
+        self._where = where
+        """Mesh name -> ``"module:attribute"``."""
+        self._loaded: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._loaded:
+            module, _, attribute = self._where[name].partition(":")
+            self._loaded[name] = getattr(importlib.import_module(module), attribute)
+        return self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+
+SOURCES: Mapping[str, type[Reader]] = LazyRegistry({
+    "istio": "migrate.dialects.istio.reader:IstioReader",
+    "linkerd": "migrate.dialects.linkerd.reader:LinkerdReader",
+    "consul": "migrate.dialects.consul.reader:ConsulReader"})
+TARGETS: Mapping[str, type] = LazyRegistry({
+    "linkerd": "migrate.dialects.linkerd.writer:LinkerdWriter",
+    "istio": "migrate.dialects.istio.writer:IstioWriter",
+    "consul": "migrate.dialects.consul.writer:ConsulWriter"})
+COEXISTENCE: Mapping[str, Coexistence] = LazyRegistry({
+    "istio": "migrate.dialects.istio.coexist:ISTIO",
+    "linkerd": "migrate.dialects.linkerd.coexist:LINKERD",
+    "consul": "migrate.dialects.consul.coexist:CONSUL"})
 """Each mesh's side of a coexistence window (both roles)."""
 # Namespaces that belong to platforms, never to the application mesh being moved.
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease", "linkerd",
@@ -103,10 +129,12 @@ class PlanOptions:
     verify: bool = True
     """Run the equivalence check on the plan's final state."""
     keep_objects: bool = True
-    """Keep every object read in ``PlanResult.read.objects`` (the checks need them all). With
-    False and ``verify`` off, the bodies the plan itself does not use are let go once the
-    reader is done: only the source mesh's own objects (restored on rollback) stay. Most of an
-    input is Deployments and Services, so this is most of its memory (docs/performance.md)."""
+    """Keep every object read in ``PlanResult.read.objects`` (the checks need them all), and
+    each object's field ledger in ``PlanResult.read.accounted`` (False drops the ledgers,
+    which nothing in a plan reads). With False and ``verify`` off, the bodies the plan itself
+    does not use are let go once the reader is done: only the source mesh's own objects
+    (restored on rollback) stay. Most of an input is Deployments and Services, so this is most
+    of its memory (docs/performance.md)."""
 
 
 @dataclass
@@ -170,31 +198,6 @@ def make_writer(options: PlanOptions, losses: LossLog, table: mappings.Capabilit
                                    root_namespace=root_namespace(options), **extra)
 
 
-@contextlib.contextmanager
-def _no_gc_pauses() -> Iterator[None]:
-    """Suspend the cyclic garbage collector for one run, restoring it afterwards.
-
-    A plan holds every parsed object, IR record and manifest at once and creates almost no
-    reference cycles, so the collector's full passes re-walk a heap that never shrinks: on a
-    2,000-service mesh they were half of the run (tests/benchmarks/bench_plan.py). Reference
-    counting still frees everything as usual.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            # Everything the run allocated still counts as young: the first allocation after
-            # enable() would start a collection that walks all of it (several % of a plan).
-            # freeze() + unfreeze() file it with the oldest generation and reset the young
-            # count, so only a later full pass (rare) looks at it again; cycles it holds are
-            # still found then.
-            gc.freeze()
-            gc.unfreeze()
-            gc.enable()
-
-
 def plan_migration(options: PlanOptions) -> PlanResult:
     """Read the input and build the whole plan."""
     with _no_gc_pauses():
@@ -214,7 +217,9 @@ def _plan_migration(options: PlanOptions) -> PlanResult:
     problems = [InputProblem(relative(pr.source), pr.line, pr.column, pr.message)
                 for pr in source.problems]
     root = root_namespace(options)
-    read = make_reader(options, losses, problems).read(source)
+    reader = make_reader(options, losses, problems)
+    reader.keep_ledgers = options.keep_objects
+    read = reader.read(source)
     if not options.verify and not options.keep_objects:
         del source  # it lists every object read; only the ones kept below may stay
         read.objects = [o for o in read.objects if o.ref in read.raw]
@@ -263,6 +268,9 @@ def _plan_migration(options: PlanOptions) -> PlanResult:
 
 def verify_settings(options: PlanOptions) -> Settings:
     """Mesh-wide facts the evaluators need that no manifest holds."""
+    # The checks' modules are imported when a check runs: `plan --no-verify` needs none.
+    from migrate.verify.registry import Settings
+
     return Settings(trust_domain=options.trust_domain, root_namespace=options.root_namespace,
                     linkerd_default_policy=options.linkerd_default_policy,
                     consul_default_allow=options.consul_default_intention == "allow")
@@ -270,6 +278,8 @@ def verify_settings(options: PlanOptions) -> Settings:
 
 def verify_plan(objects: list[RawObject], plan: Plan, options: PlanOptions) -> Equivalence:
     """Compare the source with the plan's final state on generated probes."""
+    from migrate.verify.compare import compare, final_state
+
     target, annotations = final_state(
         ([m.body for m in s.manifests], s.commands) for s in plan.steps)
     return compare([o.body for o in objects], target, annotations, plan.losses,
@@ -280,6 +290,8 @@ def verify_plan(objects: list[RawObject], plan: Plan, options: PlanOptions) -> E
 def check_coexistence(objects: list[RawObject], plan: Plan,
                       options: PlanOptions) -> list[dict[str, Any]]:
     """Each step's mixed state evaluated for the calls between namespaces."""
+    from migrate.verify.coexist import coexistence
+
     moved: list[str] = []
     steps = []
     for step in plan.steps:
@@ -408,6 +420,7 @@ def verify_against_plan(options: PlanOptions, plan_dir: str) -> Equivalence:
     from migrate.errors import SourceError
     from migrate.losses import Loss
     from migrate.sources.model import RawObject as _Raw
+    from migrate.verify.compare import compare, final_state
 
     root = Path(plan_dir)
     try:

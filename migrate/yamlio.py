@@ -1,10 +1,12 @@
 """YAML in and out: fast, line-aware loading and deterministic, parser-safe dumping.
 
-Loading uses PyYAML's C loader when libyaml is present. Each document keeps the line it
-starts on, so that every problem can be reported as ``file:line``. Dumping sorts nothing
-that the caller ordered on purpose, puts ``apiVersion, kind, metadata, spec`` first, and
-quotes every string another YAML parser could read as something else (YAML 1.1 booleans
-such as ``y``/``on``, dates, YAML 1.2 numbers such as ``1e3`` or ``0o17``).
+Loading uses PyYAML's C loader when libyaml is present, and builds plain documents (maps,
+lists, scalars) itself rather than through PyYAML's generic constructor, with the same
+result. Each document keeps the line it starts on, so that every problem can be reported as
+``file:line``. Dumping sorts nothing that the caller ordered on purpose, puts ``apiVersion,
+kind, metadata, spec`` first, and quotes every string another YAML parser could read as
+something else (YAML 1.1 booleans such as ``y``/``on``, dates, YAML 1.2 numbers such as
+``1e3`` or ``0o17``).
 """
 
 from __future__ import annotations
@@ -74,6 +76,61 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
     return size
 
 
+_TAG = "tag:yaml.org,2002:"
+_STR, _MAP, _SEQ = f"{_TAG}str", f"{_TAG}map", f"{_TAG}seq"
+# Scalar tags whose SafeConstructor method is a plain function of the node.
+_SCALARS = frozenset(f"{_TAG}{t}" for t in ("null", "bool", "int", "float", "timestamp",
+                                           "binary"))
+_MAX_FAST_DEPTH = 64
+
+
+class _Unusual(Exception):
+    """A node the fast construction leaves to PyYAML's own constructor."""
+
+
+def _construct(loader: Any, node: yaml.Node, seen: set[int], depth: int = 0) -> Any:
+    """What PyYAML's SafeConstructor builds from ``node``, for plain documents.
+
+    PyYAML's constructor is Python even under the C loader, and dispatches every node
+    through generic code (a generator per mapping): about a third of reading a YAML dump.
+    Plain mappings, sequences and scalars, which is what Kubernetes manifests are, are built
+    here directly: scalars by SafeConstructor's own methods, so values are the same. Anything
+    else raises :class:`_Unusual` and the caller builds the document the usual way: other tags
+    (``!!set``, ``!!omap``, unknown ones), merge keys (``<<``), non-scalar keys, a node reached
+    twice (an alias), nesting deeper than :data:`_MAX_FAST_DEPTH` (so the usual recursion
+    limits still decide).
+    """
+    cls, tag = node.__class__, node.tag
+    if cls is yaml.ScalarNode:
+        if tag == _STR:
+            return node.value
+        if tag in _SCALARS:
+            return loader.yaml_constructors[tag](loader, node)
+        raise _Unusual
+    if depth > _MAX_FAST_DEPTH or id(node) in seen:
+        raise _Unusual
+    seen.add(id(node))
+    if cls is yaml.MappingNode and tag == _MAP:
+        out = {}
+        for key_node, value_node in node.value:
+            if key_node.__class__ is not yaml.ScalarNode:
+                raise _Unusual  # unhashable, or a merge of several mappings
+            out[_construct(loader, key_node, seen)] = _construct(loader, value_node, seen,
+                                                                 depth + 1)
+        return out
+    if cls is yaml.SequenceNode and tag == _SEQ:
+        return [_construct(loader, item, seen, depth + 1) for item in node.value]
+    raise _Unusual
+
+
+def _document(loader: Any, node: yaml.Node) -> Any:
+    """The document's data, as ``loader.construct_document(node)`` makes it."""
+    try:
+        return _construct(loader, node, set())
+    except _Unusual:
+        return loader.construct_document(node)
+
+
 def load_documents(text: str, line_offset: int = 0) -> Iterator[Document]:
     """Yield each document of a YAML stream with its starting line.
 
@@ -93,7 +150,7 @@ def load_documents(text: str, line_offset: int = 0) -> Iterator[Document]:
                     f"YAML aliases expand this document past {MAX_EXPANDED_NODES:,} nodes "
                     "(an alias bomb?); not read", node.start_mark.line + 1 + line_offset,
                     node.start_mark.column + 1)
-            data = loader.construct_document(node)
+            data = _document(loader, node)
             yield Document(data, node.start_mark.line + 1 + line_offset)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

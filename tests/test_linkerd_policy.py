@@ -137,3 +137,28 @@ def test_wildcard_principals():
                            "y.x.serviceaccount.identity.linkerd.other.td"]} in mtls
     assert [x.severity.value for x in result.losses if x.code == "AUTHZ_PRINCIPAL"] == [
         "degraded", "manual"]
+
+
+def test_server_overlap_index_finds_the_pairs_comparing_every_pair_finds():
+    import random
+    from types import SimpleNamespace
+
+    from migrate.dialects.linkerd.policy import _overlapping
+    from migrate.ir.graph import selects
+
+    def every_pair(servers):  # the definition: each Server against each other one
+        return [(a.name, b.name) for a in servers for b in servers
+                if a is not b and a.port == b.port and a.name < b.name and (
+                    selects(tuple(a.selector.items()), b.workload.pod_labels)
+                    or selects(tuple(b.selector.items()), a.workload.pod_labels))]
+
+    rnd = random.Random(6)
+    for _ in range(500):
+        servers = []
+        for i in range(rnd.randint(0, 10)):
+            keys = rnd.sample("abcd", rnd.randint(0, 3))
+            labels = tuple(sorted((k, rnd.choice("xy")) for k in keys))
+            servers.append(SimpleNamespace(
+                name=f"{rnd.choice('pqrs')}{i}", port=rnd.choice((80, 81)),
+                selector=dict(labels), workload=SimpleNamespace(pod_labels=labels)))
+        assert [(a.name, b.name) for a, b in _overlapping(servers)] == every_pair(servers)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import gc
 import hashlib
+import json
 import random
 import re
 from pathlib import Path
@@ -85,6 +86,7 @@ def test_plan_without_checks_lets_go_of_objects_it_does_not_use(tmp_path: Path):
     assert any(o.ref not in kept.read.raw for o in kept.read.objects), "shop has Deployments"
     assert [o.ref for o in slim.read.objects] == \
         [o.ref for o in kept.read.objects if o.ref in kept.read.raw]
+    assert kept.read.accounted and not slim.read.accounted  # field ledgers are let go too
     # The plan is the same either way.
     assert dump_plan(slim.plan) == dump_plan(kept.plan)
     assert [step_files(s) for s in slim.plan.steps] == [step_files(s) for s in kept.plan.steps]
@@ -97,6 +99,42 @@ def test_write_plan_writes_the_bytes_dump_plan_returns(tmp_path: Path):
     plan = plan_migration(PlanOptions("istio", "linkerd", [str(BOOKINFO)])).plan
     write_plan(plan, tmp_path / "plan.json")
     assert (tmp_path / "plan.json").read_bytes() == dump_plan(plan).encode("utf-8")
+
+
+
+def test_plan_json_encoder_writes_what_json_dumps_writes():
+    import math
+    import random
+
+    from migrate.emit.planjson import _indented
+
+    rnd = random.Random(5)
+
+    def value(depth):
+        if depth > 4 or rnd.random() < 0.4:
+            return rnd.choice(["s", "ü\t\"\u2028", 3, -1, 0.1, -0.0, math.inf, math.nan, None,
+                               True, False, "", [], {}, ["x", "y\n"], ("t",), 10**30])
+        if rnd.random() < 0.5:
+            return [value(depth + 1) for _ in range(rnd.randint(0, 4))]
+        return {rnd.choice(["k", "ñ", 1, 2.5, True, None]): value(depth + 1)
+                for _ in range(rnd.randint(0, 4))}
+
+    for _ in range(2000):
+        v = value(0)
+        for level in (0, 2):
+            assert _indented(v, level) == json.dumps(v, indent=2, ensure_ascii=False).replace(
+                "\n", "\n" + "  " * level)
+
+
+def test_write_plan_batches_join_into_the_bytes_dump_plan_returns(tmp_path: Path):
+    import dataclasses
+
+    plan = plan_migration(PlanOptions("istio", "linkerd", [str(BOOKINFO)])).plan
+    for count in (0, 1, 999, 1000, 1001, 2500):  # losses are written 1,000 at a time
+        losses = (plan.losses * (count // max(len(plan.losses), 1) + 1))[:count]
+        variant = dataclasses.replace(plan, losses=losses, steps=plan.steps[:count % 3])
+        write_plan(variant, tmp_path / "plan.json")
+        assert (tmp_path / "plan.json").read_bytes() == dump_plan(variant).encode("utf-8")
 
 
 def test_collector_is_back_on_after_a_plan_and_nothing_stays_frozen():

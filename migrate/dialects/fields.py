@@ -124,6 +124,16 @@ class Fields:
         """The value at ``path`` without consuming it."""
         return self._lookup(path, default)
 
+    def keys_at(self, path: str) -> dict[str, Any]:
+        """The mapping at ``path`` for testing which keys it has, without consuming anything:
+        ``keys_at(p).get(k)`` is ``peek(join(p, k))``. Empty when absent or not a mapping.
+
+        Readers test a dozen optional keys of a rule or policy for presence: one lookup
+        instead of one walk from the root per key.
+        """
+        value = self._lookup(path, None)
+        return value if isinstance(value, dict) else {}
+
     def mapping(self, path: str, whole: bool = False) -> dict[str, Any]:
         """A mapping field; a wrong type is reported and read as empty."""
         return self._typed(path, dict, "a mapping", {}, whole)

@@ -1,1 +1,1 @@
-"""The mesh-neutral intermediate representation: typed records held in a networkx graph."""
+"""The mesh-neutral intermediate representation: typed records in a graph of typed edges."""

@@ -23,7 +23,7 @@ def labels(mapping: Mapping[str, object] | None) -> Labels:
     return tuple(sorted((str(k), str(v)) for k, v in (mapping or {}).items()))
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Origin:
     """Where a fact came from: the source object and the field path inside it."""
 
@@ -32,7 +32,7 @@ class Origin:
     """JSON-style path in the source's own vocabulary, e.g. ``spec.http[1].route[0]``."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FeatureUse:
     """A use of a model feature (a key of mappings/features.yaml) at one origin."""
 
@@ -42,7 +42,7 @@ class FeatureUse:
     """Specifics for the message, e.g. the mirror host."""
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class ServiceKey:
     """A Kubernetes Service by namespace and name."""
 
@@ -53,7 +53,7 @@ class ServiceKey:
         return f"{self.namespace}/{self.name}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Namespace:
     """A namespace and its data-plane (injection) state in the source mesh."""
 
@@ -65,7 +65,7 @@ class Namespace:
     origin: Origin | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ServicePort:
     """One port of a Service."""
 
@@ -89,7 +89,7 @@ class ServicePort:
         return "unknown"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Service:
     """A Kubernetes Service."""
 
@@ -106,7 +106,7 @@ class Service:
     from the ports."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Probe:
     """An HTTP probe kubelet sends to a container (needs authorizing under Linkerd routes)."""
 
@@ -114,7 +114,7 @@ class Probe:
     port: int | str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Workload:
     """A pod template owner (Deployment, StatefulSet, DaemonSet) or a bare Pod."""
 
@@ -139,7 +139,7 @@ class Workload:
         return self.origin.ref
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StringMatch:
     """An exact, prefix or regex string match (Istio StringMatch)."""
 
@@ -148,7 +148,7 @@ class StringMatch:
     value: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RouteMatch:
     """One match block of a route rule; all present conditions must hold (AND)."""
 
@@ -161,7 +161,7 @@ class RouteMatch:
     origin_path: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HeaderOps:
     """Header changes: set (replace), add (append) and remove."""
 
@@ -173,7 +173,7 @@ class HeaderOps:
         return bool(self.set or self.add or self.remove)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Backend:
     """A weighted destination of a rule."""
 
@@ -188,7 +188,7 @@ class Backend:
     origin_path: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Retry:
     """Retry policy of a rule."""
 
@@ -207,7 +207,7 @@ class Retry:
         return dict(self.field_paths).get(key) or f"{self.origin_path}.{key}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Redirect:
     """An HTTP redirect answered by the proxy."""
 
@@ -219,7 +219,7 @@ class Redirect:
     origin_path: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rewrite:
     """Changes the proxy makes to a forwarded request: its path and its authority (Host).
 
@@ -283,7 +283,7 @@ class Route:
     origin: Origin
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Subset:
     """A named subset of a Service's endpoints, selected by labels."""
 
@@ -292,7 +292,7 @@ class Subset:
     origin_path: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OutlierDetection:
     """Passive health checking (endpoint ejection after consecutive failures)."""
 
@@ -301,7 +301,7 @@ class OutlierDetection:
     origin_path: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DestinationPolicy:
     """Client-side policy for traffic to a Service: subsets, TLS, balancing, ejection."""
 
@@ -316,7 +316,7 @@ class DestinationPolicy:
     origin: Origin
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MTLSPolicy:
     """Inbound mTLS mode for a namespace or the workloads a selector picks."""
 
@@ -331,7 +331,7 @@ class MTLSPolicy:
     origin: Origin
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AuthzSource:
     """One ``from.source`` alternative: its fields must all hold (AND)."""
 
@@ -343,7 +343,7 @@ class AuthzSource:
     origin_path: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AuthzOperation:
     """One ``to.operation`` alternative: its fields must all hold (AND)."""
 
@@ -353,7 +353,7 @@ class AuthzOperation:
     origin_path: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AuthzRule:
     """Sources (OR) AND operations (OR). Empty sources/operations mean any."""
 
@@ -366,7 +366,7 @@ class AuthzRule:
     than the source did, where keeping it without them would allow more."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AuthzPolicy:
     """An authorization policy on the workloads a selector picks (None: namespace-wide)."""
 
@@ -380,7 +380,7 @@ class AuthzPolicy:
     origin: Origin
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Opaque:
     """A source object with no model here (EnvoyFilter, ServiceEntry, ...): reported only."""
 
@@ -391,7 +391,7 @@ class Opaque:
     hosts: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExternalPort:
     """A port of an external service, with its protocol in Istio's names (``HTTP``,
     ``HTTPS``, ``HTTP2``, ``GRPC``, ``TLS``, ``TCP``)."""
@@ -401,7 +401,7 @@ class ExternalPort:
     name: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExternalService:
     """A destination outside the mesh its workloads reach by host name or address (Istio
     ServiceEntry with ``location: MESH_EXTERNAL``, Consul ServiceDefaults ``destination``,
@@ -426,7 +426,7 @@ class ExternalService:
     origin: Origin
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EgressPolicy:
     """Whether proxies may reach destinations the mesh does not know: Istio's
     ``outboundTrafficPolicy`` (a Sidecar, or the mesh config), Consul's

@@ -352,7 +352,7 @@ def undo_manifests(manifests: list[Manifest]) -> list[str]:
     (patches) is removed, and the objects stay (``kubectl delete -k`` would delete them).
     """
     out = []
-    for m in sorted(manifests, key=lambda m: (m.patch, m.kind, m.namespace, m.name)):
+    for m in sorted(manifests, key=_undo_order):
         if not m.patch:
             out.append(_delete(m))
             continue
@@ -363,10 +363,23 @@ def undo_manifests(manifests: list[Manifest]) -> list[str]:
     return out
 
 
+def _undo_order(m: Manifest) -> tuple[bool, str, str, str]:
+    """``(m.patch, m.kind, m.namespace, m.name)``, read from the body in one call: this sorts
+    every manifest of every step, where the four property calls were most of the cost."""
+    meta = m.body["metadata"]
+    return m.patch, str(m.body["kind"]), str(meta.get("namespace", "")), str(meta["name"])
+
+
 def _delete(m: Manifest) -> str:
-    group = m.body["apiVersion"].split("/")[0] if "/" in m.body["apiVersion"] else ""
-    kind = f"{m.kind.lower()}.{group}" if group else m.kind.lower()
-    return f"kubectl delete {kind}/{m.name} -n {m.namespace} --ignore-not-found"
+    # Runs for nearly every manifest of a plan: the body is read once here rather than
+    # through the kind, name and namespace properties (the same values).
+    body = m.body
+    api, meta = body["apiVersion"], body["metadata"]
+    group = api.split("/")[0] if "/" in api else ""
+    kind = str(body["kind"]).lower()
+    kind = f"{kind}.{group}" if group else kind
+    return (f"kubectl delete {kind}/{meta['name']} -n {meta.get('namespace', '')} "
+            "--ignore-not-found")
 
 
 def _ingress(p: PlanInput, number: int) -> Step:

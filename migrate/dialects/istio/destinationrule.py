@@ -48,30 +48,31 @@ def read_destination_rule(reader: IstioReader, f: Fields, graph: MeshGraph) -> N
 
 def _traffic_policy(f: Fields, path: str) -> tuple[str, OutlierDetection | None]:
     lb = join(path, "loadBalancer")
-    if f.peek(join(lb, "simple")) is not None:
+    given, balancing = f.keys_at(path), f.keys_at(lb)
+    if balancing.get("simple") is not None:
         f.use("destination.lb.simple", join(lb, "simple"), f.string(join(lb, "simple")))
     for key, feature in (("consistentHash", "destination.lb.consistent_hash"),
                          ("localityLbSetting", "destination.lb.locality"),
                          ("warmupDurationSecs", "destination.lb.warmup"),
                          ("warmup", "destination.lb.warmup")):
-        if f.peek(join(lb, key)) is not None:
+        if balancing.get(key) is not None:
             f.use(feature, join(lb, key))
-    if f.peek(join(path, "connectionPool")) is not None:
+    if given.get("connectionPool") is not None:
         f.use("destination.connection_pool", join(path, "connectionPool"))
     for key in ("tunnel", "proxyProtocol"):
-        if f.peek(join(path, key)) is not None:
+        if given.get(key) is not None:
             f.use("destination.tunnel", join(path, key))
-    if f.peek(join(path, "retryBudget")) is not None:
+    if given.get("retryBudget") is not None:
         f.use("destination.retry_budget", join(path, "retryBudget"))
     tls_mode = f.string(join(path, "tls.mode"))
-    if f.peek(join(path, "tls")) is not None:
+    if given.get("tls") is not None:
         feature = {"ISTIO_MUTUAL": "destination.tls.istio_mutual", "DISABLE":
                    "destination.tls.disable", "": "destination.tls.istio_mutual"}.get(
                        tls_mode, "destination.tls.origination")
         f.use(feature, join(path, "tls"), tls_mode)
     outlier = None
     od = join(path, "outlierDetection")
-    if f.peek(od) is not None:
+    if given.get("outlierDetection") is not None:
         errors = f.integer(join(od, "consecutive5xxErrors"))
         if errors is None:
             errors = f.integer(join(od, "consecutiveErrors"))

@@ -99,15 +99,16 @@ def _rule(f: Fields, path: str) -> AuthzRule:
     sources = []
     for j, _ in enumerate(f.list(join(path, "from"))):
         sp = f"{path}.from[{j}].source"
+        given = f.keys_at(sp)
         for key in _NEGATED_SOURCE:
-            if f.peek(join(sp, key)) is not None:
+            if given.get(key) is not None:
                 f.use("authz.source.negated", join(sp, key))
         for key, feature in (("requestPrincipals", "authz.source.request_principals"),
                              ("notRequestPrincipals", "authz.source.request_principals"),
                              ("remoteIpBlocks", "authz.source.remote_ip_blocks"),
                              ("notRemoteIpBlocks", "authz.source.remote_ip_blocks"),
                              ("trustDomains", "authz.source.trust_domains")):
-            if f.peek(join(sp, key)) is not None:
+            if given.get(key) is not None:
                 f.use(feature, join(sp, key))
         sources.append(AuthzSource(
             principals=f.strings(join(sp, "principals")),
@@ -118,10 +119,11 @@ def _rule(f: Fields, path: str) -> AuthzRule:
     operations = []
     for j, _ in enumerate(f.list(join(path, "to"))):
         op = f"{path}.to[{j}].operation"
+        given = f.keys_at(op)
         for key in _NEGATED_OPERATION:
-            if f.peek(join(op, key)) is not None:
+            if given.get(key) is not None:
                 f.use("authz.operation.negated", join(op, key))
-        if f.peek(join(op, "hosts")) is not None:
+        if given.get("hosts") is not None:
             f.use("authz.operation.hosts", join(op, "hosts"))
         ports = []
         for k, port in enumerate(f.strings(join(op, "ports"))):

@@ -90,8 +90,9 @@ def read_virtual_service(reader: IstioReader, f: Fields, graph: MeshGraph) -> No
 
 def _http_rule(reader: IstioReader, f: Fields, i: int, mesh: bool) -> Rule:
     path = f"spec.http[{i}]"
+    given = f.keys_at(path)
     for key, feature in _HTTP_FEATURES.items():
-        if f.peek(join(path, key)) is not None:
+        if given.get(key) is not None:
             f.use(feature, join(path, key))
     fault = f.mapping(join(path, "fault"))
     for key in sorted(fault):
@@ -103,7 +104,7 @@ def _http_rule(reader: IstioReader, f: Fields, i: int, mesh: bool) -> Rule:
     if mesh:
         for key, feature in (("timeout", "route.timeout"), ("retries", "route.retry"),
                              ("headers", "route.header_ops"), ("redirect", "route.redirect")):
-            if f.peek(join(path, key)) is not None:
+            if given.get(key) is not None:
                 f.note(feature, join(path, key))
         f.note("route.http", path)
     return Rule(
@@ -148,7 +149,13 @@ def _destination(reader: IstioReader, f: Fields, path: str, mesh: bool) -> Backe
     )
 
 
+_NO_HEADER_OPS = HeaderOps()
+
+
 def _header_ops(f: Fields, path: str) -> HeaderOps:
+    if f.peek(path) is None:
+        return _NO_HEADER_OPS  # most rules and destinations change no headers: nothing to read
+
     def pairs(key: str) -> tuple[tuple[str, str], ...]:
         items = f.mapping(join(path, key), whole=True).items()
         return tuple(sorted((str(k), str(v)) for k, v in items))

@@ -39,7 +39,7 @@ Choices, with their sources:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from migrate.dialects.base import Manifest
@@ -378,8 +378,8 @@ def _weights(ctx: WriteContext, ref: ObjectRef, rule: Rule,
 def _tcp_rule(ctx: WriteContext, ns: str, route: Route, rule: Rule) -> dict[str, Any] | None:
     ref = route.origin.ref
     routes = _destinations(ctx, ns, ref, Rule(**{**rule.__dict__, "backends": tuple(
-        Backend(**{**b.__dict__, "request_headers": HeaderOps(),
-                   "response_headers": HeaderOps()}) for b in rule.backends)}))
+        replace(b, request_headers=HeaderOps(), response_headers=HeaderOps())
+        for b in rule.backends)}))
     if not routes:
         ctx.losses.report(
             "ROUTE_RULE_EMPTY", Severity.MANUAL, "route.tcp", ref, rule.origin_path,

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from migrate.dialects.base import Manifest, TargetConfig
 from migrate.dialects.linkerd.inbound_overlap import Atom, atoms_of, plan_routes
@@ -43,6 +43,11 @@ PROBE_NETWORKS = ({"cidr": "0.0.0.0/0"}, {"cidr": "::/0"})
 # policy.linkerd.io/v1beta3 HTTPRoute: spec.rules maxItems 16, rules[].matches maxItems 8
 # (linkerd2 charts/linkerd-crds/templates/policy/httproute.yaml).
 MAX_RULES, MAX_MATCHES = 16, 8
+# Every catch-all route's one match; shared, as nothing changes a manifest once written.
+_CATCH_ALL = [{"path": {"type": "PathPrefix", "value": "/"}}]
+_canonical = json.JSONEncoder(sort_keys=True).encode
+"""``json.dumps(value, sort_keys=True)`` without building an encoder per call (tens of
+thousands of calls name the policies and routes of a large mesh)."""
 
 
 @dataclass
@@ -57,6 +62,7 @@ class PolicyContext:
     control_plane_namespace: str = "linkerd"
     _authns: dict[tuple[str, str], str] = field(default_factory=dict)
     _policies: set[tuple[str, str]] = field(default_factory=set)
+    _probe_matches: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -75,6 +81,16 @@ class _Server:
     """match-set JSON -> route name."""
     grants: list[_Grant] = field(default_factory=list)
     """Path or method grants, turned into routes once every policy is read."""
+
+    @property
+    def parent_refs(self) -> list[dict[str, str]]:
+        """``parentRefs`` of the Server's inbound routes: one list, shared by all of them."""
+        if self._parent_refs is None:
+            self._parent_refs = [{"group": "policy.linkerd.io", "kind": "Server",
+                                  "name": self.name}]
+        return self._parent_refs
+
+    _parent_refs: list[dict[str, str]] | None = field(default=None, init=False, repr=False)
 
 
 @dataclass
@@ -178,29 +194,63 @@ def _protocol(ctx: PolicyContext, w: Workload, port: int, port_name: str) -> str
 
 
 def _check_overlap(ctx: PolicyContext, servers: list[_Server]) -> None:
-    for a in servers:
-        for b in servers:
-            if a is not b and a.port == b.port and a.name < b.name and (
+    """Report every pair of Servers on one port whose selectors pick the same pods."""
+    for a, b in _overlapping(servers):
+        ctx.losses.report(
+            "AUTHZ_SERVER_OVERLAP", Severity.MANUAL, "authz.allow", a.workload.ref,
+            a.workload.origin.path,
+            f"Servers {a.name} and {b.name} select overlapping pods on port {a.port}",
+            "Give the workloads distinguishing pod labels, then re-run.")
+
+
+def _overlapping(servers: list[_Server]) -> Iterator[tuple[_Server, _Server]]:
+    """(a, b) with ``a.name < b.name``, on one port, where either selector picks the other's
+    pods; in the order of a loop over ``servers`` inside a loop over ``servers``.
+
+    Comparing every pair was quadratic in a namespace's Servers. A Server's selector is its
+    workload's pod labels, and it picks the pods of the Servers carrying each of its labels:
+    those all carry its rarest label, so only they are compared. Overlap goes both ways, so
+    each Server is then paired with those it picks and those that pick it.
+    """
+    carrying: dict[tuple[int, tuple[str, str]], list[int]] = {}
+    on_port: dict[int, list[int]] = {}
+    for i, srv in enumerate(servers):
+        on_port.setdefault(srv.port, []).append(i)
+        for pair in srv.workload.pod_labels:
+            carrying.setdefault((srv.port, pair), []).append(i)
+    related: list[set[int]] = [set() for _ in servers]
+    for i, a in enumerate(servers):
+        labels = a.workload.pod_labels
+        # An empty selector picks every pod on the port.
+        candidates = min((carrying[(a.port, pair)] for pair in labels), key=len) \
+            if labels else on_port[a.port]
+        for j in candidates:
+            if j != i and selects(labels, servers[j].workload.pod_labels):
+                related[i].add(j)
+                related[j].add(i)
+    for i, a in enumerate(servers):
+        for j in sorted(related[i]):
+            b = servers[j]
+            if a.name < b.name and (
                     selects(tuple(a.selector.items()), b.workload.pod_labels)
                     or selects(tuple(b.selector.items()), a.workload.pod_labels)):
-                ctx.losses.report(
-                    "AUTHZ_SERVER_OVERLAP", Severity.MANUAL, "authz.allow", a.workload.ref,
-                    a.workload.origin.path,
-                    f"Servers {a.name} and {b.name} select overlapping pods on port {a.port}",
-                    "Give the workloads distinguishing pod labels, then re-run.")
+                yield a, b
 
 
 def _emit_server(ctx: PolicyContext, srv: _Server) -> None:
     staged = "audit" if srv.final != "all-unauthenticated" else srv.final
     sources = tuple(sorted(srv.sources | {srv.workload.ref}))
+    # The staged and the enforced Server differ only in accessPolicy, so they share the rest:
+    # nothing changes a manifest body once it is written (annotated() copies what it
+    # changes), and the policy writer's output was the largest part of a plan's memory.
+    metadata = {"name": srv.name, "namespace": srv.namespace}
+    selector = {"matchLabels": dict(sorted(srv.selector.items()))}
     for phase, access in (("staged", staged), ("enforced", srv.final)):
-        spec: dict[str, Any] = {"podSelector": {"matchLabels": dict(sorted(srv.selector.items()))},
-                                "port": srv.port}
+        spec: dict[str, Any] = {"podSelector": selector, "port": srv.port}
         if srv.protocol:
             spec["proxyProtocol"] = srv.protocol
         spec["accessPolicy"] = access
-        body = {"apiVersion": SERVER_API, "kind": "Server",
-                "metadata": {"name": srv.name, "namespace": srv.namespace}, "spec": spec}
+        body = {"apiVersion": SERVER_API, "kind": "Server", "metadata": metadata, "spec": spec}
         bucket = ctx.out.policy_staged if phase == "staged" else ctx.out.policy_enforced
         ctx.out.add(bucket, Manifest(body, sources))
     if not srv.routes:
@@ -209,8 +259,7 @@ def _emit_server(ctx: PolicyContext, srv: _Server) -> None:
     # While callers still come from Istio, unmatched requests must not turn into 404s.
     name = ctx.names.claim("HTTPRoute", srv.namespace, k8s_name(srv.name, "all"),
                            f"catchall/{srv.namespace}/{srv.name}")
-    catch_all = Manifest(_inbound_route(name, srv, [{"path": {"type": "PathPrefix",
-                                                             "value": "/"}}]), sources)
+    catch_all = Manifest(_inbound_route(name, srv, _CATCH_ALL), sources)
     ctx.out.add(ctx.out.policy_staged, catch_all)
     if not srv.server_level_authz:
         ctx.out.add(ctx.out.remove_at_enforce, catch_all)
@@ -222,8 +271,7 @@ def _probe_route(ctx: PolicyContext, srv: _Server, sources: tuple[ObjectRef, ...
         return
     route = ctx.names.claim("HTTPRoute", srv.namespace, k8s_name(srv.name, "probes"),
                             f"probes/{srv.namespace}/{srv.name}")
-    matches = [{"path": {"type": "Exact", "value": p.path}, "method": "GET"}
-               for p in sorted({p.path: p for p in probes}.values(), key=lambda p: p.path)]
+    matches = [_probe_match(ctx, path) for path in sorted({p.path for p in probes})]
     ctx.out.add(ctx.out.policy_staged, Manifest(_inbound_route(route, srv, matches), sources))
     netauth = _authentication(ctx, srv.namespace, "NetworkAuthentication", "kubelet-probes",
                               {"networks": [dict(n) for n in PROBE_NETWORKS]}, sources)
@@ -240,16 +288,23 @@ def _probe_route(ctx: PolicyContext, srv: _Server, sources: tuple[ObjectRef, ...
         "Narrow the probe networks to the node CIDRs if that matters.")
 
 
+def _probe_match(ctx: PolicyContext, path: str) -> dict[str, Any]:
+    """``GET <path>``: one dict per probe path, shared by every probe route that has it
+    (a mesh repeats a few probe paths on thousands of Servers)."""
+    if path not in ctx._probe_matches:
+        ctx._probe_matches[path] = {"path": {"type": "Exact", "value": path}, "method": "GET"}
+    return ctx._probe_matches[path]
+
+
 def _inbound_route(name: str, srv: _Server, matches: list[dict[str, Any]]) -> dict[str, Any]:
     # The CRD caps matches per rule; rules of one route share its authorizations and Linkerd
     # ranks a route by its best match over all rules, so splitting changes nothing.
-    rules = [{"matches": matches[k:k + MAX_MATCHES]}
+    # (A list that fits in one rule is used as it is rather than copied.)
+    rules = [{"matches": matches if len(matches) <= MAX_MATCHES else matches[k:k + MAX_MATCHES]}
              for k in range(0, len(matches), MAX_MATCHES)]
     return {"apiVersion": ROUTE_API, "kind": "HTTPRoute",
             "metadata": {"name": name, "namespace": srv.namespace},
-            "spec": {"parentRefs": [{"group": "policy.linkerd.io", "kind": "Server",
-                                     "name": srv.name}],
-                     "rules": rules}}
+            "spec": {"parentRefs": srv.parent_refs, "rules": rules}}
 
 
 def _authorize(ctx: PolicyContext, srv: _Server, policy: AuthzPolicy) -> None:
@@ -288,7 +343,7 @@ def _inbound_routes(ctx: PolicyContext, srv: _Server) -> None:
     plan = plan_routes([g.atoms for g in srv.grants])
     parts: list[tuple[list[tuple[str, dict[str, Any]]], list[int]]] = []
     for atoms, covering in plan.routes:
-        matches = sorted({json.dumps(m, sort_keys=True): m
+        matches = sorted({_canonical(m): m
                           for a in atoms for m in a.matches()}.items())
         # A route holds at most MAX_RULES rules of MAX_MATCHES matches; the parts of a
         # longer one authorize the same grants, so which part wins does not matter.
@@ -430,7 +485,7 @@ def _identity_string(ctx: PolicyContext, ref: dict[str, str]) -> str:
 def _authentication(ctx: PolicyContext, ns: str, kind: str, wanted: str, spec: dict[str, Any],
                     sources: tuple[ObjectRef, ...]) -> str:
     """A MeshTLS/NetworkAuthentication, shared between policies with the same content."""
-    key = (ns, kind + json.dumps(spec, sort_keys=True))
+    key = (ns, kind + _canonical(spec))
     if key not in ctx._authns:
         name = ctx.names.claim(kind, ns, wanted, key[1])
         ctx._authns[key] = name
@@ -443,7 +498,7 @@ def _authentication(ctx: PolicyContext, ns: str, kind: str, wanted: str, spec: d
 def _authz_policy(ctx: PolicyContext, ns: str, wanted: str, target: dict[str, str],
                   refs: list[dict[str, str]], sources: tuple[ObjectRef, ...]) -> None:
     name = ctx.names.claim("AuthorizationPolicy", ns, wanted,
-                           json.dumps([target, refs], sort_keys=True))
+                           _canonical([target, refs]))
     if (ns, name) in ctx._policies:
         return  # the same grant from another rule or source
     ctx._policies.add((ns, name))

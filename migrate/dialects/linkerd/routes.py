@@ -106,6 +106,11 @@ def _http_route(ctx: RouteContext, route: Route, host: ServiceKey) -> None:
         wanted = base if n == 0 else f"{base}-{n + 1}"
         name = ctx.names.claim("HTTPRoute", host.namespace, wanted, f"{ref}/{host}/{n}")
         pairs = [pair.split("=", 1) for pair in key]
+        # Which source rule each rule came from, in order: for reviewers, and for the
+        # equivalence check to tie a target rule back to the losses of its source rule.
+        # (Made once for both flavours of the route, as are its sources.)
+        rules_annotation = ",".join(r.origin_path for r in sources[key])
+        route_sources = _route_sources(ctx, route, host, sources[key])
         for api, group in ((LINKERD_ROUTE_API, "core"), (GATEWAY_ROUTE_API, "")):
             kind, rules_out = "HTTPRoute", bodies
             as_grpc = grpc_rules(bodies) if grpc and api == GATEWAY_ROUTE_API else None
@@ -113,9 +118,7 @@ def _http_route(ctx: RouteContext, route: Route, host: ServiceKey) -> None:
                 kind, rules_out = "GRPCRoute", as_grpc
             annotations = {k.removeprefix("grpc:"): v for k, v in pairs
                            if k.startswith("grpc:") == (kind == "GRPCRoute")}
-            # Which source rule each rule came from, in order: for reviewers, and for the
-            # equivalence check to tie a target rule back to the losses of its source rule.
-            annotations[RULES_ANNOTATION] = ",".join(r.origin_path for r in sources[key])
+            annotations[RULES_ANNOTATION] = rules_annotation
             body = {
                 "apiVersion": api, "kind": kind,
                 "metadata": {"name": name, "namespace": host.namespace,
@@ -124,7 +127,7 @@ def _http_route(ctx: RouteContext, route: Route, host: ServiceKey) -> None:
                          "rules": rules_out},
             }
             bucket = ctx.out.routing if api == LINKERD_ROUTE_API else ctx.out.routing_final
-            manifest = Manifest(body, _route_sources(ctx, route, host, sources[key]))
+            manifest = Manifest(body, route_sources)
             ctx.out.add(bucket, manifest)
             if api == LINKERD_ROUTE_API:
                 ctx.out.add(ctx.out.remove_at_cleanup, manifest)
