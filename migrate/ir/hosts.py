@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from migrate.ir.model import ServiceKey
@@ -46,3 +47,13 @@ def host_in_value(value: str) -> str | None:
     if "." not in host and ":" not in value and "://" not in value:
         return None
     return host
+
+
+def ip_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    """An IP address or CIDR block as a network (a bare address is a one-address block), or
+    None for anything else, such as a host name."""
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+

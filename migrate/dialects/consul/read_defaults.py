@@ -7,7 +7,6 @@ Handlers account for every field and keep the facts the finishing pass needs.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -20,6 +19,7 @@ from migrate.dialects.consul.read_common import (
 )
 from migrate.dialects.fields import Fields, join
 from migrate.ir.graph import MeshGraph
+from migrate.ir.hosts import ip_network
 from migrate.ir.model import EgressPolicy, ExternalPort, ExternalService, Origin
 from migrate.losses import ObjectRef
 
@@ -124,20 +124,12 @@ def _destination(f: Fields, graph: MeshGraph, protocol: str) -> None:
     addresses = f.strings("spec.destination.addresses")
     port = f.integer("spec.destination.port")
     f.get("spec.destination")
-    hosts = tuple(a for a in addresses if not _is_ip(a))
-    ips = tuple(a for a in addresses if _is_ip(a))
+    hosts = tuple(a for a in addresses if ip_network(a) is None)
+    ips = tuple(a for a in addresses if ip_network(a) is not None)
     ports = (ExternalPort(port, (protocol or "tcp").upper()),) if port else ()
     f.note("egress.external", "spec.destination", ", ".join(addresses))
     graph.add(ExternalService(f.ref.namespace, f.ref.name, hosts, ips, ports,
                               "DNS" if hosts else "NONE", True, f.origin("spec.destination")))
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        return False
-    return True
 
 
 def _upstream_config(f: Fields, facts: ServiceDefaultsFacts) -> None:

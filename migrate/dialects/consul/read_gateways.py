@@ -59,7 +59,6 @@ def _listeners(spec: dict[str, Any]) -> list[IngressService]:
 
 FEATURE_OF_KIND = {
     "IngressGateway": "ingress.gateway",
-    "TerminatingGateway": "egress.service_entry",
     "Registration": "egress.service_entry",
     "ExportedServices": "multicluster",
     "SamenessGroup": "multicluster",

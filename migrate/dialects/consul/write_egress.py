@@ -34,10 +34,10 @@ Consul proxies only, so inert until the first namespace moves.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from migrate.dialects.consul.write_context import CONTROL_NAMESPACE, ConsulContext
+from migrate.ir.hosts import ip_network
 from migrate.ir.model import EgressPolicy, ExternalPort, ExternalService, Service
 from migrate.losses import ObjectRef, Severity
 from migrate.names import k8s_name
@@ -178,8 +178,5 @@ def _egress_mode(ctx: ConsulContext) -> None:
 
 def _single_ip(text: str) -> str:
     """The address of an IP, or of a CIDR block of exactly one address; "" otherwise."""
-    try:
-        net = ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        return ""
-    return str(net.network_address) if net.num_addresses == 1 else ""
+    net = ip_network(text)
+    return str(net.network_address) if net is not None and net.num_addresses == 1 else ""

@@ -91,9 +91,10 @@ def read_sidecar(reader: IstioReader, f: Fields, graph: MeshGraph) -> None:
                            f.origin("spec.outboundTrafficPolicy")))
 
 
-MESH_CONFIG = ObjectRef("ConfigMap", "istio-system", "istio", "v1")
-"""Where istiod keeps the mesh config (``data.mesh``); the reader takes the egress mode from
-``--istio-outbound-policy`` rather than from this object, which dumps rarely include."""
+MESH_CONFIG_NAME = "istio"
+"""The ConfigMap in the root namespace where istiod keeps the mesh config (``data.mesh``); the
+reader takes the egress mode from ``--istio-outbound-policy`` rather than from this object,
+which dumps rarely include."""
 
 
 def mesh_config_egress(reader: IstioReader, graph: MeshGraph) -> None:
@@ -106,8 +107,7 @@ def mesh_config_egress(reader: IstioReader, graph: MeshGraph) -> None:
         return  # ALLOW_ANY is Istio's default: nothing to carry
     if any(p.mesh_wide for p in graph.of(EgressPolicy)):
         return
-    ref = ObjectRef(MESH_CONFIG.kind, reader.root_namespace, MESH_CONFIG.name,
-                    MESH_CONFIG.api_version)
+    ref = ObjectRef("ConfigMap", reader.root_namespace, MESH_CONFIG_NAME, "v1")
     origin = Origin(ref, "data.mesh.outboundTrafficPolicy.mode")
     graph.use(FeatureUse("egress.mesh_only", origin, "every namespace (mesh config)"))
     graph.add(EgressPolicy(reader.root_namespace, "mesh-config", "REGISTRY_ONLY", True, origin))

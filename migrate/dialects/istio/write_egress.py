@@ -20,11 +20,11 @@ Service of the cluster, meshed or not, so callees still on the source mesh are n
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from migrate.dialects.base import Manifest
 from migrate.dialects.istio.write_common import NETWORKING_API, WriteContext
+from migrate.ir.hosts import ip_network
 from migrate.ir.model import EgressPolicy, ExternalService
 from migrate.losses import Severity
 
@@ -100,8 +100,7 @@ def _port(number: int, protocol: str, name: str) -> dict[str, Any]:
 
 def _address(text: str) -> str:
     """An address as Istio writes it: a plain IP for a /32 or /128 block."""
-    try:
-        net = ipaddress.ip_network(text, strict=False)
-    except ValueError:
+    net = ip_network(text)
+    if net is None:
         return text
     return str(net.network_address) if net.num_addresses == 1 else str(net)

@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from migrate.dialects.base import Manifest, TargetConfig
+from migrate.dialects.linkerd.read_egress import GLOBAL_EGRESS_NAMESPACE
 from migrate.ir.graph import MeshGraph
 from migrate.ir.model import EgressPolicy, ExternalService
 from migrate.losses import LossLog, ObjectRef, Severity
 from migrate.names import NameRegistry, k8s_name
 
-GLOBAL_EGRESS_NAMESPACE = "linkerd-egress"
 POLICY_API = "policy.linkerd.io/v1alpha1"
 _ROUTE_OF_PROTOCOL = {
     "HTTP": ("HTTPRoute", "gateway.networking.k8s.io/v1"),
