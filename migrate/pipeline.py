@@ -133,8 +133,8 @@ class PlanOptions:
     each object's field ledger in ``PlanResult.read.accounted`` (False drops the ledgers,
     which nothing in a plan reads). With False and ``verify`` off, the bodies the plan itself
     does not use are let go once the reader is done: only the source mesh's own objects
-    (restored on rollback) stay. Most of an input is Deployments and Services, so this is most
-    of its memory (docs/performance.md)."""
+    (restored on rollback) stay, packed (:meth:`RawObject.packed`). Most of an input is
+    Deployments and Services, so this is most of its memory (docs/performance.md)."""
 
 
 @dataclass
@@ -221,8 +221,11 @@ def _plan_migration(options: PlanOptions) -> PlanResult:
     reader.keep_ledgers = options.keep_objects
     read = reader.read(source)
     if not options.verify and not options.keep_objects:
-        del source  # it lists every object read; only the ones kept below may stay
-        read.objects = [o for o in read.objects if o.ref in read.raw]
+        # The source lists every object read; only the source mesh's own objects stay (for
+        # rollback copies), packed: as dicts they were a sixth of a plan's peak memory.
+        del source
+        read.raw = {ref: raw.packed() for ref, raw in read.raw.items()}
+        read.objects = [read.raw[o.ref] for o in read.objects if o.ref in read.raw]
     graph = read.graph
     check_capabilities(graph, table, version, losses)
     namespaces, outside = _namespaces(graph, root)

@@ -1,11 +1,13 @@
 """What the speed and memory work on large plans relies on (docs/performance.md): one copy of
-each source object, rollback copies made when they are written, the field ledger's shared
+each source object, rollback copies made when they are written, bodies kept packed (source
+objects and manifests read back as written, their identity unpacked), the field ledger's shared
 entries, objects let go after reading, plan.json written piece by piece, and the fast paths
 that must give the same answers as the general ones."""
 
 from __future__ import annotations
 
 import copy
+import datetime
 import gc
 import hashlib
 import json
@@ -16,12 +18,19 @@ from typing import Any
 
 import pytest
 
+from migrate.dialects.base import Manifest
 from migrate.dialects.fields import NOISE, Fields
 from migrate.dialects.istio.coexist import neutralize_mesh_tls
-from migrate.emit.manifests import step_files
+from migrate.emit.manifests import (
+    file_name,
+    manifest_file_name,
+    source_file_name,
+    step_file_names,
+    step_files,
+)
 from migrate.emit.planjson import dump_plan, write_plan
 from migrate.ir.graph import selects
-from migrate.losses import LossLog
+from migrate.losses import LossLog, ObjectRef
 from migrate.names import k8s_name
 from migrate.pipeline import PlanOptions, _no_gc_pauses, plan_migration
 from migrate.sources.files import MAX_OBJECT_CHARS, _has_oversized_document
@@ -44,24 +53,59 @@ def _dr(name: str, mode: str) -> RawObject:
 
 
 # -- one copy of each source object ---------------------------------------------------------
-def test_rollback_keeps_the_source_body_and_copies_it_when_written():
+def test_rollback_keeps_the_source_object_and_copies_it_when_written():
     result = plan_migration(PlanOptions("istio", "linkerd", [str(BOOKINFO)]))
-    bodies = {id(raw.body) for raw in result.read.raw.values()}
+    kept = {id(raw) for raw in result.read.raw.values()}
     steps = [s for s in result.plan.steps if s.rollback_sources]
     assert steps, "bookinfo has rollback copies"
     for step in steps:
-        # The step points at the reader's bodies: no second copy is kept in the plan.
-        assert all(id(body) in bodies for body in step.rollback_sources)
-        assert step.rollback_manifests == [strip_noise(b) for b in step.rollback_sources]
+        # The step points at the reader's objects: no second copy is kept in the plan.
+        assert all(id(obj) in kept for obj in step.rollback_sources)
+        assert step.rollback_manifests == [strip_noise(o.body) for o in step.rollback_sources]
         written = {name: body for name, body in step_files(step).items()
                    if name.startswith("rollback/")}
         assert list(written.values()) == sorted(step.rollback_manifests,
                                                 key=lambda b: _file_key(written, b))
+        # Rollback file names come from what the holders keep unpacked, as from the bodies.
+        assert step_file_names(step)[1] == sorted(written)
     # The rewritten DestinationRule is a copy: the source keeps ISTIO_MUTUAL for the rollback.
     first = result.plan.steps[0]
     [original] = first.rollback_sources
-    assert original["spec"]["trafficPolicy"]["tls"]["mode"] == "ISTIO_MUTUAL"
+    assert original.body["spec"]["trafficPolicy"]["tls"]["mode"] == "ISTIO_MUTUAL"
     assert "tls" not in first.manifests[0].body["spec"].get("trafficPolicy", {})
+
+
+def test_packed_source_object_reads_back_as_read_and_keeps_its_identity():
+    raw = RawObject({**_dr("reviews", "ISTIO_MUTUAL").body,
+                     "metadata": {"name": "reviews", "creationTimestamp":
+                                  datetime.datetime(2024, 1, 2, tzinfo=datetime.timezone.utc)}},
+                    "dr.yaml", 3)
+    packed = raw.packed()
+    assert packed.body == raw.body and packed.body is not packed.body  # a new copy each time
+    assert (packed.ref, packed.source, packed.line, packed.written_namespace) == \
+        (raw.ref, "dr.yaml", 3, "")
+    assert raw.ref.namespace == "default"  # as Kubernetes names it; the file keeps "cluster"
+    assert source_file_name(packed) == file_name(raw.body)
+    assert packed.packed() is packed and packed == raw
+    packed.body["spec"]["host"] = "changed"
+    assert packed.body["spec"]["host"] == "reviews"
+
+
+def test_manifest_keeps_its_body_packed_and_its_identity_unpacked():
+    body = {"apiVersion": "policy.linkerd.io/v1beta3", "kind": "Server",
+            "metadata": {"name": "web", "namespace": "shop", "labels": {"a": "b"}},
+            "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "port": 8080}}
+    ref = ObjectRef("Service", "shop", "web", "v1")
+    m = Manifest(body, (ref,))
+    assert m.body == body and m.body is not m.body
+    assert (m.api_version, m.kind, m.name, m.namespace, m.patch) == \
+        ("policy.linkerd.io/v1beta3", "Server", "web", "shop", False)
+    assert manifest_file_name(m) == file_name(body) == source_file_name(m)
+    body["spec"]["port"] = 9090  # the writer's dict changing later does not change the manifest
+    assert m.body["spec"]["port"] == 8080 and m != Manifest(body, (ref,))
+    cluster = Manifest({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}, ())
+    assert cluster.namespace == ""
+    assert manifest_file_name(cluster) == "namespace.core-cluster-x.yaml"
 
 
 def _file_key(written: dict[str, Any], body: dict[str, Any]) -> str:

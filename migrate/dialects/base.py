@@ -5,6 +5,7 @@ handling, field accounting) and the writer's output record.
 from __future__ import annotations
 
 import json
+import marshal
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
@@ -19,30 +20,50 @@ from migrate.sources.model import RawObject, SourceResult
 KindHandler = Callable[[Any, Fields, MeshGraph], None]
 
 
-@dataclass(frozen=True, slots=True)  # one per emitted object: slots keep each small
 class Manifest:
-    """One object a writer emits, with the source objects it came from."""
+    """One object a writer emits, with the source objects it came from.
 
-    body: dict[str, Any]
-    sources: tuple[ObjectRef, ...]
-    patch: bool = False
-    """True when the body only adds metadata to an object the cluster already has (applied
-    server-side, it merges); rolling back removes what it added, never the object."""
+    The body is kept packed (``marshal``, about a quarter of the dicts' size) and each read
+    of :attr:`body` returns a new copy: a plan holds every manifest of every step until it is
+    written, and as dicts they were the largest part of its peak memory
+    (docs/performance.md). What the planner asks of every manifest (API version, kind, name,
+    namespace) is kept unpacked.
+    """
 
-    @property
-    def kind(self) -> str:
+    __slots__ = ("_packed", "sources", "patch", "api_version", "kind", "name", "namespace")
+
+    def __init__(self, body: dict[str, Any], sources: tuple[ObjectRef, ...],
+                 patch: bool = False) -> None:
+        meta = body["metadata"]
+        self._packed = marshal.dumps(body)
+        self.sources = sources
+        self.patch = patch
+        """True when the body only adds metadata to an object the cluster already has
+        (applied server-side, it merges); rolling back removes what it added, never the
+        object."""
+        self.api_version = str(body.get("apiVersion", ""))
+        """``apiVersion`` of the emitted object."""
+        self.kind = str(body["kind"])
         """``kind`` of the emitted object."""
-        return str(self.body["kind"])
-
-    @property
-    def name(self) -> str:
+        self.name = str(meta["name"])
         """``metadata.name`` of the emitted object."""
-        return str(self.body["metadata"]["name"])
+        self.namespace = str(meta.get("namespace", ""))
+        """``metadata.namespace`` (empty for cluster-scoped objects)."""
 
     @property
-    def namespace(self) -> str:
-        """``metadata.namespace`` (empty for cluster-scoped objects)."""
-        return str(self.body["metadata"].get("namespace", ""))
+    def body(self) -> dict[str, Any]:
+        """The emitted object: a new copy at each read (changing it changes nothing here)."""
+        return marshal.loads(self._packed)  # type: ignore[no-any-return]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Manifest):
+            return NotImplemented
+        return (self.body, self.sources, self.patch) == (other.body, other.sources, other.patch)
+
+    __hash__ = None  # type: ignore[assignment]  # equal by content, which is mutable data
+
+    def __repr__(self) -> str:
+        return f"Manifest(body={self.body!r}, sources={self.sources!r}, patch={self.patch!r})"
 
 
 @dataclass

@@ -12,17 +12,16 @@ from typing import Any
 
 from migrate.dialects.base import Manifest
 from migrate.plan.model import Plan, Step
+from migrate.sources.model import RawObject
 from migrate.yamlio import dump_document
 
 SOURCE_ANNOTATION = "meshmigrate.io/source"
 
 
 def annotated(m: Manifest) -> dict[str, Any]:
-    """The manifest body with its source annotation (a copy: the body is not changed)."""
-    # Only metadata changes, so a shallow copy of the two levels above it is enough.
-    body = dict(m.body)
-    meta = dict(body.get("metadata") or {})
-    body["metadata"] = meta
+    """The manifest body with its source annotation (``m.body`` is a copy of its own)."""
+    body = m.body
+    meta = body["metadata"]
     annotations = dict(meta.get("annotations") or {})
     annotations[SOURCE_ANNOTATION] = ",".join(
         f"{r.kind}/{r.namespace}/{r.name}" if r.namespace else f"{r.kind}//{r.name}"
@@ -33,18 +32,33 @@ def annotated(m: Manifest) -> dict[str, Any]:
 
 def file_name(body: dict[str, Any]) -> str:
     """``<kind>-<namespace>-<name>.yaml`` (kind with its API group, so kinds never collide)."""
-    api = str(body.get("apiVersion", ""))
-    group = api.split("/")[0] if "/" in api else "core"
     meta = body.get("metadata") or {}
-    ns = meta.get("namespace") or "cluster"
-    return f"{body['kind'].lower()}.{group.split('.')[0]}-{ns}-{meta['name']}.yaml"
+    return _file_name(str(body.get("apiVersion", "")), str(body["kind"]),
+                      meta.get("namespace") or "", meta["name"])
+
+
+def manifest_file_name(m: Manifest) -> str:
+    """:func:`file_name` of a manifest's body, from the fields it keeps unpacked."""
+    return _file_name(m.api_version, m.kind, m.namespace, m.name)
+
+
+def source_file_name(obj: RawObject | Manifest) -> str:
+    """:func:`file_name` of a source object as read, or of a manifest standing in for one."""
+    if isinstance(obj, Manifest):
+        return manifest_file_name(obj)
+    return _file_name(obj.api_version, obj.kind, obj.written_namespace, obj.ref.name)
+
+
+def _file_name(api: str, kind: str, namespace: str, name: str) -> str:
+    group = api.split("/")[0] if "/" in api else "core"
+    return f"{kind.lower()}.{group.split('.')[0]}-{namespace or 'cluster'}-{name}.yaml"
 
 
 def step_file_names(step: Step) -> tuple[list[str], list[str]]:
     """(manifest files, rollback files) of a step, relative to its folder, sorted."""
-    main = sorted({file_name(m.body) for m in step.manifests})
+    main = sorted({manifest_file_name(m) for m in step.manifests})
     # A rollback copy keeps the identity fields the name is made of: name it from the source.
-    rollback = sorted({f"rollback/{file_name(b)}" for b in step.rollback_sources})
+    rollback = sorted({f"rollback/{source_file_name(o)}" for o in step.rollback_sources})
     return main, rollback
 
 
@@ -52,7 +66,7 @@ def step_files(step: Step) -> dict[str, dict[str, Any]]:
     """File name (relative to the step folder) -> body, for manifests and rollback copies."""
     files: dict[str, dict[str, Any]] = {}
     for m in step.manifests:
-        files[file_name(m.body)] = annotated(m)
+        files[manifest_file_name(m)] = annotated(m)
     for body in step.rollback_manifests:
         files[f"rollback/{file_name(body)}"] = body
     return dict(sorted(files.items()))

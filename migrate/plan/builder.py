@@ -13,18 +13,23 @@ cleanup           long-term route forms, remaining source objects, uninstall the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import networkx as nx
 
 from migrate.dialects.base import Manifest, ReadResult, TargetConfig
 from migrate.dialects.coexist import ROLLOUT_KINDS, Coexistence, RouteHandover
-from migrate.emit.manifests import SOURCE_ANNOTATION, file_name
+from migrate.emit.manifests import (
+    SOURCE_ANNOTATION,
+    file_name,
+    manifest_file_name,
+    source_file_name,
+)
 from migrate.ir.graph import MeshGraph
 from migrate.ir.model import AuthzPolicy, DestinationPolicy, Opaque, Route, Workload
 from migrate.losses import LossLog, ObjectRef, Severity
 from migrate.names import k8s_name
 from migrate.plan.model import Step
+from migrate.sources.model import RawObject
 
 INGRESS = "(ingress)"
 
@@ -54,10 +59,10 @@ class PlanInput:
     _raw_by_ns: dict[str, list[ObjectRef]] = field(default_factory=dict)
     _routing_by_ns: dict[str, set[ObjectRef]] = field(default_factory=dict)
 
-    def source_body(self, ref: ObjectRef) -> dict[str, Any]:
+    def source_object(self, ref: ObjectRef) -> RawObject | Manifest:
         """The source object as it stands after step 00 (a handed-over route's copy)."""
         copy = self.handed_over.get(ref)
-        return copy.body if copy is not None else self.read.raw[ref].body
+        return copy if copy is not None else self.read.raw[ref]
 
     def delete_source(self, ref: ObjectRef) -> str:
         """The command deleting a source object as it stands after step 00."""
@@ -145,7 +150,7 @@ def _prerequisites(p: PlanInput) -> Step:
     created = p.target.prerequisites + copies
     step.manifests = [Manifest(n.body, (n.original.ref,)) for n in neutralized]
     step.manifests += created
-    step.rollback_sources = [n.original.body for n in neutralized] + [o.body for o in retired]
+    step.rollback_sources = [n.original for n in neutralized] + list(retired)
     step.apply_verb = "replace" if neutralized else "apply"
     step.summary = (
         f"Installs the Gateway API CRDs (a bundle {src} and {dst} both accept) and the "
@@ -162,17 +167,17 @@ def _prerequisites(p: PlanInput) -> Step:
         step.commands += [f"kubectl replace -f steps/{step.id}/{file_name(n.body)}"
                           for n in neutralized]
         step.commands += [f"kubectl apply --server-side --field-manager=meshmigrate -f "
-                          f"steps/{step.id}/{file_name(m.body)}" for m in created]
+                          f"steps/{step.id}/{manifest_file_name(m)}" for m in created]
     elif step.manifests:
         step.commands.append(_apply(step.id, step.apply_verb))
     # The copies are in place before the originals go: the source mesh reads either.
     step.commands += [p.source.delete_command(o.ref) for o in retired]
     step.verify = p.target_side.install_verify()
-    rollback = [f"kubectl replace -f steps/{step.id}/rollback/{file_name(n.original.body)}"
+    rollback = [f"kubectl replace -f steps/{step.id}/rollback/{source_file_name(n.original)}"
                 for n in neutralized] if neutralized and retired else \
         [f"kubectl replace -k steps/{step.id}/rollback"] if neutralized else []
     if retired:
-        rollback += [f"kubectl apply -f steps/{step.id}/rollback/{file_name(o.body)}"
+        rollback += [f"kubectl apply -f steps/{step.id}/rollback/{source_file_name(o)}"
                      for o in retired] if neutralized else \
             [f"kubectl apply -k steps/{step.id}/rollback"]
     step.rollback = rollback + undo_manifests(created) + p.target_side.install_rollback()
@@ -241,7 +246,7 @@ def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int],
     for ns in group:
         step.manifests += p.target.policy_staged.get(ns, [])
     inbound = _source_objects(p, set(group), src.INBOUND_KINDS)
-    step.rollback_sources = [p.read.raw[r].body for r in inbound]
+    step.rollback_sources = [p.read.raw[r] for r in inbound]
     policy = any(p.target.policy_staged.get(ns) for ns in group)
     callers = sorted({a for b in group for a in p.deps.predecessors(b)
                       if a not in group and position.get(a, -1) > position[group[0]]})
@@ -303,7 +308,7 @@ def _enforce(p: PlanInput, group: list[str], number: int, moved: dict[str, str])
     routing_refs = [r for r in routing_refs if r in p.read.raw and r not in p.deleted]
     for ns in group:
         step.manifests += p.target.policy_enforced.get(ns, [])
-    step.rollback_sources = [p.source_body(r) for r in routing_refs]
+    step.rollback_sources = [p.source_object(r) for r in routing_refs]
     if step.manifests:
         step.commands.append(_apply(step.id))
     for ns in group:
@@ -364,22 +369,15 @@ def undo_manifests(manifests: list[Manifest]) -> list[str]:
 
 
 def _undo_order(m: Manifest) -> tuple[bool, str, str, str]:
-    """``(m.patch, m.kind, m.namespace, m.name)``, read from the body in one call: this sorts
-    every manifest of every step, where the four property calls were most of the cost."""
-    meta = m.body["metadata"]
-    return m.patch, str(m.body["kind"]), str(meta.get("namespace", "")), str(meta["name"])
+    return m.patch, m.kind, m.namespace, m.name
 
 
 def _delete(m: Manifest) -> str:
-    # Runs for nearly every manifest of a plan: the body is read once here rather than
-    # through the kind, name and namespace properties (the same values).
-    body = m.body
-    api, meta = body["apiVersion"], body["metadata"]
+    api = m.api_version
     group = api.split("/")[0] if "/" in api else ""
-    kind = str(body["kind"]).lower()
+    kind = m.kind.lower()
     kind = f"{kind}.{group}" if group else kind
-    return (f"kubectl delete {kind}/{meta['name']} -n {meta.get('namespace', '')} "
-            "--ignore-not-found")
+    return f"kubectl delete {kind}/{m.name} -n {m.namespace} --ignore-not-found"
 
 
 def _ingress(p: PlanInput, number: int) -> Step:
@@ -409,7 +407,7 @@ def _ingress(p: PlanInput, number: int) -> Step:
         step.manual.append("Gateway API Gateways served by Istio's controller (gatewayClassName "
                            "istio) stop working when Istio is removed: move them to the new "
                            "controller's class.")
-    step.rollback_sources = [p.source_body(r) for r in refs]
+    step.rollback_sources = [p.source_object(r) for r in refs]
     step.commands = [f"{p.delete_source(r)}  # once DNS points at the new ingress"
                      for r in refs]
     step.verify = dst.ingress_verify()
@@ -433,7 +431,7 @@ def _cleanup(p: PlanInput, number: int, earlier: list[Step]) -> Step:
                        r not in p.deleted)
     step.commands += [p.delete_source(r) for r in remaining]
     step.commands += src.uninstall_commands()
-    step.rollback_sources = [p.source_body(r) for r in remaining]
+    step.rollback_sources = [p.source_object(r) for r in remaining]
     group = src.GROUP_SUFFIXES[0].replace(".", "\\.")
     step.verify = dst.cleanup_verify() + [f"kubectl get crd | grep -E '{group}'  # expect nothing"]
     step.rollback = [src.reinstall_note()]
@@ -454,7 +452,7 @@ def _restore_or_undo(manifests: list[Manifest], earlier: list[Step]) -> list[str
     for step in earlier:
         for m in step.manifests:
             if not m.patch:
-                last[(m.kind, m.namespace, m.name)] = f"steps/{step.id}/{file_name(m.body)}"
+                last[(m.kind, m.namespace, m.name)] = f"steps/{step.id}/{manifest_file_name(m)}"
     out, fresh = [], []
     for m in manifests:
         path = last.get((m.kind, m.namespace, m.name))

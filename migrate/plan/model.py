@@ -7,7 +7,7 @@ from typing import Any
 
 from migrate.dialects.base import Manifest
 from migrate.losses import Loss
-from migrate.sources.model import strip_noise
+from migrate.sources.model import RawObject, strip_noise
 
 
 @dataclass
@@ -27,9 +27,10 @@ class Step:
     commands: list[str] = field(default_factory=list)
     verify: list[str] = field(default_factory=list)
     rollback: list[str] = field(default_factory=list)
-    rollback_sources: list[dict[str, Any]] = field(default_factory=list)
-    """Source objects this step deletes or replaces, as read: the reader's own bodies, shared
-    and never changed. :attr:`rollback_manifests` makes their re-appliable copies."""
+    rollback_sources: list[RawObject | Manifest] = field(default_factory=list)
+    """Source objects this step deletes or replaces, as read (or the copy standing in for one
+    since step 00), shared with the reader's result and never changed.
+    :attr:`rollback_manifests` makes their re-appliable copies."""
     losses: list[Loss] = field(default_factory=list)
     manual: list[str] = field(default_factory=list)
 
@@ -41,7 +42,7 @@ class Step:
         Made on each call rather than kept: a plan holds every source object once already, and
         a kept copy of each deleted one doubled that (docs/performance.md).
         """
-        return [strip_noise(body) for body in self.rollback_sources]
+        return [strip_noise(obj.body) for obj in self.rollback_sources]
 
     @property
     def id(self) -> str:

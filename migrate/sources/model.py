@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,57 +15,96 @@ CLUSTER_SCOPED = frozenset({"Namespace", "CustomResourceDefinition", "ClusterRol
                             "ValidatingWebhookConfiguration", "GatewayClass"})
 
 
-@dataclass(frozen=True, slots=True)  # one per input object: slots keep each small
 class RawObject:
-    """One Kubernetes object as read, with where it was read from."""
+    """One Kubernetes object as read, with where it was read from.
 
-    body: dict[str, Any]
-    source: str
-    """File path, ``<stdin>`` or ``cluster``."""
-    line: int
-    """1-based line of the document (0 when not from a file)."""
-    _ref: ObjectRef = field(init=False, repr=False, compare=False)
+    Immutable in use: the reader reads :attr:`body` and never changes it. A plan keeps the
+    source mesh's own objects until it is written (rollback copies are made from them);
+    :meth:`packed` gives the same object with its body held as ``pickle`` bytes, about a
+    tenth of the dicts' size, each read of :attr:`body` then returning a new copy.
+    """
 
-    def __post_init__(self) -> None:
+    __slots__ = ("_body", "_packed", "source", "line", "_ref", "_written_namespace")
+
+    def __init__(self, body: dict[str, Any], source: str, line: int) -> None:
+        self._body: dict[str, Any] | None = body
+        self._packed: bytes | None = None
+        self.source = source
+        """File path, ``<stdin>`` or ``cluster``."""
+        self.line = line
+        """1-based line of the document (0 when not from a file)."""
+        meta = body.get("metadata")
+        meta = meta if isinstance(meta, dict) else {}
+        kind = str(body.get("kind", ""))
         # Every stage names objects by their ref (duplicates, the reader, the plan's indexes):
         # made once here instead of at each use.
-        object.__setattr__(self, "_ref", self._make_ref())
+        ns = "" if kind in CLUSTER_SCOPED else str(meta.get("namespace") or "default")
+        self._ref = ObjectRef(kind, ns, str(meta.get("name", "")),
+                              str(body.get("apiVersion", "")))
+        self._written_namespace = str(meta.get("namespace") or "")
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The object as read (a new copy at each read once :meth:`packed`)."""
+        if self._body is not None:
+            return self._body
+        return pickle.loads(self._packed)  # type: ignore[arg-type,no-any-return]
+
+    def packed(self) -> RawObject:
+        """The same object with its body packed (YAML timestamps and all: hence pickle)."""
+        if self._packed is not None:
+            return self
+        out = RawObject.__new__(RawObject)
+        out._body, out._packed = None, pickle.dumps(self._body, pickle.HIGHEST_PROTOCOL)
+        out.source, out.line, out._ref = self.source, self.line, self._ref
+        out._written_namespace = self._written_namespace
+        return out
 
     @property
     def api_version(self) -> str:
         """``apiVersion`` as written."""
-        return str(self.body.get("apiVersion", ""))
+        return self._ref.api_version
 
     @property
     def group(self) -> str:
         """API group (empty for the core group)."""
-        api = self.api_version
+        api = self._ref.api_version
         return api.split("/", 1)[0] if "/" in api else ""
 
     @property
     def version(self) -> str:
         """API version without the group."""
-        return self.api_version.rsplit("/", 1)[-1]
+        return self._ref.api_version.rsplit("/", 1)[-1]
 
     @property
     def kind(self) -> str:
         """``kind`` as written."""
-        return str(self.body.get("kind", ""))
+        return self._ref.kind
 
     @property
     def ref(self) -> ObjectRef:
         """The object's name as Kubernetes knows it (namespace defaulted to ``default``)."""
         return self._ref
 
-    def _make_ref(self) -> ObjectRef:
-        meta = self.body.get("metadata") or {}
-        ns = "" if self.kind in CLUSTER_SCOPED else str(meta.get("namespace") or "default")
-        return ObjectRef(self.kind, ns, str(meta.get("name", "")), self.api_version)
+    @property
+    def written_namespace(self) -> str:
+        """``metadata.namespace`` as written (empty when absent)."""
+        return self._written_namespace
 
     @property
     def where(self) -> str:
         """``file:line`` for messages."""
         return f"{self.source}:{self.line}" if self.line else self.source
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RawObject):
+            return NotImplemented
+        return (self.body, self.source, self.line) == (other.body, other.source, other.line)
+
+    __hash__ = None  # type: ignore[assignment]  # equal by content, which is mutable data
+
+    def __repr__(self) -> str:
+        return f"RawObject(body={self.body!r}, source={self.source!r}, line={self.line!r})"
 
 
 @dataclass
