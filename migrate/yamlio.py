@@ -58,6 +58,7 @@ class DocumentError(Exception):
 # stage walks the expanded tree, so a document that expands past this many nodes is refused.
 MAX_EXPANDED_NODES = 2_000_000
 _ALIAS = re.compile(r"(?:^|[\s\[{,:-])\*[^\s,\]}]+")
+_ALIAS_BYTES = re.compile(_ALIAS.pattern.encode())
 
 
 def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
@@ -88,7 +89,8 @@ class _Unusual(Exception):
     """A node the fast construction leaves to PyYAML's own constructor."""
 
 
-def _construct(loader: Any, node: yaml.Node, seen: set[int], depth: int = 0) -> Any:
+def _construct(loader: Any, node: yaml.Node, seen: set[int], keys: dict[str, str],
+               depth: int = 0) -> Any:
     """What PyYAML's SafeConstructor builds from ``node``, for plain documents.
 
     PyYAML's constructor is Python even under the C loader, and dispatches every node
@@ -99,6 +101,10 @@ def _construct(loader: Any, node: yaml.Node, seen: set[int], depth: int = 0) -> 
     (``!!set``, ``!!omap``, unknown ones), merge keys (``<<``), non-scalar keys, a node reached
     twice (an alias), nesting deeper than :data:`_MAX_FAST_DEPTH` (so the usual recursion
     limits still decide).
+
+    String keys are shared through ``keys`` across the stream, as ``json.loads`` shares them
+    within a document: a dump repeats a few hundred keys millions of times, and one string
+    each was about a tenth of the parsed dump's memory.
     """
     cls, tag = node.__class__, node.tag
     if cls is yaml.ScalarNode:
@@ -115,24 +121,31 @@ def _construct(loader: Any, node: yaml.Node, seen: set[int], depth: int = 0) -> 
         for key_node, value_node in node.value:
             if key_node.__class__ is not yaml.ScalarNode:
                 raise _Unusual  # unhashable, or a merge of several mappings
-            out[_construct(loader, key_node, seen)] = _construct(loader, value_node, seen,
-                                                                 depth + 1)
+            if key_node.tag == _STR:
+                key = key_node.value
+                key = keys.setdefault(key, key)
+            else:
+                key = _construct(loader, key_node, seen, keys)
+            out[key] = _construct(loader, value_node, seen, keys, depth + 1)
         return out
     if cls is yaml.SequenceNode and tag == _SEQ:
-        return [_construct(loader, item, seen, depth + 1) for item in node.value]
+        return [_construct(loader, item, seen, keys, depth + 1) for item in node.value]
     raise _Unusual
 
 
-def _document(loader: Any, node: yaml.Node) -> Any:
+def _document(loader: Any, node: yaml.Node, keys: dict[str, str]) -> Any:
     """The document's data, as ``loader.construct_document(node)`` makes it."""
     try:
-        return _construct(loader, node, set())
+        return _construct(loader, node, set(), keys)
     except _Unusual:
         return loader.construct_document(node)
 
 
-def load_documents(text: str, line_offset: int = 0) -> Iterator[Document]:
+def load_documents(text: str | bytes, line_offset: int = 0) -> Iterator[Document]:
     """Yield each document of a YAML stream with its starting line.
+
+    ``text`` may be UTF-8 bytes (checked to decode beforehand): the C parser reads them as
+    they are, where a ``str`` is first encoded into a copy of the whole stream.
 
     Raises:
         DocumentError: at the first document that does not parse, or whose aliases expand
@@ -141,7 +154,11 @@ def load_documents(text: str, line_offset: int = 0) -> Iterator[Document]:
     loader = _Loader(text)
     # Only pay for the check when needed; an alias needs a "*", and looking for one character
     # is far cheaper than the pattern's scan of a stream that has none.
-    check_aliases = "*" in text and _ALIAS.search(text) is not None
+    if isinstance(text, bytes):
+        check_aliases = b"*" in text and _ALIAS_BYTES.search(text) is not None
+    else:
+        check_aliases = "*" in text and _ALIAS.search(text) is not None
+    keys: dict[str, str] = {}
     try:
         while loader.check_node():
             node = loader.get_node()
@@ -150,7 +167,7 @@ def load_documents(text: str, line_offset: int = 0) -> Iterator[Document]:
                     f"YAML aliases expand this document past {MAX_EXPANDED_NODES:,} nodes "
                     "(an alias bomb?); not read", node.start_mark.line + 1 + line_offset,
                     node.start_mark.column + 1)
-            data = _document(loader, node)
+            data = _document(loader, node, keys)
             yield Document(data, node.start_mark.line + 1 + line_offset)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

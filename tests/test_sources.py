@@ -149,7 +149,7 @@ def test_yaml_documents_are_built_as_pyyaml_builds_them():
         try:
             while loader.check_node():
                 node = loader.get_node()
-                out.append(typed(yamlio._document(loader, node) if fast
+                out.append(typed(yamlio._document(loader, node, {}) if fast
                                  else loader.construct_document(node)))
         except Exception as exc:  # the same error either way
             out.append(("error", type(exc).__name__, str(exc)))
@@ -171,3 +171,26 @@ def test_yaml_documents_are_built_as_pyyaml_builds_them():
     assert len(texts) > 40
     for text in texts:
         assert load(text, fast=True) == load(text, fast=False), text[:80]
+        # Read from UTF-8 bytes (as files are), the same documents or the same error, compared
+        # as text since an alias can make a list contain itself (the deeply nested lists
+        # apart: showing them hits Python's recursion limit).
+        if not text.startswith("[" * 100):
+            assert _documents(text.encode()) == _documents(text), text[:80]
+
+
+def _documents(text: str | bytes) -> list[object]:
+    from migrate.yamlio import DocumentError, load_documents
+
+    try:
+        return [repr((d.data, d.line)) for d in load_documents(text)]
+    except DocumentError as exc:
+        return [repr(("error", exc.message, exc.line, exc.column))]
+
+
+def test_yaml_keys_are_shared_across_a_stream_and_values_are_not():
+    docs = [d.data for d in load_documents(b"kind: A\nspec: {kind: x}\n---\nkind: B\n")]
+    first, second = (next(k for k in d if k == "kind") for d in docs)
+    assert first is second and next(iter(docs[0]["spec"])) is first
+    assert docs == [{"kind": "A", "spec": {"kind": "x"}}, {"kind": "B"}]
+    # A key equal to a string key but of another type stays its own (1 is not "1").
+    assert [d.data for d in load_documents('1: a\n"1": b\n')] == [{1: "a", "1": "b"}]
