@@ -13,7 +13,7 @@ from typing import Any
 from migrate.dialects.base import Manifest
 from migrate.gcpause import no_gc_pauses
 from migrate.plan.model import Plan, Step
-from migrate.sources.model import RawObject
+from migrate.sources.model import RawObject, strip_noise
 from migrate.yamlio import dump_document
 
 SOURCE_ANNOTATION = "meshmigrate.io/source"
@@ -65,34 +65,49 @@ def step_file_names(step: Step) -> tuple[list[str], list[str]]:
 
 def step_files(step: Step) -> dict[str, dict[str, Any]]:
     """File name (relative to the step folder) -> body, for manifests and rollback copies."""
-    files: dict[str, dict[str, Any]] = {}
+    return {name: _file_body(name, obj) for name, obj in _file_sources(step).items()}
+
+
+def _file_sources(step: Step) -> dict[str, Manifest | RawObject]:
+    """File name -> the manifest or source object it is written from, sorted by name (of
+    equal names, the last: a later manifest of the same object replaces an earlier one)."""
+    files: dict[str, Manifest | RawObject] = {}
     for m in step.manifests:
-        files[manifest_file_name(m)] = annotated(m)
-    for body in step.rollback_manifests:
-        files[f"rollback/{file_name(body)}"] = body
+        files[manifest_file_name(m)] = m
+    for obj in step.rollback_sources:
+        files[f"rollback/{source_file_name(obj)}"] = obj
     return dict(sorted(files.items()))
+
+
+def _file_body(name: str, obj: Manifest | RawObject) -> dict[str, Any]:
+    # A rollback copy of a source route handed over at step 00 is that copy's manifest.
+    if name.startswith("rollback/"):
+        return strip_noise(obj.body)
+    assert isinstance(obj, Manifest)
+    return annotated(obj)
 
 
 def write_steps(plan: Plan, out: Path) -> None:
     """Write every step folder with its kustomization.yaml.
 
     A plan writes one file per manifest (over a hundred thousand at 5,000 services): the
-    collector is paused as for the plan itself, and each folder is made once.
+    collector is paused as for the plan itself, each folder is made once, and each body is
+    unpacked only to be written (the cleanup step alone holds a manifest per Service).
     """
     steps_dir = out / "steps"
     with no_gc_pauses():
         for step in plan.steps:
             folder = steps_dir / step.id
-            files = step_files(step)
-            main = sorted(f for f in files if "/" not in f)
-            rollback = sorted(f[len("rollback/"):] for f in files if f.startswith("rollback/"))
+            files = _file_sources(step)
+            main = [f for f in files if "/" not in f]
+            rollback = [f[len("rollback/"):] for f in files if f.startswith("rollback/")]
             folder.mkdir(parents=True, exist_ok=True)
             _write(folder / "kustomization.yaml", _kustomization(main))
             if rollback:
                 (folder / "rollback").mkdir(exist_ok=True)
                 _write(folder / "rollback" / "kustomization.yaml", _kustomization(rollback))
-            for name, body in files.items():
-                _write(folder / name, dump_document(body))
+            for name, obj in files.items():
+                _write(folder / name, dump_document(_file_body(name, obj)))
 
 
 def _kustomization(resources: list[str]) -> str:

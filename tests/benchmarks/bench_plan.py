@@ -2,7 +2,10 @@
 parsing the same dump, for YAML and JSON dumps of synthetic meshes.
 
 "plan s" is the pipeline up to plan.json written to a file, without the checks, as
-``plan --no-verify`` runs it (objects the plan does not use let go once read); "checks s" is
+``plan --no-verify`` runs it (objects the plan does not use let go once read); "files s" is
+the rest of what ``plan`` writes (a YAML file per manifest and rollback copy, each step's
+kustomization.yaml, RUNBOOK.md; "files" counts them), into a temporary folder, so on whatever
+file system holds it, and "files MB" the peak once they are written; "checks s" is
 the equivalence check plus the per-step coexistence check that ``plan`` runs by default (on
 the source read again, as ``meshmigrate verify`` does; the re-read is not counted), with the
 equivalence check's probes per second.
@@ -27,7 +30,7 @@ from pathlib import Path
 from tests.benchmarks.synth import as_json, as_yaml, generate
 
 CHILD = r"""
-import json, resource, sys, time
+import json, os, resource, sys, time
 mode, path, checks = sys.argv[1], sys.argv[2], sys.argv[3] == "checks"
 start = time.perf_counter()
 if mode == "parse-yaml":
@@ -41,7 +44,9 @@ else:
     import pathlib, tempfile
     from migrate.pipeline import (PlanOptions, check_coexistence, make_reader, plan_migration,
                                    verify_plan)
+    from migrate.emit.manifests import write_steps
     from migrate.emit.planjson import write_plan
+    from migrate.emit.runbook import render_runbook
     from migrate.losses import LossLog
     from migrate.sources.files import read_files
     # As `meshmigrate plan --no-verify` runs it: objects let go once read, plan.json written.
@@ -49,8 +54,14 @@ else:
     result = plan_migration(options)
     with tempfile.TemporaryDirectory() as out:
         write_plan(result.plan, pathlib.Path(out) / "plan.json")
-    planned = time.perf_counter()
-    plan_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        planned = time.perf_counter()
+        plan_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        # The rest of what `plan` writes: a file per manifest and rollback copy, the runbook.
+        write_steps(result.plan, pathlib.Path(out))
+        (pathlib.Path(out) / "RUNBOOK.md").write_text(render_runbook(result.plan))
+        written = time.perf_counter()
+        files_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        files = sum(len(fs) for _, _, fs in os.walk(out))
     if checks:
         # As `meshmigrate verify` does: the source read again (not counted in "checks s").
         objects = make_reader(options, LossLog(), []).read(read_files([path])).objects
@@ -63,7 +74,8 @@ elapsed = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 out = {"seconds": elapsed, "peak_mb": peak}
 if mode == "plan":
-    out.update(seconds=planned - start, peak_mb=plan_peak)
+    out.update(seconds=planned - start, peak_mb=plan_peak, files_seconds=written - planned,
+               files=files, files_peak_mb=files_peak)
     if checks:
         out.update(probes=eq.probes, verify_seconds=verified - reread,
                    checks_seconds=checked - reread, checks_peak_mb=peak)
@@ -86,8 +98,8 @@ def main(sizes: list[int], checks: bool = True) -> None:
     """Print one row per size and format."""
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     print(f"{'services':>8} {'format':>6} {'MB':>6} {'parse s':>8} {'plan s':>8} {'ratio':>6} "
-          f"{'parse MB':>9} {'plan MB':>8} {'ratio':>6} {'checks s':>9} {'checks MB':>10} "
-          f"{'probes':>7} {'probes/s':>9}")
+          f"{'parse MB':>9} {'plan MB':>8} {'ratio':>6} {'files':>7} {'files s':>8} "
+          f"{'files MB':>9} {'checks s':>9} {'checks MB':>10} {'probes':>7} {'probes/s':>9}")
     with tempfile.TemporaryDirectory() as tmp:
         for services in sizes:
             per_ns = 20
@@ -104,7 +116,9 @@ def main(sizes: list[int], checks: bool = True) -> None:
                 print(f"{services:>8} {fmt:>6} {len(text) / 1e6:>6.1f} {parse['seconds']:>8.2f} "
                       f"{plan['seconds']:>8.2f} {plan['seconds'] / parse['seconds']:>6.1f} "
                       f"{parse['peak_mb']:>9.0f} {plan['peak_mb']:>8.0f} "
-                      f"{plan['peak_mb'] / parse['peak_mb']:>6.1f} {extra}", flush=True)
+                      f"{plan['peak_mb'] / parse['peak_mb']:>6.1f} {plan['files']:>7} "
+                      f"{plan['files_seconds']:>8.1f} {plan['files_peak_mb']:>9.0f} {extra}",
+                      flush=True)
 
 
 if __name__ == "__main__":
