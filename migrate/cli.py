@@ -21,7 +21,7 @@ from migrate import __version__, mappings
 from migrate.emit.manifests import write_steps
 from migrate.emit.planjson import write_plan
 from migrate.emit.report import render_report
-from migrate.emit.runbook import render_runbook
+from migrate.emit.runbook import write_runbook
 from migrate.errors import ExitStatus, MigrateError
 from migrate.exporting import export_dump, rbac_cluster_role
 from migrate.losses import LossLog, Severity
@@ -213,7 +213,7 @@ def _plan(options: PlanOptions, output: Path, fail_on: str | None,
     _prepare_output(output)
     write_steps(result.plan, output)
     write_plan(result.plan, output / "plan.json")
-    (output / "RUNBOOK.md").write_text(render_runbook(result.plan), encoding="utf-8")
+    write_runbook(result.plan, output / "RUNBOOK.md")
     click.echo(render_report(result.losses, result.problems, quiet=quiet), err=True, nl=False)
     click.echo(f"meshmigrate: wrote {len(result.plan.steps)} steps to {output}", err=True)
     status = ExitStatus.OK

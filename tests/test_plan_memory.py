@@ -139,6 +139,19 @@ def test_plan_without_checks_lets_go_of_objects_it_does_not_use(tmp_path: Path):
     assert len(checked.read.objects) == len(kept.read.objects)
 
 
+@pytest.mark.parametrize("batch", [1, 7, 1000])
+def test_write_runbook_writes_the_text_render_runbook_returns(tmp_path: Path, batch: int,
+                                                              monkeypatch: pytest.MonkeyPatch):
+    from migrate.emit import runbook
+
+    monkeypatch.setattr(runbook, "_BATCH", batch)
+    plan = plan_migration(PlanOptions("istio", "linkerd", [str(BOOKINFO)])).plan
+    runbook.write_runbook(plan, tmp_path / "RUNBOOK.md")
+    text = runbook.render_runbook(plan)
+    assert text.count("\n") > 100
+    assert (tmp_path / "RUNBOOK.md").read_text(encoding="utf-8") == text
+
+
 def test_write_plan_writes_the_bytes_dump_plan_returns(tmp_path: Path):
     plan = plan_migration(PlanOptions("istio", "linkerd", [str(BOOKINFO)])).plan
     write_plan(plan, tmp_path / "plan.json")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Iterator
+
 from migrate.emit.manifests import step_file_names
 from migrate.losses import Loss, Severity
 from migrate.plan.model import Plan, Step
@@ -11,8 +14,31 @@ _ICON = {Severity.INFO: "info", Severity.DEGRADED: "degraded", Severity.DROPPED:
          Severity.MANUAL: "manual"}
 
 
+_BATCH = 1000
+
+
 def render_runbook(plan: Plan) -> str:
     """The whole runbook as Markdown."""
+    return "\n".join(runbook_lines(plan))
+
+
+def write_runbook(plan: Plan, path: Path) -> None:
+    """Write :func:`render_runbook`'s text a thousand lines at a time: at 20,000 services the
+    runbook is about 170 MB, which held whole (and as its lines) raised a plan's peak."""
+    with path.open("w", encoding="utf-8") as fh:
+        batch: list[str] = []
+        separator = ""
+        for line in runbook_lines(plan):
+            batch.append(line)
+            if len(batch) == _BATCH:
+                fh.write(separator + "\n".join(batch))
+                separator, batch = "\n", []
+        if batch:
+            fh.write(separator + "\n".join(batch))
+
+
+def runbook_lines(plan: Plan) -> Iterator[str]:
+    """The runbook's lines (without line ends), in order."""
     out: list[str] = []
     add = out.append
     add(f"# Migration runbook: {plan.source} to {plan.target} {plan.target_version}\n")
@@ -69,20 +95,20 @@ def render_runbook(plan: Plan) -> str:
                 "(moved namespaces on the target, the rest on the source; calls between the two "
                 "meshes are plaintext with no identity). A refused or rerouted call is a step "
                 "that breaks traffic.\n", render_coexistence(plan.coexistence), ""]
+    yield from out
     for step in plan.steps:
-        out.extend(_step(step, plan))
-    add("## All losses by namespace\n")
+        yield from _step(step, plan)
+    yield "## All losses by namespace\n"
     current = None
     for loss in plan.losses:
         ns = loss.namespace or "(cluster)"
         if ns != current:
-            add(f"\n### {ns}\n")
-            add("| severity | code | object | field | what happens | what to do |")
-            add("|---|---|---|---|---|---|")
+            yield f"\n### {ns}\n"
+            yield "| severity | code | object | field | what happens | what to do |"
+            yield "|---|---|---|---|---|---|"
             current = ns
-        add(_loss_row(loss))
-    add("")
-    return "\n".join(out)
+        yield _loss_row(loss)
+    yield ""
 
 
 def _title(mesh: str) -> str:

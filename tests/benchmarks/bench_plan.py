@@ -46,7 +46,7 @@ else:
                                    verify_plan)
     from migrate.emit.manifests import write_steps
     from migrate.emit.planjson import write_plan
-    from migrate.emit.runbook import render_runbook
+    from migrate.emit.runbook import write_runbook
     from migrate.losses import LossLog
     from migrate.sources.files import read_files
     # As `meshmigrate plan --no-verify` runs it: objects let go once read, plan.json written.
@@ -58,7 +58,7 @@ else:
         plan_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         # The rest of what `plan` writes: a file per manifest and rollback copy, the runbook.
         write_steps(result.plan, pathlib.Path(out))
-        (pathlib.Path(out) / "RUNBOOK.md").write_text(render_runbook(result.plan))
+        write_runbook(result.plan, pathlib.Path(out) / "RUNBOOK.md")
         written = time.perf_counter()
         files_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         files = sum(len(fs) for _, _, fs in os.walk(out))
