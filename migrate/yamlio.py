@@ -18,7 +18,42 @@ from typing import Any, Iterator
 
 import yaml
 
-_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _FastLoader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """The safe loader with a faster implicit tag resolver (same tags).
+
+    The C parser calls the Python resolver for every scalar: over a million calls for a
+    5,000-service dump, about a third of reading it. SafeLoader has no path resolvers and no
+    wildcard implicit resolvers, so a tag depends only on the scalar's text and whether it
+    was plain: it is found once per distinct plain text of the stream (a dump repeats most).
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._plain_tags: dict[str, str] = {}
+        super().__init__(stream)
+
+    def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
+        if kind is yaml.ScalarNode:
+            if not implicit[0]:
+                return _STR
+            tag = self._plain_tags.get(value)
+            if tag is None:
+                tag = self._plain_tags[value] = super().resolve(kind, value, implicit)
+            return tag
+        return _SEQ if kind is yaml.SequenceNode else _MAP
+
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        """No path resolvers: nothing to track (called for every node)."""
+
+    def ascend_resolver(self) -> None:
+        """No path resolvers: nothing to track (called for every node)."""
+
+
+# The shortcuts hold only while SafeLoader has no path or wildcard resolvers.
+_Loader: type = _FastLoader if not _BaseLoader.yaml_path_resolvers and \
+    None not in _BaseLoader.yaml_implicit_resolvers else _BaseLoader
 _BaseDumper: type = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 # Strings that some YAML parser (1.1 or 1.2, strict or lenient) reads as non-strings.

@@ -176,6 +176,17 @@ def test_yaml_documents_are_built_as_pyyaml_builds_them():
         # apart: showing them hits Python's recursion limit).
         if not text.startswith("[" * 100):
             assert _documents(text.encode()) == _documents(text), text[:80]
+            # And the fast tag resolver (yamlio._FastLoader) gives PyYAML's own values.
+            assert _data(text, yamlio._Loader) == _data(text, yaml.CSafeLoader), text[:80]
+
+
+def _data(text: str, loader: type) -> list[str]:
+    import yaml
+
+    try:
+        return [repr(d) for d in yaml.load_all(text, Loader=loader)]
+    except Exception as exc:  # noqa: BLE001 - the same error either way
+        return [repr(("error", type(exc).__name__))]
 
 
 def _documents(text: str | bytes) -> list[object]:
