@@ -243,13 +243,18 @@ def test_unaccounted_walk_folds_whole_subtrees_and_skips_empty_fields():
 
 def test_field_lookup_reads_only_the_right_shapes():
     f = _fields({"apiVersion": "v1", "kind": "X", "metadata": {"name": "a"},
-                 "spec": {"list": [{"k": "v"}], "text": "abc", "map": {"0": "zero"}}})
+                 "spec": {"list": [{"k": "v"}], "text": "abc", "map": {"0": "zero"},
+                          "ints": {0: "zero"}, "none": None, "number": 7}})
     assert f.peek("spec.list[0].k") == "v"
     assert f.peek("spec.list[1].k", "absent") == "absent"
     assert f.peek("spec.text[0]", "absent") == "absent"  # a string is not a list
     assert f.peek("spec.map[0]", "absent") == "absent"  # an index is not a key
     assert f.peek("spec.list.k", "absent") == "absent"
     assert f.peek("spec.map.0") == "zero"
+    assert f.peek("spec.ints[0]", "absent") == "absent"  # not even when the mapping has it
+    assert f.peek("spec.text.x", "absent") == f.peek("spec.none.x", "absent") == "absent"
+    assert f.peek("spec.number[0]", "absent") == f.peek("spec.number.x", "absent") == "absent"
+    assert f.peek("spec.list[0]") == {"k": "v"} and f.peek("spec.none", "absent") is None
 
 
 # -- reading large streams ------------------------------------------------------------------
