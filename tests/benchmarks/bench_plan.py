@@ -10,12 +10,12 @@ the equivalence check plus the per-step coexistence check that ``plan`` runs by 
 the source read again, as ``meshmigrate verify`` does; the re-read is not counted), with the
 equivalence check's probes per second.
 
-    python -m tests.benchmarks.bench_plan [--plan-only] [SERVICES ...]
+    python -m tests.benchmarks.bench_plan [--plan-only] [--no-files] [SERVICES ...]
                                                          (default: 2000 5000 20000)
 
 Each measurement runs in a fresh process so peak RSS is its own. "plan MB" is the peak RSS
 when plan.json is made, before the checks; "checks MB" is the peak at the end. ``--plan-only``
-skips the checks (their columns print as ``-``).
+skips the checks and ``--no-files`` the step files and runbook (their columns print as ``-``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from tests.benchmarks.synth import as_json, as_yaml, generate
 
 CHILD = r"""
 import json, os, resource, sys, time
-mode, path, checks = sys.argv[1], sys.argv[2], sys.argv[3] == "checks"
+mode, path = sys.argv[1], sys.argv[2]
+checks, files = sys.argv[3] == "checks", sys.argv[4] == "files"
 start = time.perf_counter()
 if mode == "parse-yaml":
     import yaml
@@ -56,12 +57,13 @@ else:
         write_plan(result.plan, pathlib.Path(out) / "plan.json")
         planned = time.perf_counter()
         plan_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        # The rest of what `plan` writes: a file per manifest and rollback copy, the runbook.
-        write_steps(result.plan, pathlib.Path(out))
-        write_runbook(result.plan, pathlib.Path(out) / "RUNBOOK.md")
-        written = time.perf_counter()
-        files_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        files = sum(len(fs) for _, _, fs in os.walk(out))
+        if files:
+            # The rest of what `plan` writes: a file per manifest and rollback copy, the runbook.
+            write_steps(result.plan, pathlib.Path(out))
+            write_runbook(result.plan, pathlib.Path(out) / "RUNBOOK.md")
+            written = time.perf_counter()
+            files_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            files = sum(len(fs) for _, _, fs in os.walk(out))
     if checks:
         # As `meshmigrate verify` does: the source read again (not counted in "checks s").
         objects = make_reader(options, LossLog(), []).read(read_files([path])).objects
@@ -74,8 +76,9 @@ elapsed = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 out = {"seconds": elapsed, "peak_mb": peak}
 if mode == "plan":
-    out.update(seconds=planned - start, peak_mb=plan_peak, files_seconds=written - planned,
-               files=files, files_peak_mb=files_peak)
+    out.update(seconds=planned - start, peak_mb=plan_peak)
+    if files:
+        out.update(files_seconds=written - planned, files=files, files_peak_mb=files_peak)
     if checks:
         out.update(probes=eq.probes, verify_seconds=verified - reread,
                    checks_seconds=checked - reread, checks_peak_mb=peak)
@@ -83,10 +86,10 @@ print(json.dumps(out))
 """
 
 
-def measure(mode: str, path: str, checks: bool = False) -> dict[str, float]:
+def measure(mode: str, path: str, checks: bool = False, files: bool = True) -> dict[str, float]:
     """Run one measurement in a fresh process; its stderr is shown if it fails."""
     done = subprocess.run([sys.executable, "-c", CHILD, mode, path,
-                           "checks" if checks else "plan-only"],
+                           "checks" if checks else "plan-only", "files" if files else "-"],
                           capture_output=True, text=True, cwd=Path(__file__).parents[2])
     if done.returncode:
         sys.stderr.write(done.stderr)
@@ -94,7 +97,7 @@ def measure(mode: str, path: str, checks: bool = False) -> dict[str, float]:
     return json.loads(done.stdout)
 
 
-def main(sizes: list[int], checks: bool = True) -> None:
+def main(sizes: list[int], checks: bool = True, files: bool = True) -> None:
     """Print one row per size and format."""
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     print(f"{'services':>8} {'format':>6} {'MB':>6} {'parse s':>8} {'plan s':>8} {'ratio':>6} "
@@ -108,21 +111,23 @@ def main(sizes: list[int], checks: bool = True) -> None:
                 path = Path(tmp) / f"mesh-{services}.{fmt}"
                 path.write_text(text)
                 parse = measure(f"parse-{fmt}", str(path))
-                plan = measure("plan", str(path), checks)
+                plan = measure("plan", str(path), checks, files)
                 extra = (f"{plan['checks_seconds']:>9.1f} {plan['checks_peak_mb']:>10.0f} "
                          f"{plan['probes']:>7} "
                          f"{plan['probes'] / max(plan['verify_seconds'], 1e-9):>9.0f}"
                          if checks else f"{'-':>9} {'-':>10} {'-':>7} {'-':>9}")
+                written = (f"{plan['files']:>7} {plan['files_seconds']:>8.1f} "
+                           f"{plan['files_peak_mb']:>9.0f}" if files
+                           else f"{'-':>7} {'-':>8} {'-':>9}")
                 print(f"{services:>8} {fmt:>6} {len(text) / 1e6:>6.1f} {parse['seconds']:>8.2f} "
                       f"{plan['seconds']:>8.2f} {plan['seconds'] / parse['seconds']:>6.1f} "
                       f"{parse['peak_mb']:>9.0f} {plan['peak_mb']:>8.0f} "
-                      f"{plan['peak_mb'] / parse['peak_mb']:>6.1f} {plan['files']:>7} "
-                      f"{plan['files_seconds']:>8.1f} {plan['files_peak_mb']:>9.0f} {extra}",
+                      f"{plan['peak_mb'] / parse['peak_mb']:>6.1f} {written} {extra}",
                       flush=True)
 
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    plan_only = "--plan-only" in args
-    main([int(a) for a in args if a != "--plan-only"] or [2000, 5000, 20000],
-         checks=not plan_only)
+    flags = {"--plan-only", "--no-files"}
+    main([int(a) for a in args if a not in flags] or [2000, 5000, 20000],
+         checks="--plan-only" not in args, files="--no-files" not in args)
