@@ -152,20 +152,26 @@ def _construct(loader: Any, node: yaml.Node, seen: set[int], keys: dict[str, str
     if depth > _MAX_FAST_DEPTH or id(node) in seen:
         raise _Unusual
     seen.add(id(node))
+    scalar = yaml.ScalarNode
     if cls is yaml.MappingNode and tag == _MAP:
         out = {}
         for key_node, value_node in node.value:
-            if key_node.__class__ is not yaml.ScalarNode:
+            if key_node.__class__ is not scalar:
                 raise _Unusual  # unhashable, or a merge of several mappings
             if key_node.tag == _STR:
                 key = key_node.value
                 key = keys.setdefault(key, key)
             else:
                 key = _construct(loader, key_node, seen, keys)
-            out[key] = _construct(loader, value_node, seen, keys, depth + 1)
+            # Most values are plain strings: taken here rather than through a call each.
+            if value_node.__class__ is scalar and value_node.tag == _STR:
+                out[key] = value_node.value
+            else:
+                out[key] = _construct(loader, value_node, seen, keys, depth + 1)
         return out
     if cls is yaml.SequenceNode and tag == _SEQ:
-        return [_construct(loader, item, seen, keys, depth + 1) for item in node.value]
+        return [item.value if item.__class__ is scalar and item.tag == _STR
+                else _construct(loader, item, seen, keys, depth + 1) for item in node.value]
     raise _Unusual
 
 
