@@ -27,11 +27,13 @@ from migrate.emit.manifests import (
     source_file_name,
     step_file_names,
     step_files,
+    write_steps,
 )
 from migrate.emit.planjson import dump_plan, write_plan
 from migrate.ir.graph import selects
 from migrate.losses import LossLog, ObjectRef
 from migrate.names import k8s_name
+from migrate.packing import pack, unpack
 from migrate.pipeline import PlanOptions, _no_gc_pauses, plan_migration
 from migrate.sources.files import MAX_OBJECT_CHARS, _has_oversized_document
 from migrate.sources.model import RawObject, strip_noise
@@ -89,6 +91,37 @@ def test_packed_source_object_reads_back_as_read_and_keeps_its_identity():
     assert packed.packed() is packed and packed == raw
     packed.body["spec"]["host"] = "changed"
     assert packed.body["spec"]["host"] == "reviews"
+
+
+def test_packing_takes_plain_data_fast_and_anything_else_by_pickle():
+    plain = {"a": [1, "x", None, True, 2.5, {"b": []}]}
+    dated = {"since": datetime.date(2024, 1, 2), "raw": b"\x00\x01"}
+    assert unpack(pack(plain)) == plain and pack(plain)[:1] != b"\x00"
+    assert unpack(pack(dated)) == dated and pack(dated)[:1] == b"\x00"
+
+
+def test_source_values_that_are_not_plain_data_plan_and_write(tmp_path: Path):
+    """A YAML date in a source object the plan rewrites (a mesh-TLS DestinationRule) ends up
+    in a manifest and a rollback copy: both are packed, unpacked and written."""
+    src = tmp_path / "in.yaml"
+    src.write_text(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: "
+        "{istio-injection: enabled}}\n---\n"
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n"
+        "spec: {selector: {app: web}, ports: [{name: http, port: 80}]}\n---\n"
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
+        "metadata: {name: web, namespace: shop, labels: {since: 2024-01-02}}\n"
+        "spec: {host: web, trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}}\n")
+    result = plan_migration(PlanOptions("istio", "linkerd", [str(src)], verify=False,
+                                        keep_objects=False))
+    first = result.plan.steps[0]
+    assert first.manifests[0].body["metadata"]["labels"]["since"] == datetime.date(2024, 1, 2)
+    write_steps(result.plan, tmp_path / "out")
+    written = sorted((tmp_path / "out" / "steps" / first.id).rglob("destinationrule*.yaml"))
+    assert [p.relative_to(tmp_path / "out" / "steps" / first.id).as_posix() for p in written] \
+        == ["destinationrule.networking-shop-web.yaml",
+            "rollback/destinationrule.networking-shop-web.yaml"]
+    assert all("since: 2024-01-02" in p.read_text() for p in written)
 
 
 def test_manifest_keeps_its_body_packed_and_its_identity_unpacked():

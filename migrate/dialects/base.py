@@ -5,7 +5,6 @@ handling, field accounting) and the writer's output record.
 from __future__ import annotations
 
 import json
-import marshal
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
@@ -14,6 +13,7 @@ from migrate.dialects.fields import Fields
 from migrate.errors import InputProblem
 from migrate.ir.graph import MeshGraph
 from migrate.losses import LossLog, ObjectRef, Severity
+from migrate.packing import pack, unpack
 from migrate.sources.files import relative
 from migrate.sources.model import RawObject, SourceResult
 
@@ -23,11 +23,11 @@ KindHandler = Callable[[Any, Fields, MeshGraph], None]
 class Manifest:
     """One object a writer emits, with the source objects it came from.
 
-    The body is kept packed (``marshal``, about a quarter of the dicts' size) and each read
-    of :attr:`body` returns a new copy: a plan holds every manifest of every step until it is
-    written, and as dicts they were the largest part of its peak memory
-    (docs/performance.md). What the planner asks of every manifest (API version, kind, name,
-    namespace) is kept unpacked.
+    The body is kept packed (:mod:`migrate.packing`, about a quarter of the dicts' size) and
+    each read of :attr:`body` returns a new copy: a plan holds every manifest of every step
+    until it is written, and as dicts they were the largest part of its peak memory
+    (docs/performance.md). What the planner asks of every manifest (API version, kind,
+    name, namespace) is kept unpacked.
     """
 
     __slots__ = ("_packed", "sources", "patch", "api_version", "kind", "name", "namespace")
@@ -35,7 +35,7 @@ class Manifest:
     def __init__(self, body: dict[str, Any], sources: tuple[ObjectRef, ...],
                  patch: bool = False) -> None:
         meta = body["metadata"]
-        self._packed = marshal.dumps(body)
+        self._packed = pack(body)
         self.sources = sources
         self.patch = patch
         """True when the body only adds metadata to an object the cluster already has
@@ -53,7 +53,7 @@ class Manifest:
     @property
     def body(self) -> dict[str, Any]:
         """The emitted object: a new copy at each read (changing it changes nothing here)."""
-        return marshal.loads(self._packed)  # type: ignore[no-any-return]
+        return unpack(self._packed)  # type: ignore[no-any-return]
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Manifest):

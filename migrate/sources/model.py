@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
 from migrate.errors import InputProblem
 from migrate.losses import ObjectRef
+from migrate.packing import pack, unpack
 
 # Kinds that live outside namespaces, among those meshmigrate reads.
 CLUSTER_SCOPED = frozenset({"Namespace", "CustomResourceDefinition", "ClusterRole",
@@ -20,8 +20,9 @@ class RawObject:
 
     Immutable in use: the reader reads :attr:`body` and never changes it. A plan keeps the
     source mesh's own objects until it is written (rollback copies are made from them);
-    :meth:`packed` gives the same object with its body held as ``pickle`` bytes, about a
-    tenth of the dicts' size, each read of :attr:`body` then returning a new copy.
+    :meth:`packed` gives the same object with its body held as bytes
+    (:mod:`migrate.packing`), about a tenth of the dicts' size, each read of :attr:`body` then
+    returning a new copy.
     """
 
     __slots__ = ("_body", "_packed", "source", "line", "_ref", "_written_namespace")
@@ -48,14 +49,14 @@ class RawObject:
         """The object as read (a new copy at each read once :meth:`packed`)."""
         if self._body is not None:
             return self._body
-        return pickle.loads(self._packed)  # type: ignore[arg-type,no-any-return]
+        return unpack(self._packed)  # type: ignore[arg-type,no-any-return]
 
     def packed(self) -> RawObject:
-        """The same object with its body packed (YAML timestamps and all: hence pickle)."""
+        """The same object with its body packed."""
         if self._packed is not None:
             return self
         out = RawObject.__new__(RawObject)
-        out._body, out._packed = None, pickle.dumps(self._body, pickle.HIGHEST_PROTOCOL)
+        out._body, out._packed = None, pack(self._body)
         out.source, out.line, out._ref = self.source, self.line, self._ref
         out._written_namespace = self._written_namespace
         return out
