@@ -8,8 +8,10 @@ collects them; it deduplicates and always iterates in a sorted, deterministic or
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import lru_cache
 from typing import Iterable, Iterator
 
 
@@ -97,21 +99,17 @@ class Loss:
         }
 
 
+@lru_cache(maxsize=65536)  # a plan sorts many losses on a few thousand distinct paths
 def _natural(path: str) -> str:
-    # Pad list indices so that "[10]" sorts after "[9]".
-    out = []
-    num = ""
-    for ch in path:
-        if ch.isdigit():
-            num += ch
-            continue
-        if num:
-            out.append(num.zfill(6))
-            num = ""
-        out.append(ch)
-    if num:
-        out.append(num.zfill(6))
-    return "".join(out)
+    """Pad list indices (every run of digits) so that "[10]" sorts after "[9]"."""
+    return _DIGITS.sub(_pad, path)
+
+
+_DIGITS = re.compile(r"\d+")
+
+
+def _pad(match: re.Match[str]) -> str:
+    return match.group().zfill(6)
 
 
 @dataclass

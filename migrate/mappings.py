@@ -56,6 +56,7 @@ class Capability:
     action: str
 
 
+@lru_cache(maxsize=256)  # asked for every feature use written; a table has a few versions
 def version_key(version: str) -> tuple[int, ...]:
     """``"2.16"`` -> ``(2, 16)`` for comparisons; ``edge-`` versions are not accepted here."""
     return tuple(int(p) for p in version.split(".") if p.isdigit())

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from migrate.dialects.base import Manifest
 from migrate.dialects.fields import NOISE, Fields
@@ -352,3 +354,28 @@ def test_selects_is_label_subset():
         selector = tuple(sorted(dict(rng.sample(pairs, rng.randint(0, 2))).items()))
         assert selects(selector, pod) is (set(selector) <= set(pod))
     assert selects(None, ())
+
+
+def _natural_reference(path: str) -> str:
+    """The loss sort key's padding as it was written first, character by character."""
+    out, num = [], ""
+    for ch in path:
+        if "0" <= ch <= "9":
+            num += ch
+            continue
+        if num:
+            out.append(num.zfill(6))
+            num = ""
+        out.append(ch)
+    if num:
+        out.append(num.zfill(6))
+    return "".join(out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="ab.[]0123456789", max_size=30))
+def test_loss_sort_key_pads_every_run_of_digits(path: str):
+    from migrate.losses import _natural
+
+    assert _natural(path) == _natural_reference(path)
+    assert _natural("spec.http[9].route") < _natural("spec.http[10].route")

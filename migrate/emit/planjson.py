@@ -49,14 +49,15 @@ def _steps(plan: Plan) -> Iterator[dict[str, Any]]:
 
 def _step(step: Step, index: dict[int, int]) -> dict[str, Any]:
     files, rollback = step_file_names(step)
+    folder = f"steps/{step.id}/"
     return {
         "id": step.id,
         "title": step.title,
         "kind": step.kind,
         "namespaces": step.namespaces,
         "summary": step.summary,
-        "manifests": [f"steps/{step.id}/{f}" for f in files],
-        "rollback_manifests": [f"steps/{step.id}/{f}" for f in rollback],
+        "manifests": [folder + f for f in files],
+        "rollback_manifests": [folder + f for f in rollback],
         "commands": step.commands,
         "verify": step.verify,
         "rollback": step.rollback,

@@ -450,9 +450,10 @@ def _restore_or_undo(manifests: list[Manifest], earlier: list[Step]) -> list[str
     as deleting it would also drop what the earlier version set; the rest are undone."""
     last: dict[tuple[str, str, str], str] = {}
     for step in earlier:
+        folder = f"steps/{step.id}/"
         for m in step.manifests:
             if not m.patch:
-                last[(m.kind, m.namespace, m.name)] = f"steps/{step.id}/{manifest_file_name(m)}"
+                last[(m.kind, m.namespace, m.name)] = folder + manifest_file_name(m)
     out, fresh = [], []
     for m in manifests:
         path = last.get((m.kind, m.namespace, m.name))
