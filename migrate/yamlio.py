@@ -343,38 +343,29 @@ def _simple_text(value: str) -> str | None:
     return value
 
 
-@lru_cache(maxsize=16384)
-def _value_text(value: str) -> str:
-    """How PyYAML writes a string as a block mapping value or sequence item (one line)."""
+@lru_cache(maxsize=32768)
+def _string_text(value: str, key: bool) -> str:
+    """How PyYAML writes a string on one line: as a block mapping key, or as a value (of a
+    mapping or a sequence item, which PyYAML writes alike)."""
     simple = _simple_text(value)
     if simple is not None:
         return simple
     if len(value) > _MAX_FAST_SCALAR or _BREAKS.search(value):
         raise _Unusual
-    text = _pyyaml_dump([value])  # "- <scalar>\n"
-    if text.count("\n") != 1:
-        raise _Unusual  # a literal block or a folded scalar
-    return text[2:-1]
-
-
-@lru_cache(maxsize=16384)
-def _key_text(key: str) -> str:
-    """How PyYAML writes a string as a block mapping key."""
-    simple = _simple_text(key)
-    if simple is not None:
-        return simple
-    if len(key) > _MAX_FAST_SCALAR or _BREAKS.search(key):
+    # "<key>: 0\n" or "- <value>\n"; anything else (a complex "? " key, a literal block, a
+    # folded scalar) leaves the document to PyYAML.
+    text, head, tail = (_pyyaml_dump({value: 0}), "", ": 0\n") if key else \
+        (_pyyaml_dump([value]), "- ", "\n")
+    if text.count("\n") != 1 or text.startswith("? ") or not text.startswith(head) or \
+            not text.endswith(tail):
         raise _Unusual
-    text = _pyyaml_dump({key: 0})  # "<key>: 0\n"
-    if text.count("\n") != 1 or text.startswith("? ") or not text.endswith(": 0\n"):
-        raise _Unusual
-    return text[:-4]
+    return text[len(head):-len(tail)]
 
 
 def _scalar_text(value: Any) -> str:
     cls = value.__class__
     if cls is str:
-        return _value_text(value)  # type: ignore[no-any-return]
+        return _string_text(value, False)
     if cls is bool:
         return "true" if value else "false"
     if cls is int:
@@ -395,7 +386,7 @@ def _block_mapping(mapping: dict[Any, Any], indent: str, lead: str, lines: list[
     for key, value in mapping.items():
         if key.__class__ is not str:
             raise _Unusual
-        head = f"{prefix}{_key_text(key)}:"
+        head = f"{prefix}{_string_text(key, True)}:"
         prefix = indent
         cls = value.__class__
         if cls is dict and value:
