@@ -63,3 +63,16 @@ def test_fast_writer_layout_of_nested_blocks():
     assert yamlio.dump_document(doc) == (
         "kind: X\nspec:\n  a:\n  - b: 1\n    c:\n    - 1\n    - - 2\n      - 3\n  - []\n"
         "  - {}\n  d:\n    e: null\n  f:\n  - - g: true\n  h: \"yes\"\n  i: 'a: b'\n")
+
+
+def test_fast_writer_matches_pyyaml_on_the_corpus(shared: Path):
+    """Real projects' manifests: multi-line strings, long annotations, odd keys."""
+    docs = []
+    for path in sorted((shared / "corpus").rglob("*.y*ml")):
+        try:
+            docs += [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+        except (yaml.YAMLError, UnicodeDecodeError):
+            continue  # the hostile-input tests cover files that do not parse
+    assert len(docs) > 300
+    for doc in docs:
+        assert yamlio.dump_document(doc) == _pyyaml(doc)
