@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from migrate.cli import main
+from migrate.cli import run
 
 if __name__ == "__main__":  # pragma: no cover - exercised through the console script
-    main()
+    run()

@@ -197,3 +197,30 @@ def test_no_verify_skips_the_checks_and_says_so(tmp_path: Path):
     runbook = (tmp_path / "skipped" / "RUNBOOK.md").read_text()
     assert "checks were skipped" in runbook and "meshmigrate verify" in runbook
     assert "equivalence:" not in skipped.stderr
+
+
+def test_console_script_exits_with_the_commands_status_and_output(tmp_path: Path):
+    """`python -m migrate` (the console script's `run`) leaves by os._exit once the command is
+    done: the output is complete and flushed, and the status is the command's."""
+    import subprocess
+    import sys
+
+    def console(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "migrate", *args], capture_output=True,
+                              text=True, timeout=300)
+
+    done = console("plan", "--from", "istio", "--to", "linkerd", "-f", str(SHOP), "-o",
+                   str(tmp_path / "out"), "--no-verify")
+    assert done.returncode == 0, done.stderr
+    steps = len(list((tmp_path / "out" / "steps").iterdir()))
+    assert done.stderr.rstrip().endswith(f"wrote {steps} steps to {tmp_path / 'out'}")
+    plan = json.loads((tmp_path / "out" / "plan.json").read_text())  # complete, not cut short
+    assert plan["steps"] and (tmp_path / "out" / "RUNBOOK.md").read_text().endswith("\n")
+    missing = console("plan", "--from", "istio", "--to", "linkerd", "-f",
+                      str(tmp_path / "absent.yaml"), "-o", str(tmp_path / "x"))
+    same = run("plan", "--from", "istio", "--to", "linkerd", "-f", str(tmp_path / "absent.yaml"),
+               "-o", str(tmp_path / "x"))
+    assert missing.returncode == same.exit_code != 0
+    assert "absent.yaml" in missing.stderr and "Traceback" not in missing.stderr
+    helped = console("--help")
+    assert helped.returncode == 0 and "Usage:" in helped.stdout
