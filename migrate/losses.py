@@ -117,11 +117,17 @@ class LossLog:
     """The one collector of losses for a run. Pass it explicitly; never a global."""
 
     _items: dict[tuple[str, ObjectRef, str, str], Loss] = field(default_factory=dict)
+    _ordered: list[Loss] | None = field(default=None, repr=False, compare=False)
+    """The losses in report order, kept until the next one is added: a plan iterates them
+    several times (steps, plan.json, the report), and there are over a hundred thousand at
+    20,000 services."""
 
     def add(self, loss: Loss) -> None:
         """Record a loss; the same code on the same object field is kept once."""
         key = (loss.code, loss.object, loss.path, loss.message)
-        self._items.setdefault(key, loss)
+        if key not in self._items:
+            self._items[key] = loss
+            self._ordered = None
 
     def report(
         self,
@@ -142,7 +148,9 @@ class LossLog:
             self.add(loss)
 
     def __iter__(self) -> Iterator[Loss]:
-        return iter(sorted(self._items.values(), key=Loss.sort_key))
+        if self._ordered is None:
+            self._ordered = sorted(self._items.values(), key=Loss.sort_key)
+        return iter(self._ordered)
 
     def __len__(self) -> int:
         return len(self._items)

@@ -33,7 +33,7 @@ from migrate.emit.manifests import (
 )
 from migrate.emit.planjson import dump_plan, write_plan
 from migrate.ir.graph import selects
-from migrate.losses import LossLog, ObjectRef
+from migrate.losses import LossLog, ObjectRef, Severity
 from migrate.names import k8s_name
 from migrate.packing import pack, unpack
 from migrate.pipeline import PlanOptions, _no_gc_pauses, plan_migration
@@ -379,3 +379,17 @@ def test_loss_sort_key_pads_every_run_of_digits(path: str):
 
     assert _natural(path) == _natural_reference(path)
     assert _natural("spec.http[9].route") < _natural("spec.http[10].route")
+
+
+def test_loss_log_keeps_its_order_until_a_loss_is_added():
+    log = LossLog()
+    ref = ObjectRef("VirtualService", "shop", "web", "networking.istio.io/v1")
+    for path in ("spec.http[10]", "spec.http[2]"):
+        log.report("ROUTE_X", Severity.DROPPED, "route.http", ref, path, "m", "a")
+    first = list(log)
+    assert [x.path for x in first] == ["spec.http[2]", "spec.http[10]"]
+    assert list(log) == first
+    log.report("ROUTE_X", Severity.DROPPED, "route.http", ref, "spec.http[2]", "m", "a")  # known
+    log.report("ROUTE_X", Severity.DROPPED, "route.http", ref, "spec.http[1]", "m", "a")
+    assert [x.path for x in log] == ["spec.http[1]", "spec.http[2]", "spec.http[10]"]
+    assert len(log) == 3
