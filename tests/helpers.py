@@ -10,9 +10,10 @@ import yaml
 from migrate.pipeline import PlanOptions, PlanResult, plan_migration
 
 
-def plan_yaml(text: str, **options: Any) -> PlanResult:
+def plan_yaml(text: str, source: str = "istio", target: str = "linkerd",
+              **options: Any) -> PlanResult:
     """Plan from a YAML string given on stdin."""
-    opts = PlanOptions(source="istio", target="linkerd", paths=["-"],
+    opts = PlanOptions(source=source, target=target, paths=["-"],
                        stdin=io.BytesIO(text.encode()), **options)
     return plan_migration(opts)
 

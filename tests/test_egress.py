@@ -21,6 +21,7 @@ from migrate.losses import LossLog
 from migrate.pipeline import PlanOptions, PlanResult, plan_migration
 from migrate.sources.files import read_files
 from migrate.validate import SchemaSet, validate_manifest
+from tests.helpers import plan_yaml
 
 READERS = {"istio": IstioReader, "linkerd": LinkerdReader, "consul": ConsulReader}
 
@@ -195,8 +196,7 @@ def read(mesh: str, text: str) -> tuple[MeshGraph, LossLog]:
 
 def plan(source: str, target: str, text: str) -> PlanResult:
     """A plan from inline YAML."""
-    return plan_migration(PlanOptions(source=source, target=target, paths=["-"],
-                                      stdin=io.BytesIO(text.encode())))
+    return plan_yaml(text, source, target)
 
 
 def step_manifests(result: PlanResult, kind: str) -> dict[str, list[dict[str, Any]]]:

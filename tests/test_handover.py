@@ -6,13 +6,13 @@ handover.py)."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
 
-from migrate.pipeline import PlanOptions, PlanResult, plan_migration
+from migrate.pipeline import PlanResult
 from migrate.validate import SchemaSet, validate_manifest
+from tests.helpers import plan_yaml
 
 ROUTES = """
 apiVersion: v1
@@ -81,8 +81,7 @@ spec:
 
 
 def plan(target: str, text: str = ROUTES) -> PlanResult:
-    return plan_migration(PlanOptions(source="linkerd", target=target, paths=["-"],
-                                      stdin=io.BytesIO(text.encode())))
+    return plan_yaml(text, "linkerd", target)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ the losses and the equivalence check."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import pytest
 from migrate.ir.model import Route, Rule, StringMatch
 from migrate.losses import Loss
 from migrate.pipeline import PlanOptions, PlanResult, plan_migration
+from tests.helpers import plan_yaml
 
 BASE = """
 apiVersion: v1
@@ -86,8 +86,7 @@ PARENT = '  parentRefs: [{group: "", kind: Service, name: api}]\n'
 
 
 def plan(text: str, target: str, source: str = "istio") -> PlanResult:
-    return plan_migration(PlanOptions(source=source, target=target, paths=["-"],
-                                      stdin=io.BytesIO(text.encode())))
+    return plan_yaml(text, source, target)
 
 
 def routes(result: PlanResult, kind: str = "HTTPRoute") -> list[Route]:

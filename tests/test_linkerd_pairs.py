@@ -7,7 +7,6 @@ evaluator facts (namespace defaulting, container ports, split backends, policy o
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from migrate.verify.linkerd_eval import LinkerdEvaluator
 from migrate.verify.model import Client, Probe
 from migrate.verify.world import World
 from tests.conftest import shared_sets
+from tests.helpers import plan_yaml
 from tests.test_corpus import covered, leaves
 from tests.test_linkerd_reader import authz, read
 
@@ -48,8 +48,7 @@ def plan_set(shared: Path, name: str, target: str) -> PlanResult:
 
 def plan_text(text: str, target: str) -> PlanResult:
     """Plan Linkerd YAML given on stdin."""
-    return plan_migration(PlanOptions(source="linkerd", target=target, paths=["-"],
-                                      stdin=io.BytesIO(text.encode())))
+    return plan_yaml(text, "linkerd", target)
 
 
 @pytest.fixture(scope="module")

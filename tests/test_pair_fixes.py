@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import io
-
 from migrate.dialects.linkerd.read_routes import _literal_prefix
-from migrate.pipeline import PlanOptions, PlanResult, plan_migration
+from migrate.pipeline import PlanResult
+from tests.helpers import plan_yaml
 
 
 def plan(text: str, source: str, target: str) -> PlanResult:
     """Plan inline YAML in one direction."""
-    return plan_migration(PlanOptions(source, target, ["-"], stdin=io.BytesIO(text.encode())))
+    return plan_yaml(text, source, target)
 
 
 SHOP = """

@@ -23,9 +23,10 @@ from migrate.dialects.linkerd.reader import LinkerdReader
 from migrate.emit.manifests import annotated, file_name
 from migrate.ir.model import Rewrite, Route, RouteMatch, Rule, StringMatch
 from migrate.losses import LossLog
-from migrate.pipeline import PlanOptions, PlanResult, plan_migration
+from migrate.pipeline import PlanResult
 from migrate.sources.files import read_files
 from migrate.validate import SchemaSet, validate_manifest
+from tests.helpers import plan_yaml
 from tests.test_consul_reader import API, app
 from tests.test_consul_writer import vs
 from tests.test_istio_writer import convert as istio_convert
@@ -34,8 +35,7 @@ from tests.test_istio_writer import read as read_istio
 
 def plan(source: str, target: str, text: str, **options: Any) -> PlanResult:
     """The whole pipeline on inline YAML."""
-    return plan_migration(PlanOptions(source=source, target=target, paths=["-"],
-                                      stdin=io.BytesIO(text.encode()), **options))
+    return plan_yaml(text, source, target, **options)
 
 
 def kinds(result: PlanResult, kind: str) -> list[dict[str, Any]]:
