@@ -229,6 +229,28 @@ def test_write_plan_batches_join_into_the_bytes_dump_plan_returns(tmp_path: Path
         assert (tmp_path / "plan.json").read_bytes() == dump_plan(variant).encode("utf-8")
 
 
+def test_losses_with_any_text_are_written_as_json_dumps_writes_them(tmp_path: Path):
+    # plan.json's losses are written from a template, not by the json module: every field
+    # that holds text of the input (names, paths, messages) is escaped the same way.
+    import dataclasses
+
+    from migrate.losses import Loss, ObjectRef, Severity
+
+    plan = plan_migration(PlanOptions("istio", "linkerd", [str(BOOKINFO)])).plan
+    odd = ['q"uote', "back\\slash", "tab\tnew\nline", "ünï\u2028code", "", "\x00\x1f", "{}[],:"]
+    losses = [Loss(f"CODE_{i}", severity, odd[i % 7], ObjectRef(odd[(i + 1) % 7],
+                                                                 odd[(i + 2) % 7],
+                                                                 odd[(i + 3) % 7],
+                                                                 odd[(i + 4) % 7]),
+                   odd[(i + 5) % 7], odd[(i + 6) % 7], odd[i % 7] * 2)
+              for i, severity in enumerate(list(Severity) * 4)]
+    variant = dataclasses.replace(plan, losses=losses)
+    write_plan(variant, tmp_path / "plan.json")
+    assert (tmp_path / "plan.json").read_bytes() == dump_plan(variant).encode("utf-8")
+    written = json.loads((tmp_path / "plan.json").read_text(encoding="utf-8"))["losses"]
+    assert written == [loss.to_json() for loss in losses]
+
+
 def test_collector_is_back_on_after_a_plan_and_nothing_stays_frozen():
     assert gc.isenabled()
     with _no_gc_pauses():

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from migrate.cli import main
 from migrate.names import NameRegistry, k8s_name, valid_name
@@ -91,6 +94,16 @@ def test_generated_names_stay_valid_and_unique():
     second = registry.claim("Service", "ns", "reviews-v1", "subset/reviews-v1/")
     assert first == "reviews-v1" and second != first and valid_name(second, service=True)
     assert registry.claim("Service", "ns", "reviews-v1", "subset/reviews/v1") == first
+
+
+@given(st.text(alphabet="ab9-_.A", max_size=70))
+@settings(max_examples=400, deadline=None)
+def test_a_name_is_kept_as_it_is_exactly_when_it_is_already_a_valid_label(raw: str):
+    # k8s_name returns most names untouched through a quick test; that test must agree
+    # with the label rules (a letter first, no dash at either end or twice in a row).
+    plain = bool(re.fullmatch(r"[a-z](?:-?[a-z0-9])*", raw)) and len(raw) <= 63
+    assert (k8s_name(raw) == raw) == plain
+    assert valid_name(k8s_name(raw), service=True)
 
 
 def test_rollback_never_deletes_a_service_the_step_only_annotated():

@@ -448,12 +448,16 @@ def _restore_or_undo(manifests: list[Manifest], earlier: list[Step]) -> list[str
     """Rollback of the cleanup's long-term objects: one that replaced an object an earlier step
     applied (e.g. Consul's Mesh entry, restricted only at cleanup) gets that version back,
     as deleting it would also drop what the earlier version set; the rest are undone."""
+    # Only objects the cleanup writes again matter: their keys first, so the file name of
+    # each of the plan's earlier manifests (hundreds of thousands) is not made for nothing.
+    wanted = {(m.kind, m.namespace, m.name) for m in manifests if not m.patch}
     last: dict[tuple[str, str, str], str] = {}
     for step in earlier:
         folder = f"steps/{step.id}/"
         for m in step.manifests:
-            if not m.patch:
-                last[(m.kind, m.namespace, m.name)] = folder + manifest_file_name(m)
+            key = (m.kind, m.namespace, m.name)
+            if key in wanted and not m.patch:
+                last[key] = folder + manifest_file_name(m)
     out, fresh = [], []
     for m in manifests:
         path = last.get((m.kind, m.namespace, m.name))

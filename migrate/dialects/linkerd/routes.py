@@ -341,6 +341,8 @@ def _backend(ctx: RouteContext, ref: ObjectRef, rule: Rule, b: Backend, host: Se
 
 
 def _merge(a: HeaderOps, b: HeaderOps) -> HeaderOps:
+    if not a and not b:
+        return a  # most rules and backends change no response header
     return HeaderOps(set=tuple(sorted({**dict(a.set), **dict(b.set)}.items())),
                      add=a.add + b.add, remove=tuple(sorted(set(a.remove) | set(b.remove))))
 
