@@ -28,7 +28,7 @@ def k8s_name(*parts: object, max_len: int = MAX_LABEL) -> str:
     if len(parts) == 1 and parts[0].__class__ is str:
         raw = parts[0]  # NameRegistry.claim passes one name, most often valid already
     else:
-        raw = "-".join(text for text in map(str, parts) if text)
+        raw = "-".join(filter(None, map(str, parts)))  # empty parts left out
     if len(raw) <= max_len and _PLAIN_CHARS.fullmatch(raw) and raw[-1] != "-" \
             and "--" not in raw:
         return raw

@@ -9,7 +9,6 @@ promise "no silent drop" holds for fields no one has written code for yet.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from sys import intern
 from typing import Any
 
@@ -33,16 +32,31 @@ OWN_ANNOTATIONS = "meshmigrate.io/"
 _TOKEN = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
 
 
-@lru_cache(maxsize=4096)
 def split_path(path: str) -> tuple[str | int, ...]:
     """``spec.http[0].route`` -> ``["spec", "http", 0, "route"]``.
 
     Keys that contain dots (annotation names) are written with a ``/`` in them and taken
     whole after ``annotations.``; see :func:`join`.
     """
+    # Objects of one kind are read along the same few hundred paths: a plain dict keeps
+    # their parts, and Fields._lookup (every field a reader reads) probes it inline before
+    # calling here. Bounded: an input with endless distinct paths stops being cached.
+    parts = _SPLIT.get(path)
+    if parts is None:
+        parts = _split(path)
+        if len(_SPLIT) < _SPLIT_CACHE:
+            _SPLIT[path] = parts
+    return parts
+
+
+_SPLIT: dict[str, tuple[str | int, ...]] = {}
+_SPLIT_CACHE = 1 << 16
+
+
+def _split(path: str) -> tuple[str | int, ...]:
     if ".annotations." in f".{path}":
         head, _, key = path.partition("annotations.")
-        return (*split_path(head.rstrip(".")), "annotations", key) if head else \
+        return (*_split(head.rstrip(".")), "annotations", key) if head else \
             ("annotations", key)
     return tuple(int(index) if index else name for index, name in _TOKEN.findall(path))
 
@@ -107,7 +121,7 @@ class Fields:
         value: Any = self.body
         # Every field a reader reads comes through here: the parts are exactly int or str
         # (split_path), so a class test is enough for them, and one dict probe replaces two.
-        for part in split_path(path):
+        for part in _SPLIT.get(path) or split_path(path):
             if part.__class__ is int:
                 if not isinstance(value, list) or part >= len(value):  # type: ignore[operator]
                     return default
@@ -232,40 +246,38 @@ class Fields:
     def _walk(self, value: Any, path: str, out: list[str]) -> bool:
         """Append unaccounted paths under ``value``; True when the whole subtree is."""
         # Runs once per node of every source object: the ledger is probed as a plain set
-        # (NOISE apart) and child paths are built inline rather than through join().
+        # (NOISE apart), and the members of a mapping or list that are scalars (most of
+        # them) are tested here rather than in a call each.
         accounted = self.accounted
         if path in NOISE or set.__contains__(accounted, path):
             return False
         if isinstance(value, dict) and value:
-            children: list[str] = []
-            whole = True
-            walk = self._walk
-            if path:
-                for key in value:
-                    whole &= walk(value[key], f"{path}.{key}", children)
+            prefix = f"{path}." if path else ""
+            members: Any = value.items()
+        elif isinstance(value, list) and value:
+            prefix = ""
+            members = ((f"{path}[{i}]", item) for i, item in enumerate(value))
+        else:
+            if value is None or value == {} or value == []:
+                return False  # empty fields carry nothing to lose
+            out.append(path)
+            return True
+        children: list[str] = []
+        whole = True
+        for key, item in members:
+            child = f"{prefix}{key}"
+            if isinstance(item, (dict, list)) and item:
+                whole &= self._walk(item, child, children)
+            elif child in NOISE or set.__contains__(accounted, child) or item is None \
+                    or item == {} or item == []:
+                whole = False
             else:
-                for key in value:
-                    whole &= walk(value[key], str(key), children)
-            if whole and path:
-                out.append(path)
-            else:
-                out.extend(children)
-            return whole
-        if isinstance(value, list) and value:
-            children = []
-            whole = True
-            walk = self._walk
-            for i, item in enumerate(value):
-                whole &= walk(item, f"{path}[{i}]", children)
-            if whole and path:
-                out.append(path)
-            else:
-                out.extend(children)
-            return whole
-        if value is None or value == {} or value == []:
-            return False  # empty fields carry nothing to lose
-        out.append(path)
-        return True
+                children.append(child)
+        if whole and path:
+            out.append(path)
+        else:
+            out.extend(children)
+        return whole
 
     def report_unaccounted(self) -> None:
         """Turn every unaccounted field into a FIELD_UNMODELLED loss."""

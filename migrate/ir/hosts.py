@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from functools import lru_cache
 
 from migrate.ir.model import ServiceKey
 
@@ -12,6 +13,10 @@ _URL = re.compile(
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
+# Every route names its hosts and backends, the graph its calls, the writers their targets:
+# the same few (host, namespace) pairs are resolved over and over. ServiceKey is immutable,
+# so one instance can answer them all.
+@lru_cache(maxsize=1 << 16)
 def service_of_host(host: str, namespace: str,
                     cluster_domain: str = "cluster.local") -> ServiceKey | None:
     """The Service a mesh host name designates, or None for wildcards and external names.

@@ -9,7 +9,7 @@ VirtualService's namespace.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from migrate.dialects.fields import Fields, join
 from migrate.dialects.istio.matches import http_match, l4_match
@@ -107,18 +107,23 @@ def _http_rule(reader: IstioReader, f: Fields, i: int, mesh: bool) -> Rule:
             if given.get(key) is not None:
                 f.note(feature, join(path, key))
         f.note("route.http", path)
+    # Most rules set few of the optional parts: ``given`` says which are there, so the
+    # absent ones cost no lookup.
+    headers = given.get("headers")
     return Rule(
         index=i,
         name=f.string(join(path, "name")),
         matches=matches,
         backends=backends,
         timeout=f.string(join(path, "timeout")),
-        retry=_retry(f, join(path, "retries")),
-        request_headers=_header_ops(f, join(path, "headers.request")),
-        response_headers=_header_ops(f, join(path, "headers.response")),
-        redirect=_redirect(f, join(path, "redirect")),
+        retry=_retry(f, join(path, "retries")) if given.get("retries") is not None else None,
+        request_headers=_header_ops(f, join(path, "headers.request"), headers, "request"),
+        response_headers=_header_ops(f, join(path, "headers.response"), headers, "response"),
+        redirect=_redirect(f, join(path, "redirect")) if given.get("redirect") is not None
+        else None,
         origin_path=path,
-        rewrite=_rewrite(f, join(path, "rewrite")),
+        rewrite=_rewrite(f, join(path, "rewrite")) if given.get("rewrite") is not None
+        else None,
     )
 
 
@@ -132,6 +137,7 @@ def _tcp_rule(reader: IstioReader, f: Fields, i: int) -> Rule:
 
 
 def _destination(reader: IstioReader, f: Fields, path: str, mesh: bool) -> Backend:
+    headers = f.keys_at(path).get("headers")
     host = f.name(join(path, "destination.host"))
     key = service_of_host(host, f.ref.namespace, reader.cluster_domain) if host else None
     invalid = not host and f.peek(join(path, "destination.host")) is not None
@@ -143,8 +149,8 @@ def _destination(reader: IstioReader, f: Fields, path: str, mesh: bool) -> Backe
         subset=f.string(join(path, "destination.subset")),
         port=f.integer(join(path, "destination.port.number")),
         weight=f.integer(join(path, "weight")),
-        request_headers=_header_ops(f, join(path, "headers.request")),
-        response_headers=_header_ops(f, join(path, "headers.response")),
+        request_headers=_header_ops(f, join(path, "headers.request"), headers, "request"),
+        response_headers=_header_ops(f, join(path, "headers.response"), headers, "response"),
         origin_path=path,
     )
 
@@ -152,8 +158,10 @@ def _destination(reader: IstioReader, f: Fields, path: str, mesh: bool) -> Backe
 _NO_HEADER_OPS = HeaderOps()
 
 
-def _header_ops(f: Fields, path: str) -> HeaderOps:
-    if f.peek(path) is None:
+def _header_ops(f: Fields, path: str, headers: Any, which: str) -> HeaderOps:
+    """``headers.request`` or ``headers.response`` (``which``) at ``path``; ``headers`` is
+    the value of the ``headers`` field beside it, as the caller found it."""
+    if not isinstance(headers, dict) or headers.get(which) is None:
         return _NO_HEADER_OPS  # most rules and destinations change no headers: nothing to read
 
     def pairs(key: str) -> tuple[tuple[str, str], ...]:
