@@ -51,8 +51,17 @@ def source_file_name(obj: RawObject | Manifest) -> str:
 
 
 def _file_name(api: str, kind: str, namespace: str, name: str) -> str:
-    group = api.split("/")[0] if "/" in api else "core"
-    return f"{kind.lower()}.{group.split('.')[0]}-{namespace or 'cluster'}-{name}.yaml"
+    # Named twice per manifest (plan.json and the step folder), hundreds of thousands of
+    # times on a large mesh, from a few dozen (apiVersion, kind) pairs: their prefix is kept.
+    prefix = _PREFIXES.get((api, kind))
+    if prefix is None:
+        group = api.split("/")[0] if "/" in api else "core"
+        prefix = _PREFIXES[(api, kind)] = f"{kind.lower()}.{group.split('.')[0]}"
+    return f"{prefix}-{namespace or 'cluster'}-{name}.yaml"
+
+
+_PREFIXES: dict[tuple[str, str], str] = {}
+"""(apiVersion, kind) -> ``<kind>.<group>``, the start of a file name."""
 
 
 def step_file_names(step: Step) -> tuple[list[str], list[str]]:

@@ -261,14 +261,14 @@ class MeshGraph:
         """
         deps = nx.DiGraph()
         deps.add_nodes_from(sorted(namespaces))
+        # Reasons are gathered in a plain dict and the edges added once: a large mesh gives
+        # hundreds of thousands of reasons, and networkx's edge views cost a lookup each.
+        reasons: dict[tuple[str, str], set[str]] = {}
+        known = set(deps)
 
         def add(a: str, b: str, why: str) -> None:
-            if a == b or a not in deps or b not in deps:
-                return
-            if deps.has_edge(a, b):
-                deps.edges[a, b]["reasons"].add(why)
-            else:
-                deps.add_edge(a, b, reasons={why})
+            if a != b and a in known and b in known:
+                reasons.setdefault((a, b), set()).add(why)
 
         for u, v in self.edges(CALLS):
             w: Workload = self.g.nodes[u]["obj"]
@@ -292,8 +292,7 @@ class MeshGraph:
                             add(host.namespace, b.service.namespace,
                                 f"route {route.namespace}/{route.name} sends {host} traffic "
                                 f"to {b.service}")
-        for key in deps.edges:
-            deps.edges[key]["reasons"] = sorted(deps.edges[key]["reasons"])
+        deps.add_edges_from((a, b, {"reasons": sorted(why)}) for (a, b), why in reasons.items())
         return deps
 
     def ingress_namespaces(self) -> set[str]:

@@ -373,11 +373,19 @@ def _undo_order(m: Manifest) -> tuple[bool, str, str, str]:
 
 
 def _delete(m: Manifest) -> str:
-    api = m.api_version
-    group = api.split("/")[0] if "/" in api else ""
-    kind = m.kind.lower()
-    kind = f"{kind}.{group}" if group else kind
-    return f"kubectl delete {kind}/{m.name} -n {m.namespace} --ignore-not-found"
+    # Every manifest of a plan is undone somewhere (rollbacks, cleanup): the resource name of
+    # its few dozen (apiVersion, kind) pairs is made once.
+    resource = _RESOURCES.get((m.api_version, m.kind))
+    if resource is None:
+        api = m.api_version
+        group = api.split("/")[0] if "/" in api else ""
+        kind = m.kind.lower()
+        resource = _RESOURCES[(api, m.kind)] = f"{kind}.{group}" if group else kind
+    return f"kubectl delete {resource}/{m.name} -n {m.namespace} --ignore-not-found"
+
+
+_RESOURCES: dict[tuple[str, str], str] = {}
+"""(apiVersion, kind) -> the ``kind.group`` kubectl names the resource by."""
 
 
 def _ingress(p: PlanInput, number: int) -> Step:
