@@ -30,7 +30,7 @@ from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore
 from typing import Any, Callable, Iterator
 
 from migrate.dialects.base import Manifest, TargetConfig
-from migrate.dialects.linkerd.inbound_overlap import Atom, atoms_of, plan_routes
+from migrate.dialects.linkerd.inbound_overlap import Atom, RoutePlan, atoms_of, plan_routes
 from migrate.ir.graph import MeshGraph, selects
 from migrate.ir.model import AuthzPolicy, AuthzSource, MTLSPolicy, Workload
 from migrate.losses import LossLog, ObjectRef, Severity
@@ -79,6 +79,14 @@ class PolicyContext:
     _authns: dict[tuple[str, str], str] = field(default_factory=dict)
     _policies: set[tuple[str, str]] = field(default_factory=set)
     _probe_matches: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _source_refs: dict[tuple[int, int, int], list[dict[str, str]] | None] = field(
+        default_factory=dict)
+    """(policy, rule, source) -> its requiredAuthenticationRefs: a policy selecting several
+    workloads grants the same on each of their Servers. The policy is keyed by ``id``: the
+    graph holds every policy while the writer runs, and one source object may give several
+    (Consul intentions)."""
+    _route_plans: dict[tuple[tuple[Atom, ...], ...], RoutePlan] = field(default_factory=dict)
+    """Grants' atoms -> their inbound routes: Servers under the same rules share a plan."""
 
 
 @dataclass
@@ -336,7 +344,10 @@ def _authorize(ctx: PolicyContext, srv: _Server, policy: AuthzPolicy) -> None:
         whole_server = not rule.operations or any(a.universal for a in atoms)
         sources = rule.sources or (AuthzSource(origin_path=rule.origin_path),)
         for j, src in enumerate(sources):
-            refs = _source_refs(ctx, policy, i, j, src)
+            key = (id(policy), i, j)
+            if key not in ctx._source_refs:
+                ctx._source_refs[key] = _source_refs(ctx, policy, i, j, src)
+            refs = ctx._source_refs[key]
             if refs is None:
                 continue
             if whole_server:
@@ -356,7 +367,10 @@ def _inbound_routes(ctx: PolicyContext, srv: _Server) -> None:
     """
     if not srv.grants:
         return
-    plan = plan_routes([g.atoms for g in srv.grants])
+    shape = tuple(tuple(g.atoms) for g in srv.grants)
+    if shape not in ctx._route_plans:
+        ctx._route_plans[shape] = plan_routes([g.atoms for g in srv.grants])
+    plan = ctx._route_plans[shape]
     parts: list[tuple[list[tuple[str, dict[str, Any]]], list[int]]] = []
     for atoms, covering in plan.routes:
         matches = sorted({_canonical(m): m
