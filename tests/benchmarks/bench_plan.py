@@ -11,8 +11,14 @@ the source read again, as ``meshmigrate verify`` does; the re-read is not counte
 equivalence check's probes per second.
 
     python -m tests.benchmarks.bench_plan [--plan-only] [--no-files] [--format yaml|json]
-                                          [--repeat N] [SERVICES ...]
-                                          (default: both formats, 1 run, 2000 5000 20000)
+                                          [--dump applied|served] [--repeat N] [SERVICES ...]
+                                          (default: both formats, both dumps, 1 run,
+                                          2000 5000 20000)
+
+Each mesh is dumped twice: "applied" is the generator's objects as written (a YAML stream,
+or a JSON List); "served" is the same objects as ``kubectl get -o yaml|json`` returns them
+from a cluster, with what the API server and controllers add (tests/benchmarks/served.py),
+which is what a dump taken for meshmigrate holds. Both plan alike (tests/test_synth.py).
 
 Each measurement runs in a fresh process so peak RSS is its own. "plan MB" is the peak RSS
 when plan.json is made, before the checks; "checks MB" is the peak at the end. ``--plan-only``
@@ -31,6 +37,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tests.benchmarks.served import as_served, as_served_json, as_served_yaml
 from tests.benchmarks.synth import as_json, as_yaml, generate
 
 CHILD = r"""
@@ -102,19 +109,24 @@ def measure(mode: str, path: str, checks: bool = False, files: bool = True) -> d
 
 
 def main(sizes: list[int], checks: bool = True, files: bool = True,
-         formats: tuple[str, ...] = ("yaml", "json"), repeat: int = 1) -> None:
-    """Print one row per size and format."""
+         formats: tuple[str, ...] = ("yaml", "json"), repeat: int = 1,
+         dumps: tuple[str, ...] = ("applied", "served")) -> None:
+    """Print one row per size, dump and format."""
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
-    print(f"{'services':>8} {'format':>6} {'MB':>6} {'parse s':>8} {'plan s':>8} {'ratio':>6} "
-          f"{'parse MB':>9} {'plan MB':>8} {'ratio':>6} {'files':>7} {'files s':>8} "
+    print(f"{'services':>8} {'dump':>7} {'format':>6} {'MB':>6} {'parse s':>8} {'plan s':>8} "
+          f"{'ratio':>6} {'parse MB':>9} {'plan MB':>8} {'ratio':>6} {'files':>7} {'files s':>8} "
           f"{'files MB':>9} {'checks s':>9} {'checks MB':>10} {'probes':>7} {'probes/s':>9}")
     with tempfile.TemporaryDirectory() as tmp:
         for services in sizes:
             per_ns = 20
-            objects = generate(max(1, services // per_ns), min(per_ns, services))
-            for fmt in formats:
-                text = as_yaml(objects) if fmt == "yaml" else as_json(objects)
-                path = Path(tmp) / f"mesh-{services}.{fmt}"
+            applied = generate(max(1, services // per_ns), min(per_ns, services))
+            for dump, fmt in ((d, f) for d in dumps for f in formats):
+                objects = applied if dump == "applied" else as_served(applied)
+                text = {("applied", "yaml"): as_yaml, ("applied", "json"): as_json,
+                        ("served", "yaml"): as_served_yaml,
+                        ("served", "json"): as_served_json}[(dump, fmt)](objects)
+                del objects
+                path = Path(tmp) / f"mesh-{services}-{dump}.{fmt}"
                 path.write_text(text)
                 # Alternated and the fastest run of each kept, as timeit does: on a shared
                 # machine a slow run measures the neighbours.
@@ -130,8 +142,9 @@ def main(sizes: list[int], checks: bool = True, files: bool = True,
                 written = (f"{plan['files']:>7} {plan['files_seconds']:>8.1f} "
                            f"{plan['files_peak_mb']:>9.0f}" if files
                            else f"{'-':>7} {'-':>8} {'-':>9}")
-                print(f"{services:>8} {fmt:>6} {len(text) / 1e6:>6.1f} {parse['seconds']:>8.2f} "
-                      f"{plan['seconds']:>8.2f} {plan['seconds'] / parse['seconds']:>6.1f} "
+                print(f"{services:>8} {dump:>7} {fmt:>6} {len(text) / 1e6:>6.1f} "
+                      f"{parse['seconds']:>8.2f} {plan['seconds']:>8.2f} "
+                      f"{plan['seconds'] / parse['seconds']:>6.1f} "
                       f"{parse['peak_mb']:>9.0f} {plan['peak_mb']:>8.0f} "
                       f"{plan['peak_mb'] / parse['peak_mb']:>6.1f} {written} {extra}",
                       flush=True)
@@ -148,6 +161,9 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
                         help="skip writing the step files and the runbook")
     parser.add_argument("--format", choices=["yaml", "json"], action="append",
                         help="measure only this dump format (repeatable; default: both)")
+    parser.add_argument("--dump", choices=["applied", "served"], action="append",
+                        help="objects as applied (the generator's) or as a cluster serves "
+                             "them back (tests/benchmarks/served.py); repeatable; default: both")
     parser.add_argument("--repeat", type=int, default=1,
                         help="runs of each measurement; the fastest is printed (default: 1)")
     return parser.parse_args(argv)
@@ -156,4 +172,5 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
 if __name__ == "__main__":
     options = _arguments(sys.argv[1:])
     main(options.services, checks=not options.plan_only, files=not options.no_files,
-         formats=tuple(options.format or ("yaml", "json")), repeat=max(1, options.repeat))
+         formats=tuple(options.format or ("yaml", "json")), repeat=max(1, options.repeat),
+         dumps=tuple(options.dump or ("applied", "served")))
