@@ -43,7 +43,8 @@ def as_served(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def as_served_json(objects: list[dict[str, Any]]) -> str:
-    """``kubectl get -o json`` output: a List, indented by four spaces as kubectl prints."""
+    """``kubectl get -o json`` output: a List, indented by four spaces as kubectl prints
+    (kubernetes pkg/printers/json.go, ``JSONPrinter``: ``json.MarshalIndent(obj, "", "    ")``)."""
     return json.dumps({"apiVersion": "v1", "items": objects, "kind": "List",
                        "metadata": {"resourceVersion": ""}}, indent=4) + "\n"
 
@@ -127,7 +128,8 @@ def _condition(kind: str, reason: str, message: str) -> dict[str, str]:
 
 def as_served_yaml(objects: list[dict[str, Any]]) -> str:
     """``kubectl get -o yaml`` output: one List document, keys in alphabetical order as
-    kubectl writes them (its YAML is made from the JSON form through a map)."""
+    kubectl writes them (its ``YAMLPrinter`` converts the JSON form through a map with
+    ghodss/yaml, kubernetes pkg/printers/json.go)."""
     import yaml
 
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
