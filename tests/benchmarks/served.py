@@ -20,6 +20,11 @@ objects (synth.py) are the applied form. :func:`as_served` adds, per object:
   ``terminationGracePeriodSeconds``, each container's ``imagePullPolicy``, ``resources``,
   termination message settings and port protocols) and ``status`` with its two conditions.
 
+The defaults are the API server's own: kubernetes pkg/apis/apps/v1/defaults.go
+(``SetDefaults_Deployment``: 25% surge and unavailability, ``revisionHistoryLimit`` 10,
+``progressDeadlineSeconds`` 600) and pkg/apis/core/v1/defaults.go (a Service port's
+``targetPort`` and ``protocol``, ``sessionAffinity``, the pod and container defaults).
+
 Mesh custom resources get only the metadata: their status is written by the mesh's
 controller only where that is enabled.
 """
