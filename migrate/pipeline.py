@@ -220,6 +220,8 @@ def _plan_migration(options: PlanOptions) -> PlanResult:
     reader = make_reader(options, losses, problems)
     reader.keep_ledgers = options.keep_objects
     read = reader.read(source)
+    if options.paths:
+        require_source_mesh(options.source, reader, read, source, problems)
     if not options.verify and not options.keep_objects:
         # The source lists every object read; only the source mesh's own objects stay (for
         # rollback copies), packed: as dicts they were a sixth of a plan's peak memory.
@@ -267,6 +269,56 @@ def _plan_migration(options: PlanOptions) -> PlanResult:
         plan.equivalence = verify_plan(read.objects, plan, options)
         plan.coexistence = check_coexistence(read.objects, plan, options)
     return PlanResult(plan, losses, problems, read, notes)
+
+
+# API groups of meshes and mesh-adjacent projects, so that a refusal can say what the input
+# holds instead; a registered source's own groups come from its reader's MESH_GROUPS.
+OTHER_MESH_GROUPS = {
+    "kuma.io": "Kuma / Kong Mesh", "appmesh.k8s.aws": "AWS App Mesh",
+    "split.smi-spec.io": "SMI (Open Service Mesh, Traefik Mesh)",
+    "access.smi-spec.io": "SMI (Open Service Mesh, Traefik Mesh)",
+    "specs.smi-spec.io": "SMI (Open Service Mesh, Traefik Mesh)",
+    "policy.openservicemesh.io": "Open Service Mesh", "config.openservicemesh.io":
+    "Open Service Mesh", "cilium.io": "Cilium", "traefik.containo.us": "Traefik",
+    "traefik.io": "Traefik"}
+
+
+def require_source_mesh(mesh: str, reader: Reader, read: ReadResult, source: SourceResult,
+                        problems: list[InputProblem]) -> None:
+    """Refuse file input that shows nothing of the source mesh.
+
+    Such an input would still plan the source's uninstall and CRD deletion at cleanup, for a
+    mesh the plan never read (a wrong ``--from``, an empty folder, the wrong dump). A cluster
+    read is refused earlier for the same reason (``MeshNotFound``: none of its API groups).
+
+    Raises:
+        UsageError: with what the input holds instead and the supported sources.
+    """
+    if reader.found_mesh(read):
+        return
+    groups: dict[str, int] = {}
+    for raw in source.objects:
+        groups[raw.group] = groups.get(raw.group, 0) + 1
+    others = sorted(name for name, cls in SOURCES.items()
+                    if name != mesh and set(groups) & set(cls.MESH_GROUPS))
+    found = [f"{g} ({n} object{'s' if n != 1 else ''}"
+             + (f", {OTHER_MESH_GROUPS[g]}" if g in OTHER_MESH_GROUPS else "") + ")"
+             for g, n in sorted(groups.items()) if g]
+    core = groups.get("", 0)
+    if core:
+        found.append(f"{core} core Kubernetes object{'s' if core != 1 else ''}")
+    holds = "; found " + ", ".join(found) if found else "; the input holds no objects"
+    if problems:
+        # The documents' own problems are the likely cause: the error is all a person sees.
+        shown = "; ".join(str(p) for p in problems[:3])
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        holds += f"; {len(problems)} document(s) could not be read: {shown}{more}"
+    hint = f" Did you mean --from {others[0]}?" if len(others) == 1 else \
+        (f" It holds {' and '.join(others)} configuration." if others else "")
+    raise UsageError(
+        f"no {mesh} configuration in the input (none of its objects, and no namespace or "
+        f"workload marked for {mesh} injection){holds}.{hint} Supported sources are "
+        f"{', '.join(sorted(SOURCES))}; a plan never uninstalls a mesh it did not read.")
 
 
 def verify_settings(options: PlanOptions) -> Settings:

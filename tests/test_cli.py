@@ -54,7 +54,9 @@ def test_fail_on_sets_exit_code_3(tmp_path: Path):
                  "--fail-on", "manual")
     assert result.exit_code == 3
     clean = tmp_path / "clean.yaml"
-    clean.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: x}\n"
+    clean.write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: x, labels: "
+                     "{istio-injection: enabled}}\n---\n"
+                     "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: x}\n"
                      "spec: {ports: [{port: 80}]}\n")
     result = run("plan", "--from", "istio", "--to", "linkerd", "-f", str(clean), "-o",
                  str(tmp_path / "o2"), "--fail-on", "degraded")

@@ -21,6 +21,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from migrate.cli import main
+from migrate.errors import UsageError
 from migrate.pipeline import PlanOptions, PlanResult, plan_migration
 from migrate.yamlio import dump_document
 from tests.conftest import SAMPLES
@@ -336,7 +337,13 @@ def test_documents_that_are_not_objects_are_reported(tmp_path: Path, source: str
 
 def test_stdin_with_hostile_bytes_never_crashes():
     data = b"\x00\x01\x02---\n\xff\xfe\x00---\n: : :\n---\n{[}]\n"
-    result = plan_migration(PlanOptions("istio", "linkerd", ["-"], stdin=io.BytesIO(data)))
+    # Nothing readable is left, so nothing shows Istio: refused, with the documents'
+    # problems named, rather than a plan that uninstalls a mesh it never read.
+    with pytest.raises(UsageError, match=r"no istio configuration.*could not be read: <stdin>"):
+        plan_migration(PlanOptions("istio", "linkerd", ["-"], stdin=io.BytesIO(data)))
+    garbage_then_mesh = data + b"\n---\n" + sample("istio").encode()
+    result = plan_migration(PlanOptions("istio", "linkerd", ["-"],
+                                        stdin=io.BytesIO(garbage_then_mesh)))
     assert result.problems and result.plan.steps[-1].kind == "cleanup"
 
 

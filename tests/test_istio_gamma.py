@@ -86,6 +86,9 @@ PARENT = '  parentRefs: [{group: "", kind: Service, name: api}]\n'
 
 
 def plan(text: str, target: str, source: str = "istio") -> PlanResult:
+    if source == "linkerd":  # the same namespaces, injected by Linkerd
+        text = text.replace("labels: {istio-injection: enabled}",
+                            "annotations: {linkerd.io/inject: enabled}")
     return plan_yaml(text, source, target)
 
 

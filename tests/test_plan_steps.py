@@ -128,6 +128,10 @@ def test_routing_is_in_place_before_the_first_caller_moves_even_with_an_override
 def test_non_http_ports_become_opaque_before_the_switch():
     text = """
 apiVersion: v1
+kind: Namespace
+metadata: {name: data, labels: {istio-injection: enabled}}
+---
+apiVersion: v1
 kind: Service
 metadata: {name: cache, namespace: data}
 spec:

@@ -117,7 +117,9 @@ def test_secret_data_never_reaches_any_output(tmp_path):
     from migrate.cli import main
 
     src = tmp_path / "in.yaml"
-    src.write_text(SVC % "web" + "---\napiVersion: v1\nkind: Secret\nmetadata: {name: s, "
+    src.write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: "
+                   "{istio-injection: enabled}}\n---\n" +
+                   SVC % "web" + "---\napiVersion: v1\nkind: Secret\nmetadata: {name: s, "
                    "namespace: shop}\ndata: {token: dG9wLXNlY3JldA==}\nstringData: "
                    "{plain: top-secret}\n")
     result = CliRunner().invoke(main, ["plan", "--from", "istio", "--to", "linkerd", "-f",

@@ -12,6 +12,7 @@ from migrate.dialects import kube
 from migrate.dialects.fields import Fields
 from migrate.errors import InputProblem
 from migrate.ir.graph import MeshGraph
+from migrate.ir.model import Workload
 from migrate.losses import LossLog, ObjectRef, Severity
 from migrate.packing import pack, unpack
 from migrate.sources.files import relative
@@ -91,6 +92,9 @@ class Reader:
     """API group -> versions this reader understands."""
     HANDLERS: ClassVar[dict[tuple[str, str], KindHandler]]
     """(group, kind) -> the function that reads it: ``handler(reader, fields, graph)``."""
+    MESH_GROUPS: ClassVar[tuple[str, ...]]
+    """The groups whose presence means the mesh is installed (cluster exit code 7,
+    ``--from auto``, and the evidence :meth:`found_mesh` looks for in files)."""
 
     def __init__(self, losses: LossLog, problems: list[InputProblem]) -> None:
         self.losses = losses
@@ -143,6 +147,19 @@ class Reader:
         self.finish(graph)
         graph.link()
         return result
+
+    def found_mesh(self, result: ReadResult) -> bool:
+        """Whether the input shows this mesh at all: one of its own objects, or a namespace or
+        workload its injection markers put in the mesh.
+
+        A plan whose input shows no source mesh would still end in that mesh's uninstall, so
+        file input without this evidence is refused (pipeline.require_source_mesh).
+        """
+        if any(ref.api_version.split("/")[0] in self.MESH_GROUPS for ref in result.raw):
+            return True  # Gateway API routes are read by several meshes: not evidence
+        graph = result.graph
+        return any(ns.injection != "none" for ns in graph.namespaces_declared()) or any(
+            w.injection not in ("none", "inherit") for w in graph.of(Workload))
 
     def core_extras(self, f: Fields, graph: MeshGraph) -> None:
         """Called by ``kube`` after a Namespace, Service or workload is read, so a dialect can

@@ -45,6 +45,7 @@ from migrate.dialects.consul.read_workloads import (
 from migrate.dialects.fields import Fields
 from migrate.errors import InputProblem
 from migrate.ir.graph import MeshGraph
+from migrate.ir.model import Workload
 from migrate.losses import LossLog, ObjectRef, Severity
 from migrate.sources.model import SourceResult
 
@@ -98,6 +99,15 @@ class ConsulReader(Reader):
     def finish(self, graph: MeshGraph) -> None:
         """Build the records that depend on several objects (names resolved)."""
         finish(self, graph)
+
+    def found_mesh(self, result: ReadResult) -> bool:
+        """Consul's own objects, or a pod template annotated ``connect-inject: "true"``.
+
+        Namespaces do not count: consul-k8s has no namespace label, and with
+        ``--consul-inject-default`` every namespace would look injected, whatever the input.
+        """
+        own = any(ref.api_version.split("/")[0] in self.MESH_GROUPS for ref in result.raw)
+        return own or any(w.injection == "sidecar" for w in result.graph.of(Workload))
 
     # -- injection, called by the core-kinds reader ---------------------------------------
     def namespace_injection(self, f: Fields, labels: dict[str, Any], ann: dict[str, Any]) -> str:
