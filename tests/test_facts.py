@@ -16,7 +16,8 @@ import yaml
 from migrate import facts
 from migrate.dialects.consul.coexist import CONSUL
 from migrate.dialects.consul.reader import ConsulReader
-from migrate.dialects.gatewayapi.precedence import linkerd_key, rank
+from migrate.dialects.gatewayapi import precedence
+from migrate.dialects.gatewayapi.precedence import rank
 from migrate.dialects.istio.coexist import ISTIO
 from migrate.ir.model import RouteMatch, StringMatch, Workload
 from migrate.losses import LossLog
@@ -154,7 +155,7 @@ def test_fact_linkerd_route_match_order():
                           Probe("shop", "api", 8080, "/api", "GET", ()))
     prefixed = gateway.score(route, {"path": {"type": "PathPrefix", "value": "/api"}},
                              Probe("shop", "api", 8080, "/api", "GET", ()))
-    assert exact == prefixed == linkerd_key(4, 0, 0, False)
+    assert exact is not None and exact == prefixed
     # End to end: the first-match VirtualService tries the header rule before the method rule,
     # and the equivalence check (Linkerd evaluator on the source) agrees.
     result = plan_yaml(LINKERD_SPLIT, source="linkerd", target="istio")
@@ -163,6 +164,29 @@ def test_fact_linkerd_route_match_order():
     assert kinds == ["headers", "headers", "method", "method"]  # each PathPrefix is 2 rules
     eq = result.plan.equivalence
     assert eq is not None and eq.unexplained == []
+
+
+def test_writers_and_evaluator_rank_from_the_register(monkeypatch: pytest.MonkeyPatch):
+    """One place decides: given the Gateway API order (method before headers, Exact above a
+    PathPrefix of its length), both the IR ranking and the evaluator's score follow it."""
+    spec = {"order": ["path", "method", "headers", "query"], "exact_outranks_prefix": True}
+    real = facts.value
+    monkeypatch.setattr(facts, "value", lambda fid, key: spec[key]
+                        if fid == "linkerd.route-match-order" else real(fid, key))
+    caches = (precedence._key_order, precedence._exact_bonus)
+    for cache in caches:
+        cache.cache_clear()
+    try:
+        prefix = StringMatch("prefix", "/api")
+        assert rank(_m(prefix, method="GET")) > rank(_m(prefix, headers=1))
+        assert rank(_m(StringMatch("exact", "/api"))) > rank(_m(StringMatch("prefix", "/api")))
+        route, probe = {"kind": "HTTPRoute"}, Probe("shop", "api", 8080, "/api", "GET", ())
+        exact = gateway.score(route, {"path": {"type": "Exact", "value": "/api"}}, probe)
+        prefixed = gateway.score(route, {"path": {"type": "PathPrefix", "value": "/api"}}, probe)
+        assert exact is not None and prefixed is not None and exact > prefixed
+    finally:
+        for cache in caches:
+            cache.cache_clear()
 
 
 def test_fact_linkerd_route_tie_order():

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from migrate.dialects.gatewayapi.precedence import linkerd_key, prefix_length
+from migrate.dialects.gatewayapi.precedence import linkerd_key, path_score, prefix_length
 from migrate.verify.model import Probe
 from migrate.verify.world import World, dig
 
@@ -55,8 +55,9 @@ def score(route: dict[str, Any], m: dict[str, Any], probe: Probe) -> Score | Non
             return None
         if method.get("method") and (len(parts) != 2 or parts[1] != method["method"]):
             return None
-        path_score = len(path) if method.get("method") else (
+        path_len = len(path) if method.get("method") else (
             len(method["service"]) + 1 if method.get("service") else 0)
+        path_kind = "prefix"
         method_score = 0
     else:
         pm = m.get("path") or {"type": "PathPrefix", "value": "/"}
@@ -66,16 +67,16 @@ def score(route: dict[str, Any], m: dict[str, Any], probe: Probe) -> Score | Non
         if kind == "Exact":
             if path != value:
                 return None
-            path_score = len(path)
+            path_kind, path_len = "exact", len(path)
         elif kind == "RegularExpression":
             if not full(value, path):
                 return None
-            path_score = len(path)
+            path_kind, path_len = "regex", len(path)
         else:
             base = value.rstrip("/")
             if not (path == base or path.startswith(base + "/") or base == ""):
                 return None
-            path_score = prefix_length(value)
+            path_kind, path_len = "prefix", prefix_length(value)
         if m.get("method") and m["method"] != probe.method:
             return None
         method_score = 1 if m.get("method") else 0
@@ -88,7 +89,7 @@ def score(route: dict[str, Any], m: dict[str, Any], probe: Probe) -> Score | Non
         got = query.get(str(q.get("name", "")))
         if got is None or not value_ok(q, got):
             return None
-    return linkerd_key(path_score, len(m.get("headers") or []),
+    return linkerd_key(path_score(path_kind, path_len), len(m.get("headers") or []),
                        len(m.get("queryParams") or []), bool(method_score))
 
 

@@ -58,11 +58,24 @@ def _key_order() -> tuple[int, ...]:
 
 def linkerd_key(path: int, headers: int, query: int, method: bool) -> tuple[int, ...]:
     """The key Linkerd's proxy compares route matches by (greater wins), in the order the fact
-    register gives (``linkerd.route-match-order``): ``path`` is the number of path characters
-    matched, ``headers`` and ``query`` the numbers of header and query-parameter matches,
+    register gives (``linkerd.route-match-order``): ``path`` is the :func:`path_score` of the
+    path characters matched, ``headers`` and ``query`` the numbers of header and query-parameter matches,
     ``method`` whether the match names a method."""
     parts = (path, headers, query, int(method))
     return tuple(parts[i] for i in _key_order())
+
+
+@lru_cache(maxsize=1)
+def _exact_bonus() -> int:
+    # fact: linkerd.route-match-order
+    return 1 if facts.value("linkerd.route-match-order", "exact_outranks_prefix") else 0
+
+
+def path_score(kind: str, length: int) -> int:
+    """The path part of :func:`linkerd_key`: ``length`` path characters matched by a match of
+    ``kind`` (``exact``, ``prefix`` or ``regex``). An Exact path ranks with a prefix of the same
+    length unless the register says Exact outranks it (``exact_outranks_prefix``)."""
+    return 2 * length + (_exact_bonus() if kind == "exact" else 0)
 
 
 def prefix_length(value: str) -> int:
@@ -84,17 +97,18 @@ def rank(m: RouteMatch | None) -> tuple[int, ...]:
     in fact ties with on the paths both match (an approximation on the side of reporting).
     """
     if m is None:
-        return linkerd_key(1, 0, 0, False)
+        return linkerd_key(path_score("prefix", 1), 0, 0, False)
     if m.path is None:
-        path = 1
+        path = path_score("prefix", 1)
     elif m.path.kind == "exact":
-        path = len(m.path.value)  # case-insensitive too: the regex matches that length only
+        # Case-insensitive too: the regex it is written as matches that length only.
+        path = path_score("exact", len(m.path.value))
     elif m.path.kind == "regex" or m.ignore_case:
-        path = _WHOLE
+        path = path_score("regex", _WHOLE)
     elif m.path.kind == "prefix":
-        path = prefix_length(m.path.value)
+        path = path_score("prefix", prefix_length(m.path.value))
     else:
-        path = 1
+        path = path_score("prefix", 1)
     return linkerd_key(path, len(m.headers), len(m.query), m.method is not None)
 
 

@@ -79,7 +79,6 @@ def route_policy(f: Fields, meta: str) -> RoutePolicy:
     ann = f.peek(f"{meta}.annotations") or {}
     if not isinstance(ann, dict):
         return RoutePolicy()
-    # fact: linkerd.timeout-annotation-wins
     wrong = {"HTTPRoute": RETRY_GRPC, "GRPCRoute": RETRY_HTTP}.get(f.ref.kind)
     if wrong in ann:
         f.get(ann_path(meta, wrong))
