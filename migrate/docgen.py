@@ -1,4 +1,5 @@
-"""Generate docs/feature-matrix.md and docs/losses.md from mappings/ and the code catalogue.
+"""Generate docs/feature-matrix.md, docs/losses.md and docs/facts.md from mappings/ and the code
+catalogue.
 
 Run ``python -m migrate.docgen`` after changing mappings/ or migrate/losscodes.py; a test
 fails while the committed files differ from what this prints.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from migrate import mappings
+from migrate import facts, mappings
 from migrate.losscodes import CODES
 
 TARGETS = ("istio", "linkerd", "consul")
@@ -73,7 +74,35 @@ def losses_catalogue() -> str:
     return "\n".join(lines)
 
 
-GENERATED = {"docs/feature-matrix.md": feature_matrix, "docs/losses.md": losses_catalogue}
+def facts_register() -> str:
+    """Markdown: every fact of mappings/facts.yaml, by mesh, with its source."""
+    lines = ["# Mesh facts", "",
+             "Generated from `mappings/facts.yaml` by `python -m migrate.docgen`; do not edit. "
+             "Each fact is a piece of mesh behaviour meshmigrate decides on, with the versions it "
+             "holds for and the upstream source it was checked against. Code that relies on a "
+             "fact names its id (`# fact: <id>`); [contributing.md](contributing.md) says how "
+             "to add one.", ""]
+    by_mesh: dict[str, list[facts.Fact]] = {}
+    for f in facts.register().values():
+        by_mesh.setdefault(f.mesh, []).append(f)
+    for mesh in sorted(by_mesh):
+        lines += [f"## {mesh}", ""]
+        for f in sorted(by_mesh[mesh], key=lambda f: f.id):
+            lines += [f"### `{f.id}`", "", f.statement, "",
+                      f"- Holds for: {f.versions}",
+                      f"- Source: {f.source.cite()}"]
+            if f.value:
+                lines.append("- Value: " + "; ".join(
+                    f"`{k}` = " + (", ".join(f"`{x}`" for x in v) if isinstance(v, list)
+                                   else f"`{v}`") for k, v in sorted(f.value.items())))
+            if f.note:
+                lines.append(f"- Note: {f.note}")
+            lines.append("")
+    return "\n".join(lines)
+
+
+GENERATED = {"docs/feature-matrix.md": feature_matrix, "docs/losses.md": losses_catalogue,
+             "docs/facts.md": facts_register}
 
 
 def main(root: Path) -> None:

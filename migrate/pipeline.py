@@ -121,6 +121,11 @@ class PlanOptions:
     consul_inject_default: bool = False
     """Consul as the source: Helm ``connectInject.default`` (pods without the annotation are
     injected)."""
+    consul_allow_namespaces: tuple[str, ...] = ("*",)
+    """Consul as the source: Helm ``connectInject.k8sAllowNamespaces`` (the injector touches
+    no other namespace, whatever the pod annotation says)."""
+    consul_deny_namespaces: tuple[str, ...] = ()
+    """Consul as the source: Helm ``connectInject.k8sDenyNamespaces``."""
     istio_routes: str = "virtualservice"
     """Istio as the target: ``virtualservice`` or ``gateway-api`` (HTTPRoutes)."""
     stdin: IO[bytes] | None = None
@@ -183,7 +188,9 @@ def make_reader(options: PlanOptions, losses: LossLog, problems: list[InputProbl
                     "trust_domain": options.trust_domain},
         "consul": {"default_intention": options.consul_default_intention,
                    "trust_domain": options.trust_domain,
-                   "inject_default": options.consul_inject_default},
+                   "inject_default": options.consul_inject_default,
+                   "allow_namespaces": options.consul_allow_namespaces,
+                   "deny_namespaces": options.consul_deny_namespaces},
     }
     return SOURCES[options.source](losses, problems,  # type: ignore[call-arg]
                                    **settings.get(options.source, {}))

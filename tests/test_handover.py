@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from migrate.dialects.linkerd.handover import gateway_reads_timeouts, hand_over_mesh_routes
 from migrate.pipeline import PlanResult
 from migrate.validate import SchemaSet, validate_manifest
 from tests.helpers import plan_yaml
@@ -99,9 +100,10 @@ def test_routes_istio_would_apply_are_handed_over_at_step_00(linkerd_schemas: Sc
     assert copy["metadata"]["annotations"]["timeout.linkerd.io/request"] == "5s"
     assert "resourceVersion" not in copy["metadata"] and "status" not in copy
     [rule] = copy["spec"]["rules"]
-    # timeouts are dropped: Linkerd never read them on the Gateway API flavour, and would on
-    # its own; the response header change moves onto the backend, where the flavour has it.
-    assert "timeouts" not in rule
+    # timeouts stay: Linkerd 2.20 (the version assumed when none is known) reads them on the
+    # Gateway API flavour too (fact linkerd.gateway-rule-timeouts); the response header
+    # change moves onto the backend, where the flavour has it.
+    assert rule["timeouts"] == {"request": "1s"}
     assert rule["filters"] == [{"type": "RequestHeaderModifier",
                                 "requestHeaderModifier": {"add": [{"name": "x-canary",
                                                                    "value": "1"}]}}]
@@ -163,3 +165,20 @@ spec:
     assert copies == []
     shared = {x.object.name for x in result.losses if x.code == "PLAN_SHARED_ROUTE"}
     assert shared == {"api"}
+
+
+def test_fact_linkerd_gateway_rule_timeouts():
+    """linkerd.gateway-rule-timeouts: from 2.20 Linkerd reads rules[].timeouts on
+    gateway.networking.k8s.io HTTPRoutes, so the step-00 copy keeps them (dropping them took
+    request timeouts away from Linkerd callers for the whole overlap); an older Linkerd ignored
+    them there, so its copy must not start enforcing them."""
+    assert gateway_reads_timeouts("2.20") and gateway_reads_timeouts("")
+    assert not gateway_reads_timeouts("2.19")
+    raw = plan("istio").read.raw
+    rules = {}
+    for version in ("2.19", "2.20", ""):
+        handed, _ = hand_over_mesh_routes(raw, version)
+        [copy] = [h.replacement for h in handed if h.replacement]
+        rules[version] = copy["spec"]["rules"][0]
+    assert rules["2.20"]["timeouts"] == {"request": "1s"} == rules[""]["timeouts"]
+    assert "timeouts" not in rules["2.19"]

@@ -81,6 +81,7 @@ def read_workload(reader: Reader, f: Fields, graph: MeshGraph) -> None:
         for ci, c in enumerate(containers):
             if not isinstance(c, dict):
                 continue
+            # fact: istio.native-sidecar
             if kind == "initContainers" and c.get("restartPolicy") != "Always":
                 continue
             for p in c.get("ports") if isinstance(c.get("ports"), list) else []:

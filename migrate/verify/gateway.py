@@ -1,11 +1,14 @@
-"""Gateway API route matching (HTTPRoute, GRPCRoute) as the spec defines it.
+"""Gateway API route matching (HTTPRoute, GRPCRoute) as Linkerd and Istio apply it.
 
 Both Linkerd and Istio read ``gateway.networking.k8s.io`` routes with Service parents (GAMMA),
-so both evaluators score matches here. This is the Gateway API's own semantics, not a mapping,
-so sharing it cannot hide a conversion bug. Precedence (gateway-api apis/v1 httproute_types.go,
-"HTTPRouteRule"): the most specific match wins: the longest path (Exact before a prefix of the
-same length), then a method, then the most headers, then the most query parameters; ties go to
-the oldest route, then the route name, then rule order.
+so both evaluators match requests here. Which match wins is each mesh's own:
+- Linkerd (:func:`score`): the key of :func:`~migrate.dialects.gatewayapi.precedence.linkerd_key`,
+  the one implementation of the register's ``linkerd.route-match-order`` (path characters
+  matched, then headers, query parameters and a method; an Exact path ties with a PathPrefix
+  of the same length). The writers rank with the same function, so a wrong belief there is
+  wrong in one place: the register, checked against linkerd2-proxy. Ties go to the oldest
+  route, then the route name, then rule order (``linkerd.route-tie-order``).
+- Istio (:func:`istio_rank`): its own sort of converted rules, first match wins.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from migrate.dialects.gatewayapi.precedence import linkerd_key, path_score, prefix_length
 from migrate.verify.model import Probe
 from migrate.verify.world import World, dig
 
-Score = tuple[int, int, int, int, int]
+Score = tuple[int, ...]
 
 
 def full(pattern: str, text: str) -> bool:
@@ -40,10 +44,10 @@ def query_of(path: str) -> dict[str, str]:
 
 
 def score(route: dict[str, Any], m: dict[str, Any], probe: Probe) -> Score | None:
-    """How specifically a route match matches a probe (None: it does not match)."""
+    """How specifically a route match matches a probe as Linkerd ranks it (None: it does not
+    match)."""
     path = probe.path.partition("?")[0]
     headers = dict(probe.headers)
-    exact = 0
     if route.get("kind") == "GRPCRoute":
         method = m.get("method") or {}
         parts = path.strip("/").split("/")
@@ -51,26 +55,28 @@ def score(route: dict[str, Any], m: dict[str, Any], probe: Probe) -> Score | Non
             return None
         if method.get("method") and (len(parts) != 2 or parts[1] != method["method"]):
             return None
-        path_score = len(path) if method.get("method") else (
+        path_len = len(path) if method.get("method") else (
             len(method["service"]) + 1 if method.get("service") else 0)
+        path_kind = "prefix"
         method_score = 0
     else:
         pm = m.get("path") or {"type": "PathPrefix", "value": "/"}
         value = str(pm.get("value", "/"))
         kind = pm.get("type", "PathPrefix")
+        # fact: linkerd.route-match-order
         if kind == "Exact":
             if path != value:
                 return None
-            path_score, exact = len(path), 1
+            path_kind, path_len = "exact", len(path)
         elif kind == "RegularExpression":
             if not full(value, path):
                 return None
-            path_score = len(path)
+            path_kind, path_len = "regex", len(path)
         else:
             base = value.rstrip("/")
             if not (path == base or path.startswith(base + "/") or base == ""):
                 return None
-            path_score = len(base)
+            path_kind, path_len = "prefix", prefix_length(value)
         if m.get("method") and m["method"] != probe.method:
             return None
         method_score = 1 if m.get("method") else 0
@@ -83,8 +89,8 @@ def score(route: dict[str, Any], m: dict[str, Any], probe: Probe) -> Score | Non
         got = query.get(str(q.get("name", "")))
         if got is None or not value_ok(q, got):
             return None
-    return (path_score, exact, method_score, len(m.get("headers") or []),
-            len(m.get("queryParams") or []))
+    return linkerd_key(path_score(path_kind, path_len), len(m.get("headers") or []),
+                       len(m.get("queryParams") or []), bool(method_score))
 
 
 def parent_is(route: dict[str, Any], probe: Probe) -> bool:
@@ -101,6 +107,7 @@ def parent_is(route: dict[str, Any], probe: Probe) -> bool:
 _ISTIO_URI_RANK = {"Exact": 3, "PathPrefix": 2, "RegularExpression": 1}
 
 
+# fact: istio.gateway-route-order
 def istio_rank(route: dict[str, Any], m: dict[str, Any] | None) -> tuple[int, ...]:
     """The order Istio gives a route match (higher first), whatever the request: Istio sorts
     the rules it converts from a Service-parented route by path kind (Exact, then PathPrefix,
@@ -146,6 +153,7 @@ def best_rule(routes: list[dict[str, Any]], probe: Probe, istio: bool = False
                 found = score(r, m or {}, probe)
                 if found is None:
                     continue
+                # fact: linkerd.route-tie-order
                 key = ((istio_rank(r, m), -r_index, -i, -j) if istio else
                        (found, -r_index, -i))
                 if best is None or key > best[0]:

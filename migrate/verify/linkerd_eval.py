@@ -4,12 +4,14 @@ Semantics (mapping-istio-linkerd.md sections 1.2-1.3, 2.5; linkerd2 policy-contr
 linkerd2-proxy at edge-26.8.3):
 - routes with a Service parent (policy.linkerd.io and gateway.networking.k8s.io HTTPRoutes,
   GRPCRoutes) merge; a route using a filter Linkerd does not support (URLRewrite,
-  RequestMirror, ExtensionRef, CORS) is ignored whole; the most specific match wins (path by
-  characters matched: Exact and RegularExpression count the whole path; then method, headers,
-  query parameters); ties go to the older route, then the name, then rule order; with routes
-  attached, a request matching none gets 404; no route means the Service's endpoints;
+  RequestMirror, ExtensionRef, CORS) is ignored whole; the most specific match wins, ranked by
+  :func:`migrate.verify.gateway.score` with the register's ``linkerd.route-match-order`` (path
+  characters matched, then headers, query parameters, method); ties go to the older route,
+  then the name, then rule order; with routes attached, a request matching none gets 404; no
+  route means the Service's endpoints;
 - timeouts and retries come from the route's annotations (``rules[].timeouts.request`` also
-  sets the timeout; the annotation wins);
+  sets the timeout, on the gateway flavour from 2.20; the annotation wins); ``limit`` or
+  ``timeout`` alone retry too (``linkerd.retry-without-conditions``);
 - a ServiceProfile or TrafficSplit on the Service overrides all of that (linkerd_profile.py);
 - inbound, a Server selecting the pod and port decides: its HTTPRoutes (none: every request),
   AuthorizationPolicies on the Server, the route or the Namespace (all required
@@ -30,8 +32,10 @@ from migrate.verify.linkerd_profile import Profiles
 from migrate.verify.model import Outcome, Probe
 from migrate.verify.world import World, dig, rule_origin, unique
 
+# fact: linkerd.unsupported-filter-ignores-route
 UNSUPPORTED_FILTERS = {"URLRewrite", "RequestMirror", "ExtensionRef", "CORS", "ExternalAuth"}
 _ROUTE_KINDS = {"HTTPRoute", "GRPCRoute"}
+# fact: linkerd.audit-policy
 _OPEN = {"all-unauthenticated", "cluster-unauthenticated", "audit"}
 
 
@@ -84,6 +88,7 @@ class LinkerdEvaluator:
         """Where the client's proxy sends a request."""
         profile = self.profiles.route(probe)
         if profile is not None:
+            # fact: linkerd.serviceprofile-overrides
             return profile  # a ServiceProfile (or TrafficSplit) overrides HTTPRoutes
         attached = [r for r in self.routes.parented("Service", probe.namespace, probe.service)
                     if gateway.parent_is(r, probe)]
@@ -106,8 +111,10 @@ class LinkerdEvaluator:
         if redirect is not None:
             return Outcome("redirect", detail=redirect, sources=src, rule_path=rule_path,
                            origin_path=origin)
-        # Both flavours honour rules[].timeouts.request (policy-controller outbound/index/
-        # http.rs; mapping-istio-linkerd.md section 1.3); the annotation beats it.
+        # Both flavours honour rules[].timeouts.request on the Linkerd versions this evaluator
+        # models (2.20); the annotation beats it.
+        # fact: linkerd.gateway-rule-timeouts
+        # fact: linkerd.timeout-annotation-wins
         timeout = annotations.get("timeout.linkerd.io/request") or dig(
             rule, "timeouts", "request", default="")
         if str(timeout) in ("0", "0s"):
@@ -315,9 +322,19 @@ class LinkerdEvaluator:
 
 
 def _retries(annotations: dict[str, str]) -> int:
-    if annotations.get("retry.linkerd.io/http") or annotations.get("retry.linkerd.io/grpc"):
-        return int(annotations.get("retry.linkerd.io/limit", "1"))
-    return 0
+    """Retries a request gets (policy-controller ``parse_http_retry``): any retry annotation
+    builds a policy, ``limit`` or ``timeout`` alone too (they retry failed and refused
+    requests); ``limit`` defaults to 1, and ``"0"`` (limit or timeout) counts as unset."""
+    # fact: linkerd.retry-without-conditions
+    limit = str(annotations.get("retry.linkerd.io/limit", "")).strip()
+    count = int(limit) if limit.isdigit() else 0
+    timeout = str(annotations.get("retry.linkerd.io/timeout", "")).strip()
+    timed = bool(timeout) and to_millis(timeout) not in (None, 0)
+    conditions = annotations.get("retry.linkerd.io/http") or annotations.get(
+        "retry.linkerd.io/grpc")
+    if not (count or timed or conditions):
+        return 0
+    return count or 1
 
 
 def _unsupported(route: dict[str, Any]) -> bool:

@@ -1,8 +1,10 @@
 """Consul's side of a coexistence window (consul-k8s 1.x/2.0, sidecar with transparent proxy).
 
 Facts (../shared/reference/mapping-consul-others.md sections 1.3-1.7; docs/coexistence.md):
-- injection is per pod: the pod annotation ``consul.hashicorp.com/connect-inject`` decides,
-  over Helm's ``connectInject.default`` and namespace selectors; it is read at pod creation;
+- injection is per pod: the pod annotation ``consul.hashicorp.com/connect-inject`` decides
+  over Helm's ``connectInject.default``, but ``"true"`` does not override the namespace scope
+  (``k8sAllowNamespaces`` / ``k8sDenyNamespaces``, the webhook's namespaceSelector; fact
+  ``consul.connect-inject-scope``); it is read at pod creation;
 - every injected pod must be selected by a Kubernetes Service, and with ACLs its
   ServiceAccount must carry the Consul service's name (the auth method binds on it);
 - ``Mesh.spec.transparentProxy.meshDestinationsOnly: true`` blocks calls from Consul pods to
@@ -141,7 +143,13 @@ class ConsulCoexistence(Coexistence):
         return [f"Check that every workload of {ns} is selected by a Service (one per pod; a "
                 "multi-port pod names it with consul.hashicorp.com/kubernetes-service) and that "
                 "its ServiceAccount has that Service's name: with ACLs, Consul binds the service "
-                "identity to the ServiceAccount name."]
+                "identity to the ServiceAccount name.",
+                # fact: consul.connect-inject-scope
+                f"Check that {ns} is inside Consul's injection scope: connect-inject \"true\" "
+                "does not override Helm connectInject.k8sAllowNamespaces / k8sDenyNamespaces or "
+                "the webhook's namespaceSelector, and outside them the pods restart without a "
+                "sidecar (kubectl get mutatingwebhookconfiguration -l app=consul -o yaml; helm "
+                "get values consul -n consul)."]
 
     def enforce_commands(self, ns: str, annotations: dict[str, str]) -> list[str]:
         """Consul policy is config entries, applied by the enforce step's manifests."""

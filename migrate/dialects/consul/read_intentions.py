@@ -9,7 +9,7 @@ configuration reference"):
   exact source -> ``*``, ``*`` -> ``*``, then the default (the ACL default policy, an install
   setting: ``default_intention``);
 - ``permissions[]`` are evaluated top to bottom, the first match is terminal, and a request no
-  permission matches gets the default behaviour.
+  permission matches gets the default behaviour (fact ``consul.intention-permissions-first-match``).
 
 Istio-style authorization (the IR) has no precedence: DENY policies first, then any ALLOW
 policy must match. So the decision for each caller class is computed here and written as

@@ -3,7 +3,11 @@ Labels" reference; mapping-consul-others.md 1.3 and 1.5).
 
 Injection is per pod (``connect-inject``) unless Helm ``connectInject.default`` injects every
 pod; consul-k8s has no namespace injection label (Helm selectors decide), so namespaces follow
-that install setting. Registration annotations (service name, metadata, tags, explicit
+that install setting. ``connect-inject: "true"`` does not override the namespace scope
+(``connectInject.k8sAllowNamespaces`` / ``k8sDenyNamespaces``, kube-system and kube-public):
+outside it nothing is injected; only ``"false"`` always wins (consul-k8s
+control-plane/connect-inject/webhook/mesh_webhook.go ``shouldInject``; fact
+``consul.connect-inject-scope``). Registration annotations (service name, metadata, tags, explicit
 upstreams) are kept on the Workload record and resolved once every Service is known.
 """
 
@@ -19,6 +23,7 @@ from migrate.dialects.consul.names import (
     TAGS_ANNOTATION,
     UPSTREAMS_ANNOTATION,
 )
+from migrate import facts
 from migrate.dialects.fields import Fields
 
 INJECT = PREFIX + "connect-inject"
@@ -80,6 +85,18 @@ def parse_upstreams(value: str) -> list[Upstream]:
         out.append(Upstream(labels[0], "" if namespace == "default" else namespace, port,
                             remote))
     return out
+
+
+def in_inject_scope(namespace: str, allow: tuple[str, ...], deny: tuple[str, ...]) -> bool:
+    """Whether consul-k8s may inject pods of ``namespace`` at all: not a Kubernetes system
+    namespace, not in ``k8sDenyNamespaces``, and in ``k8sAllowNamespaces`` (or that is ``*``).
+    The pod annotation is only asked after this (``shouldInject``)."""
+    # fact: consul.connect-inject-scope
+    if namespace in facts.value("consul.connect-inject-scope", "system_namespaces"):
+        return False
+    if namespace in deny:
+        return False
+    return "*" in allow or namespace in allow
 
 
 def pod_prefix_of(kind: str) -> str:

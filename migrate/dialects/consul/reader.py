@@ -39,6 +39,7 @@ from migrate.dialects.consul.read_routing import (
 from migrate.dialects.consul.read_state import ConsulState
 from migrate.dialects.consul.read_workloads import (
     INJECT,
+    in_inject_scope,
     namespace_labels,
     workload_annotations,
 )
@@ -78,7 +79,8 @@ class ConsulReader(Reader):
 
     def __init__(self, losses: LossLog, problems: list[InputProblem],
                  default_intention: str = "deny", trust_domain: str = "cluster.local",
-                 inject_default: bool = False) -> None:
+                 inject_default: bool = False, allow_namespaces: tuple[str, ...] = ("*",),
+                 deny_namespaces: tuple[str, ...] = ()) -> None:
         super().__init__(losses, problems)
         if default_intention not in DEFAULT_INTENTIONS:
             raise ValueError(f"default_intention must be allow or deny, not {default_intention!r}")
@@ -89,6 +91,10 @@ class ConsulReader(Reader):
         """Trust domain written into IR principals (``<td>/ns/<ns>/sa/<sa>``)."""
         self.inject_default = inject_default
         """Helm ``connectInject.default``: every pod is injected unless it opts out."""
+        self.allow_namespaces = tuple(allow_namespaces)
+        """Helm ``connectInject.k8sAllowNamespaces`` (the chart's default: ``*``)."""
+        self.deny_namespaces = tuple(deny_namespaces)
+        """Helm ``connectInject.k8sDenyNamespaces`` (the chart's default: none)."""
         self.state = ConsulState()
 
     def read(self, source: SourceResult) -> ReadResult:
@@ -111,18 +117,25 @@ class ConsulReader(Reader):
 
     # -- injection, called by the core-kinds reader ---------------------------------------
     def namespace_injection(self, f: Fields, labels: dict[str, Any], ann: dict[str, Any]) -> str:
-        """consul-k8s has no namespace injection label: the Helm default decides."""
+        """consul-k8s has no namespace injection label: the Helm default decides, within the
+        namespaces the injector may touch."""
         namespace_labels(f, labels)
+        if not in_inject_scope(f.ref.name, self.allow_namespaces, self.deny_namespaces):
+            return "none"
         return "sidecar" if self.inject_default else "none"
 
     def workload_injection(self, f: Fields, labels: dict[str, Any], ann: dict[str, Any]) -> str:
-        """``consul.hashicorp.com/connect-inject`` on the pod template."""
+        """``consul.hashicorp.com/connect-inject`` on the pod template: ``"false"`` always
+        wins, ``"true"`` only inside the namespaces the injector may touch."""
         workload_annotations(f, ann)
         inject = str(ann.get(INJECT, "")).strip().lower()
-        if inject == "true":
-            return "sidecar"
         if inject == "false":
             return "none"
+        # fact: consul.connect-inject-scope
+        if not in_inject_scope(f.ref.namespace, self.allow_namespaces, self.deny_namespaces):
+            return "none"
+        if inject == "true":
+            return "sidecar"
         return "inherit"
 
     # -- shared reporting -----------------------------------------------------------------

@@ -22,11 +22,11 @@ connect/gateways/terminating-gateway, "destinations"; the ServiceDefaults CRD in
   namespace (Istio ServiceEntry, Linkerd egress routes), so each destination gets an intention
   allowing ``*``; one the source scoped to its namespace is reported, since Consul CE has one
   catalog for every namespace;
-- ``meshDestinationsOnly: true`` refuses every destination that is neither in the catalog nor
-  a destination. It is mesh-wide only, and it must wait until every namespace has moved:
-  until then moved pods still call callees that are outside Consul's catalog (write_defaults.py
-  sets it false for the coexistence window), so the restricting Mesh entry is applied at
-  cleanup.
+- ``meshDestinationsOnly: true`` (fact ``consul.mesh-destinations-only``) refuses every
+  destination that is neither in the catalog nor a destination. It is mesh-wide only, and it
+  must wait until every namespace has moved: until then moved pods still call callees that are
+  outside Consul's catalog (write_defaults.py sets it false for the coexistence window), so the
+  restricting Mesh entry is applied at cleanup.
 
 Placement: destinations, their intentions and the gateway entry are prerequisites, read by
 Consul proxies only, so inert until the first namespace moves.

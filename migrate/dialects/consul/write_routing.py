@@ -3,9 +3,10 @@
 Consul semantics (../shared/reference/mapping-consul-others.md section 1.2; consul
 agent/structs/config_entry_discoverychain.go, ``ServiceRouterConfigEntry.Validate``):
 - ServiceRouter ``routes[]`` are tried in list order and the first match wins, like Istio's
-  rules, so the order is kept as is; an empty ``match`` is a catch-all, and the router always
-  ends with an implicit catch-all to the service itself (so a trailing direct catch-all is
-  left out, and a router without one sends unmatched requests there instead of Istio's 404);
+  rules (fact ``consul.router-first-match``), so the order is kept as is; an empty ``match`` is
+  a catch-all, and the router always ends with an implicit catch-all to the service itself (so a
+  trailing direct catch-all is left out, and a router without one sends unmatched requests there
+  instead of Istio's 404);
 - a rule with several weighted backends becomes a ServiceSplitter. Splitters are per service
   name, and a destination without ``serviceSubset`` is "eligible for further splitting"
   (service-splitter docs), so each split rule gets its own *virtual* service: the route points
@@ -29,6 +30,7 @@ import copy
 import re
 from typing import Any
 
+from migrate import facts
 from migrate.dialects.consul.write_context import ConsulContext, need_l7
 from migrate.dialects.consul.write_subsets import consul_subset
 from migrate.dialects.gatewayapi.precedence import merge_routes
@@ -42,12 +44,12 @@ RETRY_CONDITIONS = frozenset({
     "5xx", "gateway-error", "reset", "connect-failure", "envoy-ratelimited", "retriable-4xx",
     "refused-stream", "cancelled", "deadline-exceeded", "internal", "resource-exhausted",
     "unavailable"})
-# Istio's retry policy when retryOn is not given (istio pilot/pkg/networking/core/route/retry/
-# retry.go defaultPolicy: these conditions plus retriable-status-codes, whose only code, 503, is
-# left out unless istiod runs with EXCLUDE_UNSAFE_503_FROM_DEFAULT_RETRY=false, the default
-# being true in pilot/pkg/features).
-ISTIO_DEFAULT_RETRY_ON = ("connect-failure", "refused-stream", "unavailable", "cancelled",
-                          "retriable-status-codes")
+# Istio's retry policy when retryOn is not given (istio/istio 1.30.3 pilot/pkg/networking/core/
+# route/retry/retry.go DefaultPolicy): these conditions, with retriable-status-codes naming no
+# code, so a 503 is not retried. Istio 1.30 has no setting for it any more (the former
+# EXCLUDE_UNSAFE_503_FROM_DEFAULT_RETRY is gone; its default behaviour stays).
+# fact: istio.default-retry
+ISTIO_DEFAULT_RETRY_ON = tuple(facts.value("istio.default-retry", "retry_on"))
 
 
 def write_routing(ctx: ConsulContext) -> None:

@@ -1,12 +1,16 @@
 """First-match (Istio) versus most-specific-wins (Gateway API) rule selection.
 
 Istio evaluates VirtualService rules in list order and the first match wins
-(istio/api networking/v1/virtual_service.proto). Gateway API picks the most specific match
-across all rules of all routes on a parent (apis/v1/httproute_types.go: exact path, longest
-prefix, method, most headers, most query parameters; ties: oldest route, name, rule order).
-Regular-expression precedence is implementation-specific: Linkerd's proxy ranks a path match
-by the characters it matched, so an Exact or RegularExpression match counts the whole request
-path and outranks any shorter prefix (linkerd2-proxy linkerd/http/route/src/http/match/path.rs).
+(istio/api networking/v1/virtual_service.proto; fact ``istio.virtualservice-first-match``).
+Gateway API picks the most specific match across all rules of all routes on a parent, and
+leaves regular expressions to the implementation (fact ``gateway-api.route-precedence``).
+The ranking here is Linkerd's, the Gateway API implementation whose routes these rules are
+written as or read from (fact ``linkerd.route-match-order``, mappings/facts.yaml): the path
+characters matched, then header matches, then query-parameter matches, then a method; Exact
+and RegularExpression paths count the whole request path, so an Exact path ties with a
+PathPrefix of the same length (linkerd2-proxy linkerd/http/route/src/http/match.rs
+``RequestMatch`` and match/path.rs ``PathMatch``). :func:`linkerd_key` builds that key in the
+register's order; the Linkerd evaluator (migrate/verify/gateway.py) uses the same function.
 
 :func:`analyse` finds every pair of rules (earlier ``a``, later ``b``) where a request matches
 both and the target would choose ``b`` while Istio chose ``a``. When every request ``b``
@@ -19,10 +23,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+from functools import lru_cache
+
+from migrate import facts
 from migrate.ir.model import Route, RouteMatch, Rule, StringMatch
 from migrate.losses import LossLog, Severity
 
-_WHOLE = 1 << 30  # rank of a match that consumes the whole path (Exact, RegularExpression)
+_WHOLE = 1 << 30
+"""Path rank of a regular expression of unknown length: it counts the whole request path,
+which is at least as long as any prefix matching the same request."""
 
 
 @dataclass(frozen=True)
@@ -37,19 +46,70 @@ class Inversion:
     """True when ``later`` is wholly covered by ``earlier`` (Istio never used it)."""
 
 
-def rank(m: RouteMatch | None) -> tuple[int, int, int, int]:
-    """How specific a match is for the target: path, method, headers, query."""
+@lru_cache(maxsize=1)
+def _key_order() -> tuple[int, ...]:
+    # fact: linkerd.route-match-order
+    names = ("path", "headers", "query", "method")
+    order = facts.value("linkerd.route-match-order", "order")
+    if sorted(order) != sorted(names):
+        raise ValueError(f"linkerd.route-match-order: order must list {names}, not {order}")
+    return tuple(names.index(n) for n in order)
+
+
+def linkerd_key(path: int, headers: int, query: int, method: bool) -> tuple[int, ...]:
+    """The key Linkerd's proxy compares route matches by (greater wins), in the order the fact
+    register gives (``linkerd.route-match-order``): ``path`` is the :func:`path_score` of the
+    path characters matched, ``headers`` and ``query`` the numbers of header and query-parameter matches,
+    ``method`` whether the match names a method."""
+    parts = (path, headers, query, int(method))
+    return tuple(parts[i] for i in _key_order())
+
+
+@lru_cache(maxsize=1)
+def _exact_bonus() -> int:
+    # fact: linkerd.route-match-order
+    return 1 if facts.value("linkerd.route-match-order", "exact_outranks_prefix") else 0
+
+
+def path_score(kind: str, length: int) -> int:
+    """The path part of :func:`linkerd_key`: ``length`` path characters matched by a match of
+    ``kind`` (``exact``, ``prefix`` or ``regex``). An Exact path ranks with a prefix of the same
+    length unless the register says Exact outranks it (``exact_outranks_prefix``)."""
+    return 2 * length + (_exact_bonus() if kind == "exact" else 0)
+
+
+def prefix_length(value: str) -> int:
+    """Path characters a PathPrefix counts in Linkerd: its length less trailing ``/``, and one
+    for ``/`` itself, which is also what a match without a path counts (linkerd2-proxy
+    match/path.rs ``match_length``, match.rs ``RequestMatch::default``)."""
+    # fact: linkerd.route-match-order
+    trimmed = value.rstrip("/")
+    return len(trimmed) if trimmed else 1
+
+
+def rank(m: RouteMatch | None) -> tuple[int, ...]:
+    """How specific a match is for Linkerd (:func:`linkerd_key`), whatever the request.
+
+    An Exact path counts its own length, so it ties with a PathPrefix of the same length (the
+    exact part of a PathPrefix read as exact plus segment prefix ranks the same as a real
+    Exact). A RegularExpression (and a case-insensitive prefix, written as one) counts the
+    request path, known only per request: it ranks above every prefix, and above an Exact it
+    in fact ties with on the paths both match (an approximation on the side of reporting).
+    """
     if m is None:
-        return (0, 0, 0, 0)
+        return linkerd_key(path_score("prefix", 1), 0, 0, False)
     if m.path is None:
-        path = 0
-    elif m.path.kind in ("exact", "regex") or m.ignore_case:
-        path = _WHOLE
+        path = path_score("prefix", 1)
+    elif m.path.kind == "exact":
+        # Case-insensitive too: the regex it is written as matches that length only.
+        path = path_score("exact", len(m.path.value))
+    elif m.path.kind == "regex" or m.ignore_case:
+        path = path_score("regex", _WHOLE)
     elif m.path.kind == "prefix":
-        path = len(m.path.value.rstrip("/"))
+        path = path_score("prefix", prefix_length(m.path.value))
     else:
-        path = 0
-    return (path, 1 if m.method else 0, len(m.headers), len(m.query))
+        path = path_score("prefix", 1)
+    return linkerd_key(path, len(m.headers), len(m.query), m.method is not None)
 
 
 def _fullmatch(pattern: str, text: str) -> bool | None:
@@ -191,10 +251,10 @@ def merge_routes(entries: list[tuple[Route, Rule]], losses: LossLog, target: str
         for m in rule.matches:  # each match takes its own place in the precedence order
             split.append((route, replace(rule, matches=(m,))))
 
-    def key(entry: tuple[Route, Rule]) -> tuple[int, int, int, int]:
-        r = rank(entry[1].matches[0] if entry[1].matches else None)
-        return (-r[0], -r[1], -r[2], -r[3])
+    def key(entry: tuple[Route, Rule]) -> tuple[int, ...]:
+        return tuple(-x for x in rank(entry[1].matches[0] if entry[1].matches else None))
 
+    # fact: linkerd.route-tie-order
     ordered = sorted(split, key=key)
     for i, (ra, a) in enumerate(ordered):
         for rb, b in ordered[i + 1:]:
@@ -217,6 +277,7 @@ ISTIO_NO_MATCH = (-2, 0, 0, 0, 0)
 """Istio's rank of a rule without any match: after every other rule."""
 
 
+# fact: istio.gateway-route-order
 def istio_gateway_rank(uri: StringMatch | None, method: bool, headers: int, query: int
                        ) -> tuple[int, int, int, int, int]:
     """How Istio orders the rules it converts from Gateway API routes (higher first).

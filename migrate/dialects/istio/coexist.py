@@ -143,12 +143,6 @@ class IstioCoexistence(Coexistence):
             return [f"kubectl label namespace {ns} istio.io/dataplane-mode=ambient --overwrite"]
         return [f"kubectl label namespace {ns} istio-injection=enabled --overwrite"]
 
-    def verify_left(self, ns: str) -> list[str]:
-        """No pod keeps an istio-proxy container."""
-        return [f"kubectl get pods -n {ns} -o jsonpath='{{range .items[*]}}{{.metadata.name}}"
-                f"{{\": \"}}{{.spec.containers[*].name}}{{\"\\n\"}}{{end}}' | grep istio-proxy "
-                "# expect no output"]
-
     def uninstall_commands(self) -> list[str]:
         """Remove Istio once nothing uses it."""
         return ["istioctl uninstall --purge -y",

@@ -126,6 +126,7 @@ class IstioReader(Reader):
     # -- injection, called by the core-kinds reader ---------------------------------------
     def namespace_injection(self, f: Fields, labels: dict[str, Any], ann: dict[str, Any]) -> str:
         """Injection state of a namespace from Istio's labels (legacy label wins)."""
+        # fact: istio.injection-labels
         mode = labels.get("istio.io/dataplane-mode")
         if labels.get("istio.io/use-waypoint"):
             f.use("injection.waypoint", "metadata.labels.istio.io/use-waypoint")

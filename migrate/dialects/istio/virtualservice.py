@@ -1,7 +1,8 @@
 """VirtualService -> IR routes (http and tcp rules in Istio's first-match order).
 
 Istio semantics kept in mind here (istio/api networking/v1/virtual_service.proto):
-rules are evaluated in list order and the first match wins; ``gateways`` absent means the
+rules are evaluated in list order and the first match wins (fact
+``istio.virtualservice-first-match``); ``gateways`` absent means the
 mesh only, ``mesh`` names sidecars explicitly; hosts are resolved relative to the
 VirtualService's namespace.
 """
@@ -225,7 +226,8 @@ def _rewrite(f: Fields, path: str) -> Rewrite | None:
 
 
 def note_default_retries(f: Fields, path: str, rules: Sequence[Rule]) -> None:
-    """Istio retries a rule without ``retries`` by its default policy (2 attempts on
+    """Istio retries a rule without ``retries`` by its default policy (fact
+    ``istio.default-retry``: 2 attempts on
     connect-failure, refused-stream, unavailable, cancelled; istio pilot/pkg/networking/core/
     route/retry/retry.go), rule by rule: name the rules that rely on it."""
     bare = [r for r in rules if r.retry is None and r.redirect is None]

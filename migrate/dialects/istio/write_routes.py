@@ -273,6 +273,7 @@ def _retries(ctx: WriteContext, ref: ObjectRef, rule: Rule) -> dict[str, Any] | 
         return None
     retry = rule.retry
     if retry is None:
+        # fact: istio.zero-attempts-disable-retries
         return None if ctx.source_mesh == "istio" else {"attempts": 0}
     if retry.attempts <= 0:
         return {"attempts": 0}

@@ -3,7 +3,8 @@
 
 Coexistence (docs/coexistence.md; mapping-istio-linkerd.md section 5): while other namespaces
 still run the source mesh, their calls reach the moved (Istio) pods in plaintext with no peer
-identity. So the staged form, applied when a namespace moves, must admit them:
+identity (fact ``linkerd.plaintext-to-unmeshed``; fact ``istio.automtls-to-istio-endpoints``).
+So the staged form, applied when a namespace moves, must admit them:
 - PeerAuthentication: ``STRICT`` (namespace, workload or port) is staged as ``PERMISSIVE``,
   which accepts plaintext and mTLS (istio/api security/v1beta1/peer_authentication.proto);
   the enforce step applies ``STRICT``.

@@ -11,15 +11,19 @@ because of a filter it does not support (URLRewrite, RequestMirror, CORS...) is 
 Istio, which supports those filters (mapping-istio-linkerd.md 1.3).
 
 Linkerd also reads the same routes in its own ``policy.linkerd.io/v1beta3`` flavour, which
-Istio does not read (policy-controller ``outbound/index/http.rs`` indexes both flavours). So the
+Istio does not read (policy-controller ``outbound/index/http.rs`` indexes both flavours; fact
+``linkerd.reads-both-route-flavours``). So the
 prerequisites step re-creates each Service-parented HTTPRoute in that flavour and deletes the
 Gateway API original, and deletes the routes Linkerd ignores outright (they do nothing under
 Linkerd). Linkerd's routing is unchanged, provided the copy says exactly what Linkerd read:
-- ``timeouts`` are dropped: the Gateway API flavour never reads ``rules[].timeouts``
-  (``convert_gateway_rule``) while the Linkerd flavour falls back to them
-  (``convert_linkerd_rule``), so copying them would start enforcing timeouts Linkerd ignored;
-  the ``timeout.linkerd.io`` and ``retry.linkerd.io`` annotations, which both flavours read,
-  are kept;
+- ``timeouts`` are kept when the source Linkerd reads them on the Gateway API flavour, from
+  edge-25.11.3 / version-2.20 (linkerd2#14750; fact ``linkerd.gateway-rule-timeouts``): dropping
+  them would take request timeouts away from Linkerd callers for the whole overlap. Before
+  2.20 the Gateway API flavour ignored ``rules[].timeouts`` while the Linkerd flavour reads
+  them, so there they are dropped (copying them would start enforcing timeouts Linkerd
+  ignored). The source version comes from the caller; unknown, it is the newest Linkerd
+  meshmigrate knows (mappings/linkerd.yaml ``default_version``). The ``timeout.linkerd.io`` and
+  ``retry.linkerd.io`` annotations, which both flavours read, are always kept;
 - a rule-level ResponseHeaderModifier, which the Linkerd flavour only has on backends, is
   moved onto each backend (the same responses pass through it); without a backend the route
   is not handed over;
@@ -34,6 +38,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+from migrate import facts, mappings
 from migrate.dialects.linkerd.read_routes import UNSUPPORTED_FILTERS
 from migrate.losses import ObjectRef
 from migrate.sources.model import RawObject, strip_noise
@@ -61,8 +66,13 @@ class Kept:
     reason: str
 
 
-def hand_over_mesh_routes(raw: dict[ObjectRef, RawObject]) -> tuple[list[Handover], list[Kept]]:
-    """The Service-parented Gateway API routes to hand over, and those that must stay."""
+def hand_over_mesh_routes(raw: dict[ObjectRef, RawObject], source_version: str = ""
+                          ) -> tuple[list[Handover], list[Kept]]:
+    """The Service-parented Gateway API routes to hand over, and those that must stay.
+
+    ``source_version`` is the running Linkerd's version (``"2.19"``); empty when unknown,
+    which means the newest Linkerd of mappings/linkerd.yaml."""
+    keep_timeouts = gateway_reads_timeouts(source_version)
     handed: list[Handover] = []
     kept: list[Kept] = []
     taken = {(r.namespace, r.name) for r in raw
@@ -81,12 +91,21 @@ def hand_over_mesh_routes(raw: dict[ObjectRef, RawObject]) -> tuple[list[Handove
         if (ref.namespace, ref.name) in taken:
             kept.append(Kept(ref, "a policy.linkerd.io HTTPRoute already has its name"))
             continue
-        body, problem = _policy_flavour(obj.body, ref.namespace)
+        body, problem = _policy_flavour(obj.body, ref.namespace, keep_timeouts)
         if problem:
             kept.append(Kept(ref, problem))
         else:
             handed.append(Handover(obj, body))
     return handed, kept
+
+
+def gateway_reads_timeouts(version: str) -> bool:
+    """Whether Linkerd ``version`` (empty: the newest known) reads ``rules[].timeouts`` on
+    gateway.networking.k8s.io HTTPRoutes."""
+    # fact: linkerd.gateway-rule-timeouts
+    since = str(facts.value("linkerd.gateway-rule-timeouts", "since"))
+    version = version or mappings.table("linkerd").default_version
+    return mappings.version_key(version) >= mappings.version_key(since)
 
 
 def _service_parent(spec: dict[str, Any]) -> bool:
@@ -104,13 +123,17 @@ def _filter_types(spec: dict[str, Any]) -> set[str]:
     return found
 
 
-def _policy_flavour(body: dict[str, Any], namespace: str) -> tuple[dict[str, Any], str]:
+def _policy_flavour(body: dict[str, Any], namespace: str, keep_timeouts: bool
+                    ) -> tuple[dict[str, Any], str]:
     """The route as ``policy.linkerd.io/v1beta3`` with what Linkerd read, or a problem."""
     clean = strip_noise(body)
     spec = copy.deepcopy(clean["spec"])
     rules = []
     for i, rule in enumerate(_dicts(spec.get("rules"))):
         out = {k: rule[k] for k in _RULE_KEYS if k in rule}
+        if keep_timeouts and isinstance(rule.get("timeouts"), dict):
+            # policy.linkerd.io/v1beta3 has rules[].timeouts {request, backendRequest}.
+            out["timeouts"] = rule["timeouts"]
         moved = [f for f in _dicts(rule.get("filters")) if f.get("type") not in _RULE_FILTERS]
         if moved:
             backends = _dicts(out.get("backendRefs"))

@@ -3,23 +3,26 @@
 Istio ORs ALLOW rules: a request is let in when any rule matching it names the caller
 (istio/api security/v1beta1/authorization_policy.proto). A Linkerd Server with inbound
 HTTPRoutes instead sends each request to exactly one route and checks only that route's
-authorizations (plus those on the Server itself): linkerd2-proxy
-linkerd/app/inbound/src/policy/http.rs ``authorize`` calls ``route::find`` and then looks for
-an authorization on the route it found (Server-wide authorizations are added to every route;
-https://linkerd.io/2/reference/authorization-policy/ and
+authorizations (plus those on the Server itself; fact ``linkerd.inbound-route-authorization``):
+linkerd2-proxy linkerd/app/inbound/src/policy/http.rs ``authorize`` calls ``route::find`` and
+then looks for an authorization on the route it found (Server-wide authorizations are added to
+every route; https://linkerd.io/2/reference/authorization-policy/ and
 https://linkerd.io/2/tasks/configuring-per-route-policy/ describe route-targeted
-AuthorizationPolicies). So with ``a`` allowed on ``/*`` and ``b`` on
-``/api*`` as two routes, one of them wins ``/api/x`` and the other caller is refused.
+AuthorizationPolicies). So with ``a`` allowed on ``/*`` and ``b`` on ``/api*`` as two routes,
+one of them wins ``/api/x`` and the other caller is refused.
 
 Which route wins (linkerd2-proxy linkerd/http/route/src/lib.rs ``find``,
-src/http/match.rs ``RequestMatch`` and src/http/match/path.rs ``PathMatch``): the greatest
-``(path characters matched, has method, header count, query count)``; an Exact or
-RegularExpression path counts the whole request path, a match without a path counts as the
-prefix ``/`` (one character). Ties keep the first route in the order the policy controller
-sends them: oldest ``creationTimestamp``, then name (linkerd2 policy-controller
-grpc/src/inbound/http.rs ``to_route_list``, after Gateway API's HTTPRoute precedence,
-gateway-api apis/v1 httproute_types.go). Unlike that spec, the proxy ranks Exact and
-RegularExpression paths alike, so two path rules on a request always tie on the path.
+src/http/match.rs ``RequestMatch`` and src/http/match/path.rs ``PathMatch``; fact
+``linkerd.route-match-order``, the key of
+:func:`~migrate.dialects.gatewayapi.precedence.linkerd_key`): the greatest path characters
+matched, then header count, then query-parameter count, then whether a method matched; an
+Exact or RegularExpression path counts the whole request path, a match without a path counts
+as the prefix ``/`` (one character). Ties keep the first route in the order the policy
+controller sends them: oldest ``creationTimestamp``, then name (linkerd2 policy-controller
+grpc/src/inbound/http.rs ``to_route_list``; fact ``linkerd.route-tie-order``). Unlike the
+Gateway API spec, the proxy ranks Exact and RegularExpression paths alike, so two path rules
+on a request always tie on the path. The atoms below carry no header or query matches, so
+only the path and the method decide between them.
 
 The fix, per Server:
 

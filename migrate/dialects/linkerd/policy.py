@@ -262,6 +262,7 @@ def _overlapping(servers: list[_Server]) -> Iterator[tuple[_Server, _Server]]:
 
 
 def _emit_server(ctx: PolicyContext, srv: _Server) -> None:
+    # fact: linkerd.audit-policy
     staged = "audit" if srv.final != "all-unauthenticated" else srv.final
     sources = tuple(sorted(srv.sources | {srv.workload.ref}))
     # The staged and the enforced Server differ only in accessPolicy, so they share the rest:

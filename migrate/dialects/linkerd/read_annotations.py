@@ -5,7 +5,10 @@ Semantics (linkerd2 edge-26.8.3 pkg/k8s/labels.go and the Linkerd docs, summaris
 - ``retry.linkerd.io/http`` (``5xx``, ``gateway-error``, a code, a range ``a-b``),
   ``retry.linkerd.io/grpc`` (gRPC status names), ``retry.linkerd.io/limit`` (default 1),
   ``retry.linkerd.io/timeout``; ``timeout.linkerd.io/request|response|idle``. They sit on an
-  HTTPRoute/GRPCRoute or on the Service; the route's own annotations win.
+  HTTPRoute/GRPCRoute or on the Service; the route's own annotations win. Any one of the retry
+  annotations makes a retry policy: ``limit`` or ``timeout`` alone retry requests that failed
+  or were refused (and per-try timeouts), with no status condition (fact
+  ``linkerd.retry-without-conditions``: policy-controller ``parse_http_retry``).
 - ``balancer.linkerd.io/failure-accrual: consecutive`` with ``...-consecutive-max-failures``
   (7), ``...-min-penalty`` (1s), ``...-max-penalty`` (1m), ``...-jitter-ratio`` (0.5).
 - ``config.linkerd.io/*`` on pods and namespaces: proxy settings, capture exclusions,
@@ -31,9 +34,13 @@ TIMEOUT_OTHER = ("timeout.linkerd.io/response", "timeout.linkerd.io/idle")
 ROUTE_KEYS = (RETRY_HTTP, RETRY_GRPC, RETRY_LIMIT, RETRY_TIMEOUT, TIMEOUT_REQUEST,
               *TIMEOUT_OTHER)
 
+ERROR_CONDITIONS = ("connect-failure", "refused-stream", "reset")
+"""What Linkerd retries without a status condition, in the IR's (Envoy's) words: requests that
+failed to connect, were refused or reset (linkerd.retry-without-conditions)."""
 _GRPC_CODES = frozenset({"cancelled", "deadline-exceeded", "internal", "resource-exhausted",
                          "unavailable"})
 _FA = "balancer.linkerd.io/failure-accrual"
+# fact: linkerd.failure-accrual-penalties
 _FA_DEFAULTS = {"max-failures": "7", "min-penalty": "1s"}
 """Defaults of the two settings the IR models (linkerd2 docs, circuit-breaking.md)."""
 
@@ -95,23 +102,31 @@ def route_policy(f: Fields, meta: str) -> RoutePolicy:
                 conditions.append(c)
             else:
                 f.invalid(path, f"{c!r} is not a gRPC retry condition Linkerd knows")
-    limit = 1
+    # fact: linkerd.retry-without-conditions
+    # parse_http_retry: "0" for the limit or the timeout counts as unset, the limit defaults
+    # to 1, and a policy exists as soon as one of limit, timeout or conditions is set.
+    limit = 0
     if RETRY_LIMIT in ann:
-        value = f.integer(ann_path(meta, RETRY_LIMIT))
-        limit = value if value is not None else 1
+        limit = f.integer(ann_path(meta, RETRY_LIMIT)) or 0
     per_try = _duration(f, ann_path(meta, RETRY_TIMEOUT)) if RETRY_TIMEOUT in ann else ""
+    if per_try and to_millis(per_try) == 0:
+        per_try = ""
     retry = None
-    # Without a condition annotation Linkerd does not retry; limit/timeout alone do nothing.
-    if conditions and limit > 0:
-        conditions_path = ann_path(meta, RETRY_HTTP if RETRY_HTTP in ann else RETRY_GRPC)
+    if conditions or limit > 0 or per_try:
+        if conditions:
+            conditions_path = ann_path(meta, RETRY_HTTP if RETRY_HTTP in ann else RETRY_GRPC)
+        else:
+            # No status condition: the proxy retries only requests that failed or were
+            # refused (and, with a timeout, attempts that timed out).
+            conditions_path = ann_path(meta, RETRY_LIMIT if limit > 0 else RETRY_TIMEOUT)
         # Each setting has its own annotation: losses about one must name that annotation.
         fields = (("retryOn", conditions_path),) + tuple(
             (key, ann_path(meta, name)) for key, name in (("attempts", RETRY_LIMIT),
                                                           ("perTryTimeout", RETRY_TIMEOUT))
             if name in ann)
-        retry = Retry(attempts=limit, per_try_timeout=per_try,
-                      retry_on=tuple(dict.fromkeys(conditions)), origin_path=conditions_path,
-                      field_paths=fields)
+        retry = Retry(attempts=limit or 1, per_try_timeout=per_try,
+                      retry_on=tuple(dict.fromkeys(conditions)) or ERROR_CONDITIONS,
+                      origin_path=conditions_path, field_paths=fields)
     return RoutePolicy(timeout, retry, paths)
 
 
@@ -119,7 +134,9 @@ def for_route(policy: RoutePolicy, grpc: bool) -> RoutePolicy:
     """A Service's policy as it applies to an HTTP or a gRPC route (its retry conditions)."""
     retry = policy.retry
     if retry is not None:
-        kept = tuple(c for c in retry.retry_on if (c in _GRPC_CODES) == grpc)
+        # Error conditions (limit/timeout alone) hold for both route kinds.
+        kept = tuple(c for c in retry.retry_on
+                     if c in ERROR_CONDITIONS or (c in _GRPC_CODES) == grpc)
         retry = replace(retry, retry_on=kept) if kept else None
     return RoutePolicy(policy.timeout, retry, policy.paths)
 
@@ -207,6 +224,7 @@ def config_uses(f: Fields, meta: str) -> None:
         f.use(feature, ann_path(meta, key), f"{key}={ann[key]}")
 
 
+# fact: linkerd.inject-annotation
 def injection(f: Fields, meta: str, inherit: str) -> str:
     """IR injection state from ``linkerd.io/inject`` (``inherit`` when absent)."""
     ann = f.peek(f"{meta}.annotations") or {}

@@ -88,10 +88,12 @@ def _shadow_loss(reader: LinkerdReader, ref: ObjectRef, path: str, what: str,
 
 
 def _merge(route: RoutePolicy, service: RoutePolicy) -> RoutePolicy:
+    # fact: linkerd.timeout-annotation-wins
     return RoutePolicy(route.timeout or service.timeout, route.retry or service.retry)
 
 
 def _apply(rules: tuple[Rule, ...], policy: RoutePolicy) -> tuple[Rule, ...]:
+    # fact: linkerd.timeout-annotation-wins (the annotation beats rules[].timeouts)
     return tuple(replace(r, timeout=policy.timeout or r.timeout, retry=policy.retry or r.retry)
                  for r in rules)
 

@@ -56,6 +56,7 @@ from migrate.losses import Severity
 if TYPE_CHECKING:
     from migrate.dialects.linkerd.reader import LinkerdReader
 
+# fact: linkerd.unsupported-filter-ignores-route
 UNSUPPORTED_FILTERS = ("RequestMirror", "URLRewrite", "ExtensionRef", "CORS", "ExternalAuth")
 _POLICY = "policy.linkerd.io"
 
@@ -129,6 +130,7 @@ def _outbound(reader: LinkerdReader, f: Fields, parents: list[tuple[ServiceKey, 
             rules.append(((i, j), rule))
     if protocol == "http":
         # Most specific first (see the module docstring); ties keep source order.
+        # fact: linkerd.route-match-order
         ordered_rules = sort_most_specific(rules, rank)
         f.note("route.http", "spec.rules")
     else:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from migrate.durations import gateway_duration
+from migrate import facts
+from migrate.durations import gateway_duration, to_millis
 from migrate.ir.model import DestinationPolicy, Rule, ServiceKey
 from migrate.losses import ObjectRef, Severity
 
@@ -69,7 +70,11 @@ def failure_accrual_annotations(dp: DestinationPolicy) -> dict[str, str]:
     """Outlier detection as Linkerd failure accrual (balancer.linkerd.io, Linkerd 2.13+).
 
     Envoy's consecutive5xxErrors maps to max-failures and baseEjectionTime to min-penalty;
-    Linkerd then backs off exponentially (mapping-istio-linkerd.md section 2.2).
+    Linkerd then backs off exponentially (mapping-istio-linkerd.md section 2.2). The policy
+    controller rejects the Service's whole accrual config when min-penalty exceeds max-penalty,
+    which defaults to 1m (policy-controller outbound/index.rs ``parse_accrual_config``), so a
+    longer min-penalty is written with an equal max-penalty: the breaker stays open exactly
+    that long, which is also what Envoy's linear ejection does on a first ejection.
     """
     if dp.outlier is None:
         return {}
@@ -80,6 +85,10 @@ def failure_accrual_annotations(dp: DestinationPolicy) -> dict[str, str]:
     penalty = gateway_duration(dp.outlier.base_ejection_time or "")
     if penalty:
         out["balancer.linkerd.io/failure-accrual-consecutive-min-penalty"] = penalty
+        # fact: linkerd.failure-accrual-penalties
+        default_max = str(facts.value("linkerd.failure-accrual-penalties", "default_max_penalty"))
+        if (to_millis(penalty) or 0) > (to_millis(default_max) or 0):
+            out["balancer.linkerd.io/failure-accrual-consecutive-max-penalty"] = penalty
     return out
 
 
@@ -104,6 +113,7 @@ def policy_annotations(ctx: RouteContext, ref: ObjectRef, rule: Rule,
     r = rule.retry
     if r and r.attempts > 0 and ctx.supports("route.retry"):
         conditions, grpc_conditions, lost = [], [], []
+        # fact: istio.default-retry
         for c in r.retry_on or ("connect-failure", "refused-stream", "unavailable", "cancelled"):
             if c in _HTTP_RETRY:
                 conditions.append(_HTTP_RETRY[c])
@@ -132,6 +142,7 @@ def policy_annotations(ctx: RouteContext, ref: ObjectRef, rule: Rule,
         for prefix, key, found in (("", "retry.linkerd.io/http", conditions),
                                    ("grpc:", "retry.linkerd.io/grpc", grpc_conditions)):
             if found:
+                # fact: linkerd.retry-condition-syntax
                 out[f"{prefix}{key}"] = ",".join(dict.fromkeys(found))
                 out[f"{prefix}retry.linkerd.io/limit"] = str(r.attempts)
                 if per_try:

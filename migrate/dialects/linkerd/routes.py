@@ -6,8 +6,9 @@ Choices, with their sources (../shared/reference/mapping-istio-linkerd.md sectio
   outbound/index/http.rs) and Istio does not read them, so the two meshes never fight over one
   route. At cleanup they are swapped for gateway.networking.k8s.io/v1 HTTPRoutes.
 - Timeouts and retries are route annotations (``timeout.linkerd.io/request``,
-  ``retry.linkerd.io/*``): both HTTPRoute flavours honour the annotations, while the gateway
-  flavour ignores ``rules[].timeouts``. Rules with different policies go to separate routes.
+  ``retry.linkerd.io/*``): both HTTPRoute flavours honour the annotations on every version,
+  while the gateway flavour reads ``rules[].timeouts`` only from 2.20 (fact
+  ``linkerd.gateway-rule-timeouts``). Rules with different policies go to separate routes.
 - Only filters Linkerd supports are emitted (a route with any other filter is dropped whole).
 - Retry condition lists are written without spaces (Linkerd splits on ``,`` without trimming
   and rejects the whole route on a bad value).
