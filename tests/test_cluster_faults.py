@@ -19,6 +19,7 @@ from migrate.sources.cluster import RetryPolicy
 from tests.benchmarks.synth import generate
 from tests.fakeapi.kubeconfig import write_kubeconfig
 from tests.fakeapi.server import FakeAPIServer, State, new_state
+from tests.fakeapi.tls import make_certs
 from tests.test_cluster import (  # noqa: F401 - istio_crds is a fixture
     cluster_state, free_port, istio_crds, plan_args, run, sample_objects, tree)
 
@@ -161,18 +162,22 @@ def test_retry_policy_delays_are_bounded():
 
 
 # -- 4. a deadline for the whole request --------------------------------------------------------
-@pytest.mark.parametrize("phase", ["body", "headers"])
-def test_request_timeout_bounds_the_whole_request(tmp_path: Path, istio_crds, phase: str):
+@pytest.mark.parametrize("phase, scheme", [("body", "http"), ("headers", "http"),
+                                           ("body", "https")])
+def test_request_timeout_bounds_the_whole_request(tmp_path: Path, istio_crds, phase: str,
+                                                  scheme: str):
     state = cluster_state(istio_crds, sample_objects())
     # A byte every 50 ms: every socket read is quick, the answer takes minutes.
     state.slow["/apis"] = (phase, 0.05)
-    with FakeAPIServer(state) as server:
+    certs = make_certs(tmp_path) if scheme == "https" else None
+    tls = (str(certs["cert"]), str(certs["key"])) if certs else None
+    with FakeAPIServer(state, tls=tls) as server:
+        kubeconfig = kubeconfig_for(tmp_path, state, server, ca=certs["ca"] if certs else None)
         start = time.monotonic()
-        result = run(*plan_args(kubeconfig_for(tmp_path, state, server), tmp_path / "o",
-                                "--request-timeout", "0.5"))
+        result = run(*plan_args(kubeconfig, tmp_path / "o", "--request-timeout", "0.5"))
         elapsed = time.monotonic() - start
     assert result.exit_code == 5, result.stderr
-    assert "timed out after 0.5s waiting for http://127.0.0.1:" in result.stderr
+    assert f"timed out after 0.5s waiting for {scheme}://127.0.0.1:" in result.stderr
     assert "(GET /apis)" in result.stderr
     assert elapsed < 3.0
 
