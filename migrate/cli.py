@@ -332,9 +332,9 @@ def export(source: str, output: str, quiet: bool, kubeconfig: str | None, contex
         else:
             Path(output).write_text(text, encoding="utf-8")
         click.echo(f"meshmigrate: exported {len(result.objects)} objects", err=True)
-        if len(losses):
-            click.echo(render_report(losses, []), err=True, nl=False)
-        return ExitStatus.OK
+        if len(losses) or result.problems:
+            click.echo(render_report(losses, result.problems), err=True, nl=False)
+        return ExitStatus.ERROR if result.problems else ExitStatus.OK
 
     sys.exit(int(_run(run)))
 

@@ -24,8 +24,9 @@ class ExitStatus(IntEnum):
     INVALID = 4
     """Plan written, but ``--validate-with`` found manifests that break their schema."""
     UNREACHABLE = 5
-    """The cluster could not be reached: no kubeconfig, unknown context, connection refused,
-    TLS failure or timeout."""
+    """The cluster could not be reached or read: no kubeconfig or a broken one, unknown
+    context, connection refused, TLS failure, timeout, or 429/5xx answers and expiring
+    continue tokens still there after the last retry."""
     UNAUTHORIZED = 6
     """The cluster rejected the credentials (expired or invalid token or certificate)."""
     NO_MESH = 7
@@ -71,7 +72,7 @@ class SourceError(MigrateError):
 
 
 class ClusterUnreachable(MigrateError):
-    """The cluster cannot be reached or its configuration cannot be used."""
+    """The cluster cannot be reached or read, or its configuration cannot be used."""
 
     exit_status = ExitStatus.UNREACHABLE
 

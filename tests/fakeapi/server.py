@@ -5,6 +5,11 @@ and namespaced LISTs with ``limit`` and ``continue``, 403 per resource, 404 for 
 groups, 410 for expired continue tokens, bearer-token auth, and logs every request. CRDs
 loaded into it register their kinds. Only GET is served; anything else is logged and
 refused with 405.
+
+Faults a real cluster shows, injected per test: a kind that vanishes between discovery and
+its LIST (or whose LIST answers 404 while discovery still lists it), continue tokens that
+expire once or every time, queued error answers (429 with Retry-After, 500, 503) per path,
+and answers sent a byte at a time (the status line and headers, or only the body).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import json
 import re
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterable
@@ -71,6 +77,25 @@ class State:
     """Plurals (``plural`` or ``plural.group``) whose LIST answers 403."""
     expire_once: set[str] = field(default_factory=set)
     """Plurals whose first continue token is answered with 410."""
+    expire_always: set[str] = field(default_factory=set)
+    """Plurals whose every continue token is answered with 410 (at most ``expire_limit``
+    times in all, so a client that never gives up still ends)."""
+    expire_limit: int = 200
+    vanish: set[str] = field(default_factory=set)
+    """Plurals whose first LIST unregisters the kind (its CRD was deleted) and answers 404."""
+    list_404: set[str] = field(default_factory=set)
+    """Plurals whose LIST answers 404 while discovery keeps listing them."""
+    move: dict[str, str] = field(default_factory=dict)
+    """Plural -> version: the first LIST at another version moves the kind to that version
+    (its CRD was upgraded between discovery and the LIST) and answers 404."""
+    faults: dict[str, list[tuple[int, str | None]]] = field(default_factory=dict)
+    """Request path -> answers (status, Retry-After header or None) given, in order, before
+    the path is served normally."""
+    slow: dict[str, tuple[str, float]] = field(default_factory=dict)
+    """Request path -> (``headers`` or ``body``, seconds per byte): the answer is sent a byte
+    at a time from the status line, or from the body; after ``slow_for`` seconds the
+    connection is closed with the answer unfinished."""
+    slow_for: float = 5.0
     log: list[Request] = field(default_factory=list)
     stall: bool = False
     """Accept requests but never answer (for timeout tests)."""
@@ -122,17 +147,53 @@ class Handler(BaseHTTPRequestHandler):
             self.state.log.append(req)
         return req
 
-    def _send(self, status: int, body: Any) -> None:
+    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        head = [f"{self.protocol_version} {status} {self.responses.get(status, ('',))[0]}",
+                "Content-Type: application/json", f"Content-Length: {len(data)}",
+                *(f"{k}: {v}" for k, v in (headers or {}).items())]
+        raw = ("\r\n".join(head) + "\r\n\r\n").encode()
+        slow = self.state.slow.get(urlparse(self.path).path)
+        if slow is None:
+            self.wfile.write(raw + data)
+            return
+        phase, delay = slow
+        start = 0 if phase == "headers" else len(raw)
+        self.wfile.write(raw[:start])
+        self.wfile.flush()
+        self._dribble((raw + data)[start:], delay)
 
-    def _status(self, code: int, reason: str, message: str) -> None:
+    def _dribble(self, data: bytes, delay: float) -> None:
+        """Send ``data`` a byte at a time; give up (closing the connection) after a while."""
+        self.close_connection = True
+        until = time.monotonic() + self.state.slow_for
+        try:
+            for i in range(len(data)):
+                if time.monotonic() > until:
+                    return
+                self.wfile.write(data[i:i + 1])
+                self.wfile.flush()
+                time.sleep(delay)
+        except OSError:  # the client hung up: what a deadline does
+            return
+
+    def _status(self, code: int, reason: str, message: str,
+                headers: dict[str, str] | None = None) -> None:
         self._send(code, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                          "reason": reason, "message": message, "code": code})
+                          "reason": reason, "message": message, "code": code}, headers)
+
+    def _fault(self, path: str) -> bool:
+        """Answer with the next queued fault for ``path``, if any."""
+        with self.state.lock:
+            queue = self.state.faults.get(path)
+            if not queue:
+                return False
+            status, retry_after = queue.pop(0)
+        reason = {429: "TooManyRequests", 500: "InternalError",
+                  503: "ServiceUnavailable"}.get(status, "InternalError")
+        self._status(status, reason, f"injected {status}",
+                     {"Retry-After": retry_after} if retry_after is not None else None)
+        return True
 
     def do_POST(self) -> None:  # noqa: N802
         self._record()
@@ -147,6 +208,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         if self.headers.get("Authorization") != f"Bearer {self.state.token}":
             self._status(401, "Unauthorized", "Unauthorized")
+            return
+        if self._fault(req.path):
             return
         parts = [p for p in req.path.split("/") if p]
         if parts == ["version"]:
@@ -168,7 +231,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _groups(self) -> dict[str, Any]:
         groups: dict[str, list[str]] = {}
-        for k in self.state.kinds.values():
+        for k in list(self.state.kinds.values()):
             if k.group:
                 for v in k.versions:
                     if v not in groups.setdefault(k.group, []):
@@ -188,7 +251,8 @@ class Handler(BaseHTTPRequestHandler):
     def _resources(self, group: str, version: str) -> dict[str, Any]:
         res = [{"name": k.plural, "singularName": k.kind.lower(), "namespaced": k.namespaced,
                 "kind": k.kind, "verbs": ["get", "list", "watch"]}
-               for k in self.state.kinds.values() if k.group == group and version in k.versions]
+               for k in list(self.state.kinds.values())
+               if k.group == group and version in k.versions]
         return {"kind": "APIResourceList", "groupVersion": f"{group}/{version}".lstrip("/"),
                 "resources": res}
 
@@ -200,12 +264,23 @@ class Handler(BaseHTTPRequestHandler):
         namespace = None
         if len(rest) == 3 and rest[0] == "namespaces":
             namespace, rest = rest[1], rest[2:]
-        kind = next((k for k in self.state.kinds.values() if k.group == group
+        kind = next((k for k in list(self.state.kinds.values()) if k.group == group
                      and version in k.versions and k.plural == (rest[0] if rest else "")), None)
         if kind is None or len(rest) != 1:
             self._status(404, "NotFound", f"the server could not find {req.path}")
             return
         resource = f"{kind.plural}.{group}" if group else kind.plural
+        if self.state.move.get(resource, version) != version:
+            with self.state.lock:
+                kind.versions[:] = [self.state.move.pop(resource)]
+        if resource in self.state.vanish:
+            with self.state.lock:
+                self.state.vanish.discard(resource)
+                del self.state.kinds[(group, kind.kind)]
+        if resource in self.state.vanish | self.state.list_404 or \
+                (group, kind.kind) not in self.state.kinds or version not in kind.versions:
+            self._status(404, "NotFound", f"the server could not find {req.path}")
+            return
         if kind.plural in self.state.forbidden or resource in self.state.forbidden:
             self._status(403, "Forbidden", f'{resource} is forbidden: User "test" cannot list '
                          f'resource "{kind.plural}" in API group "{group}" at the cluster scope')
@@ -218,6 +293,11 @@ class Handler(BaseHTTPRequestHandler):
         if token and resource in self.state.expire_once:
             with self.state.lock:
                 self.state.expire_once.discard(resource)
+            self._status(410, "Expired", "The provided continue parameter is too old")
+            return
+        if token and resource in self.state.expire_always and self.state.expire_limit > 0:
+            with self.state.lock:
+                self.state.expire_limit -= 1
             self._status(410, "Expired", "The provided continue parameter is too old")
             return
         end = start + limit if limit else len(items)
