@@ -17,7 +17,13 @@ from migrate.ir.model import Namespace, Probe, Service, ServiceKey, ServicePort,
 if TYPE_CHECKING:
     from migrate.dialects.base import Reader
 
-VERSIONS = {"": frozenset({"v1"}), "apps": frozenset({"v1"}), "batch": frozenset({"v1"})}
+# Workloads are read at the versions older dumps still hold, as the workloads they are: the
+# API server served Deployments, DaemonSets and ReplicaSets at extensions/v1beta1 until 1.16,
+# apps/v1beta1-2 until 1.16 and CronJobs at batch/v1beta1 until 1.25 (Kubernetes deprecated
+# API migration guide, https://kubernetes.io/docs/reference/using-api/deprecation-guide/).
+# The pod template's shape is the same at every one of them; a restart names the kind only.
+VERSIONS = {"": frozenset({"v1"}), "apps": frozenset({"v1", "v1beta1", "v1beta2"}),
+            "batch": frozenset({"v1", "v1beta1"}), "extensions": frozenset({"v1beta1"})}
 
 POD_TEMPLATE = {
     "Deployment": "spec.template", "StatefulSet": "spec.template", "DaemonSet": "spec.template",
@@ -117,6 +123,9 @@ HANDLERS = {
     ("apps", "StatefulSet"): read_workload,
     ("apps", "DaemonSet"): read_workload,
     ("apps", "ReplicaSet"): read_workload,
+    ("extensions", "Deployment"): read_workload,
+    ("extensions", "DaemonSet"): read_workload,
+    ("extensions", "ReplicaSet"): read_workload,
     ("batch", "Job"): read_workload,
     ("batch", "CronJob"): read_workload,
 }
