@@ -218,9 +218,18 @@ def plan(source: str, target: str, paths: tuple[str, ...], output: Path, target_
                           consul_inject_default=consul_inject_default,
                           istio_routes=istio_routes, verify=not no_verify,
                           keep_objects=False,  # nothing reads them after the plan is written
-                          stdin=sys.stdin.buffer, cluster=None if paths else cluster)
+                          stdin=sys.stdin.buffer, cluster=None if paths else cluster,
+                          explicit=_typed_options())
     status = _run(lambda: _plan(options, output, fail_on, validate_with, quiet))
     sys.exit(int(status))
+
+
+def _typed_options() -> frozenset[str]:
+    """The options given on the command line (or in the environment), not left at their
+    defaults: install settings read from the input do not override them."""
+    ctx = click.get_current_context()
+    return frozenset(name for name in ctx.params if ctx.get_parameter_source(name) in (
+        click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT))
 
 
 def _plan(options: PlanOptions, output: Path, fail_on: str | None,

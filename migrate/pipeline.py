@@ -16,6 +16,7 @@ from migrate.dialects.base import Reader, ReadResult
 from migrate.dialects.coexist import Coexistence
 from migrate.errors import InputProblem, UsageError
 from migrate.gcpause import no_gc_pauses as _no_gc_pauses
+from migrate.install import apply_settings
 from migrate.ir.graph import MeshGraph
 from migrate.ir.model import (
     AuthzPolicy,
@@ -133,6 +134,9 @@ class PlanOptions:
     """Read this cluster when ``paths`` is empty."""
     verify: bool = True
     """Run the equivalence check on the plan's final state."""
+    explicit: frozenset[str] = frozenset()
+    """Settings given on the command line: the input's install configuration does not override
+    them (:func:`migrate.install.apply_settings`)."""
     keep_objects: bool = True
     """Keep every object read in ``PlanResult.read.objects`` (the checks need them all), and
     each object's field ledger in ``PlanResult.read.accounted`` (False drops the ledgers,
@@ -223,6 +227,8 @@ def _plan_migration(options: PlanOptions) -> PlanResult:
     source = read_source(options, losses, notes)
     problems = [InputProblem(relative(pr.source), pr.line, pr.column, pr.message)
                 for pr in source.problems]
+    settings = apply_settings(options, SOURCES[options.source].install_settings(source.objects),
+                              SOURCES[options.source].SETTINGS)
     root = root_namespace(options)
     reader = make_reader(options, losses, problems)
     reader.keep_ledgers = options.keep_objects
@@ -271,7 +277,7 @@ def _plan_migration(options: PlanOptions) -> PlanResult:
         ingress_namespaces=sorted(ingress), order_overridden=bool(options.order),
         override_cost=cost, steps=steps, losses=list(losses), outside=outside,
         input_problems=[str(p) for p in problems],
-        skipped=dict(sorted(read.skipped.items())))
+        skipped=dict(sorted(read.skipped.items())), settings=settings)
     if options.verify:
         plan.equivalence = verify_plan(read.objects, plan, options)
         plan.coexistence = check_coexistence(read.objects, plan, options)
@@ -492,6 +498,8 @@ def verify_against_plan(options: PlanOptions, plan_dir: str) -> Equivalence:
     losses = LossLog()
     notes: list[str] = []
     source = read_source(options, losses, notes)
+    apply_settings(options, SOURCES[options.source].install_settings(source.objects),
+                   SOURCES[options.source].SETTINGS)
     reader = make_reader(options, losses, [])
     objects: list[_Raw] = reader.read(source).objects
     steps = []

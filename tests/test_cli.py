@@ -31,7 +31,10 @@ def test_plan_writes_runbook_plan_json_and_kustomize_steps(tmp_path: Path):
     assert result.stdout == ""  # manifests never mix with the report
     assert "namespace orders:" in result.stderr and "AUTHZ_DENY" in result.stderr
     plan = json.loads((tmp_path / "plan.json").read_text())
-    assert plan["source"] == {"mesh": "istio"} and plan["target"]["mesh"] == "linkerd"
+    assert plan["source"]["mesh"] == "istio" and plan["target"]["mesh"] == "linkerd"
+    assert {s["name"]: s["from"] for s in plan["source"]["settings"]} == {
+        "trust_domain": "default", "root_namespace": "default",
+        "istio_outbound_policy": "default"}
     for step in plan["steps"]:
         assert set(step) >= {"id", "title", "namespaces", "manifests", "commands", "verify",
                              "rollback"}

@@ -11,6 +11,7 @@ from typing import Any, Callable, ClassVar
 from migrate.dialects import kube
 from migrate.dialects.fields import Fields
 from migrate.errors import InputProblem
+from migrate.install import InstallSetting
 from migrate.ir.graph import MeshGraph
 from migrate.ir.model import Workload
 from migrate.losses import LossLog, ObjectRef, Severity
@@ -147,6 +148,15 @@ class Reader:
         self.finish(graph)
         graph.link()
         return result
+
+    SETTINGS: ClassVar[tuple[str, ...]] = ()
+    """The :class:`~migrate.pipeline.PlanOptions` fields that are this mesh's install
+    settings as a source (recorded in the plan with where each value came from)."""
+
+    @classmethod
+    def install_settings(cls, objects: list[RawObject]) -> list[InstallSetting]:
+        """Settings this mesh's install configuration in the input gives (default: none)."""
+        return []
 
     def found_mesh(self, result: ReadResult) -> bool:
         """Whether the input shows this mesh at all: one of its own objects, or a namespace or

@@ -27,7 +27,8 @@ def plan_document(plan: Plan) -> dict[str, Any]:
 def _head(plan: Plan) -> dict[str, Any]:
     """The members before ``steps``."""
     return {
-        "source": {"mesh": plan.source},
+        "source": {"mesh": plan.source, "settings": [
+            {"name": s.option, "value": s.value, "from": s.origin} for s in plan.settings]},
         "target": {"mesh": plan.target, "version": plan.target_version},
         "order": {
             "groups": plan.groups,

@@ -17,6 +17,13 @@ _ICON = {Severity.INFO: "info", Severity.DEGRADED: "degraded", Severity.DROPPED:
 _BATCH = 1000
 
 
+def _setting_value(value: object) -> str:
+    """A setting as a person types it (lists comma-joined, flags lower-case)."""
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(v) for v in value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def render_runbook(plan: Plan) -> str:
     """The whole runbook as Markdown."""
     return "\n".join(runbook_lines(plan))
@@ -55,6 +62,11 @@ def runbook_lines(plan: Plan) -> Iterator[str]:
     if plan.input_problems:
         add(f"- Input problems ({len(plan.input_problems)}): objects not planned:")
         out.extend(f"  - `{p}`" for p in plan.input_problems)
+    if plan.settings:
+        add(f"- {plan.source} install settings the plan assumed (a flag wins over the input's "
+            "install configuration; check every `default`):")
+        out.extend(f"  - `{s.option}` = `{_setting_value(s.value)}`: {s.origin}"
+                   for s in plan.settings)
     if plan.skipped:
         add("- Skipped (not mesh configuration): " + ", ".join(
             f"{k} x{v}" for k, v in plan.skipped.items()) + ".")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from migrate.dialects.base import Manifest
+from migrate.install import SettingUsed
 from migrate.losses import Loss
 from migrate.sources.model import RawObject, strip_noise
 
@@ -71,6 +72,8 @@ class Plan:
     """Namespaces in the input that are not migrated (no injection, no mesh objects)."""
     input_problems: list[str]
     skipped: dict[str, int]
+    settings: list[SettingUsed] = field(default_factory=list)
+    """The source mesh's install settings the plan used, each with where its value came from."""
     equivalence: Any = None
     """:class:`migrate.verify.compare.Equivalence` of the final state, when computed."""
     coexistence: list[dict[str, Any]] | None = None

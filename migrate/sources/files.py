@@ -187,13 +187,13 @@ def _add_object(data: Any, source: str, line: int, result: SourceResult, item: s
         return
     meta = data.get("metadata")
     name = meta.get("name") if isinstance(meta, dict) else None
-    if not isinstance(name, str) or not name:
+    if (not isinstance(name, str) or not name) and not _unnamed_ok(api, kind):
         shown = "missing" if name is None else f"{_type(name)} {name!r}"
         result.problems.append(InputProblem(
             source, line, None,
             f"{kind}{where}: metadata.name must be a non-empty string ({shown})"))
         return
-    namespace = meta.get("namespace")
+    namespace = meta.get("namespace") if isinstance(meta, dict) else None
     if namespace is not None and not isinstance(namespace, str):
         result.problems.append(InputProblem(
             source, line, None, f"{kind} {name}{where}: metadata.namespace must be a string"))
@@ -203,6 +203,12 @@ def _add_object(data: Any, source: str, line: int, result: SourceResult, item: s
         result.skipped[f"{api}/{kind}"] = result.skipped.get(f"{api}/{kind}", 0) + 1
         return
     result.objects.append(RawObject(data, source, line))
+
+
+def _unnamed_ok(api: str, kind: str) -> bool:
+    """An IstioOperator file needs no name: istioctl install -f reads it as install
+    configuration, never as a cluster object (its name defaults to installed-state)."""
+    return kind == "IstioOperator" and api.startswith("install.istio.io/")
 
 
 def _type(value: Any) -> str:

@@ -77,6 +77,12 @@ class ConsulReader(Reader):
         **{(GATEWAY_API, kind): read_gateway_api for kind in GATEWAY_API_KINDS},
     }
 
+    # Consul keeps these in its Helm values and ACL configuration, which a dump of the
+    # cluster's objects does not hold: they come from flags (or their defaults), recorded
+    # in the plan as such.
+    SETTINGS = ("trust_domain", "consul_default_intention", "consul_inject_default",
+                "consul_allow_namespaces", "consul_deny_namespaces")
+
     def __init__(self, losses: LossLog, problems: list[InputProblem],
                  default_intention: str = "deny", trust_domain: str = "cluster.local",
                  inject_default: bool = False, allow_namespaces: tuple[str, ...] = ("*",),

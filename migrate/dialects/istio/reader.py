@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from migrate.dialects.istio import install
 from migrate.dialects.base import Reader, ReadResult
 from migrate.dialects.fields import Fields
 from migrate.dialects.istio.destinationrule import read_destination_rule
@@ -23,10 +24,11 @@ from migrate.dialects.istio.security import (
 )
 from migrate.dialects.istio.virtualservice import read_virtual_service
 from migrate.errors import InputProblem
+from migrate.install import InstallSetting
 from migrate.ir.graph import MeshGraph
 from migrate.ir.model import Route, ServiceKey
 from migrate.losses import LossLog, ObjectRef, Severity
-from migrate.sources.model import SourceResult
+from migrate.sources.model import RawObject, SourceResult
 
 NET, SEC, TEL, EXT, GW = ("networking.istio.io", "security.istio.io", "telemetry.istio.io",
                           "extensions.istio.io", "gateway.networking.k8s.io")
@@ -76,6 +78,13 @@ class IstioReader(Reader):
         **{(GW, kind): read_gateway_route for kind in (
             "HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute", "UDPRoute")},
     }
+
+    SETTINGS = ("trust_domain", "root_namespace", "istio_outbound_policy")
+
+    @classmethod
+    def install_settings(cls, objects: list[RawObject]) -> list[InstallSetting]:
+        """The mesh's install configuration in the input (``install.py``)."""
+        return install.install_settings(objects)
 
     def __init__(self, losses: LossLog, problems: list[InputProblem],
                  root_namespace: str = "istio-system", cluster_domain: str = "cluster.local",

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from migrate.dialects import kube
+from migrate.dialects.linkerd import install
 from migrate.dialects.base import Reader, ReadResult
 from migrate.dialects.fields import Fields
 from migrate.dialects.kube import POD_TEMPLATE
@@ -41,10 +42,11 @@ from migrate.dialects.linkerd.read_state import (
     WorkloadFacts,
 )
 from migrate.errors import InputProblem
+from migrate.install import InstallSetting
 from migrate.ir.graph import MeshGraph
 from migrate.ir.model import ServiceKey
 from migrate.losses import LossLog, Severity
-from migrate.sources.model import CLUSTER_SCOPED, SourceResult
+from migrate.sources.model import CLUSTER_SCOPED, RawObject, SourceResult
 
 POLICY, LINKERD, WORKLOAD, SPLIT, GW = ("policy.linkerd.io", "linkerd.io", "workload.linkerd.io",
                                         "split.smi-spec.io", "gateway.networking.k8s.io")
@@ -88,6 +90,13 @@ class LinkerdReader(Reader):
         **{(GW, kind): read_gateway_object for kind in (
             "Gateway", "GatewayClass", "ListenerSet", "ReferenceGrant")},
     }
+
+    SETTINGS = ("trust_domain", "linkerd_default_policy")
+
+    @classmethod
+    def install_settings(cls, objects: list[RawObject]) -> list[InstallSetting]:
+        """The mesh's install configuration in the input (``install.py``)."""
+        return install.install_settings(objects)
 
     def __init__(self, losses: LossLog, problems: list[InputProblem],
                  cluster_default_policy: str = "all-unauthenticated",
