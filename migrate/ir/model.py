@@ -389,6 +389,10 @@ class Opaque:
     name: str
     origin: Origin
     hosts: tuple[str, ...] = ()
+    role: str = ""
+    """``ingress`` for a gateway that takes traffic into the mesh (the plan's ingress step
+    replaces it), ``egress`` for one that takes it out (it stays in the data path of the
+    source mesh's pods until they moved, and goes at cleanup), else empty."""
 
 
 @dataclass(frozen=True, slots=True)

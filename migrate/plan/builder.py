@@ -101,7 +101,7 @@ def build_steps(p: PlanInput) -> list[Step]:
             last = max(last, len(p.groups))  # the ingress moves after every group
         last_caller[i] = last
     has_ingress = bool(p.ingress_namespaces) or any(
-        isinstance(o, Opaque) and o.kind == "Gateway" for o in p.graph.of(Opaque))
+        o.role == "ingress" for o in p.graph.of(Opaque))
     moved: dict[str, str] = {}
 
     def enforce_after(index: int) -> None:
@@ -398,8 +398,9 @@ def _ingress(p: PlanInput, number: int) -> Step:
         f"step {src.INGRESS} reaches the migrated backends in plaintext.")
     step.manual = dst.ingress_manual(src)
     ingress_routes = {rt.origin.ref for rt in p.graph.of(Route) if rt.ingress and not rt.mesh}
+    gateways = {o.origin.ref for o in p.graph.of(Opaque) if o.role == "ingress"}
     refs = sorted(r for r in p.read.raw if src.owns(r) and r not in p.deleted and (
-        r.kind in ("Gateway", "IngressGateway") or r in ingress_routes))
+        r in gateways or r in ingress_routes))
     p.deleted.update(refs)
     for authz in p.graph.of(AuthzPolicy):
         named = {ns for ns in p.graph.caller_namespaces(authz) if ns == p.root_namespace}

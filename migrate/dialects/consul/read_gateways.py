@@ -122,7 +122,8 @@ def read_terminating_gateway(reader: ConsulReader, f: Fields, graph: MeshGraph) 
             f.use("egress.service_entry", f"spec.{key}", f"TerminatingGateway {key}")
     names = tuple(sorted({name for origin, name in reader.state.terminating
                           if origin.ref == f.ref}))
-    graph.add(Opaque(f.ref.kind, f.ref.namespace, f.ref.name, f.origin("spec"), names))
+    graph.add(Opaque(f.ref.kind, f.ref.namespace, f.ref.name, f.origin("spec"), names,
+                     "egress"))
 
 
 def read_opaque(reader: ConsulReader, f: Fields, graph: MeshGraph) -> None:
@@ -137,7 +138,8 @@ def read_opaque(reader: ConsulReader, f: Fields, graph: MeshGraph) -> None:
         reader.state.ingress.append(IngressFacts(f.ref, _listeners(spec)))
     detail = f"{kind}: {', '.join(names)}" if names else kind
     f.use(FEATURE_OF_KIND[kind], "spec", detail)
-    graph.add(Opaque(kind, f.ref.namespace, f.ref.name, f.origin("spec"), names))
+    graph.add(Opaque(kind, f.ref.namespace, f.ref.name, f.origin("spec"), names,
+                     "ingress" if kind == "IngressGateway" else ""))
 
 
 GATEWAY_API = "gateway.networking.k8s.io"
@@ -170,4 +172,5 @@ def read_gateway_api(reader: ConsulReader, f: Fields, graph: MeshGraph) -> None:
         f.note("ingress.route", "spec", f"Gateway API {kind}")
     hostnames = f.peek("spec.hostnames")
     graph.add(Opaque(kind, f.ref.namespace, f.ref.name, f.origin("spec"),
-                     tuple(str(h) for h in hostnames) if isinstance(hostnames, list) else ()))
+                     tuple(str(h) for h in hostnames) if isinstance(hostnames, list) else (),
+                     "ingress" if kind == "Gateway" else ""))

@@ -34,8 +34,25 @@ _UNSUPPORTED_FILTERS = ("URLRewrite", "RequestMirror", "ExtensionRef", "CORS", "
 def read_opaque(reader: IstioReader, f: Fields, graph: MeshGraph) -> None:
     """An Istio object reported whole (the feature table says what to do instead)."""
     hosts = f.strings("spec.hosts")
-    f.use(FEATURE_OF_KIND[f.ref.kind], "spec", ", ".join(hosts))
-    graph.add(Opaque(f.ref.kind, f.ref.namespace, f.ref.name, f.origin("spec"), hosts))
+    feature, role = FEATURE_OF_KIND[f.ref.kind], ""
+    if f.ref.kind == "Gateway":
+        role = "egress" if is_egress_gateway(f.peek("spec.selector")) else "ingress"
+        feature = "egress.gateway" if role == "egress" else feature
+    f.use(feature, "spec", ", ".join(hosts))
+    graph.add(Opaque(f.ref.kind, f.ref.namespace, f.ref.name, f.origin("spec"), hosts, role))
+
+
+def is_egress_gateway(selector: object) -> bool:
+    """Whether a Gateway's selector picks Istio's egress gateway pods.
+
+    The istio/gateway chart and istioctl's ``egressGateways`` label those pods
+    ``istio: egressgateway`` (and ``app: istio-egressgateway``); Istio's egress-gateway task
+    selects them that way (istio.io/latest/docs/tasks/traffic-management/egress/egress-gateway/).
+    A Gateway picking them carries traffic out of the mesh: it takes no DNS and no clients
+    from outside, so it is not the ingress the plan's ingress step replaces.
+    """
+    return isinstance(selector, dict) and any(
+        isinstance(v, str) and "egressgateway" in v for v in selector.values())
 
 
 def read_gateway_api(reader: IstioReader, f: Fields, graph: MeshGraph) -> None:
@@ -65,4 +82,5 @@ def read_gateway_api(reader: IstioReader, f: Fields, graph: MeshGraph) -> None:
                   ", ".join(bad) or kind)
         f.get("spec", whole=True)
     graph.add(Opaque(kind, f.ref.namespace, f.ref.name, f.origin("spec"),
-                     tuple(str(h) for h in (f.peek("spec.hostnames") or []))))
+                     tuple(str(h) for h in (f.peek("spec.hostnames") or [])),
+                     "ingress" if kind == "Gateway" else ""))
