@@ -80,6 +80,26 @@ CODES: dict[str, Code] = {
     "AUTHZ_SERVER_OVERLAP": Code("write", "Servers overlap",
                                  "Two generated Servers select the same pods and port; Linkerd's "
                                  "admission rejects overlapping Servers."),
+    "AUTHZ_SELECTS_NOTHING": Code("write", "Policy selects no workload of the input",
+                                  "A policy's selector picks no workload the input shows, so "
+                                  "nothing was written for it; its source object is still "
+                                  "removed with its namespace's, and pods with those labels "
+                                  "created later get the target's namespace default."),
+    "AUTHZ_NAMESPACE_DEFAULT": Code("write", "Namespace default refuses what a rule admits",
+                                    "A namespace-wide ALLOW policy with rules becomes Servers "
+                                    "for the workloads and ports the input shows and the "
+                                    "namespace default deny for the rest, which refuses the "
+                                    "callers its rules admit on pods and ports the input does "
+                                    "not show."),
+    "HEADLESS_MESH_TLS": Code("write", "Istio mTLS to a headless Service that moved",
+                              "Istio picks TLS per endpoint only for non-headless Services; "
+                              "its callers keep sending Istio mTLS to a headless Service's "
+                              "pods after they left Istio, and those calls fail until the "
+                              "callers move or send plaintext."),
+    "SERVICE_PROTOCOL": Code("write", "Declared protocol not carried to the target",
+                             "The source mesh declares a Service's protocol for the whole "
+                             "Service (Consul ServiceDefaults protocol); the target reads it "
+                             "from port names or appProtocol, which the plan does not change."),
     "AUTHZ_ROUTE_OVERLAP": Code("write", "Overlapping path rules not fully carried over",
                                 "Linkerd checks only the authorizations of the one inbound "
                                 "route it picks for a request, where Istio lets a caller in "

@@ -47,12 +47,14 @@ def by_kind(result, kind, phase=None):
     return [m.body for s in steps for m in s.manifests if m.kind == kind]
 
 
-def test_strict_namespace_stages_audit_then_enforces_all_authenticated():
+def test_strict_namespace_stages_cluster_plaintext_then_enforces_all_authenticated():
+    # Staged, STRICT admits the plaintext of callers still on Istio from the cluster's own
+    # networks only (not audit, which admits anyone): docs/coexistence.md, "the rule".
     result = plan_yaml(policy("  mtls: {mode: STRICT}", kind="PeerAuthentication",
                               name="default"))
     [staged] = by_kind(result, "Server", "move")
     [enforced] = by_kind(result, "Server", "enforce")
-    assert staged["spec"]["accessPolicy"] == "audit"
+    assert staged["spec"]["accessPolicy"] == "cluster-unauthenticated"
     assert enforced["spec"]["accessPolicy"] == "all-authenticated"
     assert staged["spec"]["port"] == 8080 and staged["spec"]["proxyProtocol"] == "HTTP/1"
     enforce = next(s for s in result.plan.steps if s.kind == "enforce")
@@ -72,16 +74,30 @@ def test_allow_by_principal_namespace_and_ip():
         "allow-r0s0": {"identityRefs": [{"kind": "ServiceAccount", "name": "frontend",
                                          "namespace": "web"}]},
         "allow-r0s1": {"identityRefs": [{"kind": "Namespace", "name": "ops"}]}}
-    [net] = by_kind(result, "NetworkAuthentication")
-    assert net["spec"] == {"networks": [{"cidr": "10.1.0.0/16"}]}
-    policies = by_kind(result, "AuthorizationPolicy")
-    assert sorted(len(p["spec"]["requiredAuthenticationRefs"]) for p in policies) == [1, 2]
-    assert {p["spec"]["targetRef"]["kind"] for p in policies} == {"Server"}
+    nets = {m["metadata"]["name"]: m["spec"] for m in by_kind(result, "NetworkAuthentication")}
+    assert nets == {"allow-r0s1-net": {"networks": [{"cidr": "10.1.0.0/16"}]},
+                    "plaintext-staging": {"networks": [{"cidr": "0.0.0.0/0"},
+                                                       {"cidr": "::/0"}]}}
+    policies = {p["metadata"]["name"]: p["spec"] for p in by_kind(result, "AuthorizationPolicy")}
+    assert {p["targetRef"]["kind"] for p in policies.values()} == {"Server"}
+    refs = {name: sorted(r["name"] for r in spec["requiredAuthenticationRefs"])
+            for name, spec in policies.items()}
+    # Each grant, and for the staging window its plaintext twin: the identity requirement
+    # dropped, the network requirement kept (any network when there was none).
+    assert refs == {"allow-r0s0-api-8080": ["allow-r0s0"],
+                    "allow-r0s0-api-8080-plaintext": ["plaintext-staging"],
+                    "allow-r0s1-api-8080": ["allow-r0s1", "allow-r0s1-net"],
+                    "allow-r0s1-api-8080-plaintext": ["allow-r0s1-net"]}
+    enforce = next(s for s in result.plan.steps if s.kind == "enforce")
+    for name in ("allow-r0s0-api-8080-plaintext", "allow-r0s1-api-8080-plaintext"):
+        assert f"kubectl delete authorizationpolicy.policy.linkerd.io/{name} -n pay " \
+               "--ignore-not-found" in enforce.commands
+    [staged] = by_kind(result, "Server", "move")
     [enforced] = by_kind(result, "Server", "enforce")
-    assert enforced["spec"]["accessPolicy"] == "deny"
+    assert staged["spec"]["accessPolicy"] == enforced["spec"]["accessPolicy"] == "deny"
 
 
-def test_path_rules_get_inbound_routes_probe_route_and_staging_catch_all():
+def test_path_rules_get_inbound_routes_and_probe_route_and_no_staging_catch_all():
     result = plan_yaml(policy("""  selector: {matchLabels: {app: api}}
   rules:
   - from: [{source: {principals: ["cluster.local/ns/web/sa/frontend"]}}]
@@ -89,15 +105,17 @@ def test_path_rules_get_inbound_routes_probe_route_and_staging_catch_all():
 """))
     inbound = {m["metadata"]["name"]: m for m in by_kind(result, "HTTPRoute")
                if m["spec"]["parentRefs"][0]["kind"] == "Server"}
-    assert set(inbound) == {"api-8080-r1", "api-8080-probes", "api-8080-all"}
+    # No catch-all: staged, the Server is deny and only the rules' routes admit requests
+    # (the plaintext twins drop the identity check, not the paths).
+    assert set(inbound) == {"api-8080-r1", "api-8080-probes"}
     assert inbound["api-8080-r1"]["spec"]["rules"][0]["matches"] == [
         {"method": "GET", "path": {"type": "Exact", "value": "/status"}},
         {"method": "GET", "path": {"type": "RegularExpression", "value": "/api/.*"}}]
     assert inbound["api-8080-probes"]["spec"]["rules"][0]["matches"] == [
         {"method": "GET", "path": {"type": "Exact", "value": "/ready"}}]
-    # The catch-all only serves the staging window: no rule authorizes the whole Server.
-    enforce = next(s for s in result.plan.steps if s.kind == "enforce")
-    assert any("httproute.policy.linkerd.io/api-8080-all" in c for c in enforce.commands)
+    targets = {p["metadata"]["name"]: p["spec"]["targetRef"]["name"]
+               for p in by_kind(result, "AuthorizationPolicy", "move")}
+    assert targets["allow-r0s0-api-8080-r1-plaintext"] == "api-8080-r1"
     assert "AUTHZ_PROBE_ROUTE" in codes(result)
 
 

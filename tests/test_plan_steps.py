@@ -65,14 +65,14 @@ def test_validate_with_reports_file_and_field(tmp_path: Path, shared: Path):
                                    str(crds), "--validate-with", str(gateway),
                                    "--validate-with", str(istio)])
     assert ok.exit_code == 0, ok.stderr
-    # A stricter Server schema (accessPolicy may only be deny) must be caught.
+    # A stricter Server schema (accessPolicy may only be audit) must be caught.
     docs = [d for d in yaml.safe_load_all(crds.read_text()) if d]
     for d in docs:
         if d["spec"]["names"]["kind"] == "Server":
             for v in d["spec"]["versions"]:
                 props = v["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
                 if "accessPolicy" in props:
-                    props["accessPolicy"]["enum"] = ["deny"]
+                    props["accessPolicy"]["enum"] = ["audit"]
     strict = tmp_path / "strict.yaml"
     strict.write_text(yaml.safe_dump_all(docs))
     bad = CliRunner().invoke(main, ["plan", "--from", "istio", "--to", "linkerd", "-f",

@@ -262,8 +262,10 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
         home_lost=[],
         home_gained=[],
     ),
+    # The teller has no ServiceDefaults, so Consul handles it as tcp; Istio would read its
+    # port named http as HTTP (SERVICE_PROTOCOL).
     ('consul', 'istio', '02-security'): Expected(
-        there=[],
+        there=['SERVICE_PROTOCOL'],
         back=[],
         first=[
             'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts/*',
@@ -295,10 +297,12 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
         home_lost=[],
         home_gained=[],
     ),
-    # Linkerd authorizes per Server, so the ledger's only port joins the operations.
+    # Linkerd authorizes per Server, so the ledger's only port joins the operations. The
+    # teller is tcp under Consul (no ServiceDefaults): its Server is opaque, which Consul,
+    # reading the port name http on the way back, cannot keep (PROTOCOL_OPAQUE).
     ('consul', 'linkerd', '02-security'): Expected(
         there=[],
-        back=[],
+        back=['PROTOCOL_OPAQUE'],
         first=[
             'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts/*',
             'authz bank/ledger ALLOW sa:bank/teller -> POST /transfer',
@@ -415,9 +419,11 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
     ),
     # The header-narrowed permission has no IR form and fails closed (AUTHZ_OPERATION_REGEX).
     # The prefixRewrite survives both ways (Istio rewrite.uri; both are Envoy prefix_rewrite).
+    # The web service is tcp under Consul (no ServiceDefaults): SERVICE_PROTOCOL.
     ('consul', 'istio', '03-losses'): Expected(
         there=[
             'AUTHZ_OPERATION_REGEX', 'DESTINATION_CONNECTION_POOL', 'MULTICLUSTER',
+            'SERVICE_PROTOCOL',
         ],
         back=[],
         first=[
@@ -442,12 +448,14 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
     ),
     # As to Istio, plus Consul's raw prefix /v1/ becoming a segment prefix that also matches
     # /v1 (ROUTE_PREFIX_SEGMENT), and the prefixRewrite lost (ROUTE_REWRITE: Linkerd has none).
+    # The web service is tcp under Consul: an opaque Server and opaque port, which Consul
+    # cannot keep next to the port name http on the way back (PROTOCOL_OPAQUE, twice).
     ('consul', 'linkerd', '03-losses'): Expected(
         there=[
             'AUTHZ_OPERATION_REGEX', 'DESTINATION_CONNECTION_POOL', 'MULTICLUSTER',
             'ROUTE_PREFIX_SEGMENT', 'ROUTE_REWRITE',
         ],
-        back=[],
+        back=['PROTOCOL_OPAQUE', 'PROTOCOL_OPAQUE'],
         first=[
             'authz shop/reviews ALLOW sa:shop/web -> /*',
             'authz shop/web ALLOW nothing',

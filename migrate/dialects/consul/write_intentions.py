@@ -46,6 +46,7 @@ from migrate.dialects.consul.write_context import (
     service_protocol,
 )
 from migrate.dialects.consul.write_routing import METHODS
+from migrate.dialects.scope import report_headless, report_unselected
 from migrate.ir.graph import selects
 from migrate.ir.model import (
     AuthzOperation,
@@ -78,9 +79,17 @@ def write_intentions(ctx: ConsulContext) -> None:
     """Intentions for every Service that moves to Consul."""
     policies = [p for ns in ctx.namespaces for p in ctx.graph.in_namespace(AuthzPolicy, ns)
                 if not p.mesh_wide and p.action in ("ALLOW", "DENY")]
+    # Root-namespace (mesh-wide) policies cover every namespace's workloads; a ``*``
+    # destination intention would also change services outside the plan, so they are
+    # written into each migrated service's intentions, like a policy of its own namespace.
+    policies += [p for p in ctx.graph.of(AuthzPolicy)
+                 if p.mesh_wide and p.action in ("ALLOW", "DENY")]
     _report_unmodelled_denies(ctx)
+    report_unselected(ctx.graph, ctx.losses, ctx.namespaces, "Consul")
+    report_headless(ctx.graph, ctx.losses, ctx.namespaces, "Consul")
     for policy in policies:
-        if policy.selector is not None:  # namespace-wide: client-only pods need no intention
+        if policy.selector is not None and not policy.mesh_wide:
+            # namespace-wide: client-only pods need no intention
             _report_unregistered(ctx, policy)
     for ns in ctx.namespaces:
         for svc in ctx.graph.in_namespace(Service, ns):
@@ -92,7 +101,7 @@ def write_intentions(ctx: ConsulContext) -> None:
 
 def _applies(ctx: ConsulContext, policy: AuthzPolicy, svc: Service) -> bool:
     """Whether a policy covers a Service's pods (all of them, or some: reported)."""
-    if policy.namespace != svc.key.namespace:
+    if policy.namespace != svc.key.namespace and not policy.mesh_wide:
         return False
     if policy.selector is None:
         return True

@@ -27,6 +27,9 @@ def read_destination_rule(reader: IstioReader, f: Fields, graph: MeshGraph) -> N
             continue
         if f.peek(join(path, "trafficPolicy")) is not None:
             f.use("destination.subset_policy", join(path, "trafficPolicy"))
+            _tls(f, join(path, "trafficPolicy"))
+            for j, _ in enumerate(f.list(join(path, "trafficPolicy.portLevelSettings"))):
+                _tls(f, join(path, f"trafficPolicy.portLevelSettings[{j}]"))
         subsets.append(Subset(f.string(join(path, "name")),
                               labels(f.mapping(join(path, "labels"), whole=True)), path))
     if key is None and subsets:
@@ -35,7 +38,9 @@ def read_destination_rule(reader: IstioReader, f: Fields, graph: MeshGraph) -> N
         f.note("destination.subsets", "spec.subsets")
     tls_mode, outlier = _traffic_policy(f, "spec.trafficPolicy")
     for i, _ in enumerate(f.list("spec.trafficPolicy.portLevelSettings")):
-        f.use("destination.port_level", f"spec.trafficPolicy.portLevelSettings[{i}]")
+        path = f"spec.trafficPolicy.portLevelSettings[{i}]"
+        f.use("destination.port_level", path)
+        _tls(f, path)  # TLS is reported wherever it sits: origination means plaintext if lost
     if f.peek("spec.workloadSelector") is not None:
         f.use("destination.workload_selector", "spec.workloadSelector")
     export_to = f.strings("spec.exportTo")
@@ -64,12 +69,7 @@ def _traffic_policy(f: Fields, path: str) -> tuple[str, OutlierDetection | None]
             f.use("destination.tunnel", join(path, key))
     if given.get("retryBudget") is not None:
         f.use("destination.retry_budget", join(path, "retryBudget"))
-    tls_mode = f.string(join(path, "tls.mode"))
-    if given.get("tls") is not None:
-        feature = {"ISTIO_MUTUAL": "destination.tls.istio_mutual", "DISABLE":
-                   "destination.tls.disable", "": "destination.tls.istio_mutual"}.get(
-                       tls_mode, "destination.tls.origination")
-        f.use(feature, join(path, "tls"), tls_mode)
+    tls_mode = _tls(f, path)
     outlier = None
     od = join(path, "outlierDetection")
     if given.get("outlierDetection") is not None:
@@ -80,3 +80,15 @@ def _traffic_policy(f: Fields, path: str) -> tuple[str, OutlierDetection | None]
         f.use("destination.outlier_detection", od, ", ".join(lost))
         outlier = OutlierDetection(errors, f.string(join(od, "baseEjectionTime")), od)
     return tls_mode, outlier
+
+
+def _tls(f: Fields, path: str) -> str:
+    """Record the ``tls`` block under a traffic policy (top level, port level or subset) as
+    the feature its mode is, and return the mode ('' when absent)."""
+    tls_mode = f.string(join(path, "tls.mode"))
+    if f.peek(join(path, "tls")) is not None:
+        feature = {"ISTIO_MUTUAL": "destination.tls.istio_mutual", "DISABLE":
+                   "destination.tls.disable", "": "destination.tls.istio_mutual"}.get(
+                       tls_mode, "destination.tls.origination")
+        f.use(feature, join(path, "tls"), tls_mode)
+    return tls_mode

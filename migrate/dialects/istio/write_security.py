@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 
 from migrate.dialects.base import Manifest
 from migrate.dialects.istio.write_common import SECURITY_API, WriteContext, match_labels
+from migrate.dialects.scope import report_unselected
 from migrate.ir.graph import selects
 from migrate.ir.model import (
     AuthzOperation,
@@ -48,6 +49,7 @@ from migrate.ir.model import (
     AuthzSource,
     Labels,
     MTLSPolicy,
+    Service,
     Workload,
 )
 from migrate.losses import ObjectRef, Severity
@@ -64,6 +66,9 @@ def write_security(ctx: WriteContext, namespaces: list[str], root_namespace: str
                       if p.mesh_wide and p.mode != "UNSET"), None)
     mesh_authz = [p for p in ctx.graph.of(AuthzPolicy) if p.mesh_wide]
     _unmodelled_actions(ctx, set(namespaces) - {root_namespace})
+    moved = [ns for ns in namespaces if ns != root_namespace]
+    report_unselected(ctx.graph, ctx.losses, moved, "Istio")
+    _declared_protocols(ctx, moved)
     for ns in namespaces:
         if ns == root_namespace:
             continue
@@ -95,6 +100,37 @@ def _unmodelled_actions(ctx: WriteContext, namespaces: set[str]) -> None:
                 f"the source reader did not model this {use.detail or 'policy'}'s rules, so no "
                 "Istio AuthorizationPolicy was written for it",
                 "Copy the policy to Istio by hand (Istio supports its action natively).")
+
+
+def _declared_protocols(ctx: WriteContext, namespaces: list[str]) -> None:
+    """A protocol the source declares for a whole Service (Consul ServiceDefaults) that
+    Istio would not infer from the Service's ports is reported, port by port.
+
+    Istio takes a port's protocol from ``appProtocol``, else the port name's prefix, else
+    sniffs it (istio.io/latest/docs/ops/configuration/traffic-management/protocol-selection/).
+    The Service itself is not the mesh's to rewrite here, so a ``tcp`` service behind a port
+    named ``http`` would get HTTP handling (and L7 authorization) it never had.
+    """
+    moved = set(namespaces)
+    for svc in ctx.graph.of(Service):
+        declared = svc.mesh_protocol
+        if declared and svc.key.namespace in moved:
+            _protocol_loss(ctx, svc, declared)
+
+
+def _protocol_loss(ctx: WriteContext, svc: Service, declared: str) -> None:
+    for i, p in enumerate(svc.ports):
+        if p.l7 == declared or p.protocol != "TCP":
+            continue
+        inferred = "sniffed" if p.l7 == "unknown" else p.l7
+        ctx.losses.report(
+            "SERVICE_PROTOCOL", Severity.DEGRADED, "authz.allow", svc.origin.ref,
+            f"spec.ports[{i}]",
+            f"the source mesh handles Service {svc.key} as {declared} (Consul: its "
+            "ServiceDefaults or ProxyDefaults protocol, else tcp), but Istio "
+            f"reads port {p.port} ({p.name or 'unnamed'}) as {inferred}",
+            f"Before the namespace moves, set appProtocol: {declared} on port {p.port} "
+            f"of Service {svc.key} (or name it {declared}-...).")
 
 
 # -- PeerAuthentication -----------------------------------------------------------------------

@@ -5,8 +5,12 @@ Mapping (../shared/reference/mapping-istio-linkerd.md section 2.5, section 3 for
 - Every (workload, port) that an ALLOW policy or a STRICT mode covers gets exactly one Server
   (Servers may not overlap). Its final ``accessPolicy`` is ``deny`` under ALLOW policies
   (Istio refuses what no ALLOW rule matches), ``all-authenticated`` under STRICT, else
-  ``all-unauthenticated``. Staged, it is ``audit``: allowed but logged, so Istio callers,
-  which reach Linkerd pods in plaintext with no identity, keep working until they move.
+  ``all-unauthenticated``. Staged (``_staged_access``), it admits no more than the source
+  did except the identity check of the plaintext, identity-less calls from Istio callers:
+  ``deny`` with each grant's plaintext twin (``_grant``), ``cluster-unauthenticated`` under
+  STRICT. Its podSelector is the policies' joint selector (``_server_selector``), and the
+  namespace's ``default-inbound-policy`` carries namespace- and mesh-wide policies to the
+  pods and ports no Server covers (``namespace_default``; docs/coexistence.md, "The rule").
 - A rule with only sources authorizes the whole Server; a rule with paths or methods gets an
   inbound HTTPRoute with those matches and an authorization on that route. Linkerd checks
   only the one route it picks for a request, so overlapping rules get routes for their
@@ -31,14 +35,21 @@ from typing import Any, Callable, Iterator
 
 from migrate.dialects.base import Manifest, TargetConfig
 from migrate.dialects.linkerd.inbound_overlap import Atom, RoutePlan, atoms_of, plan_routes
+from migrate.dialects.scope import report_unselected
 from migrate.ir.graph import MeshGraph, selects
-from migrate.ir.model import AuthzPolicy, AuthzSource, MTLSPolicy, Workload
+from migrate.ir.model import AuthzPolicy, AuthzSource, Labels, MTLSPolicy, Workload
 from migrate.losses import LossLog, ObjectRef, Severity
 from migrate.names import MAX_LABEL, NameRegistry, k8s_name
 
 POLICY_API = "policy.linkerd.io/v1alpha1"
 SERVER_API = "policy.linkerd.io/v1beta3"
 ROUTE_API = "policy.linkerd.io/v1beta3"
+# Fixed at proxy initialization: the annotation on the namespace or workload at pod creation
+# overrides the install's proxy.defaultInboundPolicy, so the move and enforce steps restart
+# the workloads. Kubelet probes stay authorized under it on ports without a Server or whose
+# Server has no routes (linkerd/website linkerd.io/content/2.19/features/server-policy.md,
+# "Default policies" and "Default authorizations").
+DEFAULT_POLICY = "config.linkerd.io/default-inbound-policy"
 _PROTOCOL = {"grpc": "gRPC", "http2": "HTTP/2", "http": "HTTP/1", "tcp": "opaque", "tls": "TLS"}
 PROBE_NETWORKS = ({"cidr": "0.0.0.0/0"}, {"cidr": "::/0"})
 # policy.linkerd.io/v1beta3 HTTPRoute: spec.rules maxItems 16, rules[].matches maxItems 8
@@ -79,12 +90,13 @@ class PolicyContext:
     _authns: dict[tuple[str, str], str] = field(default_factory=dict)
     _policies: set[tuple[str, str]] = field(default_factory=set)
     _probe_matches: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _source_refs: dict[tuple[int, int, int], list[dict[str, str]] | None] = field(
+    _source_refs: dict[tuple[int, int, int, str], list[dict[str, str]] | None] = field(
         default_factory=dict)
-    """(policy, rule, source) -> its requiredAuthenticationRefs: a policy selecting several
-    workloads grants the same on each of their Servers. The policy is keyed by ``id``: the
-    graph holds every policy while the writer runs, and one source object may give several
-    (Consul intentions)."""
+    """(policy, rule, source, Server namespace) -> its requiredAuthenticationRefs: a policy
+    selecting several workloads grants the same on each of their Servers (a mesh-wide one
+    in each namespace, where its authentications are written). The policy is keyed by
+    ``id``: the graph holds every policy while the writer runs, and one source object may
+    give several (Consul intentions)."""
     _route_plans: dict[tuple[tuple[Atom, ...], ...], RoutePlan] = field(default_factory=dict)
     """Grants' atoms -> their inbound routes: Servers under the same rules share a plan."""
 
@@ -100,6 +112,8 @@ class _Server:
     protocol: str
     workload: Workload
     sources: set[ObjectRef] = field(default_factory=set)
+    others: list[Workload] = field(default_factory=list)
+    """Further workloads of the input the Server's selector covers (the same policies)."""
     server_level_authz: bool = False
     routes: dict[str, str] = field(default_factory=dict)
     """match-set JSON -> route name."""
@@ -135,9 +149,13 @@ def write_policy(ctx: PolicyContext, namespaces: list[str], root_namespace: str)
     """Convert mTLS and authorization for each namespace being migrated."""
     mtls = ctx.graph.of(MTLSPolicy)
     mesh_mode = next((p.mode for p in mtls if p.mesh_wide and p.mode != "UNSET"), "PERMISSIVE")
-    for ns in namespaces:
-        if ns != root_namespace:
-            _namespace(ctx, ns, mesh_mode, ctx.graph.in_namespace(MTLSPolicy, ns))
+    # Root-namespace ALLOW policies apply in every namespace (Istio's mesh-wide scope); Linkerd
+    # has no mesh-wide object, so each migrated namespace gets their Servers and grants.
+    mesh_allows = [p for p in ctx.graph.of(AuthzPolicy) if p.mesh_wide and p.action == "ALLOW"]
+    moved = [ns for ns in namespaces if ns != root_namespace]
+    report_unselected(ctx.graph, ctx.losses, moved, "Linkerd")
+    for ns in moved:
+        _namespace(ctx, ns, mesh_mode, ctx.graph.in_namespace(MTLSPolicy, ns), mesh_allows)
 
 
 def _mode(policy: MTLSPolicy | None, fallback: str) -> str:
@@ -146,16 +164,22 @@ def _mode(policy: MTLSPolicy | None, fallback: str) -> str:
     return "PERMISSIVE" if policy.mode == "DISABLE" else policy.mode
 
 
-def _namespace(ctx: PolicyContext, ns: str, mesh_mode: str, mtls: list[MTLSPolicy]) -> None:
+def _namespace(ctx: PolicyContext, ns: str, mesh_mode: str, mtls: list[MTLSPolicy],
+               mesh_allows: list[AuthzPolicy]) -> None:
     ns_policy = next((p for p in mtls if p.selector is None), None)
     ns_mode = _mode(ns_policy, mesh_mode)
-    if ns_mode == "STRICT":
-        ctx.out.namespace_final.setdefault(ns, {})[
-            "config.linkerd.io/default-inbound-policy"] = "all-authenticated"
     allows = [p for p in ctx.graph.in_namespace(AuthzPolicy, ns)
-              if p.action == "ALLOW" and not p.mesh_wide]
-    servers: dict[tuple[tuple[tuple[str, str], ...], int], _Server] = {}
-    for w in ctx.graph.workloads_selected(ns, None):
+              if p.action == "ALLOW" and not p.mesh_wide] + mesh_allows
+    default = namespace_default(ctx, ns, ns_mode, [p for p in allows if p.selector is None])
+    if default is not None:
+        staged, final = default
+        ctx.out.namespace_staged.setdefault(ns, {})[DEFAULT_POLICY] = staged
+        if final != staged:  # the enforce step restarts the pods to apply it
+            ctx.out.namespace_final.setdefault(ns, {})[DEFAULT_POLICY] = final
+    wanted: list[tuple[Workload, str, int, str, list[AuthzPolicy], MTLSPolicy | None]] = []
+    meaning: dict[tuple[int, int], tuple[Any, ...]] = {}
+    workloads = ctx.graph.workloads_selected(ns, None)
+    for w in workloads:
         w_policy = next((p for p in mtls if p.selector and selects(p.selector, w.pod_labels)), None)
         mode = _mode(w_policy, ns_mode)
         port_modes = dict(w_policy.port_modes) if w_policy else {}
@@ -175,25 +199,97 @@ def _namespace(ctx: PolicyContext, ns: str, mesh_mode: str, mtls: list[MTLSPolic
             pmode = mode if pmode == "UNSET" else ("PERMISSIVE" if pmode == "DISABLE" else pmode)
             final = "deny" if applying else (
                 "all-authenticated" if pmode == "STRICT" else "all-unauthenticated")
-            key = (w.pod_labels, port)
-            if key in servers:
-                continue
-            name = ctx.names.claim("Server", ns, k8s_name(w.name, port_name or port),
-                                   f"{w.ref}/{port}")
-            srv = _Server(name, ns, port, port_name, dict(w.pod_labels), final,
-                          _protocol(ctx, w, port, port_name), w)
-            srv.sources.update(p.origin.ref for p in applying)
-            if w_policy:
-                srv.sources.add(w_policy.origin.ref)
-            elif ns_policy and final != "deny":
-                srv.sources.add(ns_policy.origin.ref)
-            servers[key] = srv
-            for policy in applying:
-                _authorize(ctx, srv, policy)
-            _inbound_routes(ctx, srv)
+            meaning[(id(w), port)] = (tuple(id(p) for p in applying), final,
+                                      id(w_policy) if w_policy else None)
+            wanted.append((w, port_name, port, final, applying, w_policy))
+    servers: dict[tuple[tuple[tuple[str, str], ...], int], _Server] = {}
+    for w, port_name, port, final, applying, w_policy in wanted:
+        selector = _server_selector(w, port, applying, w_policy, workloads, meaning)
+        key = (selector, port)
+        if key in servers:
+            servers[key].others.append(w)
+            servers[key].sources.add(w.ref)
+            continue
+        name = ctx.names.claim("Server", ns, k8s_name(w.name, port_name or port),
+                               f"{w.ref}/{port}")
+        srv = _Server(name, ns, port, port_name, dict(selector), final,
+                      _protocol(ctx, w, port, port_name), w)
+        srv.sources.update(p.origin.ref for p in applying)
+        if w_policy:
+            srv.sources.add(w_policy.origin.ref)
+        elif ns_policy and final != "deny":
+            srv.sources.add(ns_policy.origin.ref)
+        servers[key] = srv
+        for policy in applying:
+            _authorize(ctx, srv, policy)
+        _inbound_routes(ctx, srv)
     _check_overlap(ctx, list(servers.values()))
     for srv in sorted(servers.values(), key=lambda s: s.name):
         _emit_server(ctx, srv)
+
+
+def _server_selector(w: Workload, port: int, applying: list[AuthzPolicy],
+                     w_policy: MTLSPolicy | None, workloads: list[Workload],
+                     meaning: dict[tuple[int, int], tuple[Any, ...]]) -> Labels:
+    """The Server's podSelector: the labels the policies themselves select on.
+
+    A Server copying its workload's full label set (``app: api, version: v1``) would miss a
+    canary or the next version (``version: v2``), which the source's policy (``app: api``)
+    still covers; those pods would fall to the namespace default. Every pod the policies'
+    joint selector picks is covered by all of them, so it gets the same meaning. When that
+    selector also picks a workload of the input whose policies or mTLS mode on this port
+    differ, one Server cannot serve both (Servers may not overlap), and the workload's own
+    labels are used, as before.
+    """
+    pairs: dict[str, str] = {}
+    for labels_ in [p.selector for p in applying] + [w_policy.selector if w_policy else None]:
+        pairs.update(dict(labels_ or ()))
+    joint = tuple(sorted(pairs.items()))
+    mine = meaning[(id(w), port)]
+    for other in workloads:
+        if other is w or not selects(joint, other.pod_labels):
+            continue
+        if meaning.get((id(other), port), None) != mine:
+            return w.pod_labels
+    return joint
+
+
+def namespace_default(ctx: PolicyContext, ns: str, ns_mode: str,
+                      ns_wide: list[AuthzPolicy]) -> tuple[str, str] | None:
+    """The namespace's ``default-inbound-policy`` (staged at the move, final at enforce).
+
+    It decides every pod and port of the namespace that no Server covers: pods the input
+    does not show (a canary, a later Deployment) and ports no Service or container declares.
+    - A namespace-wide ALLOW policy (Istio: no selector, here or in the root namespace; a
+      Linkerd namespace ``deny`` default) refuses what none of its rules match, on every
+      pod: ``deny``, staged and final. Staged ``deny`` refuses no call the source admitted
+      on those pods and ports, since the source refused them too; the pods the input shows
+      get Servers with the policy's grants.
+    - STRICT mTLS (namespace or mesh) refuses plaintext: ``all-authenticated`` once every
+      caller is on Linkerd; while callers on the source mesh still arrive in plaintext,
+      ``cluster-unauthenticated`` admits them from the cluster's pod networks only (the
+      identity check on a plaintext hop is the one relaxation the plan allows, and reports).
+    None: nothing to set (the install's ``all-unauthenticated`` admits what the source did).
+    """
+    if ns_wide:
+        opening = next((p for p in ns_wide for r in p.rules
+                        if not r.sources and not r.operations and not r.inexpressible), None)
+        if opening is None:
+            narrowed = [p for p in ns_wide if p.rules]
+            for p in narrowed:
+                ctx.losses.report(
+                    "AUTHZ_NAMESPACE_DEFAULT", Severity.INFO, "authz.allow", p.origin.ref,
+                    p.origin.path,
+                    f"{p.origin.ref.kind} {p.origin.ref.namespace}/{p.origin.ref.name} covers "
+                    f"every pod of namespace {ns}; the workloads of the input get Servers with "
+                    "its rules, and every other pod and port falls to the namespace default "
+                    f"{DEFAULT_POLICY}=deny, which refuses the callers its rules admit there",
+                    "Declare every port the pods serve (containerPorts or a Service) so they "
+                    "get Servers, and re-run; add a Server for pods the input does not show.")
+            return "deny", "deny"
+    if ns_mode == "STRICT":
+        return "cluster-unauthenticated", "all-authenticated"
+    return None
 
 
 def _ports(ctx: PolicyContext, w: Workload) -> list[tuple[str, int]]:
@@ -210,10 +306,13 @@ def _ports(ctx: PolicyContext, w: Workload) -> list[tuple[str, int]]:
 
 
 def _protocol(ctx: PolicyContext, w: Workload, port: int, port_name: str) -> str:
+    """The Server's ``proxyProtocol``: a protocol the source mesh declares for the whole
+    Service (Consul ServiceDefaults ``protocol``; a ``tcp`` service must not become an HTTP/1
+    Server, whose L7 policy would break it) wins over the port's name or appProtocol."""
     for svc in ctx.graph.services_of(w):
         for p in svc.ports:
             if p.target_port in (port, port_name) or (p.target_port is None and p.port == port):
-                return _PROTOCOL.get(p.l7, "")
+                return _PROTOCOL.get(svc.mesh_protocol or p.l7, "")
     return ""
 
 
@@ -231,8 +330,9 @@ def _overlapping(servers: list[_Server]) -> Iterator[tuple[_Server, _Server]]:
     """(a, b) with ``a.name < b.name``, on one port, where either selector picks the other's
     pods; in the order of a loop over ``servers`` inside a loop over ``servers``.
 
-    Comparing every pair was quadratic in a namespace's Servers. A Server's selector is its
-    workload's pod labels, and it picks the pods of the Servers carrying each of its labels:
+    Comparing every pair was quadratic in a namespace's Servers. A Server's selector is a
+    subset of its workload's pod labels, and it picks the pods of the Servers carrying each of
+    its labels:
     those all carry its rarest label, so only they are compared. Overlap goes both ways, so
     each Server is then paired with those it picks and those that pick it.
     """
@@ -244,7 +344,7 @@ def _overlapping(servers: list[_Server]) -> Iterator[tuple[_Server, _Server]]:
             carrying.setdefault((srv.port, pair), []).append(i)
     related: list[set[int]] = [set() for _ in servers]
     for i, a in enumerate(servers):
-        labels = a.workload.pod_labels
+        labels = tuple(sorted(a.selector.items()))
         # An empty selector picks every pod on the port.
         candidates = min((carrying[(a.port, pair)] for pair in labels), key=len) \
             if labels else on_port[a.port]
@@ -261,9 +361,24 @@ def _overlapping(servers: list[_Server]) -> Iterator[tuple[_Server, _Server]]:
                 yield a, b
 
 
+def _staged_access(srv: _Server) -> str:
+    """The Server's ``accessPolicy`` while callers on the source mesh arrive in plaintext.
+
+    The staged form admits no more than the source did, except the identity check those
+    plaintext calls cannot pass:
+    - under STRICT only (final ``all-authenticated``): ``cluster-unauthenticated``, plaintext
+      from the cluster's networks, rather than ``audit``, which admits anyone;
+    - under ALLOW policies (final ``deny``): ``deny`` at once, with each grant's plaintext
+      twin (``_grant``) admitting the identity-less calls on what the grant covers.
+    """
+    if srv.final == "all-authenticated":
+        return "cluster-unauthenticated"
+    return srv.final
+
+
 def _emit_server(ctx: PolicyContext, srv: _Server) -> None:
-    # fact: linkerd.audit-policy
-    staged = "audit" if srv.final != "all-unauthenticated" else srv.final
+    # fact: linkerd.audit-policy (audit admits everyone: not a staged form, see _staged_access)
+    staged = _staged_access(srv)
     sources = tuple(sorted(srv.sources | {srv.workload.ref}))
     # The staged and the enforced Server differ only in accessPolicy, so they share the rest:
     # nothing changes a manifest body once it is written (annotated() copies what it
@@ -281,17 +396,17 @@ def _emit_server(ctx: PolicyContext, srv: _Server) -> None:
     if not srv.routes:
         return
     _probe_route(ctx, srv, sources)
-    # While callers still come from Istio, unmatched requests must not turn into 404s.
+    if not srv.server_level_authz:
+        return  # requests no route matches are refused (404), as no source rule admitted them
+    # A Server-wide grant covers requests no route matches: they must not turn into 404s.
     name = ctx.names.claim("HTTPRoute", srv.namespace, k8s_name(srv.name, "all"),
                            f"catchall/{srv.namespace}/{srv.name}")
-    catch_all = Manifest(_inbound_route(name, srv, _CATCH_ALL), sources)
-    ctx.out.add(ctx.out.policy_staged, catch_all)
-    if not srv.server_level_authz:
-        ctx.out.add(ctx.out.remove_at_enforce, catch_all)
+    ctx.out.add(ctx.out.policy_staged, Manifest(_inbound_route(name, srv, _CATCH_ALL), sources))
 
 
 def _probe_route(ctx: PolicyContext, srv: _Server, sources: tuple[ObjectRef, ...]) -> None:
-    probes = [p for p in srv.workload.probes if p.port in (srv.port, srv.port_name)]
+    probes = [p for w in (srv.workload, *srv.others) for p in w.probes
+              if p.port in (srv.port, srv.port_name)]
     if not probes:
         return
     route = ctx.names.claim("HTTPRoute", srv.namespace, k8s_name(srv.name, "probes"),
@@ -345,17 +460,17 @@ def _authorize(ctx: PolicyContext, srv: _Server, policy: AuthzPolicy) -> None:
         whole_server = not rule.operations or any(a.universal for a in atoms)
         sources = rule.sources or (AuthzSource(origin_path=rule.origin_path),)
         for j, src in enumerate(sources):
-            key = (id(policy), i, j)
+            key = (id(policy), i, j, srv.namespace)
             if key not in ctx._source_refs:
-                ctx._source_refs[key] = _source_refs(ctx, policy, i, j, src)
+                ctx._source_refs[key] = _source_refs(ctx, policy, i, j, src, srv.namespace)
             refs = ctx._source_refs[key]
             if refs is None:
                 continue
             if whole_server:
                 srv.server_level_authz = True
-                _authz_policy(ctx, srv.namespace, k8s_name(policy.name, f"r{i}s{j}", srv.name),
-                              {"group": "policy.linkerd.io", "kind": "Server", "name": srv.name},
-                              refs, (ref,))
+                _grant(ctx, srv.namespace, k8s_name(policy.name, f"r{i}s{j}", srv.name),
+                       {"group": "policy.linkerd.io", "kind": "Server", "name": srv.name},
+                       refs, (ref,))
                 continue
             srv.grants.append(_Grant(policy.name, ref, i, j, refs, atoms, rule.origin_path))
 
@@ -394,10 +509,10 @@ def _inbound_routes(ctx: PolicyContext, srv: _Server) -> None:
                     Manifest(_inbound_route(name, srv, [m for _, m in matches]), sources))
         for g in covering:
             grant = srv.grants[g]
-            _authz_policy(ctx, srv.namespace,
-                          k8s_name(grant.policy, f"r{grant.rule}s{grant.source}", name),
-                          {"group": "policy.linkerd.io", "kind": "HTTPRoute", "name": name},
-                          grant.refs, (grant.ref,))
+            _grant(ctx, srv.namespace,
+                   k8s_name(grant.policy, f"r{grant.rule}s{grant.source}", name),
+                   {"group": "policy.linkerd.io", "kind": "HTTPRoute", "name": name},
+                   grant.refs, (grant.ref,))
     if plan.capped or names != sorted(names):
         refs = sorted({g.ref for g in srv.grants})
         first = min(srv.grants, key=lambda g: (g.ref, g.path))
@@ -420,8 +535,9 @@ def _route_name(server: str, suffix: str) -> str:
 
 
 def _source_refs(ctx: PolicyContext, policy: AuthzPolicy, i: int, j: int,
-                 src: AuthzSource) -> list[dict[str, str]] | None:
-    """requiredAuthenticationRefs for one source alternative (None: nothing expressible)."""
+                 src: AuthzSource, ns: str) -> list[dict[str, str]] | None:
+    """requiredAuthenticationRefs for one source alternative (None: nothing expressible),
+    with the authentications written in ``ns``, the Server's namespace."""
     ref = policy.origin.ref
     refs: list[dict[str, str]] = []
     identity_refs, identities = _identities(ctx, ref, src)
@@ -435,13 +551,13 @@ def _source_refs(ctx: PolicyContext, policy: AuthzPolicy, i: int, j: int,
         spec = ({"identities": sorted(set(identities))} if identities else
                 {"identityRefs": identity_refs})
         refs.append({"group": "policy.linkerd.io", "kind": "MeshTLSAuthentication",
-                     "name": _authentication(ctx, policy.namespace, "MeshTLSAuthentication",
+                     "name": _authentication(ctx, ns, "MeshTLSAuthentication",
                                              k8s_name(policy.name, f"r{i}s{j}"), spec, (ref,))})
     if src.ip_blocks:
         networks = [{"cidr": b if "/" in b else (f"{b}/128" if ":" in b else f"{b}/32")}
                     for b in src.ip_blocks]
         refs.append({"group": "policy.linkerd.io", "kind": "NetworkAuthentication",
-                     "name": _authentication(ctx, policy.namespace, "NetworkAuthentication",
+                     "name": _authentication(ctx, ns, "NetworkAuthentication",
                                              k8s_name(policy.name, f"r{i}s{j}", "net"),
                                              {"networks": networks}, (ref,))})
     return refs
@@ -514,26 +630,61 @@ def _identity_string(ctx: PolicyContext, ref: dict[str, str]) -> str:
 
 
 def _authentication(ctx: PolicyContext, ns: str, kind: str, wanted: str, spec: dict[str, Any],
-                    sources: tuple[ObjectRef, ...]) -> str:
-    """A MeshTLS/NetworkAuthentication, shared between policies with the same content."""
-    key = (ns, kind + _canonical(spec))
+                    sources: tuple[ObjectRef, ...], staging_only: bool = False) -> str:
+    """A MeshTLS/NetworkAuthentication, shared between policies with the same content (and
+    the same lifetime: one only the staging window needs is deleted at enforce)."""
+    key = (ns, ("staging:" if staging_only else "") + kind + _canonical(spec))
     if key not in ctx._authns:
         name = ctx.names.claim(kind, ns, wanted, key[1])
         ctx._authns[key] = name
-        ctx.out.add(ctx.out.policy_staged, Manifest(
+        manifest = Manifest(
             {"apiVersion": POLICY_API, "kind": kind,
-             "metadata": {"name": name, "namespace": ns}, "spec": spec}, sources))
+             "metadata": {"name": name, "namespace": ns}, "spec": spec}, sources)
+        ctx.out.add(ctx.out.policy_staged, manifest)
+        if staging_only:
+            ctx.out.add(ctx.out.remove_at_enforce, manifest)
     return ctx._authns[key]
 
 
 def _authz_policy(ctx: PolicyContext, ns: str, wanted: str, target: dict[str, str],
-                  refs: list[dict[str, str]], sources: tuple[ObjectRef, ...]) -> None:
+                  refs: list[dict[str, str]], sources: tuple[ObjectRef, ...],
+                  staging_only: bool = False) -> None:
     name = ctx.names.claim("AuthorizationPolicy", ns, wanted,
-                           _canonical([target, refs]))
+                           _canonical([target, refs, staging_only]) if staging_only
+                           else _canonical([target, refs]))
     if (ns, name) in ctx._policies:
         return  # the same grant from another rule or source
     ctx._policies.add((ns, name))
-    ctx.out.add(ctx.out.policy_staged, Manifest(
+    manifest = Manifest(
         {"apiVersion": POLICY_API, "kind": "AuthorizationPolicy",
          "metadata": {"name": name, "namespace": ns},
-         "spec": {"targetRef": target, "requiredAuthenticationRefs": refs}}, sources))
+         "spec": {"targetRef": target, "requiredAuthenticationRefs": refs}}, sources)
+    ctx.out.add(ctx.out.policy_staged, manifest)
+    if staging_only:
+        ctx.out.add(ctx.out.remove_at_enforce, manifest)
+
+
+def _grant(ctx: PolicyContext, ns: str, wanted: str, target: dict[str, str],
+           refs: list[dict[str, str]], sources: tuple[ObjectRef, ...]) -> None:
+    """One grant, and while callers on the source mesh remain, its plaintext twin.
+
+    Those callers reach the moved pods in plaintext with no identity, so a grant requiring a
+    MeshTLSAuthentication would refuse them. The twin, applied with the move and deleted at
+    enforce, grants the same target (Server or inbound route: the same ports, paths and
+    methods) with the identity requirement dropped and any network requirement kept, or any
+    network when there was none. That is the one relaxation the plan allows on a plaintext
+    hop: the identity check; ports, paths, methods and networks stay enforced (issue 15;
+    docs/coexistence.md, "The rule"). A Linkerd NetworkAuthentication also admits meshed
+    clients from those networks, whatever their identity.
+    """
+    _authz_policy(ctx, ns, wanted, target, refs, sources)
+    if not any(r["kind"] in ("MeshTLSAuthentication", "ServiceAccount") for r in refs):
+        return  # it already admits plaintext
+    kept = [r for r in refs if r["kind"] == "NetworkAuthentication"]
+    if not kept:
+        kept = [{"group": "policy.linkerd.io", "kind": "NetworkAuthentication",
+                 "name": _authentication(ctx, ns, "NetworkAuthentication", "plaintext-staging",
+                                         {"networks": [dict(n) for n in PROBE_NETWORKS]},
+                                         sources, staging_only=True)}]
+    _authz_policy(ctx, ns, k8s_name(wanted, "plaintext"), target, kept, sources,
+                  staging_only=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from migrate.dialects.base import Manifest, TargetConfig
 from migrate.dialects.linkerd.policy import PolicyContext, write_policy
+from migrate.dialects.scope import report_headless
 from migrate.dialects.linkerd.route_policy import failure_accrual_annotations
 from migrate.dialects.linkerd.routes import RouteContext, write_routes
 from migrate.dialects.linkerd.write_egress import EgressContext, write_egress
@@ -43,6 +44,7 @@ class LinkerdWriter:
             write_policy(PolicyContext(graph, self.losses, names, out, self.trust_domain),
                          namespaces, self.root_namespace)
         self._opaque_ports(graph, namespaces, out)
+        report_headless(graph, self.losses, namespaces, "Linkerd")
         if self.table.supports("egress.mesh_only", self.version):
             write_egress(EgressContext(graph, self.losses, names, out), namespaces)
         return out
@@ -56,12 +58,21 @@ class LinkerdWriter:
         Linkerd's default list, which is kept (mapping-istio-linkerd.md sections 1.2 and 5).
         """
         for ns in namespaces:
-            ports = set()
+            ports, l7 = set(), set()
             for svc in graph.in_namespace(Service, ns):
                 for p in svc.ports:
-                    if p.l7 == "tcp" and p.protocol == "TCP":
-                        target = p.target_port if isinstance(p.target_port, int) else p.port
+                    if p.protocol != "TCP":
+                        continue
+                    target = p.target_port if isinstance(p.target_port, int) else p.port
+                    # A protocol the source declares for the whole Service (Consul
+                    # ServiceDefaults) wins over the port's name.
+                    if (svc.mesh_protocol or p.l7) == "tcp":
                         ports.add(target)
+                    elif svc.mesh_protocol in ("http", "http2", "grpc"):
+                        l7.add(target)
+            # The annotation covers every pod of the namespace: a port another Service
+            # declares HTTP stays out (the tcp Service's own Server is opaque all the same).
+            ports -= l7
             if ports - LINKERD_OPAQUE_DEFAULT:
                 out.namespace_staged.setdefault(ns, {})["config.linkerd.io/opaque-ports"] = \
                     ",".join(str(x) for x in sorted(ports | LINKERD_OPAQUE_DEFAULT))
