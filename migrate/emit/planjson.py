@@ -12,6 +12,7 @@ from typing import IO, Any, Iterable, Iterator
 from migrate.emit.manifests import step_file_names
 from migrate.gcpause import no_gc_pauses
 from migrate.losses import Loss, Severity
+from migrate.plan.commands import Command, render
 from migrate.plan.model import Plan, Step
 
 
@@ -58,12 +59,22 @@ def _step(step: Step, index: dict[int, int]) -> dict[str, Any]:
         "summary": step.summary,
         "manifests": [folder + f for f in files],
         "rollback_manifests": [folder + f for f in rollback],
-        "commands": step.commands,
-        "verify": step.verify,
-        "rollback": step.rollback,
+        "commands": [command_json(c) for c in step.commands],
+        "verify": [command_json(c) for c in step.verify],
+        "rollback": [command_json(c) for c in step.rollback],
         "manual": step.manual,
         "losses": [index[id(loss)] for loss in step.losses if id(loss) in index],
     }
+
+
+def command_json(command: Command | str) -> dict[str, Any]:
+    """One command as plan.json holds it: ``run`` (the text the runbook shows, from
+    :func:`~migrate.plan.commands.render`), ``argv`` (one list of words per command of the
+    pipeline, to run without a shell) and ``note``; a rollback action that is not a command
+    as ``{"manual": text}``."""
+    if isinstance(command, str):
+        return {"manual": command}
+    return {"run": render(command), "argv": command.argv, "note": command.note}
 
 
 def _tail(plan: Plan, manifests: int, losses: Iterable[Any] | None = None) -> dict[str, Any]:
