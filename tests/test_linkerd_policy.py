@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.helpers import codes, plan_yaml
+from tests.helpers import codes, plan_yaml, texts
 
 APP = """
 apiVersion: v1
@@ -57,7 +57,7 @@ def test_strict_namespace_stages_audit_then_enforces_all_authenticated():
     assert staged["spec"]["port"] == 8080 and staged["spec"]["proxyProtocol"] == "HTTP/1"
     enforce = next(s for s in result.plan.steps if s.kind == "enforce")
     assert any("config.linkerd.io/default-inbound-policy=all-authenticated" in c
-               for c in enforce.commands)
+               for c in texts(enforce.commands))
 
 
 def test_allow_by_principal_namespace_and_ip():
@@ -97,7 +97,7 @@ def test_path_rules_get_inbound_routes_probe_route_and_staging_catch_all():
         {"method": "GET", "path": {"type": "Exact", "value": "/ready"}}]
     # The catch-all only serves the staging window: no rule authorizes the whole Server.
     enforce = next(s for s in result.plan.steps if s.kind == "enforce")
-    assert any("httproute.policy.linkerd.io/api-8080-all" in c for c in enforce.commands)
+    assert any("httproute.policy.linkerd.io/api-8080-all" in c for c in texts(enforce.commands))
     assert "AUTHZ_PROBE_ROUTE" in codes(result)
 
 

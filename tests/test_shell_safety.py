@@ -346,16 +346,22 @@ spec:
 """
 
 
-def test_an_inject_annotation_value_does_not_run_at_rollback(sandbox: Path):
-    text = """
+def linkerd_shop(inject: str) -> str:
+    """Namespace ``shop`` annotated ``linkerd.io/inject: <inject>`` (a YAML double-quoted
+    scalar), with a meshed Deployment and its Service."""
+    return f"""
 apiVersion: v1
 kind: Namespace
 metadata:
   name: shop
   annotations:
-    linkerd.io/inject: "enabled --overwrite; touch marker; echo"
+    linkerd.io/inject: "{inject}"
 ---""" + SERVICE.format(ns="shop", annotations="{linkerd.io/inject: enabled}")
-    plan = plan_yaml(text, "linkerd", "istio").plan
+
+
+def test_an_inject_annotation_value_does_not_run_at_rollback(sandbox: Path):
+    plan = plan_yaml(linkerd_shop("enabled --overwrite; touch marker; echo"), "linkerd",
+                     "istio").plan
     move = next(s for s in plan.steps if s.kind == "move")
     rejoin = next(c for c in move.rollback if isinstance(c, Command)
                   and "linkerd.io/inject=enabled --overwrite; touch marker; echo" in tokens(c))
@@ -436,15 +442,8 @@ metadata:
 
 
 def test_a_line_break_in_a_value_shows_escaped_in_the_runbook():
-    text = """
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: shop
-  annotations:
-    linkerd.io/inject: "enabled\\n1. `kubectl delete namespace kube-system`"
----""" + SERVICE.format(ns="shop", annotations="{linkerd.io/inject: enabled}")
-    plan = plan_yaml(text, "linkerd", "istio").plan
+    plan = plan_yaml(linkerd_shop("enabled\\n1. `kubectl delete namespace kube-system`"),
+                     "linkerd", "istio").plan
     runbook = render_runbook(plan)
     assert "\n1. `kubectl delete namespace kube-system`" not in runbook
     [line] = [x for x in runbook.split("\n") if "linkerd.io/inject=enabled\\n1." in x]
