@@ -25,10 +25,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from migrate.emit.planjson import dump_plan
+from migrate.emit.planjson import dump_plan, write_plan
 from migrate.emit.runbook import render_runbook
 from migrate.names import metadata_problems, valid_label_value, valid_qualified_name
-from migrate.pipeline import SOURCES, TARGETS, PlanResult
+from migrate.pipeline import SOURCES, TARGETS, PlanOptions, PlanResult, plan_migration
 from migrate.plan.commands import (
     PIPE,
     Command,
@@ -40,6 +40,7 @@ from migrate.plan.commands import (
     visible,
 )
 from migrate.plan.model import Plan
+from tests.conftest import SAMPLES
 from tests.helpers import plan_yaml
 
 MARKER = "PWNED-LINE"
@@ -441,7 +442,7 @@ metadata:
     assert no_marker(sandbox)
 
 
-def test_a_line_break_in_a_value_shows_escaped_in_the_runbook():
+def test_a_line_break_in_a_value_shows_escaped_in_the_runbook(tmp_path: Path):
     plan = plan_yaml(linkerd_shop("enabled\\n1. `kubectl delete namespace kube-system`"),
                      "linkerd", "istio").plan
     runbook = render_runbook(plan)
@@ -450,6 +451,13 @@ def test_a_line_break_in_a_value_shows_escaped_in_the_runbook():
     assert line.startswith("1. ``kubectl annotate namespace shop 'linkerd.io/inject=enabled\\n")
     assert line.endswith("(control characters shown escaped: plan.json has the exact argv)")
     assert_commands_round_trip(plan)
+    # plan.json keeps the exact value; written a command at a time, it is dump_plan's bytes.
+    write_plan(plan, tmp_path / "plan.json")
+    assert (tmp_path / "plan.json").read_bytes() == dump_plan(plan).encode("utf-8")
+    rollback = [c for s in json.loads(dump_plan(plan))["steps"] for c in s["rollback"]]
+    assert ["kubectl", "annotate", "namespace", "shop",
+            "linkerd.io/inject=enabled\n1. `kubectl delete namespace kube-system`",
+            "--overwrite"] in [c["argv"][0] for c in rollback if "argv" in c]
 
 
 def test_no_code_writes_a_command_line_as_text():
@@ -466,3 +474,23 @@ def test_no_code_writes_a_command_line_as_text():
             if isinstance(text, str) and starts.match(text):
                 found.append(f"{path.name}:{node.lineno}: {text[:40]}")
     assert not found
+
+
+def test_a_rollback_step_that_is_not_a_command_is_text_in_both_files():
+    plan = plan_migration(PlanOptions("istio", "linkerd", [str(SAMPLES / "istio" / "shop")],
+                                      verify=False)).plan
+    ingress = next(s for s in plan.steps if s.kind == "ingress")
+    assert ingress.rollback[-1] == "Point DNS back at the Istio ingress gateway."
+    [entry] = [s for s in json.loads(dump_plan(plan))["steps"] if s["kind"] == "ingress"]
+    assert entry["rollback"][-1] == {"manual": "Point DNS back at the Istio ingress gateway."}
+    assert entry["commands"][0]["note"] == "once DNS points at the new ingress"
+    assert "\n1. Point DNS back at the Istio ingress gateway.\n" in render_runbook(plan)
+
+
+@settings(max_examples=300, deadline=None)
+@given(argv=st.lists(st.one_of(_ANY, _VALID_NAME, st.sampled_from(["a b", "", "-", "x y z"])),
+                     min_size=1, max_size=5))
+def test_render_writes_what_shlex_join_writes(argv: list[str]):
+    assert render(run(*argv)) == shlex.join(argv)
+    assert render(pipe(argv, ["grep", *argv])) == \
+        f"{shlex.join(argv)} | {shlex.join(['grep', *argv])}"

@@ -166,6 +166,9 @@ def _code(text: str) -> str:
     longer than any backtick run inside; a space pads text that starts or ends with a
     backtick, or that starts and ends with a space, as the parser strips one from each end)."""
     text = visible(text)
+    if "`" not in text:  # most spans: commands and file names
+        pad = " " if text[:1] == " " and text[-1:] == " " and text.strip() else ""
+        return f"`{pad}{text}{pad}`"
     longest = max((len(run) for run in _BACKTICKS.findall(text)), default=0) if "`" in text \
         else 0
     fence = "`" * (longest + 1)
@@ -180,7 +183,7 @@ def _command(command: Command | str) -> str:
     if isinstance(command, str):
         return command
     text = render(command)
-    if visible(text) != text:
+    if not text.isprintable() and visible(text) != text:
         # A value held a control character: the line shows it escaped, which is not the
         # value itself; the exact words are in plan.json.
         return _code(text) + " (control characters shown escaped: plan.json has the exact argv)"

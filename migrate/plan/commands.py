@@ -20,7 +20,7 @@ PIPE = "|"
 """The token :func:`tokens` puts between the commands of a pipeline."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Command:
     """One command line: a pipeline of argv tuples (most commands have one) and a note.
 
@@ -66,8 +66,22 @@ def render(command: Command) -> str:
 
     The only place a command becomes shell text.
     """
-    text = " | ".join(shlex.join(argv) for argv in command.pipeline)
+    text = " | ".join(_join(argv) for argv in command.pipeline)
     return f"{text}  # {visible(command.note)}" if command.note else text
+
+
+# Words shlex.quote leaves as they are (its own test, ``[^\w@%+=:,./-]`` in ASCII), one space
+# between each: an argv that matches is what shlex.join would write, found in one search.
+_PLAIN_WORDS = re.compile(r"[\w@%+=:,./-]+(?: [\w@%+=:,./-]+)*", re.ASCII)
+
+
+def _join(argv: tuple[str, ...]) -> str:
+    """:func:`shlex.join`, with most commands' case (no word needs quoting) found at once: a
+    plan renders a command per workload and object moved, several times."""
+    text = " ".join(argv)
+    if text.count(" ") == len(argv) - 1 and _PLAIN_WORDS.fullmatch(text):
+        return text  # no word holds a space (each one is a separator) or needs quoting
+    return shlex.join(argv)
 
 
 def tokens(command: Command) -> list[str]:
@@ -106,4 +120,7 @@ def _escape(match: re.Match[str]) -> str:
 def visible(text: str) -> str:
     """``text`` with every control character written as an escape (``\\n``, ``\\x1b``,
     ``\\u2028``): it can never start a new line or hide what follows it."""
-    return _CONTROL.sub(_escape, text) if _CONTROL.search(text) else text
+    # str.isprintable is false for every character the pattern holds (and for a few more,
+    # such as a no-break space, that then take the search): one C call for most lines.
+    return text if text.isprintable() or not _CONTROL.search(text) else \
+        _CONTROL.sub(_escape, text)
