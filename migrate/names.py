@@ -134,16 +134,16 @@ def labels_problems(path: str, meta: object) -> list[tuple[str, str]]:
         return []
     out: list[tuple[str, str]] = []
     labels = meta.get("labels")
-    for key, value in sorted(labels.items(), key=str) if isinstance(labels, dict) else ():
+    for key, value in labels.items() if isinstance(labels, dict) else ():
         if not valid_qualified_name(str(key)):
             out.append((f"{path}.labels", f"key {shown(str(key))} is not a qualified name"))
         elif isinstance(value, str) and not valid_label_value(value):
             out.append((f"{path}.labels[{key}]", f"{shown(value)} is not a label value"))
     annotations = meta.get("annotations")
-    for key in sorted(annotations, key=str) if isinstance(annotations, dict) else ():
+    for key in annotations if isinstance(annotations, dict) else ():
         if not valid_qualified_name(str(key).lower()):
             out.append((f"{path}.annotations", f"key {shown(str(key))} is not a qualified name"))
-    return out
+    return sorted(out)  # the same order whatever order the input's keys came in
 
 
 def shown(value: str, limit: int = 80) -> str:

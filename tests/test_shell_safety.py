@@ -292,7 +292,7 @@ def test_names_the_api_server_refuses_are_found():
                                   "labels": {"ok": "fine", "k": "a b"},
                                   "annotations": {"Any.Case/Key": "any value at all\n",
                                                   "bad key": "v"}}, True)] == [
-        "metadata.namespace", "metadata.labels[k]", "metadata.annotations"]
+        "metadata.namespace", "metadata.annotations", "metadata.labels[k]"]
 
 
 # -- the examples, run through bash ---------------------------------------------------
