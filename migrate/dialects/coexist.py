@@ -86,13 +86,12 @@ def set_template_annotation(w: Workload, key: str, value: str) -> Command:
                "-p", json_arg(body))
 
 
-def pods_with_containers(ns: str, init: bool = True) -> tuple[str, ...]:
-    """``kubectl get pods`` printing each pod's name and its containers (and init containers),
-    one pod a line, for a ``grep`` on a proxy's container name."""
-    init_part = '{" "}{.spec.initContainers[*].name}' if init else ""
+def pods_with_containers(ns: str) -> tuple[str, ...]:
+    """``kubectl get pods`` printing each pod's name, its containers and its init containers
+    (where a native sidecar runs), one pod a line, for a ``grep`` on a proxy's name."""
     return ("kubectl", "get", "pods", "-n", ns, "-o",
             'jsonpath={range .items[*]}{.metadata.name}{": "}{.spec.containers[*].name}'
-            + init_part + '{"\\n"}{end}')
+            '{" "}{.spec.initContainers[*].name}{"\\n"}{end}')
 
 
 class Coexistence(ABC):
