@@ -275,6 +275,16 @@ def test_visible_escapes_every_character_that_breaks_or_hides_a_line():
     assert visible("plain `text` é 名") == "plain `text` é 名"
 
 
+def test_a_code_span_survives_backticks_in_its_text():
+    from migrate.emit.runbook import _code
+
+    assert _code("kubectl get pods") == "`kubectl get pods`"
+    assert _code("echo `id`") == "`` echo `id` ``"
+    assert _code("a``b") == "```a``b```"
+    assert _code("`x") == "`` `x ``" and _code(" a ") == "`  a  `"
+    assert _code("a\nb") == "`a\\nb`"
+
+
 def test_names_the_api_server_refuses_are_found():
     assert valid_qualified_name("linkerd.io/inject") and valid_qualified_name("app")
     assert not valid_qualified_name("a/b/c") and not valid_qualified_name("/x")
