@@ -65,3 +65,87 @@ def valid_name(name: str, service: bool = False) -> bool:
     """Whether a name obeys the label rules (RFC 1035 for Services)."""
     pattern = DNS1035_LABEL if service else DNS1123_LABEL
     return len(name) <= MAX_LABEL and bool(pattern.match(name))
+
+
+# -- names and metadata as read ----------------------------------------------------------------
+# What the API server accepts in an object's name, namespace, labels and annotation keys
+# (k8s.io/apimachinery pkg/util/validation/validation.go: IsDNS1123Subdomain,
+# IsDNS1123Label, IsDNS1035Label, IsQualifiedName, IsValidLabelValue;
+# pkg/api/validation/objectmeta.go: ValidateAnnotations checks IsQualifiedName on the
+# lower-cased key; pkg/apis/meta/v1/validation ValidateLabels). An input value outside these
+# rules could never be in a cluster, so the reader refuses the object rather than plan it.
+MAX_SUBDOMAIN = 253
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+MAX_QUALIFIED_NAME = 63
+MAX_LABEL_VALUE = 63
+
+
+def valid_subdomain(name: str) -> bool:
+    """Whether ``name`` is a DNS-1123 subdomain (most object names)."""
+    return len(name) <= MAX_SUBDOMAIN and bool(DNS1123_SUBDOMAIN.match(name))
+
+
+def valid_qualified_name(key: str) -> bool:
+    """Whether ``key`` is a qualified name (``[prefix/]name``): a label key, or a lower-cased
+    annotation key."""
+    prefix, slash, name = key.rpartition("/")
+    if slash and (not prefix or not valid_subdomain(prefix)):
+        return False
+    return len(name) <= MAX_QUALIFIED_NAME and bool(_QUALIFIED_NAME.match(name))
+
+
+def valid_label_value(value: str) -> bool:
+    """Whether ``value`` is a label value (empty, or a qualified name's name part)."""
+    return value == "" or (len(value) <= MAX_LABEL_VALUE and bool(_QUALIFIED_NAME.match(value)))
+
+
+def metadata_problems(kind: str, api_version: str, meta: object,
+                      namespaced: bool) -> list[tuple[str, str]]:
+    """(field, what is wrong) for each value of an object's metadata the API server would
+    reject: its name (a DNS-1123 label for a Namespace, a DNS-1035 label for a Service, a
+    DNS-1123 subdomain otherwise), its namespace (a DNS-1123 label), label keys and values,
+    and annotation keys. Annotation values may be anything."""
+    if not isinstance(meta, dict):
+        return []
+    out: list[tuple[str, str]] = []
+    name = meta.get("name")
+    if isinstance(name, str):
+        core = api_version == "v1"
+        if core and kind == "Namespace":
+            ok, rule = valid_name(name), "a DNS-1123 label"
+        elif core and kind == "Service":
+            ok, rule = valid_name(name, service=True), "a DNS-1035 label"
+        else:
+            ok, rule = valid_subdomain(name), "a DNS-1123 subdomain"
+        if not ok:
+            out.append(("metadata.name", f"{shown(name)} is not {rule}"))
+    namespace = meta.get("namespace")
+    if namespaced and isinstance(namespace, str) and namespace and not valid_name(namespace):
+        out.append(("metadata.namespace", f"{shown(namespace)} is not a DNS-1123 label"))
+    out += labels_problems("metadata", meta)
+    return out
+
+
+def labels_problems(path: str, meta: object) -> list[tuple[str, str]]:
+    """Label and annotation-key problems of one ``metadata`` mapping (an object's, or a pod
+    template's) at ``path``."""
+    if not isinstance(meta, dict):
+        return []
+    out: list[tuple[str, str]] = []
+    labels = meta.get("labels")
+    for key, value in labels.items() if isinstance(labels, dict) else ():
+        if not valid_qualified_name(str(key)):
+            out.append((f"{path}.labels", f"key {shown(str(key))} is not a qualified name"))
+        elif isinstance(value, str) and not valid_label_value(value):
+            out.append((f"{path}.labels[{key}]", f"{shown(value)} is not a label value"))
+    annotations = meta.get("annotations")
+    for key in annotations if isinstance(annotations, dict) else ():
+        if not valid_qualified_name(str(key).lower()):
+            out.append((f"{path}.annotations", f"key {shown(str(key))} is not a qualified name"))
+    return sorted(out)  # the same order whatever order the input's keys came in
+
+
+def shown(value: str, limit: int = 80) -> str:
+    """A value as a message quotes it: Python's quoting (control characters escaped), cut."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")

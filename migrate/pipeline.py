@@ -31,6 +31,7 @@ from migrate.ir.model import (
 )
 from migrate.losses import LossLog, ObjectRef, Severity
 from migrate.plan.builder import PlanInput, assign_losses, build_steps, plaintext_hops
+from migrate.plan.commands import render
 from migrate.plan.model import Plan
 from migrate.plan.order import exposed_hops, migration_order, override_order
 from migrate.sources.files import read_files, relative
@@ -349,7 +350,7 @@ def verify_plan(objects: list[RawObject], plan: Plan, options: PlanOptions) -> E
     from migrate.verify.compare import compare, final_state
 
     target, annotations = final_state(
-        ([m.body for m in s.manifests], s.commands) for s in plan.steps)
+        ([m.body for m in s.manifests], [render(c) for c in s.commands]) for s in plan.steps)
     return compare([o.body for o in objects], target, annotations, plan.losses,
                    source_mesh=options.source, target_mesh=options.target,
                    settings=verify_settings(options))
@@ -365,7 +366,8 @@ def check_coexistence(objects: list[RawObject], plan: Plan,
     for step in plan.steps:
         if step.kind == "move":
             moved = moved + step.namespaces
-        steps.append(([m.body for m in step.manifests], step.commands, list(moved)))
+        steps.append(([m.body for m in step.manifests], [render(c) for c in step.commands],
+                      list(moved)))
     result = coexistence(steps, [o.body for o in objects],
                          [(a, b) for a, b, _ in plan.dependencies],
                          source_mesh=options.source, target_mesh=options.target,
@@ -507,7 +509,10 @@ def verify_against_plan(options: PlanOptions, plan_dir: str) -> Equivalence:
         manifests = []
         for rel in step.get("manifests", []):
             manifests.extend(d for d in yaml.safe_load_all((root / rel).read_text()) if d)
-        steps.append((manifests, step.get("commands", [])))
+        # Each command is {"run", "argv", "note"}; a plan written before commands were data
+        # holds the text itself.
+        steps.append((manifests, [c.get("run", "") if isinstance(c, dict) else str(c)
+                                  for c in step.get("commands", [])]))
     target, annotations = final_state(steps)
     recorded = [Loss(x["code"], Severity(x["severity"]), x["feature"],
                      ObjectRef(x["object"]["kind"], x["object"]["namespace"],

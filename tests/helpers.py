@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import Any, Iterable
 
 import yaml
 
 from migrate.pipeline import PlanOptions, PlanResult, plan_migration
+from migrate.plan.commands import Command, render
 
 
 def plan_yaml(text: str, source: str = "istio", target: str = "linkerd",
@@ -32,3 +33,8 @@ def codes(result: PlanResult) -> list[str]:
 def docs(text: str) -> list[dict[str, Any]]:
     """Parse multi-document YAML."""
     return [d for d in yaml.safe_load_all(text) if d]
+
+
+def texts(commands: Iterable[Command | str]) -> list[str]:
+    """Step commands as the runbook shows them (a rollback sentence as it is)."""
+    return [c if isinstance(c, str) else render(c) for c in commands]

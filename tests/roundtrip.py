@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,14 +36,12 @@ from migrate.ir.model import (
     Workload,
 )
 from migrate.pipeline import SOURCES, PlanOptions, PlanResult, plan_migration
+from migrate.plan.commands import Command, render
 from migrate.sources.files import read_files
 from migrate.verify.compare import final_state
 
 CORE_GROUPS = ("v1", "apps/v1", "batch/v1")
 """apiVersions of the Kubernetes objects every mesh shares (Namespaces, Services, workloads)."""
-_NS_META = re.compile(
-    r"^kubectl (label|annotate) namespace ([a-z0-9-]+) (.*?)(?: --overwrite)?$")
-_PATCH = re.compile(r"^kubectl patch ([a-z]+) ([a-z0-9.-]+) -n ([a-z0-9-]+) --type=merge -p (.*)$")
 
 
 # -- the cluster after a plan ------------------------------------------------------------------
@@ -77,7 +73,8 @@ def after_plan(result: PlanResult, input_path: Path) -> list[dict[str, Any]]:
     coexistence window."""
     # As applied: with the meshmigrate.io/source annotation the emitter adds.
     steps = [([annotated(m) for m in s.manifests], s.commands) for s in result.plan.steps]
-    target, _ = final_state(steps)  # namespace annotations: applied below, in order
+    # namespace annotations: applied below, in order
+    target, _ = final_state((m, [render(c) for c in cmds]) for m, cmds in steps)
     core = {_key(o.body): copy.deepcopy(o.body) for o in read_files([str(input_path)]).objects
             if o.body.get("apiVersion") in CORE_GROUPS}
     mesh: list[dict[str, Any]] = []
@@ -90,21 +87,28 @@ def after_plan(result: PlanResult, input_path: Path) -> list[dict[str, Any]]:
             mesh.append(body)
     for _, commands in steps:
         for command in commands:
-            _apply_command(core, command.split("  #")[0].strip())
+            _apply_command(core, command)
     return [core[k] for k in sorted(core)] + mesh
 
 
-def _apply_command(core: dict[tuple[str, str, str, str], dict[str, Any]], command: str) -> None:
+def _apply_command(core: dict[tuple[str, str, str, str], dict[str, Any]],
+                   command: Command) -> None:
     """Apply one step command that changes core objects (namespace labels and annotations,
-    merge patches); other commands change nothing the readers see."""
-    m = _NS_META.match(command)
-    if m:
-        verb, ns, pairs = m.groups()
+    merge patches), read from its argv; other commands change nothing the readers see."""
+    if len(command.pipeline) != 1:
+        return
+    words = command.pipeline[0]
+    if words[:1] != ("kubectl",) or len(words) < 4:
+        return
+    if words[1] in ("label", "annotate") and words[2] == "namespace":
+        ns = words[3]
         body = core.setdefault(("v1", "Namespace", "", ns), {
             "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-        field = "labels" if verb == "label" else "annotations"
+        field = "labels" if words[1] == "label" else "annotations"
         values = dict(body["metadata"].get(field) or {})
-        for pair in pairs.split():
+        for pair in words[4:]:
+            if pair.startswith("--"):
+                continue
             if pair.endswith("-"):
                 values.pop(pair[:-1], None)
             elif "=" in pair:
@@ -112,12 +116,13 @@ def _apply_command(core: dict[tuple[str, str, str, str], dict[str, Any]], comman
                 values[k] = v
         body["metadata"][field] = values
         return
-    m = _PATCH.match(command)
-    if m:
-        kind, name, ns, patch = m.groups()
+    if words[1] == "patch" and "--type=merge" in words:
+        kind, name = words[2], words[3]
+        ns = words[words.index("-n") + 1]
+        patch = json.loads(words[words.index("-p") + 1])
         for key, body in core.items():
             if key[1].lower() == kind and key[2] == ns and key[3] == name:
-                core[key] = merge(body, json.loads(shlex.split(patch)[0]))
+                core[key] = merge(body, patch)
 
 
 @dataclass

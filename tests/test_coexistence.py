@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 
 import pytest
 
@@ -14,6 +13,7 @@ from migrate.errors import UsageError
 from migrate.ir.model import Namespace, Origin, Workload
 from migrate.losses import ObjectRef
 from migrate.pipeline import check_pair
+from migrate.plan.commands import Command, render
 from migrate.sources.model import RawObject
 
 ALL = [ISTIO, LINKERD, CONSUL]
@@ -27,9 +27,9 @@ def workload(kind: str = "Deployment", labels: dict[str, str] | None = None,
                     Origin(ref, "spec"))
 
 
-def patch_body(command: str) -> object:
-    """The JSON given to ``kubectl patch -p`` (shell-quoted as the runbook prints it)."""
-    words = shlex.split(command)
+def patch_body(command: Command) -> object:
+    """The JSON given to ``kubectl patch -p`` (one argv word)."""
+    [words] = command.pipeline
     return json.loads(words[words.index("-p") + 1])
 
 
@@ -42,7 +42,7 @@ def test_every_mesh_plays_both_roles(side):
                      side.uninstall_commands(), side.install_commands(False, "1.0"),
                      side.install_verify(), side.verify_joined("shop", ["deployment/web"], True),
                      side.verify_enforced("shop"), side.ingress_verify(), side.cleanup_verify()):
-        assert commands and all(isinstance(c, str) and c for c in commands)
+        assert commands and all(isinstance(c, Command) and c.pipeline for c in commands)
     other = next(s for s in ALL if s is not side)
     assert any(other.INGRESS in line for line in side.ingress_manual(other))
     assert side.TITLE in side.cleanup_summary(side) or other.TITLE in side.cleanup_summary(other)
@@ -55,8 +55,8 @@ def test_ownership_follows_the_api_group():
     assert LINKERD.owns(ObjectRef("Server", "a", "b", "policy.linkerd.io/v1beta3"))
     assert CONSUL.owns(ObjectRef("ServiceRouter", "a", "b", "consul.hashicorp.com/v1alpha1"))
     assert not CONSUL.owns(ObjectRef("Service", "a", "b", "v1"))
-    assert CONSUL.delete_command(ObjectRef("ServiceIntentions", "a", "b",
-                                           "consul.hashicorp.com/v1alpha1")) == \
+    assert render(CONSUL.delete_command(ObjectRef("ServiceIntentions", "a", "b",
+                                                  "consul.hashicorp.com/v1alpha1"))) == \
         "kubectl delete serviceintentions.consul.hashicorp.com/b -n a --ignore-not-found"
 
 
@@ -66,7 +66,8 @@ def test_consul_pins_injection_per_pod_template_both_ways():
     assert patch_body(leave) == {"spec": {"template": {"metadata": {"annotations": {
         "consul.hashicorp.com/connect-inject": "false"}}}}}
     rejoin, = CONSUL.rejoin_commands("shop", None, [w])
-    assert "\"true\"" in rejoin
+    assert patch_body(rejoin) == {"spec": {"template": {"metadata": {"annotations": {
+        "consul.hashicorp.com/connect-inject": "true"}}}}}
     cron = workload("CronJob")
     join, = CONSUL.join_commands("shop", {}, [cron])
     assert patch_body(join) == {"spec": {"jobTemplate": {"spec": {"template": {"metadata": {
@@ -98,17 +99,17 @@ def test_consul_neutralizes_mesh_destinations_only_and_keeps_the_rest():
 def test_leaving_istio_and_linkerd_removes_only_keys_the_templates_have():
     w = workload(labels={"sidecar.istio.io/inject": "true", "app": "web"})
     cmds = ISTIO.leave_commands("shop", None, [w])
-    assert cmds[0] == ("kubectl label namespace shop istio-injection- istio.io/rev- "
-                       "istio.io/dataplane-mode-")
+    assert render(cmds[0]) == ("kubectl label namespace shop istio-injection- istio.io/rev- "
+                               "istio.io/dataplane-mode-")
     assert [patch_body(c) for c in cmds[1:]] == [[{"op": "remove", "path":
                                                    "/spec/template/metadata/labels/"
                                                    "sidecar.istio.io~1inject"}]]
     lw = workload(annotations={"linkerd.io/inject": "enabled"})
     cmds = LINKERD.leave_commands("shop", None, [lw])
-    assert cmds[0] == "kubectl annotate namespace shop linkerd.io/inject-"
-    assert len(cmds) == 2 and "linkerd.io~1inject" in cmds[1]
+    assert render(cmds[0]) == "kubectl annotate namespace shop linkerd.io/inject-"
+    assert len(cmds) == 2 and "linkerd.io~1inject" in render(cmds[1])
     record = Namespace("shop", (), (("linkerd.io/inject", "ingress"),), "sidecar", None)
-    assert LINKERD.rejoin_commands("shop", record, []) == [
+    assert [render(c) for c in LINKERD.rejoin_commands("shop", record, [])] == [
         "kubectl annotate namespace shop linkerd.io/inject=ingress --overwrite"]
 
 

@@ -21,7 +21,7 @@ from migrate.losses import LossLog
 from migrate.pipeline import PlanOptions, PlanResult, plan_migration
 from migrate.sources.files import read_files
 from migrate.validate import SchemaSet, validate_manifest
-from tests.helpers import plan_yaml
+from tests.helpers import plan_yaml, texts
 
 READERS = {"istio": IstioReader, "linkerd": LinkerdReader, "consul": ConsulReader}
 
@@ -447,7 +447,8 @@ def test_istio_egress_becomes_consul_destinations_behind_the_terminating_gateway
     assert not [k for k in pre if k[1].startswith("ledger")]
     assert pre[("TerminatingGateway", "terminating-gateway")]["spec"] == {
         "services": [{"name": "googleapis-443"}, {"name": "googleapis-80"}]}
-    assert any("terminatingGateways.enabled=true" in c for c in result.plan.steps[0].commands)
+    assert any("terminatingGateways.enabled=true" in c
+               for c in texts(result.plan.steps[0].commands))
     found = {(x.code, x.object.name, x.severity.value, x.message.split(" ")[0])
              for x in result.losses if x.code.startswith("EGRESS")}
     assert ("EGRESS_EXTERNAL", "googleapis", "manual", "wildcard") in found
@@ -461,7 +462,7 @@ def test_istio_egress_becomes_consul_destinations_behind_the_terminating_gateway
     assert staged["spec"]["transparentProxy"] == {"meshDestinationsOnly": False}
     # Rolling the cleanup back restores step 00's Mesh (deleting it would also drop
     # allowEnablingPermissiveMutualTLS).
-    assert [c for c in cleanup.rollback if "mesh" in c] == [
+    assert [c for c in texts(cleanup.rollback) if "mesh" in c] == [
         "kubectl apply --server-side --field-manager=meshmigrate -f "
         f"steps/00-prerequisites/{file_name(staged)}"]
     assert ("EGRESS_MESH_ONLY", "default", "info", "Consul") in found

@@ -13,7 +13,7 @@ import pytest
 from migrate.dialects.linkerd.handover import gateway_reads_timeouts, hand_over_mesh_routes
 from migrate.pipeline import PlanResult
 from migrate.validate import SchemaSet, validate_manifest
-from tests.helpers import plan_yaml
+from tests.helpers import plan_yaml, texts
 
 ROUTES = """
 apiVersion: v1
@@ -112,14 +112,15 @@ def test_routes_istio_would_apply_are_handed_over_at_step_00(linkerd_schemas: Sc
          "responseHeaderModifier": {"set": [{"name": "x-version", "value": "v2"}]}}]}]
     assert not validate_manifest(copy, "copy", linkerd_schemas)
     # Copies first, then the originals go, the URLRewrite route too (Linkerd ignored it).
-    apply = next(i for i, c in enumerate(first.commands) if "-k steps/00-prerequisites" in c)
-    deletes = [c for c in first.commands[apply:] if c.startswith("kubectl delete")]
+    commands = texts(first.commands)
+    apply = next(i for i, c in enumerate(commands) if "-k steps/00-prerequisites" in c)
+    deletes = [c for c in commands[apply:] if c.startswith("kubectl delete")]
     assert deletes == [
         "kubectl delete httproute.gateway.networking.k8s.io/api -n shop --ignore-not-found",
         "kubectl delete httproute.gateway.networking.k8s.io/api-health -n shop "
         "--ignore-not-found"]
     # Rollback brings both originals back before removing the copy.
-    assert first.rollback[:2] == [
+    assert texts(first.rollback[:2]) == [
         "kubectl apply -k steps/00-prerequisites/rollback",
         "kubectl delete httproute.policy.linkerd.io/api -n shop --ignore-not-found"]
     assert {b["metadata"]["name"] for b in first.rollback_manifests} == {"api", "api-health"}
@@ -128,7 +129,7 @@ def test_routes_istio_would_apply_are_handed_over_at_step_00(linkerd_schemas: Sc
 def test_later_steps_retire_the_copy_not_the_original():
     result = plan("istio")
     retire = [s for s in result.plan.steps if s.kind == "enforce"]
-    commands = [c for s in retire for c in s.commands]
+    commands = [c for s in retire for c in texts(s.commands)]
     assert "kubectl delete httproute.policy.linkerd.io/api -n shop --ignore-not-found" in commands
     assert not [c for c in commands if "httproute.gateway.networking.k8s.io" in c]
     restored = [b for s in retire for b in s.rollback_manifests if b["kind"] == "HTTPRoute"]
@@ -147,7 +148,7 @@ def test_a_target_that_ignores_gateway_mesh_routes_needs_no_handover():
     result = plan("consul", ROUTES + GRPC)
     first = result.plan.steps[0]
     assert not [m for m in first.manifests if m.kind == "HTTPRoute"]
-    assert not [c for c in first.commands if "httproute" in c]
+    assert not [c for c in texts(first.commands) if "httproute" in c]
     assert "PLAN_SHARED_ROUTE" not in {x.code for x in result.losses}
 
 

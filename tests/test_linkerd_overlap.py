@@ -28,7 +28,7 @@ from migrate.verify.istio_eval import IstioEvaluator
 from migrate.verify.linkerd_eval import LinkerdEvaluator
 from migrate.verify.model import Client, Probe
 from migrate.verify.world import World
-from tests.helpers import codes, docs, plan_yaml
+from tests.helpers import codes, docs, plan_yaml, texts
 from tests.test_linkerd_policy import APP
 
 WORKLOAD = "Deployment/pay/api"
@@ -57,7 +57,8 @@ def rule(sa: str, operation: str) -> str:
 
 def final_target(result: PlanResult) -> tuple[list[dict[str, Any]], dict[str, dict[str, str]]]:
     """The Linkerd objects (and namespace annotations) once every step ran."""
-    return final_state(([m.body for m in s.manifests], s.commands) for s in result.plan.steps)
+    return final_state(([m.body for m in s.manifests], texts(s.commands))
+                       for s in result.plan.steps)
 
 
 def inbound(result: PlanResult) -> dict[str, list[dict[str, Any]]]:

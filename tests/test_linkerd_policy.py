@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.helpers import codes, plan_yaml
+from tests.helpers import codes, plan_yaml, texts
 
 APP = """
 apiVersion: v1
@@ -59,7 +59,7 @@ def test_strict_namespace_stages_cluster_plaintext_then_enforces_all_authenticat
     assert staged["spec"]["port"] == 8080 and staged["spec"]["proxyProtocol"] == "HTTP/1"
     enforce = next(s for s in result.plan.steps if s.kind == "enforce")
     assert any("config.linkerd.io/default-inbound-policy=all-authenticated" in c
-               for c in enforce.commands)
+               for c in texts(enforce.commands))
 
 
 def test_allow_by_principal_namespace_and_ip():

@@ -14,6 +14,7 @@ from migrate.cli import main
 from migrate.names import NameRegistry, k8s_name, valid_name
 from migrate.pipeline import PlanOptions, plan_migration
 from tests.conftest import SAMPLES
+from tests.helpers import texts
 
 BOOKINFO = SAMPLES / "istio" / "bookinfo"
 SHOP = SAMPLES / "istio" / "shop"
@@ -39,12 +40,13 @@ def test_istio_mutual_is_neutralized_before_anything_moves():
     # The original is kept for the rollback, as it was.
     [original] = first.rollback_manifests
     assert original["spec"]["trafficPolicy"]["tls"]["mode"] == "ISTIO_MUTUAL"
-    assert any(c.startswith("kubectl replace -k steps/00-") for c in first.commands)
+    assert any(c.startswith("kubectl replace -k steps/00-") for c in texts(first.commands))
 
 
 def test_routing_objects_stay_until_the_last_istio_caller_moved():
     plan = plan_migration(PlanOptions("istio", "linkerd", [str(SHOP)])).plan
-    delete_vs = {s.id: [c for c in s.commands if "virtualservice" in c] for s in plan.steps}
+    delete_vs = {s.id: [c for c in texts(s.commands) if "virtualservice" in c]
+                 for s in plan.steps}
     moved_orders = next(s.number for s in plan.steps if "orders" in s.namespaces
                         and s.kind == "move")
     moved_frontend = next(s.number for s in plan.steps if s.namespaces == ["frontend"]
@@ -110,11 +112,12 @@ def test_rollback_never_deletes_a_service_the_step_only_annotated():
     plan = plan_migration(PlanOptions("istio", "linkerd", [str(SHOP)])).plan
     move = next(s for s in plan.steps if s.namespaces == ["catalog"] and s.kind == "move")
     assert any(m.patch and m.name == "catalog" for m in move.manifests)
-    assert not any("delete -k" in c for s in plan.steps for c in s.rollback)
-    assert "kubectl delete service/catalog -n catalog --ignore-not-found" not in move.rollback
+    assert not any("delete -k" in c for s in plan.steps for c in texts(s.rollback))
+    rollback = texts(move.rollback)
+    assert "kubectl delete service/catalog -n catalog --ignore-not-found" not in rollback
     assert any(c.startswith("kubectl annotate service catalog -n catalog "
-                            "balancer.linkerd.io/failure-accrual-") for c in move.rollback)
-    assert "kubectl delete service/catalog-v1 -n catalog --ignore-not-found" in move.rollback
+                            "balancer.linkerd.io/failure-accrual-") for c in rollback)
+    assert "kubectl delete service/catalog-v1 -n catalog --ignore-not-found" in rollback
 
 
 def test_routing_is_in_place_before_the_first_caller_moves_even_with_an_override():
@@ -151,5 +154,5 @@ spec:
     result = plan_migration(PlanOptions("istio", "linkerd", ["-"],
                                         stdin=io.BytesIO(text.encode())))
     move = next(s for s in result.plan.steps if s.kind == "move")
-    [annotate] = [c for c in move.commands if "linkerd.io/inject=enabled" in c]
+    [annotate] = [c for c in texts(move.commands) if "linkerd.io/inject=enabled" in c]
     assert "config.linkerd.io/opaque-ports=25,587,3306,4444,5432,6379,7001,9300,11211" in annotate

@@ -12,6 +12,7 @@ import pytest
 from migrate.losses import Loss
 from migrate.pipeline import PlanOptions, PlanResult, plan_migration
 from migrate.verify.compare import compare, final_state
+from tests.helpers import texts
 
 COLLISION = """
 apiVersion: v1
@@ -145,7 +146,7 @@ def test_collision_is_reported_once_and_explains_every_divergence(tmp_path: Path
 def test_without_the_collision_loss_the_same_divergences_are_unexplained(tmp_path: Path):
     """The collision loss, not some other loss, is what explains them."""
     result = plan(tmp_path, COLLISION, "istio", "consul")
-    target, annotations = final_state(([m.body for m in s.manifests], s.commands)
+    target, annotations = final_state(([m.body for m in s.manifests], texts(s.commands))
                                       for s in result.plan.steps)
     source = [o.body for o in result.read.objects]
     others = [x for x in result.losses if x.code != "CONSUL_NAME_COLLISION"]
@@ -168,7 +169,7 @@ spec:
     timeout: 7s
 """
     result = plan(tmp_path, text, "istio", "consul")
-    target, annotations = final_state(([m.body for m in s.manifests], s.commands)
+    target, annotations = final_state(([m.body for m in s.manifests], texts(s.commands))
                                       for s in result.plan.steps)
     for body in target:
         if body.get("kind") == "ServiceRouter" and body["metadata"]["name"] == "client":

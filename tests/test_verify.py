@@ -18,6 +18,7 @@ from migrate.verify.model import Client, Probe
 from migrate.verify.probes import ANONYMOUS, UNKNOWN, authz_probes, routing_probes
 from migrate.verify.world import World
 from tests.conftest import SAMPLES
+from tests.helpers import texts
 
 SHOP = str(SAMPLES / "istio" / "shop")
 
@@ -177,7 +178,7 @@ def test_backends_without_workloads_are_named_by_their_pod_selector():
 
 def shop_case() -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any], list]:
     result = plan_migration(PlanOptions("istio", "linkerd", [SHOP]))
-    target, annotations = final_state(([m.body for m in s.manifests], s.commands)
+    target, annotations = final_state(([m.body for m in s.manifests], texts(s.commands))
                                       for s in result.plan.steps)
     return [o.body for o in result.read.objects], target, annotations, list(result.losses)
 

@@ -15,7 +15,9 @@ from migrate.install import InstallSetting
 from migrate.ir.graph import MeshGraph
 from migrate.ir.model import Workload
 from migrate.losses import LossLog, ObjectRef, Severity
+from migrate.names import labels_problems, metadata_problems, shown
 from migrate.packing import pack, unpack
+from migrate.plan.commands import Command
 from migrate.sources.files import relative
 from migrate.sources.model import RawObject, SourceResult
 
@@ -109,7 +111,7 @@ class Reader:
         """Turn raw objects into a :class:`MeshGraph`; report what cannot be used."""
         graph = MeshGraph(self.MESH)
         result = ReadResult(graph, skipped=dict(source.skipped))
-        objects = self._unique(source.objects)
+        objects = self._unique([raw for raw in source.objects if self._valid(raw)])
         result.objects = objects
         for raw in objects:
             # RawObject's group, version and kind, from its ref (made once per object) rather
@@ -191,6 +193,37 @@ class Reader:
             f.uses.clear()
             f.accounted.add("spec")
 
+    def _valid(self, raw: RawObject) -> bool:
+        """Whether an object this reader plans has a name, namespace, labels and annotation
+        keys the API server would accept; if not, each bad value is an input problem and the
+        object is not planned (such values would otherwise reach the plan's commands, and
+        no cluster could hold the object anyway). Annotation values are never refused."""
+        kind, api = raw.ref.kind, raw.ref.api_version
+        group = api.split("/", 1)[0] if "/" in api else ""
+        if (group, kind) not in kube.HANDLERS and (group, kind) not in self.HANDLERS:
+            return True  # only counted as skipped
+        body = raw.body
+        problems = metadata_problems(kind, api, body.get("metadata"), bool(raw.ref.namespace))
+        spec = body.get("spec")
+        template = spec.get("template") if isinstance(spec, dict) else None
+        if kind == "CronJob" and isinstance(spec, dict):
+            job = spec.get("jobTemplate")
+            job_spec = job.get("spec") if isinstance(job, dict) else None
+            template = job_spec.get("template") if isinstance(job_spec, dict) else None
+            path = "spec.jobTemplate.spec.template.metadata"
+        else:
+            path = "spec.template.metadata"
+        if group in kube.VERSIONS and isinstance(template, dict):
+            problems += labels_problems(path, template.get("metadata"))
+        ref = f"{raw.ref.namespace}/{raw.ref.name}" if raw.ref.namespace else raw.ref.name
+        ref = ref if ref.isprintable() and len(ref) <= 160 else shown(ref, 160)
+        for where, what in problems:
+            self.problems.append(InputProblem(
+                relative(raw.source), raw.line or None, None,
+                f"{kind} {ref}: {where}: {what} (the API server would refuse it); object not "
+                "planned"))
+        return not problems
+
     def _unique(self, objects: list[RawObject]) -> list[RawObject]:
         """One object per identity; duplicates resolved deterministically and reported.
 
@@ -255,7 +288,7 @@ class TargetConfig:
     """Namespace annotations set when the namespace enforces."""
     neutralized: list[ObjectRef] = field(default_factory=list)
     """Source objects the prerequisites step replaced."""
-    install_extra: list[str] = field(default_factory=list)
+    install_extra: list[Command] = field(default_factory=list)
     """Commands the prerequisites step runs after the target's install, for install settings
     the written configuration needs (e.g. Consul's terminating gateway)."""
 

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 from migrate.ir.model import Namespace, Workload
 from migrate.losses import ObjectRef
+from migrate.plan.commands import Command, json_arg, pipe, run
 from migrate.sources.model import RawObject
 
 ROLLOUT_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
@@ -59,24 +60,38 @@ def template_path(kind: str) -> str:
         "/spec/template/metadata"
 
 
-def remove_template_keys(w: Workload, section: str, keys: list[str]) -> list[str]:
+def remove_template_keys(w: Workload, section: str, keys: list[str]) -> list[Command]:
     """``kubectl patch`` commands removing pod-template labels or annotations a workload has."""
     if w.kind == "Pod":
         return []
     held = dict(w.pod_labels if section == "labels" else w.pod_annotations)
-    return [f"kubectl patch {w.kind.lower()} {w.name} -n {w.namespace} --type=json "
-            f"-p '[{{\"op\":\"remove\",\"path\":\"{template_path(w.kind)}/{section}/"
-            f"{json_pointer(key)}\"}}]'" for key in keys if key in held]
+    return [patch_json(w, [{"op": "remove",
+                            "path": f"{template_path(w.kind)}/{section}/{json_pointer(key)}"}])
+            for key in keys if key in held]
 
 
-def set_template_annotation(w: Workload, key: str, value: str) -> str:
+def patch_json(w: Workload, operations: list[dict[str, Any]]) -> Command:
+    """``kubectl patch`` of a workload with a JSON patch (RFC 6902)."""
+    return run("kubectl", "patch", w.kind.lower(), w.name, "-n", w.namespace, "--type=json",
+               "-p", json_arg(operations))
+
+
+def set_template_annotation(w: Workload, key: str, value: str) -> Command:
     """A ``kubectl patch`` command setting one pod-template annotation (merge patch)."""
-    inner = f'{{"metadata":{{"annotations":{{"{key}":"{value}"}}}}}}'
-    body = inner
+    body: dict[str, Any] = {"metadata": {"annotations": {key: value}}}
     for level in (("spec", "template") if w.kind != "CronJob" else
                   ("spec", "jobTemplate", "spec", "template"))[::-1]:
-        body = f'{{"{level}":{body}}}'
-    return f"kubectl patch {w.kind.lower()} {w.name} -n {w.namespace} --type=merge -p '{body}'"
+        body = {level: body}
+    return run("kubectl", "patch", w.kind.lower(), w.name, "-n", w.namespace, "--type=merge",
+               "-p", json_arg(body))
+
+
+def pods_with_containers(ns: str) -> tuple[str, ...]:
+    """``kubectl get pods`` printing each pod's name, its containers and its init containers
+    (where a native sidecar runs), one pod a line, for a ``grep`` on a proxy's name."""
+    return ("kubectl", "get", "pods", "-n", ns, "-o",
+            'jsonpath={range .items[*]}{.metadata.name}{": "}{.spec.containers[*].name}'
+            '{" "}{.spec.initContainers[*].name}{"\\n"}{end}')
 
 
 class Coexistence(ABC):
@@ -108,13 +123,13 @@ class Coexistence(ABC):
         group = ref.api_version.split("/")[0] if "/" in ref.api_version else ""
         return bool(group) and group.endswith(self.GROUP_SUFFIXES)
 
-    def delete_command(self, ref: ObjectRef) -> str:
+    def delete_command(self, ref: ObjectRef) -> Command:
         """Delete one source object (idempotent), naming its group to avoid ambiguity."""
         group = ref.api_version.split("/")[0] if "/" in ref.api_version else ""
         what = f"{ref.kind.lower()}.{group}/{ref.name}" if group else \
             f"{ref.kind.lower()}/{ref.name}"
-        ns = f" -n {ref.namespace}" if ref.namespace else ""
-        return f"kubectl delete {what}{ns} --ignore-not-found"
+        ns = ("-n", ref.namespace) if ref.namespace else ()
+        return run("kubectl", "delete", what, *ns, "--ignore-not-found")
 
     def neutralize(self, raw: dict[ObjectRef, RawObject]) -> list[Neutralized]:
         """Source objects to rewrite before any namespace moves (default: none)."""
@@ -135,69 +150,67 @@ class Coexistence(ABC):
 
     @abstractmethod
     def leave_commands(self, ns: str, record: Namespace | None,
-                       workloads: list[Workload]) -> list[str]:
+                       workloads: list[Workload]) -> list[Command]:
         """Commands that stop this mesh injecting a namespace's pods (on restart)."""
 
     @abstractmethod
     def rejoin_commands(self, ns: str, record: Namespace | None,
-                        workloads: list[Workload]) -> list[str]:
+                        workloads: list[Workload]) -> list[Command]:
         """Rollback of :meth:`leave_commands`."""
 
-    def verify_left(self, ns: str) -> list[str]:
+    def verify_left(self, ns: str) -> list[Command]:
         """Checks that no pod of the namespace still runs this mesh's proxy."""
-        return [f"kubectl get pods -n {ns} -o jsonpath='{{range .items[*]}}{{.metadata.name}}"
-                f"{{\": \"}}{{.spec.containers[*].name}}{{\" \"}}"
-                f"{{.spec.initContainers[*].name}}{{\"\\n\"}}{{end}}' | "
-                f"grep {self.PROXY_CONTAINER} # expect no output"]
+        return [pipe(pods_with_containers(ns), ("grep", self.PROXY_CONTAINER),
+                     note="expect no output")]
 
     @abstractmethod
-    def uninstall_commands(self) -> list[str]:
+    def uninstall_commands(self) -> list[Command]:
         """Remove the mesh once nothing uses it."""
 
     @abstractmethod
-    def reinstall_note(self) -> str:
-        """Rollback of the uninstall."""
+    def reinstall_commands(self) -> list[Command]:
+        """Rollback of the uninstall (the person fills in the placeholders)."""
 
     # -- target role -------------------------------------------------------------------------
     @abstractmethod
-    def install_commands(self, experimental: bool, version: str) -> list[str]:
+    def install_commands(self, experimental: bool, version: str) -> list[Command]:
         """Install the mesh beside the source (and a Gateway API bundle both accept)."""
 
     @abstractmethod
-    def install_verify(self) -> list[str]:
+    def install_verify(self) -> list[Command]:
         """Checks after installing."""
 
     @abstractmethod
-    def install_rollback(self) -> list[str]:
+    def install_rollback(self) -> list[Command]:
         """Rollback of the install."""
 
     @abstractmethod
     def join_commands(self, ns: str, annotations: dict[str, str],
-                      workloads: list[Workload]) -> list[str]:
+                      workloads: list[Workload]) -> list[Command]:
         """Let the mesh inject a namespace's pods (takes effect on restart)."""
 
     @abstractmethod
     def unjoin_commands(self, ns: str, annotations: dict[str, str],
-                        workloads: list[Workload]) -> list[str]:
+                        workloads: list[Workload]) -> list[Command]:
         """Rollback of :meth:`join_commands`."""
 
     def join_manual(self, ns: str, workloads: list[Workload]) -> list[str]:
         """What a person must check by hand before a namespace joins (default: nothing)."""
         return []
 
-    def enforce_commands(self, ns: str, annotations: dict[str, str]) -> list[str]:
+    def enforce_commands(self, ns: str, annotations: dict[str, str]) -> list[Command]:
         """Set a namespace's final default policy."""
         if not annotations:
             return []
-        values = " ".join(f"{k}={v}" for k, v in sorted(annotations.items()))
-        return [f"kubectl annotate namespace {ns} {values} --overwrite"]
+        values = [f"{k}={v}" for k, v in sorted(annotations.items())]
+        return [run("kubectl", "annotate", "namespace", ns, *values, "--overwrite")]
 
     @abstractmethod
-    def verify_joined(self, ns: str, workloads: list[str], policy: bool) -> list[str]:
+    def verify_joined(self, ns: str, workloads: list[str], policy: bool) -> list[Command]:
         """Checks after a namespace's pods restarted under this mesh."""
 
     @abstractmethod
-    def verify_enforced(self, ns: str) -> list[str]:
+    def verify_enforced(self, ns: str) -> list[Command]:
         """Checks after policy starts refusing requests."""
 
     @abstractmethod
@@ -205,7 +218,7 @@ class Coexistence(ABC):
         """The manual work of replacing ``source``'s ingress with this mesh's."""
 
     @abstractmethod
-    def ingress_verify(self) -> list[str]:
+    def ingress_verify(self) -> list[Command]:
         """Checks after the ingress moved."""
 
     def cleanup_summary(self, source: Coexistence) -> str:
@@ -214,5 +227,5 @@ class Coexistence(ABC):
                 f"objects are deleted and {source.TITLE} is uninstalled.")
 
     @abstractmethod
-    def cleanup_verify(self) -> list[str]:
+    def cleanup_verify(self) -> list[Command]:
         """Checks after the source mesh is gone."""

@@ -12,6 +12,7 @@ from typing import IO, Any, Iterable, Iterator
 from migrate.emit.manifests import step_file_names
 from migrate.gcpause import no_gc_pauses
 from migrate.losses import Loss, Severity
+from migrate.plan.commands import Command, render
 from migrate.plan.model import Plan, Step
 
 
@@ -41,14 +42,23 @@ def _head(plan: Plan) -> dict[str, Any]:
     }
 
 
-def _steps(plan: Plan) -> Iterator[dict[str, Any]]:
-    """The ``steps`` member, one step at a time."""
+def _steps(plan: Plan, as_data: bool = True) -> Iterator[dict[str, Any]]:
+    """The ``steps`` member, one step at a time; without ``as_data``, each command stays a
+    :class:`Command` for :func:`_encode` to write (see :func:`_commands`)."""
     index = {id(loss): i for i, loss in enumerate(plan.losses)}
     for step in plan.steps:
-        yield _step(step, index)
+        yield _step(step, index, as_data)
 
 
-def _step(step: Step, index: dict[int, int]) -> dict[str, Any]:
+def _commands(commands: list[Command] | list[Command | str], as_data: bool) -> list[Any]:
+    """A step's commands as plan.json holds them (:func:`command_json`); written by
+    :func:`write_plan`, the records themselves, which :func:`_encode` writes with the same
+    bytes one at a time: the cleanup step deletes most source objects, and their JSON objects
+    made at once raised a plan's peak memory."""
+    return [command_json(c) if as_data or isinstance(c, str) else c for c in commands]
+
+
+def _step(step: Step, index: dict[int, int], as_data: bool = True) -> dict[str, Any]:
     files, rollback = step_file_names(step)
     folder = f"steps/{step.id}/"
     return {
@@ -59,12 +69,22 @@ def _step(step: Step, index: dict[int, int]) -> dict[str, Any]:
         "summary": step.summary,
         "manifests": [folder + f for f in files],
         "rollback_manifests": [folder + f for f in rollback],
-        "commands": step.commands,
-        "verify": step.verify,
-        "rollback": step.rollback,
+        "commands": _commands(step.commands, as_data),
+        "verify": _commands(step.verify, as_data),
+        "rollback": _commands(step.rollback, as_data),
         "manual": step.manual,
         "losses": [index[id(loss)] for loss in step.losses if id(loss) in index],
     }
+
+
+def command_json(command: Command | str) -> dict[str, Any]:
+    """One command as plan.json holds it: ``run`` (the text the runbook shows, from
+    :func:`~migrate.plan.commands.render`), ``argv`` (one list of words per command of the
+    pipeline, to run without a shell) and ``note``; a rollback action that is not a command
+    as ``{"manual": text}``."""
+    if isinstance(command, str):
+        return {"manual": command}
+    return {"run": render(command), "argv": command.argv, "note": command.note}
 
 
 def _tail(plan: Plan, manifests: int, losses: Iterable[Any] | None = None) -> dict[str, Any]:
@@ -106,7 +126,7 @@ def write_plan(plan: Plan, path: Path) -> None:
     counts: list[int] = []
 
     def steps() -> Iterator[dict[str, Any]]:
-        for step in _steps(plan):
+        for step in _steps(plan, as_data=False):
             counts.append(len(step["manifests"]))  # for summary.manifests, written after
             yield step
 
@@ -203,6 +223,8 @@ def _encode(value: Any, newline: str, out: list[str]) -> None:
             separator = "," + inner
             _encode(item, inner, out)
         out.append(newline + "]")
+    elif isinstance(value, Command):
+        out.append(_command_text(value, newline))
     elif isinstance(value, dict):
         if not value:
             out.append("{}")
@@ -216,6 +238,21 @@ def _encode(value: Any, newline: str, out: list[str]) -> None:
         out.append(newline + "}")
     else:
         raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _command_text(command: Command, newline: str) -> str:
+    """:func:`command_json` of a command as :func:`_encode` writes it, from one template: a
+    plan has a command per workload and object moved, and the generic path took most of
+    writing plan.json's commands."""
+    e = encode_basestring
+    inner = newline + "  "
+    deeper = inner + "  "
+    deepest = deeper + "  "
+    words = [f"[{deepest}{(',' + deepest).join(map(e, argv))}{deeper}]"
+             for argv in command.pipeline]  # never empty (Command checks)
+    argv = ("," + deeper).join(words)
+    return (f'{{{inner}"run": {e(render(command))},{inner}"argv": [{deeper}{argv}{inner}],'
+            f'{inner}"note": {e(command.note)}{newline}}}')
 
 
 def _float(value: float) -> str:

@@ -13,6 +13,7 @@ cleanup           long-term route forms, remaining source objects, uninstall the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable
 
 import networkx as nx
 
@@ -28,6 +29,7 @@ from migrate.ir.graph import MeshGraph
 from migrate.ir.model import AuthzPolicy, DestinationPolicy, Opaque, Route, Workload
 from migrate.losses import LossLog, ObjectRef, Severity
 from migrate.names import k8s_name
+from migrate.plan.commands import Command, noted, pipe, render, run
 from migrate.plan.model import Step
 from migrate.sources.model import RawObject
 
@@ -64,7 +66,7 @@ class PlanInput:
         copy = self.handed_over.get(ref)
         return copy if copy is not None else self.read.raw[ref]
 
-    def delete_source(self, ref: ObjectRef) -> str:
+    def delete_source(self, ref: ObjectRef) -> Command:
         """The command deleting a source object as it stands after step 00."""
         copy = self.handed_over.get(ref)
         return _delete(copy) if copy is not None else self.source.delete_command(ref)
@@ -128,10 +130,16 @@ def build_steps(p: PlanInput) -> list[Step]:
     return steps
 
 
-def _apply(step_id: str, verb: str = "apply") -> str:
+def _apply(step_id: str, verb: str = "apply", note: str = "") -> Command:
     if verb == "replace":
-        return f"kubectl replace -k steps/{step_id}"
-    return f"kubectl apply --server-side --field-manager=meshmigrate -k steps/{step_id}"
+        return run("kubectl", "replace", "-k", f"steps/{step_id}", note=note)
+    return _server_side("-k", f"steps/{step_id}", note=note)
+
+
+def _server_side(flag: str, path: str, note: str = "") -> Command:
+    """``kubectl apply --server-side`` of a folder (``-k``) or a file (``-f``) of the plan."""
+    return run("kubectl", "apply", "--server-side", "--field-manager=meshmigrate", flag, path,
+               note=note)
 
 
 def _slug(kind: str, group: list[str]) -> str:
@@ -164,22 +172,24 @@ def _prerequisites(p: PlanInput) -> Step:
     if neutralized and created:
         # A rewrite must replace the object (server-side apply cannot drop fields another
         # manager owns), while new objects must be created: one command per file.
-        step.commands += [f"kubectl replace -f steps/{step.id}/{file_name(n.body)}"
+        step.commands += [run("kubectl", "replace", "-f", f"steps/{step.id}/{file_name(n.body)}")
                           for n in neutralized]
-        step.commands += [f"kubectl apply --server-side --field-manager=meshmigrate -f "
-                          f"steps/{step.id}/{manifest_file_name(m)}" for m in created]
+        step.commands += [_server_side("-f", f"steps/{step.id}/{manifest_file_name(m)}")
+                          for m in created]
     elif step.manifests:
         step.commands.append(_apply(step.id, step.apply_verb))
     # The copies are in place before the originals go: the source mesh reads either.
     step.commands += [p.source.delete_command(o.ref) for o in retired]
     step.verify = p.target_side.install_verify()
-    rollback = [f"kubectl replace -f steps/{step.id}/rollback/{source_file_name(n.original)}"
-                for n in neutralized] if neutralized and retired else \
-        [f"kubectl replace -k steps/{step.id}/rollback"] if neutralized else []
+    rollback: list[Command | str] = [
+        run("kubectl", "replace", "-f", f"steps/{step.id}/rollback/"
+            f"{source_file_name(n.original)}") for n in neutralized] \
+        if neutralized and retired else \
+        [run("kubectl", "replace", "-k", f"steps/{step.id}/rollback")] if neutralized else []
     if retired:
-        rollback += [f"kubectl apply -f steps/{step.id}/rollback/{source_file_name(o)}"
-                     for o in retired] if neutralized else \
-            [f"kubectl apply -k steps/{step.id}/rollback"]
+        rollback += [run("kubectl", "apply", "-f",
+                         f"steps/{step.id}/rollback/{source_file_name(o)}")
+                     for o in retired] if neutralized else [_restore(step.id)]
     step.rollback = rollback + undo_manifests(created) + p.target_side.install_rollback()
     return step
 
@@ -260,7 +270,7 @@ def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int],
     if step.manifests:
         step.commands.append(_apply(step.id))
     # Rollback: the source's objects back first, then the pods back, then the target's out.
-    rollback: list[str] = [f"kubectl apply -k steps/{step.id}/rollback"] if inbound else []
+    rollback: list[Command | str] = [_restore(step.id)] if inbound else []
     for ns in group:
         record = p.graph.namespace(ns)
         workloads = _workloads(p, ns)
@@ -273,9 +283,10 @@ def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int],
         for w in workloads:
             if w.kind in ROLLOUT_KINDS:
                 ref = f"{w.kind.lower()}/{w.name}"
-                step.commands.append(f"kubectl rollout restart {ref} -n {ns}")
-                step.commands.append(f"kubectl rollout status {ref} -n {ns} --timeout=10m")
-                rollback.append(f"kubectl rollout restart {ref} -n {ns}")
+                step.commands.append(run("kubectl", "rollout", "restart", ref, "-n", ns))
+                step.commands.append(run("kubectl", "rollout", "status", ref, "-n", ns,
+                                         "--timeout=10m"))
+                rollback.append(run("kubectl", "rollout", "restart", ref, "-n", ns))
             elif w.kind == "Pod":
                 step.manual.append(f"Recreate bare Pod {ns}/{w.name} so {dst.TITLE} injects it.")
             else:
@@ -294,7 +305,7 @@ def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int],
             f"Check that these mesh-wide objects in the {src.TITLE} root namespace do not target "
             f"the hosts that move now ({src.TITLE} clients keep applying them): "
             + ", ".join(str(r) for r in root) + ".")
-    step.commands += [f"{src.delete_command(r)}  # after verification" for r in inbound]
+    step.commands += [noted(src.delete_command(r), "after verification") for r in inbound]
     p.deleted.update(inbound)
     rollback += undo_manifests(step.manifests)
     step.rollback = rollback
@@ -319,8 +330,9 @@ def _enforce(p: PlanInput, group: list[str], number: int, moved: dict[str, str])
             step.commands += p.target_side.enforce_commands(ns, final)
             for w in _workloads(p, ns):
                 if w.kind in ROLLOUT_KINDS:
-                    step.commands.append(f"kubectl rollout restart {w.kind.lower()}/{w.name} "
-                                         f"-n {ns}  # applies the default inbound policy")
+                    step.commands.append(run(
+                        "kubectl", "rollout", "restart", f"{w.kind.lower()}/{w.name}", "-n", ns,
+                        note="applies the default inbound policy"))
         step.verify += p.target_side.verify_enforced(ns)
     src, dst = p.source.TITLE, p.target_side.TITLE
     step.commands += [p.delete_source(r) for r in routing_refs]
@@ -338,19 +350,30 @@ def _enforce(p: PlanInput, group: list[str], number: int, moved: dict[str, str])
     if not enforcing:
         step.slug = _slug("retire", group)
         step.title = f"Retire {src} routing for {', '.join(group)}"
-    step.rollback = [f"kubectl apply -k steps/{step.id}/rollback"] if routing_refs else []
-    step.rollback += sorted({f"{_apply(moved[ns])}  # staged policy back" for ns in group
-                             if p.target.policy_enforced.get(ns)})
+    step.rollback = [_restore(step.id)] if routing_refs else []
+    step.rollback += _sorted_unique(_apply(moved[ns], note="staged policy back") for ns in group
+                                    if p.target.policy_enforced.get(ns))
     for ns in group:
         staged = p.target.namespace_staged.get(ns, {})
         for key in sorted(p.target.namespace_final.get(ns, {})):
             value = staged.get(key)
-            step.rollback.append(f"kubectl annotate namespace {ns} {key}={value} --overwrite"
-                                 if value else f"kubectl annotate namespace {ns} {key}-")
+            step.rollback.append(
+                run("kubectl", "annotate", "namespace", ns, f"{key}={value}", "--overwrite")
+                if value else run("kubectl", "annotate", "namespace", ns, f"{key}-"))
     return step
 
 
-def undo_manifests(manifests: list[Manifest]) -> list[str]:
+def _restore(step_id: str) -> Command:
+    """Re-apply the step's ``rollback/`` folder (the source objects it deleted)."""
+    return run("kubectl", "apply", "-k", f"steps/{step_id}/rollback")
+
+
+def _sorted_unique(commands: Iterable[Command]) -> list[Command]:
+    """Commands without repeats, in the order of their rendered text."""
+    return sorted(set(commands), key=render)
+
+
+def undo_manifests(manifests: list[Manifest]) -> list[Command]:
     """Commands that take back what applying ``manifests`` did.
 
     Objects the step created are deleted by name; metadata added to existing objects
@@ -362,9 +385,9 @@ def undo_manifests(manifests: list[Manifest]) -> list[str]:
             out.append(_delete(m))
             continue
         keys = sorted({*(m.body["metadata"].get("annotations") or {}), SOURCE_ANNOTATION})
-        ns = f" -n {m.namespace}" if m.namespace else ""
-        out.append(f"kubectl annotate {m.kind.lower()} {m.name}{ns} "
-                   + " ".join(f"{k}-" for k in keys))
+        ns = ("-n", m.namespace) if m.namespace else ()
+        out.append(run("kubectl", "annotate", m.kind.lower(), m.name, *ns,
+                       *(f"{k}-" for k in keys)))
     return out
 
 
@@ -372,7 +395,7 @@ def _undo_order(m: Manifest) -> tuple[bool, str, str, str]:
     return m.patch, m.kind, m.namespace, m.name
 
 
-def _delete(m: Manifest) -> str:
+def _delete(m: Manifest) -> Command:
     # Every manifest of a plan is undone somewhere (rollbacks, cleanup): the resource name of
     # its few dozen (apiVersion, kind) pairs is made once.
     resource = _RESOURCES.get((m.api_version, m.kind))
@@ -381,7 +404,8 @@ def _delete(m: Manifest) -> str:
         group = api.split("/")[0] if "/" in api else ""
         kind = m.kind.lower()
         resource = _RESOURCES[(api, m.kind)] = f"{kind}.{group}" if group else kind
-    return f"kubectl delete {resource}/{m.name} -n {m.namespace} --ignore-not-found"
+    ns = ("-n", m.namespace) if m.namespace else ()
+    return run("kubectl", "delete", f"{resource}/{m.name}", *ns, "--ignore-not-found")
 
 
 _RESOURCES: dict[tuple[str, str], str] = {}
@@ -417,10 +441,10 @@ def _ingress(p: PlanInput, number: int) -> Step:
                            "istio) stop working when Istio is removed: move them to the new "
                            "controller's class.")
     step.rollback_sources = [p.source_object(r) for r in refs]
-    step.commands = [f"{p.delete_source(r)}  # once DNS points at the new ingress"
+    step.commands = [noted(p.delete_source(r), "once DNS points at the new ingress")
                      for r in refs]
     step.verify = dst.ingress_verify()
-    step.rollback = [f"kubectl apply -k steps/{step.id}/rollback"] if refs else []
+    step.rollback = [_restore(step.id)] if refs else []
     step.rollback.append(f"Point DNS back at {src.INGRESS}.")
     return step
 
@@ -442,10 +466,11 @@ def _cleanup(p: PlanInput, number: int, earlier: list[Step]) -> Step:
     step.commands += src.uninstall_commands()
     step.rollback_sources = [p.source_object(r) for r in remaining]
     group = src.GROUP_SUFFIXES[0].replace(".", "\\.")
-    step.verify = dst.cleanup_verify() + [f"kubectl get crd | grep -E '{group}'  # expect nothing"]
-    step.rollback = [src.reinstall_note()]
+    step.verify = dst.cleanup_verify() + [pipe(("kubectl", "get", "crd"), ("grep", "-E", group),
+                                               note="expect nothing")]
+    step.rollback = list(src.reinstall_commands())
     if remaining:
-        step.rollback.append(f"kubectl apply -k steps/{step.id}/rollback")
+        step.rollback.append(_restore(step.id))
     step.rollback += _restore_or_undo(step.manifests, earlier)
     if p.target.remove_at_cleanup:
         step.rollback.append("Re-apply the move steps' folders (kubectl apply --server-side "
@@ -453,7 +478,7 @@ def _cleanup(p: PlanInput, number: int, earlier: list[Step]) -> Step:
     return step
 
 
-def _restore_or_undo(manifests: list[Manifest], earlier: list[Step]) -> list[str]:
+def _restore_or_undo(manifests: list[Manifest], earlier: list[Step]) -> list[Command]:
     """Rollback of the cleanup's long-term objects: one that replaced an object an earlier step
     applied (e.g. Consul's Mesh entry, restricted only at cleanup) gets that version back,
     as deleting it would also drop what the earlier version set; the rest are undone."""
@@ -471,10 +496,10 @@ def _restore_or_undo(manifests: list[Manifest], earlier: list[Step]) -> list[str
     for m in manifests:
         path = last.get((m.kind, m.namespace, m.name))
         if path and not m.patch:
-            out.append(f"kubectl apply --server-side --field-manager=meshmigrate -f {path}")
+            out.append(_server_side("-f", path))
         else:
             fresh.append(m)
-    return sorted(out) + undo_manifests(fresh)
+    return sorted(out, key=render) + undo_manifests(fresh)
 
 
 def assign_losses(p: PlanInput, steps: list[Step]) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from migrate.dialects.base import Manifest
 from migrate.install import SettingUsed
 from migrate.losses import Loss
+from migrate.plan.commands import Command
 from migrate.sources.model import RawObject, strip_noise
 
 
@@ -25,9 +26,13 @@ class Step:
     manifests: list[Manifest] = field(default_factory=list)
     apply_verb: str = "apply"
     """How the manifests are applied: ``apply`` (server-side) or ``replace``."""
-    commands: list[str] = field(default_factory=list)
-    verify: list[str] = field(default_factory=list)
-    rollback: list[str] = field(default_factory=list)
+    commands: list[Command] = field(default_factory=list)
+    """What a person runs, in order: argv data, rendered only by
+    :func:`migrate.plan.commands.render`."""
+    verify: list[Command] = field(default_factory=list)
+    rollback: list[Command | str] = field(default_factory=list)
+    """Commands, and (as plain text) the few rollback actions that are not commands (``Point
+    DNS back at ...``): planner-written sentences, never input."""
     rollback_sources: list[RawObject | Manifest] = field(default_factory=list)
     """Source objects this step deletes or replaces, as read (or the copy standing in for one
     since step 00), shared with the reader's result and never changed.

@@ -21,15 +21,19 @@ from migrate.dialects.coexist import (
     Coexistence,
     Neutralized,
     json_pointer,
+    patch_json,
     set_template_annotation,
     template_path,
 )
 from migrate.ir.model import Namespace, Workload
 from migrate.losses import ObjectRef
+from migrate.plan.commands import Command, noted, pipe, run
 from migrate.sources.model import RawObject, strip_noise
 
 INJECT = "consul.hashicorp.com/connect-inject"
 _CONTROLLED = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob")
+_CONFIG_ENTRIES = "servicedefaults,servicerouters,servicesplitters,serviceresolvers," \
+    "serviceintentions"
 
 
 class ConsulCoexistence(Coexistence):
@@ -78,65 +82,73 @@ class ConsulCoexistence(Coexistence):
         return [r for r in refs if r.kind in ("ProxyDefaults", "Mesh") and self.owns(r)]
 
     def leave_commands(self, ns: str, record: Namespace | None,
-                       workloads: list[Workload]) -> list[str]:
+                       workloads: list[Workload]) -> list[Command]:
         """Pin ``connect-inject: "false"`` on each pod template (beats Helm's defaults)."""
         return [set_template_annotation(w, INJECT, "false") for w in workloads
                 if w.kind in _CONTROLLED]
 
     def rejoin_commands(self, ns: str, record: Namespace | None,
-                        workloads: list[Workload]) -> list[str]:
-        """Give the pods back to Consul injection."""
+                        workloads: list[Workload]) -> list[Command]:
+        """Give the pods back to Consul injection (the value as it was, quoted, never checked:
+        Kubernetes accepts any annotation value)."""
         return [set_template_annotation(w, INJECT, dict(w.pod_annotations).get(INJECT, "true"))
                 for w in workloads if w.kind in _CONTROLLED]
 
-    def uninstall_commands(self) -> list[str]:
+    def uninstall_commands(self) -> list[Command]:
         """Remove consul-k8s and its CRDs."""
-        return ["helm uninstall consul -n consul",
-                "kubectl delete namespace consul --ignore-not-found",
-                "kubectl get crd -o name | grep -E 'consul\\.hashicorp\\.com' | "
-                "xargs -r kubectl delete"]
+        return [run("helm", "uninstall", "consul", "-n", "consul"),
+                run("kubectl", "delete", "namespace", "consul", "--ignore-not-found"),
+                pipe(("kubectl", "get", "crd", "-o", "name"),
+                     ("grep", "-E", "consul\\.hashicorp\\.com"),
+                     ("xargs", "-r", "kubectl", "delete"))]
 
-    def reinstall_note(self) -> str:
+    def reinstall_commands(self) -> list[Command]:
         """Rollback of the uninstall."""
-        return ("helm install consul hashicorp/consul -n consul --create-namespace "
-                "-f <your values.yaml>  # then re-apply the rollback/ folder")
+        return [run("helm", "install", "consul", "hashicorp/consul", "-n", "consul",
+                    "--create-namespace", "-f", "<your values.yaml>",
+                    note="then re-apply the rollback/ folder")]
 
     # -- target role -------------------------------------------------------------------------
-    def install_commands(self, experimental: bool, version: str) -> list[str]:
+    def install_commands(self, experimental: bool, version: str) -> list[Command]:
         """consul-k8s with injection opt-in per pod, transparent proxy and managed ACLs."""
         channel = "experimental-install.yaml" if experimental else "standard-install.yaml"
         return [
-            "kubectl apply --server-side -f https://github.com/kubernetes-sigs/gateway-api/"
-            f"releases/download/v1.5.1/{channel}  # consul-k8s 2.0 upgrades to Gateway API 1.5.1",
-            "helm repo add hashicorp https://helm.releases.hashicorp.com && helm repo update",
-            f"helm install consul hashicorp/consul -n consul --create-namespace --version "
-            f"{version} --set connectInject.enabled=true --set connectInject.default=false "
-            "--set connectInject.transparentProxy.defaultEnabled=true "
-            "--set global.acls.manageSystemACLs=true",
-            "kubectl -n consul rollout status statefulset/consul-server --timeout=10m",
+            run("kubectl", "apply", "--server-side", "-f", "https://github.com/kubernetes-sigs/"
+                f"gateway-api/releases/download/v1.5.1/{channel}",
+                note="consul-k8s 2.0 upgrades to Gateway API 1.5.1"),
+            run("helm", "repo", "add", "hashicorp", "https://helm.releases.hashicorp.com"),
+            run("helm", "repo", "update"),
+            run("helm", "install", "consul", "hashicorp/consul", "-n", "consul",
+                "--create-namespace", "--version", version,
+                "--set", "connectInject.enabled=true", "--set", "connectInject.default=false",
+                "--set", "connectInject.transparentProxy.defaultEnabled=true",
+                "--set", "global.acls.manageSystemACLs=true"),
+            run("kubectl", "-n", "consul", "rollout", "status", "statefulset/consul-server",
+                "--timeout=10m"),
         ]
 
-    def install_verify(self) -> list[str]:
+    def install_verify(self) -> list[Command]:
         """Servers up; config entries sync."""
-        return ["consul-k8s status", "kubectl get pods -n consul  # all Running"]
+        return [run("consul-k8s", "status"),
+                run("kubectl", "get", "pods", "-n", "consul", note="all Running")]
 
-    def install_rollback(self) -> list[str]:
+    def install_rollback(self) -> list[Command]:
         """Rollback of the install."""
-        return ["helm uninstall consul -n consul",
-                "kubectl delete namespace consul --ignore-not-found"]
+        return [run("helm", "uninstall", "consul", "-n", "consul"),
+                run("kubectl", "delete", "namespace", "consul", "--ignore-not-found")]
 
     def join_commands(self, ns: str, annotations: dict[str, str],
-                      workloads: list[Workload]) -> list[str]:
+                      workloads: list[Workload]) -> list[Command]:
         """Opt each pod template into injection (Helm's default stays off)."""
         return [set_template_annotation(w, INJECT, "true") for w in workloads
                 if w.kind in _CONTROLLED]
 
     def unjoin_commands(self, ns: str, annotations: dict[str, str],
-                        workloads: list[Workload]) -> list[str]:
+                        workloads: list[Workload]) -> list[Command]:
         """Take the opt-in back off."""
-        return [f"kubectl patch {w.kind.lower()} {w.name} -n {ns} --type=json -p '[{{\"op\":"
-                f"\"remove\",\"path\":\"{template_path(w.kind)}/annotations/"
-                f"{json_pointer(INJECT)}\"}}]'" for w in workloads if w.kind in _CONTROLLED]
+        return [patch_json(w, [{"op": "remove", "path": f"{template_path(w.kind)}/annotations/"
+                                f"{json_pointer(INJECT)}"}])
+                for w in workloads if w.kind in _CONTROLLED]
 
     def join_manual(self, ns: str, workloads: list[Workload]) -> list[str]:
         """consul-k8s registers a pod only through a Service selecting it."""
@@ -151,21 +163,21 @@ class ConsulCoexistence(Coexistence):
                 "sidecar (kubectl get mutatingwebhookconfiguration -l app=consul -o yaml; helm "
                 "get values consul -n consul)."]
 
-    def enforce_commands(self, ns: str, annotations: dict[str, str]) -> list[str]:
+    def enforce_commands(self, ns: str, annotations: dict[str, str]) -> list[Command]:
         """Consul policy is config entries, applied by the enforce step's manifests."""
         return []
 
-    def verify_joined(self, ns: str, workloads: list[str], policy: bool) -> list[str]:
+    def verify_joined(self, ns: str, workloads: list[str], policy: bool) -> list[Command]:
         """Pods carry the dataplane; config entries synced."""
-        return [self.verify_left(ns)[0].replace("# expect no output", "# every pod"),
-                f"kubectl get servicedefaults,servicerouters,servicesplitters,serviceresolvers,"
-                f"serviceintentions -n {ns}  # every entry SYNCED True"]
+        return [noted(self.verify_left(ns)[0], "every pod"),
+                run("kubectl", "get", _CONFIG_ENTRIES, "-n", ns, note="every entry SYNCED True")]
 
-    def verify_enforced(self, ns: str) -> list[str]:
+    def verify_enforced(self, ns: str) -> list[Command]:
         """Strict mTLS again; intentions synced."""
-        return [f"kubectl get servicedefaults -n {ns} -o custom-columns=NAME:.metadata.name,"
-                "MTLS:.spec.mutualTLSMode  # strict (or empty)",
-                f"kubectl get serviceintentions -n {ns}  # SYNCED True"]
+        return [run("kubectl", "get", "servicedefaults", "-n", ns, "-o",
+                    "custom-columns=NAME:.metadata.name,MTLS:.spec.mutualTLSMode",
+                    note="strict (or empty)"),
+                run("kubectl", "get", "serviceintentions", "-n", ns, note="SYNCED True")]
 
     def ingress_manual(self, source: Coexistence) -> list[str]:
         """Consul's ingress is its API gateway (Gateway API, class ``consul``)."""
@@ -176,15 +188,15 @@ class ConsulCoexistence(Coexistence):
             "Move DNS / the load balancer to the new gateway and watch its success rate.",
         ]
 
-    def ingress_verify(self) -> list[str]:
+    def ingress_verify(self) -> list[Command]:
         """The gateway is programmed."""
-        return ["kubectl get gateways.gateway.networking.k8s.io -A  # Programmed=True"]
+        return [run("kubectl", "get", "gateways.gateway.networking.k8s.io", "-A",
+                    note="Programmed=True")]
 
-    def cleanup_verify(self) -> list[str]:
+    def cleanup_verify(self) -> list[Command]:
         """Every config entry synced."""
-        return ["consul-k8s status",
-                "kubectl get servicedefaults,servicerouters,servicesplitters,serviceresolvers,"
-                "serviceintentions -A  # every entry SYNCED True"]
+        return [run("consul-k8s", "status"),
+                run("kubectl", "get", _CONFIG_ENTRIES, "-A", note="every entry SYNCED True")]
 
 
 CONSUL = ConsulCoexistence()

@@ -41,11 +41,13 @@ from migrate.ir.hosts import ip_network
 from migrate.ir.model import EgressPolicy, ExternalPort, ExternalService, Service
 from migrate.losses import ObjectRef, Severity
 from migrate.names import k8s_name
+from migrate.plan.commands import run
 
 GATEWAY_NAME = "terminating-gateway"
 """The Helm chart's default terminating gateway (``terminatingGateways.gateways[0].name``)."""
-ENABLE_GATEWAY = ("helm upgrade consul hashicorp/consul -n consul --reuse-values --set "
-                  "terminatingGateways.enabled=true  # the exit for external destinations")
+ENABLE_GATEWAY = run("helm", "upgrade", "consul", "hashicorp/consul", "-n", "consul",
+                     "--reuse-values", "--set", "terminatingGateways.enabled=true",
+                     note="the exit for external destinations")
 _L7_PROTOCOL = {"HTTP": "http", "HTTP2": "http2", "GRPC": "grpc"}
 _TLS = ("HTTPS", "TLS")
 

@@ -24,6 +24,7 @@ from migrate.dialects.coexist import (
 )
 from migrate.ir.model import Namespace, Workload
 from migrate.losses import ObjectRef
+from migrate.plan.commands import Command, pipe, run
 from migrate.sources.model import RawObject, strip_noise
 
 INBOUND_KINDS = frozenset({"PeerAuthentication", "AuthorizationPolicy", "RequestAuthentication",
@@ -125,37 +126,40 @@ class IstioCoexistence(Coexistence):
                 and self.owns(r)]
 
     def leave_commands(self, ns: str, record: Namespace | None,
-                       workloads: list[Workload]) -> list[str]:
+                       workloads: list[Workload]) -> list[Command]:
         """Drop Istio's namespace labels and pod-template injection labels."""
-        cmds = [f"kubectl label namespace {ns} " + " ".join(f"{k}-" for k in _NAMESPACE_LABELS)]
+        cmds = [run("kubectl", "label", "namespace", ns, *(f"{k}-" for k in _NAMESPACE_LABELS))]
         for w in workloads:
             cmds += remove_template_keys(w, "labels", list(_TEMPLATE_LABELS))
         return cmds
 
     def rejoin_commands(self, ns: str, record: Namespace | None,
-                        workloads: list[Workload]) -> list[str]:
+                        workloads: list[Workload]) -> list[Command]:
         """Give a namespace back to Istio injection."""
         labels = dict(record.labels) if record else {}
         if "istio.io/rev" in labels:
-            return [f"kubectl label namespace {ns} istio.io/rev={labels['istio.io/rev']} "
-                    "--overwrite"]
+            return [run("kubectl", "label", "namespace", ns,
+                        f"istio.io/rev={labels['istio.io/rev']}", "--overwrite")]
         if labels.get("istio.io/dataplane-mode") == "ambient":
-            return [f"kubectl label namespace {ns} istio.io/dataplane-mode=ambient --overwrite"]
-        return [f"kubectl label namespace {ns} istio-injection=enabled --overwrite"]
+            return [run("kubectl", "label", "namespace", ns, "istio.io/dataplane-mode=ambient",
+                        "--overwrite")]
+        return [run("kubectl", "label", "namespace", ns, "istio-injection=enabled",
+                    "--overwrite")]
 
-    def uninstall_commands(self) -> list[str]:
+    def uninstall_commands(self) -> list[Command]:
         """Remove Istio once nothing uses it."""
-        return ["istioctl uninstall --purge -y",
-                "kubectl delete namespace istio-system --ignore-not-found",
-                "kubectl get crd -o name | grep -E 'istio\\.io' | xargs -r kubectl delete"]
+        return [run("istioctl", "uninstall", "--purge", "-y"),
+                run("kubectl", "delete", "namespace", "istio-system", "--ignore-not-found"),
+                pipe(("kubectl", "get", "crd", "-o", "name"), ("grep", "-E", "istio\\.io"),
+                     ("xargs", "-r", "kubectl", "delete"))]
 
-    def reinstall_note(self) -> str:
+    def reinstall_commands(self) -> list[Command]:
         """Rollback of the uninstall."""
-        return ("istioctl install -y --set revision=<your revision>  "
-                "# then re-apply the rollback/ folder")
+        return [run("istioctl", "install", "-y", "--set", "revision=<your revision>",
+                    note="then re-apply the rollback/ folder")]
 
     # -- target role -------------------------------------------------------------------------
-    def install_commands(self, experimental: bool, version: str) -> list[str]:
+    def install_commands(self, experimental: bool, version: str) -> list[Command]:
         """Gateway API CRDs Istio 1.30 accepts (1.5.x), then istiod (sidecar mode).
 
         Istio 1.30 refuses TLSRoute CRDs older than Gateway API 1.5.0
@@ -163,51 +167,57 @@ class IstioCoexistence(Coexistence):
         """
         channel = "experimental-install.yaml" if experimental else "standard-install.yaml"
         return [
-            "kubectl apply --server-side -f https://github.com/kubernetes-sigs/gateway-api/"
-            f"releases/download/v1.5.1/{channel}",
-            "istioctl x precheck",
-            f"istioctl install -y --set profile=minimal --set tag={version}.0  "
-            "# pin the patch release you run",
-            "kubectl -n istio-system rollout status deploy/istiod --timeout=5m",
+            run("kubectl", "apply", "--server-side", "-f", "https://github.com/kubernetes-sigs/"
+                f"gateway-api/releases/download/v1.5.1/{channel}"),
+            run("istioctl", "x", "precheck"),
+            run("istioctl", "install", "-y", "--set", "profile=minimal", "--set",
+                f"tag={version}.0", note="pin the patch release you run"),
+            run("kubectl", "-n", "istio-system", "rollout", "status", "deploy/istiod",
+                "--timeout=5m"),
         ]
 
-    def install_verify(self) -> list[str]:
+    def install_verify(self) -> list[Command]:
         """istiod is up and the configuration analyses clean."""
-        return ["kubectl -n istio-system get deploy istiod  # Available",
-                "istioctl analyze -A  # no errors on the objects applied so far"]
+        return [run("kubectl", "-n", "istio-system", "get", "deploy", "istiod",
+                    note="Available"),
+                run("istioctl", "analyze", "-A",
+                    note="no errors on the objects applied so far")]
 
-    def install_rollback(self) -> list[str]:
+    def install_rollback(self) -> list[Command]:
         """Rollback of the install."""
-        return ["istioctl uninstall --purge -y",
-                "kubectl delete namespace istio-system --ignore-not-found"]
+        return [run("istioctl", "uninstall", "--purge", "-y"),
+                run("kubectl", "delete", "namespace", "istio-system", "--ignore-not-found")]
 
     def join_commands(self, ns: str, annotations: dict[str, str],
-                      workloads: list[Workload]) -> list[str]:
+                      workloads: list[Workload]) -> list[Command]:
         """Label the namespace for sidecar injection (read at pod creation)."""
-        return [f"kubectl label namespace {ns} istio-injection=enabled --overwrite"]
+        return [run("kubectl", "label", "namespace", ns, "istio-injection=enabled",
+                    "--overwrite")]
 
     def unjoin_commands(self, ns: str, annotations: dict[str, str],
-                        workloads: list[Workload]) -> list[str]:
+                        workloads: list[Workload]) -> list[Command]:
         """Rollback of :meth:`join_commands`."""
-        return [f"kubectl label namespace {ns} istio-injection-"]
+        return [run("kubectl", "label", "namespace", ns, "istio-injection-")]
 
-    def enforce_commands(self, ns: str, annotations: dict[str, str]) -> list[str]:
+    def enforce_commands(self, ns: str, annotations: dict[str, str]) -> list[Command]:
         """Istio policy is objects, applied by the enforce step's manifests."""
         return []
 
-    def verify_joined(self, ns: str, workloads: list[str], policy: bool) -> list[str]:
+    def verify_joined(self, ns: str, workloads: list[str], policy: bool) -> list[Command]:
         """Sidecars present and in sync with istiod."""
-        cmds = [f"istioctl proxy-status | grep '\\.{ns} '  # every pod SYNCED",
-                f"istioctl analyze -n {ns}  # no errors"]
+        cmds = [pipe(("istioctl", "proxy-status"), ("grep", f"\\.{ns} "),
+                     note="every pod SYNCED"),
+                run("istioctl", "analyze", "-n", ns, note="no errors")]
         if policy:
-            cmds += [f"istioctl x authz check {w} -n {ns}  # the staged rules are loaded"
-                     for w in workloads]
+            cmds += [run("istioctl", "x", "authz", "check", w, "-n", ns,
+                         note="the staged rules are loaded") for w in workloads]
         return cmds
 
-    def verify_enforced(self, ns: str) -> list[str]:
+    def verify_enforced(self, ns: str) -> list[Command]:
         """After STRICT: no plaintext callers left, success rates unchanged."""
-        return [f"kubectl get peerauthentication -n {ns}  # STRICT",
-                f"istioctl x describe pod <a pod> -n {ns}  # mTLS STRICT, policies listed"]
+        return [run("kubectl", "get", "peerauthentication", "-n", ns, note="STRICT"),
+                run("istioctl", "x", "describe", "pod", "<a pod>", "-n", ns,
+                    note="mTLS STRICT, policies listed")]
 
     def ingress_manual(self, source: Coexistence) -> list[str]:
         """Istio serves ingress with its own gateway or Gateway API class ``istio``."""
@@ -219,14 +229,16 @@ class IstioCoexistence(Coexistence):
             "Move DNS / the load balancer to the new gateway and watch its success rate.",
         ]
 
-    def ingress_verify(self) -> list[str]:
+    def ingress_verify(self) -> list[Command]:
         """The new gateway is programmed and healthy."""
-        return ["kubectl get gateways.gateway.networking.k8s.io -A  # Programmed=True",
-                "istioctl proxy-status  # the gateway pods SYNCED"]
+        return [run("kubectl", "get", "gateways.gateway.networking.k8s.io", "-A",
+                    note="Programmed=True"),
+                run("istioctl", "proxy-status", note="the gateway pods SYNCED")]
 
-    def cleanup_verify(self) -> list[str]:
+    def cleanup_verify(self) -> list[Command]:
         """Istio configuration analyses clean once the source is gone."""
-        return ["istioctl analyze -A  # no errors", "istioctl proxy-status  # every pod SYNCED"]
+        return [run("istioctl", "analyze", "-A", note="no errors"),
+                run("istioctl", "proxy-status", note="every pod SYNCED")]
 
 
 ISTIO = IstioCoexistence()

@@ -16,6 +16,7 @@ from migrate.dialects.coexist import Coexistence, RouteHandover, remove_template
 from migrate.dialects.linkerd.handover import hand_over_mesh_routes
 from migrate.ir.model import Namespace, Workload
 from migrate.losses import ObjectRef
+from migrate.plan.commands import Command, pipe, run
 from migrate.sources.model import RawObject
 
 
@@ -62,69 +63,77 @@ class LinkerdCoexistence(Coexistence):
                              [(k.ref, k.reason) for k in kept])
 
     def leave_commands(self, ns: str, record: Namespace | None,
-                       workloads: list[Workload]) -> list[str]:
+                       workloads: list[Workload]) -> list[Command]:
         """Drop ``linkerd.io/inject`` from the namespace and the pod templates."""
-        cmds = [f"kubectl annotate namespace {ns} linkerd.io/inject-"]
+        cmds = [run("kubectl", "annotate", "namespace", ns, "linkerd.io/inject-")]
         for w in workloads:
             cmds += remove_template_keys(w, "annotations", ["linkerd.io/inject"])
         return cmds
 
     def rejoin_commands(self, ns: str, record: Namespace | None,
-                        workloads: list[Workload]) -> list[str]:
-        """Put the namespace's injection annotation back as it was."""
+                        workloads: list[Workload]) -> list[Command]:
+        """Put the namespace's injection annotation back as it was (the value is quoted, never
+        checked: Kubernetes accepts any annotation value)."""
         value = dict(record.annotations).get("linkerd.io/inject", "enabled") if record else \
             "enabled"
-        return [f"kubectl annotate namespace {ns} linkerd.io/inject={value} --overwrite"]
+        return [run("kubectl", "annotate", "namespace", ns, f"linkerd.io/inject={value}",
+                    "--overwrite")]
 
-    def uninstall_commands(self) -> list[str]:
+    def uninstall_commands(self) -> list[Command]:
         """Remove Linkerd (viz first, then the control plane and its CRDs)."""
-        return ["linkerd viz uninstall | kubectl delete -f -",
-                "linkerd uninstall | kubectl delete -f -"]
+        return [pipe(("linkerd", "viz", "uninstall"), ("kubectl", "delete", "-f", "-")),
+                pipe(("linkerd", "uninstall"), ("kubectl", "delete", "-f", "-"))]
 
-    def reinstall_note(self) -> str:
+    def reinstall_commands(self) -> list[Command]:
         """Rollback of the uninstall."""
-        return ("linkerd install --crds | kubectl apply -f - && linkerd install | kubectl apply "
-                "-f -  # with your identity issuer; then re-apply the rollback/ folder")
+        return [pipe(("linkerd", "install", "--crds"), ("kubectl", "apply", "-f", "-")),
+                pipe(("linkerd", "install"), ("kubectl", "apply", "-f", "-"),
+                     note="with your identity issuer; then re-apply the rollback/ folder")]
 
     # -- target role -------------------------------------------------------------------------
-    def install_commands(self, experimental: bool, version: str = "2.20") -> list[str]:
+    def install_commands(self, experimental: bool, version: str = "2.20") -> list[Command]:
         """Install the Gateway API bundle both meshes accept, then Linkerd."""
         return install_commands(experimental, version)
 
-    def install_verify(self) -> list[str]:
+    def install_verify(self) -> list[Command]:
         """Checks after installing."""
         return install_verify()
 
-    def install_rollback(self) -> list[str]:
+    def install_rollback(self) -> list[Command]:
         """Rollback of the install."""
         return self.uninstall_commands()
 
     def join_commands(self, ns: str, annotations: dict[str, str],
-                      workloads: list[Workload]) -> list[str]:
+                      workloads: list[Workload]) -> list[Command]:
         """Let Linkerd inject a namespace's pods (takes effect on restart)."""
-        extra = "".join(f" {k}={v}" for k, v in sorted(annotations.items()))
-        return [f"kubectl annotate namespace {ns} linkerd.io/inject=enabled{extra} --overwrite"]
+        extra = [f"{k}={v}" for k, v in sorted(annotations.items())]
+        return [run("kubectl", "annotate", "namespace", ns, "linkerd.io/inject=enabled", *extra,
+                    "--overwrite")]
 
     def unjoin_commands(self, ns: str, annotations: dict[str, str],
-                        workloads: list[Workload]) -> list[str]:
+                        workloads: list[Workload]) -> list[Command]:
         """Rollback of :meth:`join_commands`."""
-        extra = "".join(f" {k}-" for k in sorted(annotations))
-        return [f"kubectl annotate namespace {ns} linkerd.io/inject-{extra}"]
+        extra = [f"{k}-" for k in sorted(annotations)]
+        return [run("kubectl", "annotate", "namespace", ns, "linkerd.io/inject-", *extra)]
 
-    def verify_joined(self, ns: str, workloads: list[str], policy: bool) -> list[str]:
+    def verify_joined(self, ns: str, workloads: list[str], policy: bool) -> list[Command]:
         """Checks after a namespace's pods restarted under Linkerd."""
-        cmds = [f"linkerd check --proxy --namespace {ns}",
-                f"linkerd viz stat deploy -n {ns}  # every workload meshed, success rate as before",
-                f"kubectl get httproutes.policy.linkerd.io -n {ns}  # every route Accepted"]
+        cmds = [run("linkerd", "check", "--proxy", "--namespace", ns),
+                run("linkerd", "viz", "stat", "deploy", "-n", ns,
+                    note="every workload meshed, success rate as before"),
+                run("kubectl", "get", "httproutes.policy.linkerd.io", "-n", ns,
+                    note="every route Accepted")]
         if policy:
-            cmds += [f"linkerd viz authz -n {ns} {w}  # audit hits: callers a policy would refuse"
-                     for w in workloads]
+            cmds += [run("linkerd", "viz", "authz", "-n", ns, w,
+                         note="audit hits: callers a policy would refuse") for w in workloads]
         return cmds
 
-    def verify_enforced(self, ns: str) -> list[str]:
+    def verify_enforced(self, ns: str) -> list[Command]:
         """Checks after policy starts refusing requests."""
-        return [f"linkerd viz authz -n {ns} deploy  # no unexpected unauthorized requests",
-                f"linkerd viz stat deploy -n {ns}  # success rates unchanged"]
+        return [run("linkerd", "viz", "authz", "-n", ns, "deploy",
+                    note="no unexpected unauthorized requests"),
+                run("linkerd", "viz", "stat", "deploy", "-n", ns,
+                    note="success rates unchanged")]
 
     def ingress_manual(self, source: Coexistence) -> list[str]:
         """Linkerd has no ingress controller of its own."""
@@ -136,10 +145,12 @@ class LinkerdCoexistence(Coexistence):
             "Move DNS / the load balancer to the new controller and watch its success rate.",
         ]
 
-    def ingress_verify(self) -> list[str]:
+    def ingress_verify(self) -> list[Command]:
         """The new controller is programmed and meshed."""
-        return ["kubectl get gateways.gateway.networking.k8s.io -A  # Programmed=True",
-                "linkerd viz stat deploy -n <ingress namespace>  # meshed, traffic flowing"]
+        return [run("kubectl", "get", "gateways.gateway.networking.k8s.io", "-A",
+                    note="Programmed=True"),
+                run("linkerd", "viz", "stat", "deploy", "-n", "<ingress namespace>",
+                    note="meshed, traffic flowing")]
 
     def cleanup_summary(self, source: Coexistence) -> str:
         """Routes take their long-term form; the source goes."""
@@ -148,37 +159,40 @@ class LinkerdCoexistence(Coexistence):
                 f"(Istio would have read those too while it ran), the remaining {source.TITLE} "
                 f"objects are deleted and {source.TITLE} is uninstalled.")
 
-    def cleanup_verify(self) -> list[str]:
+    def cleanup_verify(self) -> list[Command]:
         """Linkerd healthy, every long-term route accepted."""
-        return ["linkerd check", "kubectl get httproutes.gateway.networking.k8s.io -A  "
-                "# every route Accepted"]
+        return [run("linkerd", "check"),
+                run("kubectl", "get", "httproutes.gateway.networking.k8s.io", "-A",
+                    note="every route Accepted")]
 
 
-def install_commands(experimental: bool, version: str = "2.20") -> list[str]:
+def install_commands(experimental: bool, version: str = "2.20") -> list[Command]:
     """Install the Gateway API bundle both meshes accept, then Linkerd."""
     channel = "experimental-install.yaml" if experimental else "standard-install.yaml"
     bundle = gateway_api_bundle(version)
     return [
-        "kubectl apply --server-side -f https://github.com/kubernetes-sigs/gateway-api/releases/"
-        f"download/{bundle}/{channel}"
-        + ("" if bundle == "v1.5.1" else "  # check the Istio version in use accepts this "
-           "bundle (Istio 1.30 needs 1.5.0+ for TLSRoute)"),
-        "linkerd check --pre",
-        "linkerd install --crds | kubectl apply -f -",
-        "linkerd install | kubectl apply -f -",
-        "linkerd check",
-        "linkerd viz install | kubectl apply -f -  # used by the verification commands",
+        run("kubectl", "apply", "--server-side", "-f", "https://github.com/kubernetes-sigs/"
+            f"gateway-api/releases/download/{bundle}/{channel}",
+            note="" if bundle == "v1.5.1" else "check the Istio version in use accepts this "
+            "bundle (Istio 1.30 needs 1.5.0+ for TLSRoute)"),
+        run("linkerd", "check", "--pre"),
+        pipe(("linkerd", "install", "--crds"), ("kubectl", "apply", "-f", "-")),
+        pipe(("linkerd", "install"), ("kubectl", "apply", "-f", "-")),
+        run("linkerd", "check"),
+        pipe(("linkerd", "viz", "install"), ("kubectl", "apply", "-f", "-"),
+             note="used by the verification commands"),
     ]
 
 
-def install_verify() -> list[str]:
+def install_verify() -> list[Command]:
     """Checks after installing."""
     return [
-        "linkerd check",
-        "kubectl get crd servers.policy.linkerd.io httproutes.policy.linkerd.io "
-        "httproutes.gateway.networking.k8s.io",
-        "kubectl get serviceprofiles.linkerd.io -A  # expect none: a ServiceProfile overrides "
-        "the HTTPRoutes, retries and timeouts of its Service",
+        run("linkerd", "check"),
+        run("kubectl", "get", "crd", "servers.policy.linkerd.io", "httproutes.policy.linkerd.io",
+            "httproutes.gateway.networking.k8s.io"),
+        run("kubectl", "get", "serviceprofiles.linkerd.io", "-A",
+            note="expect none: a ServiceProfile overrides the HTTPRoutes, retries and timeouts "
+            "of its Service"),
     ]
 
 
