@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from migrate.pipeline import PlanResult
-from tests.helpers import plan_yaml
+from tests.helpers import plan_yaml, texts
 
 DEFAULT = "config.linkerd.io/default-inbound-policy"
 
@@ -87,7 +87,7 @@ def step_manifests(result: PlanResult, kind: str, step_kind: str) -> list[dict[s
 
 
 def commands(result: PlanResult, step_kind: str) -> list[str]:
-    return [c for s in result.plan.steps if s.kind == step_kind for c in s.commands]
+    return [c for s in result.plan.steps if s.kind == step_kind for c in texts(s.commands)]
 
 
 def losses(result: PlanResult, code: str) -> list[tuple[str, str, str]]:
@@ -212,7 +212,7 @@ metadata: {name: open, namespace: shop}
 spec: {rules: [{}]}
 """
     result = plan(SHOP + open_)
-    assert not any(DEFAULT in c for s in result.plan.steps for c in s.commands)
+    assert not any(DEFAULT in c for s in result.plan.steps for c in texts(s.commands))
 
 
 def test_linkerd_namespace_deny_becomes_an_istio_namespace_wide_allow_nothing():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import plan_yaml
+from tests.helpers import plan_yaml, texts
 
 APP = """
 apiVersion: v1
@@ -38,12 +38,12 @@ def test_an_egress_gateway_is_not_ingress(target: str):
     codes = {x.code for x in result.losses if x.object.name == "egress"}
     assert codes == {"EGRESS_GATEWAY"}
     cleanup = result.plan.steps[-1]
-    deletes = [str(c) for c in cleanup.commands if "gateway.networking.istio.io/egress" in str(c)]
+    deletes = [c for c in texts(cleanup.commands) if "gateway.networking.istio.io/egress" in c]
     assert len(deletes) == 1 and "DNS" not in deletes[0]
 
 
 def test_an_ingress_gateway_still_gets_its_ingress_step():
     result = plan_yaml(APP + GATEWAY % ("web", "ingressgateway"), "istio", "linkerd")
     [ingress] = [s for s in result.plan.steps if s.kind == "ingress"]
-    assert any("gateway.networking.istio.io/web" in str(c) for c in ingress.commands)
+    assert any("gateway.networking.istio.io/web" in c for c in texts(ingress.commands))
     assert {x.code for x in result.losses if x.object.name == "web"} == {"INGRESS_GATEWAY"}

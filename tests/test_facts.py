@@ -25,7 +25,7 @@ from migrate.mappings import MappingError
 from migrate.sources.files import read_files
 from migrate.verify import gateway
 from migrate.verify.model import Probe
-from tests.helpers import manifests, plan_yaml
+from tests.helpers import manifests, plan_yaml, texts
 
 ROOT = Path(__file__).resolve().parent.parent
 # Code names a fact as ``# fact: <id>`` (comments) or ``fact ``<id>``" (docstrings).
@@ -294,7 +294,7 @@ def test_fact_istio_native_sidecar():
     """With native sidecars istio-proxy is an init container: the "left Istio" check must read
     initContainers too (the old check read .spec.containers only, and passed for pods still
     on Istio)."""
-    [check] = ISTIO.verify_left("shop")
+    [check] = texts(ISTIO.verify_left("shop"))
     assert ".spec.initContainers[*].name" in check and "grep istio-proxy" in check
     pod = {"metadata": {"name": "api-1"}, "spec": {
         "initContainers": [{"name": "istio-init"},
@@ -306,7 +306,7 @@ def test_fact_istio_native_sidecar():
         "metadata: {name: shop, annotations: {x: y}}",
         "metadata: {name: shop, labels: {istio-injection: enabled}}"),
         source="istio", target="linkerd")
-    moves = [c for s in result.plan.steps for c in s.verify if "grep istio-proxy" in c]
+    moves = [c for s in result.plan.steps for c in texts(s.verify) if "grep istio-proxy" in c]
     assert moves and all(".spec.initContainers[*].name" in c for c in moves)
 
 
@@ -361,7 +361,7 @@ def test_fact_consul_connect_inject_scope():
 
 def test_fact_consul_dataplane_container():
     """The injected Consul sidecar is consul-dataplane[-<service>]: one grep finds both."""
-    [check] = CONSUL.verify_left("shop")
+    [check] = texts(CONSUL.verify_left("shop"))
     assert "grep consul-dataplane" in check
 
 

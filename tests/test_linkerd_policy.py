@@ -91,7 +91,7 @@ def test_allow_by_principal_namespace_and_ip():
     enforce = next(s for s in result.plan.steps if s.kind == "enforce")
     for name in ("allow-r0s0-api-8080-plaintext", "allow-r0s1-api-8080-plaintext"):
         assert f"kubectl delete authorizationpolicy.policy.linkerd.io/{name} -n pay " \
-               "--ignore-not-found" in enforce.commands
+               "--ignore-not-found" in texts(enforce.commands)
     [staged] = by_kind(result, "Server", "move")
     [enforced] = by_kind(result, "Server", "enforce")
     assert staged["spec"]["accessPolicy"] == enforced["spec"]["accessPolicy"] == "deny"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from migrate.ir.model import Workload
-from tests.helpers import plan_yaml
+from tests.helpers import plan_yaml, texts
 
 NAMESPACE = """
 apiVersion: v1
@@ -41,5 +41,5 @@ def test_an_old_workload_version_is_restarted_like_apps_v1(api: str, kind: str):
     assert (workload.kind, workload.pod_labels) == (kind, (("app", "api"),))
     assert f"{api}/{kind}" not in result.plan.skipped
     move = next(s for s in result.plan.steps if s.kind == "move")
-    rendered = [str(c) for c in move.commands]
+    rendered = texts(move.commands)
     assert any("rollout restart" in c and f"{kind.lower()}/api" in c for c in rendered), rendered
