@@ -36,6 +36,7 @@ from migrate.pipeline import (
     read_source,
     verify_against_plan,
 )
+from migrate.wording import counted
 
 _OWN = ("RUNBOOK.md", "plan.json", "steps")
 
@@ -80,7 +81,7 @@ class Progress:
             return
         with self.lock:
             self.counts[resource] = count
-            line = f"reading: {sum(self.counts.values())} objects ({resource} {count})"
+            line = f"reading: {counted(sum(self.counts.values()), 'object')} ({resource} {count})"
             click.echo(f"\r{line[:110]:<110}", err=True, nl=False)
 
     def done(self) -> None:
@@ -241,7 +242,8 @@ def _plan(options: PlanOptions, output: Path, fail_on: str | None,
     write_plan(result.plan, output / "plan.json")
     write_runbook(result.plan, output / "RUNBOOK.md")
     click.echo(render_report(result.losses, result.problems, quiet=quiet), err=True, nl=False)
-    click.echo(f"meshmigrate: wrote {len(result.plan.steps)} steps to {output}", err=True)
+    click.echo(f"meshmigrate: wrote {counted(len(result.plan.steps), 'step')} to {output}",
+               err=True)
     status = ExitStatus.OK
     if validate_with:
         from migrate.validate import SchemaSet, validate_plan_dir
@@ -263,8 +265,8 @@ def _plan(options: PlanOptions, output: Path, fail_on: str | None,
         for d in equivalence.unexplained:
             click.echo(f"divergence: {d.probe}: {d.aspect}: source {d.source}; target "
                        f"{d.target} (no loss explains it)", err=True)
-        click.echo(f"meshmigrate: equivalence: {equivalence.probes} probes, "
-                   f"{len(equivalence.divergences)} divergences, "
+        click.echo(f"meshmigrate: equivalence: {counted(equivalence.probes, 'probe')}, "
+                   f"{counted(len(equivalence.divergences), 'divergence')}, "
                    f"{len(equivalence.unexplained)} unexplained", err=True)
         if equivalence.unexplained and status is ExitStatus.OK:
             status = ExitStatus.LOSSES
@@ -331,7 +333,7 @@ def export(source: str, output: str, quiet: bool, kubeconfig: str | None, contex
             click.echo(text, nl=False)
         else:
             Path(output).write_text(text, encoding="utf-8")
-        click.echo(f"meshmigrate: exported {len(result.objects)} objects", err=True)
+        click.echo(f"meshmigrate: exported {counted(len(result.objects), 'object')}", err=True)
         if len(losses):
             click.echo(render_report(losses, []), err=True, nl=False)
         return ExitStatus.OK
@@ -422,12 +424,21 @@ def meshes() -> None:
         click.echo(line)
 
 
+def _takes_files() -> bool:
+    """Whether the running command reads files with -f (export and rbac do not, so their
+    errors must not suggest it)."""
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and any(p.name == "paths" for p in ctx.command.params)
+
+
 def _run(action) -> ExitStatus:  # type: ignore[no-untyped-def]
     """Map library errors to exit codes in one place; no traceback for user errors."""
     try:
         return action()
     except MigrateError as exc:
         click.echo(f"meshmigrate: error: {exc}", err=True)
+        if exc.exit_status is ExitStatus.UNREACHABLE and _takes_files():
+            click.echo("meshmigrate: or read files instead of a cluster: -f PATH", err=True)
         return exc.exit_status
     except OSError as exc:
         click.echo(f"meshmigrate: error: {exc.filename or ''}: {exc.strerror}", err=True)

@@ -236,7 +236,7 @@ spec: {podSelector: {matchLabels: {app: web}}, port: 80}
 """)
     (loss,) = [loss for loss in losses if loss.code == "INPUT_NAMESPACE_MISSING"]
     assert loss.object == ObjectRef("Deployment", "default", "web", "apps/v1")
-    assert "1 objects have no namespace" in loss.message and "shop" in loss.message
+    assert "1 object has no namespace" in loss.message and "shop" in loss.message
 
 
 # -- reader rules ------------------------------------------------------------------------------
