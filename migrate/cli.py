@@ -9,6 +9,7 @@ violations; 5 cluster unreachable; 6 credentials rejected; 7 the mesh is not ins
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import threading
@@ -90,7 +91,36 @@ class Progress:
             click.echo("", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"],
+# A mention of one of our commands in help or an error ("run `meshmigrate verify` later"), to be
+# shown the way the user invoked us: `kubectl meshmigrate verify` under kubectl.
+_COMMAND_MENTION = re.compile(
+    r"(?<![\w./-])(?<!kubectl )meshmigrate(?=\s+(plan|verify|export|rbac|meshes|completion|graph)\b)")
+
+
+def _as_invoked(text: str) -> str:
+    """``text`` with ``meshmigrate <command>`` spelled as this process was invoked."""
+    ctx = click.get_current_context(silent=True)
+    prog = ctx.find_root().info_name if ctx is not None else None
+    return _COMMAND_MENTION.sub(prog, text) if prog and prog != "meshmigrate" else text
+
+
+class _Command(click.Command):
+    """A command whose help names the program as it was invoked."""
+
+    def get_help(self, ctx: click.Context) -> str:
+        return _as_invoked(super().get_help(ctx))
+
+
+class _Group(click.Group):
+    """The top-level group: its help, and its commands', name the program as invoked."""
+
+    command_class = _Command
+
+    def get_help(self, ctx: click.Context) -> str:
+        return _as_invoked(super().get_help(ctx))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"],
                                "auto_envvar_prefix": "MESHMIGRATE"})
 @click.version_option(__version__, prog_name="meshmigrate")
 def main() -> None:
@@ -101,7 +131,7 @@ def main() -> None:
     """
 
 
-def run() -> None:
+def run(prog_name: str = "meshmigrate") -> None:
     """The console script: the command line, then an exit that frees nothing.
 
     A plan holds millions of objects. Letting the interpreter free them one by one at exit
@@ -113,7 +143,7 @@ def run() -> None:
     """
     code: Any = 0
     try:
-        main()  # click's standalone mode ends in SystemExit
+        main(prog_name=prog_name)  # click's standalone mode ends in SystemExit
     except SystemExit as exc:
         code = exc.code
     if isinstance(code, str):  # sys.exit("message"), as the interpreter would show it
@@ -125,6 +155,13 @@ def run() -> None:
     except BrokenPipeError:  # the reader of the output left early (| head)
         pass
     os._exit(code or 0)
+
+
+def kubectl_run() -> None:
+    """The ``kubectl-meshmigrate`` console script: kubectl runs it for ``kubectl meshmigrate``
+    (https://kubernetes.io/docs/tasks/extend-kubectl/kubectl-plugins/: a plugin is an
+    executable named ``kubectl-<name>`` on PATH), so usage and help say ``kubectl meshmigrate``."""
+    run(prog_name="kubectl meshmigrate")
 
 
 def _target_versions() -> str:
@@ -436,7 +473,7 @@ def _run(action) -> ExitStatus:  # type: ignore[no-untyped-def]
     try:
         return action()
     except MigrateError as exc:
-        click.echo(f"meshmigrate: error: {exc}", err=True)
+        click.echo(f"meshmigrate: error: {_as_invoked(str(exc))}", err=True)
         if exc.exit_status is ExitStatus.UNREACHABLE and _takes_files():
             click.echo("meshmigrate: or read files instead of a cluster: -f PATH", err=True)
         return exc.exit_status
