@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import click
 
-from migrate import __version__, mappings
+from migrate import __version__, completion, mappings
 from migrate.emit.manifests import write_steps
 from migrate.emit.planjson import write_plan
 from migrate.emit.report import render_report
@@ -42,14 +42,33 @@ from migrate.wording import counted
 _OWN = ("RUNBOOK.md", "plan.json", "steps")
 
 
+def _complete(values: Callable[[click.Context], list[str]]) -> Callable[..., list[str]]:
+    """A click ``shell_complete`` callback offering ``values(ctx)`` that start as typed
+    (``ctx.params`` holds the options given before the one being completed)."""
+    def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+        return [v for v in values(ctx) if v.startswith(incomplete)]
+    return complete
+
+
+def _files(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Let the shell complete file and folder names."""
+    from click.shell_completion import CompletionItem
+
+    return [CompletionItem(incomplete, type="file")]
+
+
 def cluster_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """kubectl-style options for reading a live cluster (used when no -f is given)."""
     for option in reversed([
-        click.option("--kubeconfig", default=None, metavar="FILE",
+        click.option("--kubeconfig", default=None, metavar="FILE", shell_complete=_files,
                      help="Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config; "
                           "in a pod, its service account)."),
-        click.option("--context", default=None, help="Kubeconfig context to use."),
+        click.option("--context", default=None, help="Kubeconfig context to use.",
+                     shell_complete=_complete(lambda ctx: completion.kubeconfig_contexts(
+                         ctx.params.get("kubeconfig")))),
         click.option("-n", "--namespace", "namespaces", multiple=True, metavar="NS",
+                     shell_complete=_complete(lambda ctx: completion.kubeconfig_namespaces(
+                         ctx.params.get("kubeconfig"), ctx.params.get("context"))),
                      help="Only these namespaces (repeatable). Each kind is still read with one "
                           "cluster-wide LIST."),
         click.option("-A", "--all-namespaces", is_flag=True,
@@ -94,7 +113,8 @@ class Progress:
 # A mention of one of our commands in help or an error ("run `meshmigrate verify` later"), to be
 # shown the way the user invoked us: `kubectl meshmigrate verify` under kubectl.
 _COMMAND_MENTION = re.compile(
-    r"(?<![\w./-])(?<!kubectl )meshmigrate(?=\s+(plan|verify|export|rbac|meshes|completion|graph)\b)")
+    r"(?<![\w./-])(?<!kubectl )meshmigrate"
+    r"(?=\s+(plan|verify|export|rbac|meshes|completion|graph)\b)")
 
 
 def _as_invoked(text: str) -> str:
@@ -176,10 +196,12 @@ def _target_versions() -> str:
 
 @main.command()
 @click.option("--from", "source", required=True, metavar="MESH",
+              shell_complete=_complete(lambda ctx: completion.source_meshes()),
               help=f"Source mesh ({', '.join(sorted(SOURCES))}, or auto to detect it).")
 @click.option("--to", "target", required=True, metavar="MESH",
+              shell_complete=_complete(lambda ctx: completion.target_meshes()),
               help=f"Target mesh ({', '.join(sorted(TARGETS))}).")
-@click.option("-f", "--filename", "paths", multiple=True, metavar="PATH",
+@click.option("-f", "--filename", "paths", multiple=True, metavar="PATH", shell_complete=_files,
               help="YAML/JSON file, folder (recursive) or - for stdin; repeatable. "
                    "Multi-document files and `kubectl get -o yaml` List output are accepted. "
                    "Without -f the cluster of the kubeconfig is read (read-only).")
@@ -187,6 +209,8 @@ def _target_versions() -> str:
               type=click.Path(file_okay=False, path_type=Path),
               help="Folder for RUNBOOK.md, plan.json and steps/ (replaced if it holds a plan).")
 @click.option("--target-version", default="", metavar="VERSION",
+              shell_complete=_complete(lambda ctx: completion.target_versions(
+                  ctx.params.get("target"))),
               help=f"Target mesh version ({_target_versions()}). Features the version lacks "
                    "become losses.")
 @click.option("--order", default="", metavar="NS1,NS2,...",
@@ -336,6 +360,7 @@ def _cluster_schemas(options: PlanOptions) -> Any:
 
 @main.command()
 @click.option("--from", "source", required=True, metavar="MESH",
+              shell_complete=_complete(lambda ctx: completion.source_meshes()),
               help=f"Source mesh ({', '.join(sorted(SOURCES))}, or auto).")
 @click.option("-o", "--output", "output", default="-", show_default=True, metavar="FILE",
               help="Where to write the dump (- for stdout).")
@@ -380,6 +405,7 @@ def export(source: str, output: str, quiet: bool, kubeconfig: str | None, contex
 
 @main.command()
 @click.option("--from", "source", required=True, metavar="MESH",
+              shell_complete=_complete(lambda ctx: completion.source_meshes(auto=False)),
               help=f"Source mesh ({', '.join(sorted(SOURCES))}).")
 def rbac(source: str) -> None:
     """Print the minimal read-only ClusterRole that plan and export need on a cluster."""
@@ -394,8 +420,9 @@ def _print_rbac(source: str) -> ExitStatus:
 
 @main.command()
 @click.option("--from", "source", required=True, metavar="MESH",
+              shell_complete=_complete(lambda ctx: completion.source_meshes(auto=False)),
               help=f"Source mesh ({', '.join(sorted(SOURCES))}).")
-@click.option("-f", "--filename", "paths", multiple=True, metavar="PATH",
+@click.option("-f", "--filename", "paths", multiple=True, metavar="PATH", shell_complete=_files,
               help="The source configuration (as for plan); without -f the cluster is read.")
 @click.option("--plan", "plan_dir", required=True, metavar="DIR",
               type=click.Path(file_okay=False, exists=True),
@@ -447,6 +474,51 @@ def verify(source: str, paths: tuple[str, ...], plan_dir: str, trust_domain: str
         return ExitStatus.LOSSES if result.unexplained else ExitStatus.OK
 
     sys.exit(int(_run(run)))
+
+
+@main.command("completion")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion_script(shell: str) -> None:
+    """Print the shell completion script for bash, zsh or fish.
+
+    It completes commands, options, --from and --to meshes, --target-version for the chosen
+    --to, and --context and -n from the kubeconfig file (never from the cluster). Load it with
+    eval "$(meshmigrate completion bash)" in ~/.bashrc (zsh: the same with zsh in ~/.zshrc;
+    fish: meshmigrate completion fish > ~/.config/fish/completions/meshmigrate.fish).
+    """
+    from click.shell_completion import get_completion_class
+
+    if _as_invoked("meshmigrate completion") != "meshmigrate completion":
+        # Under kubectl the shell completes `kubectl`; kubectl (1.26+) asks the plugin's
+        # kubectl_complete-meshmigrate executable (kubernetes/kubernetes#105867).
+        click.echo("meshmigrate: error: kubectl completes `kubectl meshmigrate` itself, with "
+                   "the kubectl_complete-meshmigrate command installed beside this one; load "
+                   "kubectl's completion (kubectl completion bash) instead", err=True)
+        sys.exit(int(ExitStatus.USAGE))
+    cls = get_completion_class(shell)
+    assert cls is not None  # click.Choice admits only the shells click knows
+    # The script is for the `meshmigrate` executable, however this process was started.
+    click.echo(cls(main, {}, "meshmigrate", "_MESHMIGRATE_COMPLETE").source())
+
+
+def kubectl_complete() -> None:
+    """The ``kubectl_complete-meshmigrate`` console script: kubectl 1.26+ runs it to complete
+    ``kubectl meshmigrate ...`` with the words typed after the plugin name, the last one the
+    word being completed, and expects one value per line then ``:<directive>`` as cobra's
+    ``__complete`` prints it (kubernetes/kubernetes#105867,
+    staging/src/k8s.io/kubectl/pkg/cmd/plugin/plugin_completion.go). Directive 4 is cobra's
+    ShellCompDirectiveNoFileComp, 0 its default (the shell completes file names)."""
+    from click.shell_completion import ShellComplete
+
+    args = sys.argv[1:]
+    incomplete = args.pop() if args else ""
+    items = ShellComplete(main, {}, "kubectl meshmigrate", "_KUBECTL_MESHMIGRATE_COMPLETE") \
+        .get_completions(args, incomplete)
+    for item in items:
+        if item.type == "plain":
+            sys.stdout.write(f"{item.value}\n")
+    files = any(item.type in ("file", "dir") for item in items)
+    sys.stdout.write(f":{0 if files else 4}\n")
 
 
 @main.command()
