@@ -1,9 +1,7 @@
 """The ``meshmigrate`` command. Thin: options in, one library call, files and a report out.
 
-Exit codes (also in the README): 0 plan written; 1 bad input (some documents could not be
-used; the rest was planned) or an I/O error; 2 usage error; 3 a loss at or above
-``--fail-on``, or a divergence no loss explains; 4 ``--validate-with`` found schema
-violations; 5 cluster unreachable; 6 credentials rejected; 7 the mesh is not installed.
+Exit codes are :class:`migrate.errors.ExitStatus`, documented in the README ("Exit codes")
+and tested one by one in tests/test_exit_codes.py.
 """
 
 from __future__ import annotations
@@ -55,6 +53,22 @@ def _files(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[
     from click.shell_completion import CompletionItem
 
     return [CompletionItem(incomplete, type="file")]
+
+
+def report_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--report FORMAT``: the run's report on stdout, for pipelines (migrate/report.py)."""
+    return click.option(
+        "--report", "report_format", type=click.Choice(["json", "yaml", "text"]), default=None,
+        help="Also write a report of the run to stdout: losses, summary, equivalence and "
+             "coexistence results (json validates against migrate/schemas/report.schema.json). "
+             "Messages for people stay on stderr.")(command)
+
+
+def _emit_report(fmt: str | None, document: dict[str, Any]) -> None:
+    if fmt:
+        from migrate.report import render
+
+        click.echo(render(document, fmt), nl=False)
 
 
 def cluster_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -251,12 +265,14 @@ def _target_versions() -> str:
               help="Skip the equivalence and coexistence checks at the end (they take longer "
                    "than planning on very large meshes); run `meshmigrate verify` later.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the loss summary line.")
+@report_option
 @cluster_options
 def plan(source: str, target: str, paths: tuple[str, ...], output: Path, target_version: str,
          order: str, fail_on: str | None, trust_domain: str, root_namespace: str,
          linkerd_default_policy: str, istio_outbound_policy: str, consul_default_intention: str,
          consul_inject_default: bool, istio_routes: str,
-         validate_with: tuple[str, ...], no_verify: bool, quiet: bool, kubeconfig: str | None,
+         validate_with: tuple[str, ...], no_verify: bool, quiet: bool,
+         report_format: str | None, kubeconfig: str | None,
          context: str | None, namespaces: tuple[str, ...], all_namespaces: bool,
          request_timeout: float) -> None:
     """Plan a migration and write RUNBOOK.md, plan.json and steps/ to -o DIR.
@@ -281,12 +297,13 @@ def plan(source: str, target: str, paths: tuple[str, ...], output: Path, target_
                           istio_routes=istio_routes, verify=not no_verify,
                           keep_objects=False,  # nothing reads them after the plan is written
                           stdin=sys.stdin.buffer, cluster=None if paths else cluster)
-    status = _run(lambda: _plan(options, output, fail_on, validate_with, quiet))
+    status = _run(lambda: _plan(options, output, fail_on, validate_with, quiet, report_format))
     sys.exit(int(status))
 
 
 def _plan(options: PlanOptions, output: Path, fail_on: str | None,
-          validate_with: tuple[str, ...], quiet: bool) -> ExitStatus:
+          validate_with: tuple[str, ...], quiet: bool,
+          report_format: str | None = None) -> ExitStatus:
     if options.source == "auto":
         options.source, evidence = detect_mesh(options)
         click.echo(f"meshmigrate: detected {options.source} in the "
@@ -333,7 +350,22 @@ def _plan(options: PlanOptions, output: Path, fail_on: str | None,
             status = ExitStatus.LOSSES
     if result.problems:
         status = ExitStatus.ERROR
+    if report_format:
+        _emit_report(report_format, _plan_report(result, status, output))
     return status
+
+
+def _plan_report(result: Any, status: ExitStatus, output: Path) -> dict[str, Any]:
+    """The report of a plan run, from the plan.json document so the two always agree."""
+    from migrate.emit.planjson import plan_document
+    from migrate.report import build
+
+    doc = plan_document(result.plan)
+    return build("plan", status, doc["source"]["mesh"], doc["target"], doc["losses"],
+                 result.problems, summary={k: v for k, v in doc["summary"].items()
+                                           if k != "losses"},
+                 equivalence=doc["equivalence"], coexistence=doc["coexistence"],
+                 output=str(output))
 
 
 def _prepare_output(output: Path) -> None:
@@ -365,14 +397,19 @@ def _cluster_schemas(options: PlanOptions) -> Any:
 @click.option("-o", "--output", "output", default="-", show_default=True, metavar="FILE",
               help="Where to write the dump (- for stdout).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
+@report_option
 @cluster_options
-def export(source: str, output: str, quiet: bool, kubeconfig: str | None, context: str | None,
-           namespaces: tuple[str, ...], all_namespaces: bool, request_timeout: float) -> None:
+def export(source: str, output: str, quiet: bool, report_format: str | None,
+           kubeconfig: str | None, context: str | None, namespaces: tuple[str, ...],
+           all_namespaces: bool, request_timeout: float) -> None:
     """Write what plan reads from the cluster as a clean multi-document YAML dump.
 
     Objects are sorted and stripped of status and server-set metadata, so the dump can be
     reviewed, planned offline with -f, and attached to a bug report. Secrets are never read.
     """
+    if report_format and output == "-":
+        raise click.UsageError("--report writes to stdout, where the dump goes without -o; "
+                               "give -o FILE for the dump")
     cluster = _cluster(kubeconfig, context, namespaces, all_namespaces, request_timeout, quiet)
 
     def run() -> ExitStatus:
@@ -398,6 +435,12 @@ def export(source: str, output: str, quiet: bool, kubeconfig: str | None, contex
         click.echo(f"meshmigrate: exported {counted(len(result.objects), 'object')}", err=True)
         if len(losses):
             click.echo(render_report(losses, []), err=True, nl=False)
+        if report_format:
+            from migrate.report import build
+
+            _emit_report(report_format, build(
+                "export", ExitStatus.OK, options.source, None, [x.to_json() for x in losses],
+                result.problems, summary={"objects": len(result.objects)}, output=output))
         return ExitStatus.OK
 
     sys.exit(int(_run(run)))
@@ -445,10 +488,11 @@ def _print_rbac(source: str) -> ExitStatus:
 @click.option("--consul-inject-default", is_flag=True,
               help="Reading Consul: the Helm chart injects by default (as given to plan).")
 @click.option("-q", "--quiet", is_flag=True, help="Only the summary line.")
+@report_option
 @cluster_options
 def verify(source: str, paths: tuple[str, ...], plan_dir: str, trust_domain: str,
            root_namespace: str, linkerd_default_policy: str, consul_default_intention: str,
-           consul_inject_default: bool, quiet: bool,
+           consul_inject_default: bool, quiet: bool, report_format: str | None,
            kubeconfig: str | None, context: str | None, namespaces: tuple[str, ...],
            all_namespaces: bool, request_timeout: float) -> None:
     """Check that a plan keeps behaviour: evaluate generated requests against the source
@@ -470,10 +514,26 @@ def verify(source: str, paths: tuple[str, ...], plan_dir: str, trust_domain: str
         from migrate.verify.compare import render_text  # only `verify` prints this
 
         text = render_text(result)
-        click.echo(text.splitlines()[-1] if quiet else text, nl=quiet)
-        return ExitStatus.LOSSES if result.unexplained else ExitStatus.OK
+        # With --report, stdout is the report's; the table is for people, on stderr.
+        click.echo(text.splitlines()[-1] if quiet else text, nl=quiet, err=bool(report_format))
+        status = ExitStatus.LOSSES if result.unexplained else ExitStatus.OK
+        if report_format:
+            _emit_report(report_format, _verify_report(source, plan_dir, result, status))
+        return status
 
     sys.exit(int(_run(run)))
+
+
+def _verify_report(source: str, plan_dir: str, result: Any, status: ExitStatus) -> dict[str, Any]:
+    """The report of a verify run: the equivalence result, and the plan's losses (which
+    explain its divergences)."""
+    import json
+
+    from migrate.report import build
+
+    doc = json.loads((Path(plan_dir) / "plan.json").read_text(encoding="utf-8"))
+    return build("verify", status, source, doc.get("target"), doc.get("losses") or [], [],
+                 equivalence=result.to_json(), coexistence=None)
 
 
 @main.command("completion")

@@ -21,6 +21,8 @@ def test_built_wheel_finds_its_capability_tables(tmp_path: Path):
     names = zipfile.ZipFile(wheel).namelist()
     for table in ("features.yaml", "linkerd.yaml", "istio.yaml"):
         assert f"migrate/_mappings/{table}" in names
+    assert {"migrate/schemas/plan.schema.json", "migrate/schemas/report.schema.json"} <= \
+        set(names)
     # pyproject says Apache-2.0; the wheel carries the license text.
     assert [n for n in names if n.endswith(".dist-info/licenses/LICENSE")], names
     assert "Apache License" in (REPO / "LICENSE").read_text() and \
