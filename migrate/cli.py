@@ -95,33 +95,50 @@ def cluster_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _cluster(kubeconfig: str | None, context: str | None, namespaces: tuple[str, ...],
-             all_namespaces: bool, request_timeout: float, quiet: bool) -> ClusterOptions:
+             all_namespaces: bool, request_timeout: float, quiet: bool,
+             progress: Progress | None = None) -> ClusterOptions:
     if namespaces and all_namespaces:
         raise click.UsageError("-n and -A exclude each other")
     return ClusterOptions(kubeconfig, context, list(namespaces), request_timeout,
-                          Progress(enabled=not quiet and sys.stderr.isatty()))
+                          progress or Progress(enabled=not quiet and sys.stderr.isatty()))
 
 
 class Progress:
-    """One self-rewriting stderr line while a cluster is read (only on a terminal)."""
+    """One self-rewriting stderr line during long work: objects read from a cluster, then
+    the stage a plan is in. Only on a terminal and without --quiet: in a pipe or a CI log a
+    rewritten line is noise, so nothing is written there."""
+
+    WIDTH = 110
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.counts: dict[str, int] = {}
         self.lock = threading.Lock()
+        self.shown = False
+
+    def _show(self, line: str) -> None:
+        click.echo(f"\r{line[:self.WIDTH]:<{self.WIDTH}}", err=True, nl=False)
+        self.shown = True
 
     def __call__(self, resource: str, count: int) -> None:
         if not self.enabled:
             return
         with self.lock:
             self.counts[resource] = count
-            line = f"reading: {counted(sum(self.counts.values()), 'object')} ({resource} {count})"
-            click.echo(f"\r{line[:110]:<110}", err=True, nl=False)
+            self._show(f"reading: {counted(sum(self.counts.values()), 'object')} "
+                       f"({resource} {count})")
+
+    def stage(self, name: str) -> None:
+        """Show the stage that starts now."""
+        if self.enabled:
+            with self.lock:
+                self._show(f"meshmigrate: {name}...")
 
     def done(self) -> None:
-        """End the progress line."""
-        if self.enabled and self.counts:
-            click.echo("", err=True)
+        """Erase the progress line, so what is printed next starts on a clean line."""
+        if self.enabled and self.shown:
+            click.echo(f"\r{'':<{self.WIDTH}}\r", err=True, nl=False)
+            self.shown = False
 
 
 # A mention of one of our commands in help or an error ("run `meshmigrate verify` later"), to be
@@ -264,7 +281,10 @@ def _target_versions() -> str:
 @click.option("--no-verify", "no_verify", is_flag=True,
               help="Skip the equivalence and coexistence checks at the end (they take longer "
                    "than planning on very large meshes); run `meshmigrate verify` later.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only the loss summary line.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Print only errors, the mesh --from auto detected, and the summary lines "
+                   "(losses by severity, steps written, the equivalence check): no loss "
+                   "listing, no notes, no progress.")
 @report_option
 @cluster_options
 def plan(source: str, target: str, paths: tuple[str, ...], output: Path, target_version: str,
@@ -285,7 +305,9 @@ def plan(source: str, target: str, paths: tuple[str, ...], output: Path, target_
         if v != "cluster" and not Path(v).exists():
             raise click.BadParameter(f"{v}: no such file or directory",
                                      param_hint="--validate-with")
-    cluster = _cluster(kubeconfig, context, namespaces, all_namespaces, request_timeout, quiet)
+    progress = Progress(enabled=not quiet and sys.stderr.isatty())
+    cluster = _cluster(kubeconfig, context, namespaces, all_namespaces, request_timeout, quiet,
+                       progress)
     options = PlanOptions(source=source, target=target, paths=list(paths),
                           target_version=target_version,
                           order=[n.strip() for n in order.split(",") if n.strip()],
@@ -296,7 +318,8 @@ def plan(source: str, target: str, paths: tuple[str, ...], output: Path, target_
                           consul_inject_default=consul_inject_default,
                           istio_routes=istio_routes, verify=not no_verify,
                           keep_objects=False,  # nothing reads them after the plan is written
-                          stdin=sys.stdin.buffer, cluster=None if paths else cluster)
+                          stdin=sys.stdin.buffer, cluster=None if paths else cluster,
+                          stage=progress.stage)
     status = _run(lambda: _plan(options, output, fail_on, validate_with, quiet, report_format))
     sys.exit(int(status))
 
@@ -311,9 +334,10 @@ def _plan(options: PlanOptions, output: Path, fail_on: str | None,
     try:
         result = plan_migration(options)
     finally:
-        if options.cluster and isinstance(options.cluster.progress, Progress):
-            options.cluster.progress.done()
-    for note in result.notes:
+        progress = getattr(options.stage, "__self__", None)  # plan()'s Progress
+        if isinstance(progress, Progress):
+            progress.done()
+    for note in [] if quiet else result.notes:
         click.echo(f"note: {note}", err=True)
     _prepare_output(output)
     write_steps(result.plan, output)
@@ -396,7 +420,8 @@ def _cluster_schemas(options: PlanOptions) -> Any:
               help=f"Source mesh ({', '.join(sorted(SOURCES))}, or auto).")
 @click.option("-o", "--output", "output", default="-", show_default=True, metavar="FILE",
               help="Where to write the dump (- for stdout).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress display.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress display (it is shown only on a terminal anyway).")
 @report_option
 @cluster_options
 def export(source: str, output: str, quiet: bool, report_format: str | None,
@@ -487,7 +512,8 @@ def _print_rbac(source: str) -> ExitStatus:
                    "plan).")
 @click.option("--consul-inject-default", is_flag=True,
               help="Reading Consul: the Helm chart injects by default (as given to plan).")
-@click.option("-q", "--quiet", is_flag=True, help="Only the summary line.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Print only errors and the summary line (probes, divergences, unexplained).")
 @report_option
 @cluster_options
 def verify(source: str, paths: tuple[str, ...], plan_dir: str, trust_domain: str,
