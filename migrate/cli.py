@@ -144,7 +144,7 @@ class Progress:
 # A mention of one of our commands in help or an error ("run `meshmigrate verify` later"), to be
 # shown the way the user invoked us: `kubectl meshmigrate verify` under kubectl.
 _COMMAND_MENTION = re.compile(
-    r"(?<![\w./-])(?<!kubectl )meshmigrate"
+    r"(?<![\w./-])(?<!kubectl )(?<!a )(?<!no )meshmigrate"
     r"(?=\s+(plan|verify|export|rbac|meshes|completion|graph)\b)")
 
 
@@ -152,7 +152,9 @@ def _as_invoked(text: str) -> str:
     """``text`` with ``meshmigrate <command>`` spelled as this process was invoked."""
     ctx = click.get_current_context(silent=True)
     prog = ctx.find_root().info_name if ctx is not None else None
-    return _COMMAND_MENTION.sub(prog, text) if prog and prog != "meshmigrate" else text
+    # Only kubectl's name differs in a way a user types; `python -m migrate` and test
+    # runners keep the command's own name.
+    return _COMMAND_MENTION.sub(prog, text) if prog and prog.startswith("kubectl ") else text
 
 
 class _Command(click.Command):
@@ -548,6 +550,38 @@ def verify(source: str, paths: tuple[str, ...], plan_dir: str, trust_domain: str
         return status
 
     sys.exit(int(_run(run)))
+
+
+@main.command()
+@click.option("--plan", "plan_dir", required=True, metavar="DIR",
+              type=click.Path(file_okay=False, exists=True),
+              help="A folder written by meshmigrate plan.")
+@click.option("-o", "--output", default="-", show_default=True, metavar="FILE",
+              help="Where to write the picture (- for stdout).")
+@click.option("--format", "fmt", type=click.Choice(["dot", "svg"]), default=None,
+              help="DOT text, or SVG rendered by Graphviz's dot (needs graphviz installed). "
+                   "Default: from the -o file's extension, else dot.")
+def graph(plan_dir: str, output: str, fmt: str | None) -> None:
+    """Draw a plan's namespace call graph and move steps as DOT or SVG.
+
+    Each move step is a box holding the namespaces it moves; arrows go from caller to callee.
+    Example: meshmigrate graph --plan out -o plan.svg
+    """
+    def draw() -> ExitStatus:
+        from migrate.graphdot import load_plan, plan_dot, render_svg
+
+        chosen = fmt or ("svg" if output.endswith(".svg") else "dot")
+        text = plan_dot(load_plan(plan_dir))
+        if chosen == "svg":
+            text = render_svg(text)
+        if output == "-":
+            click.echo(text, nl=False)
+        else:
+            Path(output).write_text(text, encoding="utf-8")
+            click.echo(f"meshmigrate: wrote {output}", err=True)
+        return ExitStatus.OK
+
+    sys.exit(int(_run(draw)))
 
 
 def _verify_report(source: str, plan_dir: str, result: Any, status: ExitStatus) -> dict[str, Any]:
