@@ -1,14 +1,13 @@
 """The ``meshmigrate`` command. Thin: options in, one library call, files and a report out.
 
-Exit codes (also in the README): 0 plan written; 1 bad input (some documents could not be
-used; the rest was planned) or an I/O error; 2 usage error; 3 a loss at or above
-``--fail-on``, or a divergence no loss explains; 4 ``--validate-with`` found schema
-violations; 5 cluster unreachable; 6 credentials rejected; 7 the mesh is not installed.
+Exit codes are :class:`migrate.errors.ExitStatus`, documented in the README ("Exit codes")
+and tested one by one in tests/test_exit_codes.py.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import threading
@@ -17,7 +16,7 @@ from typing import Any, Callable
 
 import click
 
-from migrate import __version__, mappings
+from migrate import __version__, completion, mappings
 from migrate.emit.manifests import write_steps
 from migrate.emit.planjson import write_plan
 from migrate.emit.report import render_report
@@ -36,18 +35,54 @@ from migrate.pipeline import (
     read_source,
     verify_against_plan,
 )
+from migrate.wording import counted
 
 _OWN = ("RUNBOOK.md", "plan.json", "steps")
+
+
+def _complete(values: Callable[[click.Context], list[str]]) -> Callable[..., list[str]]:
+    """A click ``shell_complete`` callback offering ``values(ctx)`` that start as typed
+    (``ctx.params`` holds the options given before the one being completed)."""
+    def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+        return [v for v in values(ctx) if v.startswith(incomplete)]
+    return complete
+
+
+def _files(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Let the shell complete file and folder names."""
+    from click.shell_completion import CompletionItem
+
+    return [CompletionItem(incomplete, type="file")]
+
+
+def report_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--report FORMAT``: the run's report on stdout, for pipelines (migrate/report.py)."""
+    return click.option(
+        "--report", "report_format", type=click.Choice(["json", "yaml", "text"]), default=None,
+        help="Also write a report of the run to stdout: losses, summary, equivalence and "
+             "coexistence results (json validates against migrate/schemas/report.schema.json). "
+             "Messages for people stay on stderr.")(command)
+
+
+def _emit_report(fmt: str | None, document: dict[str, Any]) -> None:
+    if fmt:
+        from migrate.report import render
+
+        click.echo(render(document, fmt), nl=False)
 
 
 def cluster_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """kubectl-style options for reading a live cluster (used when no -f is given)."""
     for option in reversed([
-        click.option("--kubeconfig", default=None, metavar="FILE",
+        click.option("--kubeconfig", default=None, metavar="FILE", shell_complete=_files,
                      help="Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config; "
                           "in a pod, its service account)."),
-        click.option("--context", default=None, help="Kubeconfig context to use."),
+        click.option("--context", default=None, help="Kubeconfig context to use.",
+                     shell_complete=_complete(lambda ctx: completion.kubeconfig_contexts(
+                         ctx.params.get("kubeconfig")))),
         click.option("-n", "--namespace", "namespaces", multiple=True, metavar="NS",
+                     shell_complete=_complete(lambda ctx: completion.kubeconfig_namespaces(
+                         ctx.params.get("kubeconfig"), ctx.params.get("context"))),
                      help="Only these namespaces (repeatable). Each kind is still read with one "
                           "cluster-wide LIST."),
         click.option("-A", "--all-namespaces", is_flag=True,
@@ -60,36 +95,85 @@ def cluster_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _cluster(kubeconfig: str | None, context: str | None, namespaces: tuple[str, ...],
-             all_namespaces: bool, request_timeout: float, quiet: bool) -> ClusterOptions:
+             all_namespaces: bool, request_timeout: float, quiet: bool,
+             progress: Progress | None = None) -> ClusterOptions:
     if namespaces and all_namespaces:
         raise click.UsageError("-n and -A exclude each other")
     return ClusterOptions(kubeconfig, context, list(namespaces), request_timeout,
-                          Progress(enabled=not quiet and sys.stderr.isatty()))
+                          progress or Progress(enabled=not quiet and sys.stderr.isatty()))
 
 
 class Progress:
-    """One self-rewriting stderr line while a cluster is read (only on a terminal)."""
+    """One self-rewriting stderr line during long work: objects read from a cluster, then
+    the stage a plan is in. Only on a terminal and without --quiet: in a pipe or a CI log a
+    rewritten line is noise, so nothing is written there."""
+
+    WIDTH = 110
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.counts: dict[str, int] = {}
         self.lock = threading.Lock()
+        self.shown = False
+
+    def _show(self, line: str) -> None:
+        click.echo(f"\r{line[:self.WIDTH]:<{self.WIDTH}}", err=True, nl=False)
+        self.shown = True
 
     def __call__(self, resource: str, count: int) -> None:
         if not self.enabled:
             return
         with self.lock:
             self.counts[resource] = count
-            line = f"reading: {sum(self.counts.values())} objects ({resource} {count})"
-            click.echo(f"\r{line[:110]:<110}", err=True, nl=False)
+            self._show(f"reading: {counted(sum(self.counts.values()), 'object')} "
+                       f"({resource} {count})")
+
+    def stage(self, name: str) -> None:
+        """Show the stage that starts now."""
+        if self.enabled:
+            with self.lock:
+                self._show(f"meshmigrate: {name}...")
 
     def done(self) -> None:
-        """End the progress line."""
-        if self.enabled and self.counts:
-            click.echo("", err=True)
+        """Erase the progress line, so what is printed next starts on a clean line."""
+        if self.enabled and self.shown:
+            click.echo(f"\r{'':<{self.WIDTH}}\r", err=True, nl=False)
+            self.shown = False
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"],
+# A mention of one of our commands in help or an error ("run `meshmigrate verify` later"), to be
+# shown the way the user invoked us: `kubectl meshmigrate verify` under kubectl.
+_COMMAND_MENTION = re.compile(
+    r"(?<![\w./-])(?<!kubectl )(?<!a )(?<!no )meshmigrate"
+    r"(?=\s+(plan|verify|export|rbac|meshes|completion|graph)\b)")
+
+
+def _as_invoked(text: str) -> str:
+    """``text`` with ``meshmigrate <command>`` spelled as this process was invoked."""
+    ctx = click.get_current_context(silent=True)
+    prog = ctx.find_root().info_name if ctx is not None else None
+    # Only kubectl's name differs in a way a user types; `python -m migrate` and test
+    # runners keep the command's own name.
+    return _COMMAND_MENTION.sub(prog, text) if prog and prog.startswith("kubectl ") else text
+
+
+class _Command(click.Command):
+    """A command whose help names the program as it was invoked."""
+
+    def get_help(self, ctx: click.Context) -> str:
+        return _as_invoked(super().get_help(ctx))
+
+
+class _Group(click.Group):
+    """The top-level group: its help, and its commands', name the program as invoked."""
+
+    command_class = _Command
+
+    def get_help(self, ctx: click.Context) -> str:
+        return _as_invoked(super().get_help(ctx))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"],
                                "auto_envvar_prefix": "MESHMIGRATE"})
 @click.version_option(__version__, prog_name="meshmigrate")
 def main() -> None:
@@ -100,7 +184,7 @@ def main() -> None:
     """
 
 
-def run() -> None:
+def run(prog_name: str = "meshmigrate") -> None:
     """The console script: the command line, then an exit that frees nothing.
 
     A plan holds millions of objects. Letting the interpreter free them one by one at exit
@@ -112,7 +196,7 @@ def run() -> None:
     """
     code: Any = 0
     try:
-        main()  # click's standalone mode ends in SystemExit
+        main(prog_name=prog_name)  # click's standalone mode ends in SystemExit
     except SystemExit as exc:
         code = exc.code
     if isinstance(code, str):  # sys.exit("message"), as the interpreter would show it
@@ -124,6 +208,13 @@ def run() -> None:
     except BrokenPipeError:  # the reader of the output left early (| head)
         pass
     os._exit(code or 0)
+
+
+def kubectl_run() -> None:
+    """The ``kubectl-meshmigrate`` console script: kubectl runs it for ``kubectl meshmigrate``
+    (https://kubernetes.io/docs/tasks/extend-kubectl/kubectl-plugins/: a plugin is an
+    executable named ``kubectl-<name>`` on PATH), so usage and help say ``kubectl meshmigrate``."""
+    run(prog_name="kubectl meshmigrate")
 
 
 def _target_versions() -> str:
@@ -138,10 +229,12 @@ def _target_versions() -> str:
 
 @main.command()
 @click.option("--from", "source", required=True, metavar="MESH",
+              shell_complete=_complete(lambda ctx: completion.source_meshes()),
               help=f"Source mesh ({', '.join(sorted(SOURCES))}, or auto to detect it).")
 @click.option("--to", "target", required=True, metavar="MESH",
+              shell_complete=_complete(lambda ctx: completion.target_meshes()),
               help=f"Target mesh ({', '.join(sorted(TARGETS))}).")
-@click.option("-f", "--filename", "paths", multiple=True, metavar="PATH",
+@click.option("-f", "--filename", "paths", multiple=True, metavar="PATH", shell_complete=_files,
               help="YAML/JSON file, folder (recursive) or - for stdin; repeatable. "
                    "Multi-document files and `kubectl get -o yaml` List output are accepted. "
                    "Without -f the cluster of the kubeconfig is read (read-only).")
@@ -149,6 +242,8 @@ def _target_versions() -> str:
               type=click.Path(file_okay=False, path_type=Path),
               help="Folder for RUNBOOK.md, plan.json and steps/ (replaced if it holds a plan).")
 @click.option("--target-version", default="", metavar="VERSION",
+              shell_complete=_complete(lambda ctx: completion.target_versions(
+                  ctx.params.get("target"))),
               help=f"Target mesh version ({_target_versions()}). Features the version lacks "
                    "become losses.")
 @click.option("--order", default="", metavar="NS1,NS2,...",
@@ -188,13 +283,18 @@ def _target_versions() -> str:
 @click.option("--no-verify", "no_verify", is_flag=True,
               help="Skip the equivalence and coexistence checks at the end (they take longer "
                    "than planning on very large meshes); run `meshmigrate verify` later.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only the loss summary line.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Print only errors, the mesh --from auto detected, and the summary lines "
+                   "(losses by severity, steps written, the equivalence check): no loss "
+                   "listing, no notes, no progress.")
+@report_option
 @cluster_options
 def plan(source: str, target: str, paths: tuple[str, ...], output: Path, target_version: str,
          order: str, fail_on: str | None, trust_domain: str, root_namespace: str,
          linkerd_default_policy: str, istio_outbound_policy: str, consul_default_intention: str,
          consul_inject_default: bool, istio_routes: str,
-         validate_with: tuple[str, ...], no_verify: bool, quiet: bool, kubeconfig: str | None,
+         validate_with: tuple[str, ...], no_verify: bool, quiet: bool,
+         report_format: str | None, kubeconfig: str | None,
          context: str | None, namespaces: tuple[str, ...], all_namespaces: bool,
          request_timeout: float) -> None:
     """Plan a migration and write RUNBOOK.md, plan.json and steps/ to -o DIR.
@@ -207,7 +307,9 @@ def plan(source: str, target: str, paths: tuple[str, ...], output: Path, target_
         if v != "cluster" and not Path(v).exists():
             raise click.BadParameter(f"{v}: no such file or directory",
                                      param_hint="--validate-with")
-    cluster = _cluster(kubeconfig, context, namespaces, all_namespaces, request_timeout, quiet)
+    progress = Progress(enabled=not quiet and sys.stderr.isatty())
+    cluster = _cluster(kubeconfig, context, namespaces, all_namespaces, request_timeout, quiet,
+                       progress)
     options = PlanOptions(source=source, target=target, paths=list(paths),
                           target_version=target_version,
                           order=[n.strip() for n in order.split(",") if n.strip()],
@@ -219,8 +321,8 @@ def plan(source: str, target: str, paths: tuple[str, ...], output: Path, target_
                           istio_routes=istio_routes, verify=not no_verify,
                           keep_objects=False,  # nothing reads them after the plan is written
                           stdin=sys.stdin.buffer, cluster=None if paths else cluster,
-                          explicit=_typed_options())
-    status = _run(lambda: _plan(options, output, fail_on, validate_with, quiet))
+                          explicit=_typed_options(), stage=progress.stage)
+    status = _run(lambda: _plan(options, output, fail_on, validate_with, quiet, report_format))
     sys.exit(int(status))
 
 
@@ -233,7 +335,8 @@ def _typed_options() -> frozenset[str]:
 
 
 def _plan(options: PlanOptions, output: Path, fail_on: str | None,
-          validate_with: tuple[str, ...], quiet: bool) -> ExitStatus:
+          validate_with: tuple[str, ...], quiet: bool,
+          report_format: str | None = None) -> ExitStatus:
     if options.source == "auto":
         options.source, evidence = detect_mesh(options)
         click.echo(f"meshmigrate: detected {options.source} in the "
@@ -241,16 +344,18 @@ def _plan(options: PlanOptions, output: Path, fail_on: str | None,
     try:
         result = plan_migration(options)
     finally:
-        if options.cluster and isinstance(options.cluster.progress, Progress):
-            options.cluster.progress.done()
-    for note in result.notes:
+        progress = getattr(options.stage, "__self__", None)  # plan()'s Progress
+        if isinstance(progress, Progress):
+            progress.done()
+    for note in [] if quiet else result.notes:
         click.echo(f"note: {note}", err=True)
     _prepare_output(output)
     write_steps(result.plan, output)
     write_plan(result.plan, output / "plan.json")
     write_runbook(result.plan, output / "RUNBOOK.md")
     click.echo(render_report(result.losses, result.problems, quiet=quiet), err=True, nl=False)
-    click.echo(f"meshmigrate: wrote {len(result.plan.steps)} steps to {output}", err=True)
+    click.echo(f"meshmigrate: wrote {counted(len(result.plan.steps), 'step')} to {output}",
+               err=True)
     status = ExitStatus.OK
     if validate_with:
         from migrate.validate import SchemaSet, validate_plan_dir
@@ -272,14 +377,29 @@ def _plan(options: PlanOptions, output: Path, fail_on: str | None,
         for d in equivalence.unexplained:
             click.echo(f"divergence: {d.probe}: {d.aspect}: source {d.source}; target "
                        f"{d.target} (no loss explains it)", err=True)
-        click.echo(f"meshmigrate: equivalence: {equivalence.probes} probes, "
-                   f"{len(equivalence.divergences)} divergences, "
+        click.echo(f"meshmigrate: equivalence: {counted(equivalence.probes, 'probe')}, "
+                   f"{counted(len(equivalence.divergences), 'divergence')}, "
                    f"{len(equivalence.unexplained)} unexplained", err=True)
         if equivalence.unexplained and status is ExitStatus.OK:
             status = ExitStatus.LOSSES
     if result.problems:
         status = ExitStatus.ERROR
+    if report_format:
+        _emit_report(report_format, _plan_report(result, status, output))
     return status
+
+
+def _plan_report(result: Any, status: ExitStatus, output: Path) -> dict[str, Any]:
+    """The report of a plan run, from the plan.json document so the two always agree."""
+    from migrate.emit.planjson import plan_document
+    from migrate.report import build
+
+    doc = plan_document(result.plan)
+    return build("plan", status, doc["source"]["mesh"], doc["target"], doc["losses"],
+                 result.problems, summary={k: v for k, v in doc["summary"].items()
+                                           if k != "losses"},
+                 equivalence=doc["equivalence"], coexistence=doc["coexistence"],
+                 output=str(output))
 
 
 def _prepare_output(output: Path) -> None:
@@ -306,18 +426,25 @@ def _cluster_schemas(options: PlanOptions) -> Any:
 
 @main.command()
 @click.option("--from", "source", required=True, metavar="MESH",
+              shell_complete=_complete(lambda ctx: completion.source_meshes()),
               help=f"Source mesh ({', '.join(sorted(SOURCES))}, or auto).")
 @click.option("-o", "--output", "output", default="-", show_default=True, metavar="FILE",
               help="Where to write the dump (- for stdout).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress display.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress display (it is shown only on a terminal anyway).")
+@report_option
 @cluster_options
-def export(source: str, output: str, quiet: bool, kubeconfig: str | None, context: str | None,
-           namespaces: tuple[str, ...], all_namespaces: bool, request_timeout: float) -> None:
+def export(source: str, output: str, quiet: bool, report_format: str | None,
+           kubeconfig: str | None, context: str | None, namespaces: tuple[str, ...],
+           all_namespaces: bool, request_timeout: float) -> None:
     """Write what plan reads from the cluster as a clean multi-document YAML dump.
 
     Objects are sorted and stripped of status and server-set metadata, so the dump can be
     reviewed, planned offline with -f, and attached to a bug report. Secrets are never read.
     """
+    if report_format and output == "-":
+        raise click.UsageError("--report writes to stdout, where the dump goes without -o; "
+                               "give -o FILE for the dump")
     cluster = _cluster(kubeconfig, context, namespaces, all_namespaces, request_timeout, quiet)
 
     def run() -> ExitStatus:
@@ -340,16 +467,24 @@ def export(source: str, output: str, quiet: bool, kubeconfig: str | None, contex
             click.echo(text, nl=False)
         else:
             Path(output).write_text(text, encoding="utf-8")
-        click.echo(f"meshmigrate: exported {len(result.objects)} objects", err=True)
+        click.echo(f"meshmigrate: exported {counted(len(result.objects), 'object')}", err=True)
         if len(losses) or result.problems:
             click.echo(render_report(losses, result.problems), err=True, nl=False)
-        return ExitStatus.ERROR if result.problems else ExitStatus.OK
+        status = ExitStatus.ERROR if result.problems else ExitStatus.OK
+        if report_format:
+            from migrate.report import build
+
+            _emit_report(report_format, build(
+                "export", status, options.source, None, [x.to_json() for x in losses],
+                result.problems, summary={"objects": len(result.objects)}, output=output))
+        return status
 
     sys.exit(int(_run(run)))
 
 
 @main.command()
 @click.option("--from", "source", required=True, metavar="MESH",
+              shell_complete=_complete(lambda ctx: completion.source_meshes(auto=False)),
               help=f"Source mesh ({', '.join(sorted(SOURCES))}).")
 def rbac(source: str) -> None:
     """Print the minimal read-only ClusterRole that plan and export need on a cluster."""
@@ -364,8 +499,9 @@ def _print_rbac(source: str) -> ExitStatus:
 
 @main.command()
 @click.option("--from", "source", required=True, metavar="MESH",
+              shell_complete=_complete(lambda ctx: completion.source_meshes(auto=False)),
               help=f"Source mesh ({', '.join(sorted(SOURCES))}).")
-@click.option("-f", "--filename", "paths", multiple=True, metavar="PATH",
+@click.option("-f", "--filename", "paths", multiple=True, metavar="PATH", shell_complete=_files,
               help="The source configuration (as for plan); without -f the cluster is read.")
 @click.option("--plan", "plan_dir", required=True, metavar="DIR",
               type=click.Path(file_okay=False, exists=True),
@@ -387,11 +523,13 @@ def _print_rbac(source: str) -> ExitStatus:
                    "plan).")
 @click.option("--consul-inject-default", is_flag=True,
               help="Reading Consul: the Helm chart injects by default (as given to plan).")
-@click.option("-q", "--quiet", is_flag=True, help="Only the summary line.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Print only errors and the summary line (probes, divergences, unexplained).")
+@report_option
 @cluster_options
 def verify(source: str, paths: tuple[str, ...], plan_dir: str, trust_domain: str,
            root_namespace: str, linkerd_default_policy: str, consul_default_intention: str,
-           consul_inject_default: bool, quiet: bool,
+           consul_inject_default: bool, quiet: bool, report_format: str | None,
            kubeconfig: str | None, context: str | None, namespaces: tuple[str, ...],
            all_namespaces: bool, request_timeout: float) -> None:
     """Check that a plan keeps behaviour: evaluate generated requests against the source
@@ -413,10 +551,103 @@ def verify(source: str, paths: tuple[str, ...], plan_dir: str, trust_domain: str
         from migrate.verify.compare import render_text  # only `verify` prints this
 
         text = render_text(result)
-        click.echo(text.splitlines()[-1] if quiet else text, nl=quiet)
-        return ExitStatus.LOSSES if result.unexplained else ExitStatus.OK
+        # With --report, stdout is the report's; the table is for people, on stderr.
+        click.echo(text.splitlines()[-1] if quiet else text, nl=quiet, err=bool(report_format))
+        status = ExitStatus.LOSSES if result.unexplained else ExitStatus.OK
+        if report_format:
+            _emit_report(report_format, _verify_report(source, plan_dir, result, status))
+        return status
 
     sys.exit(int(_run(run)))
+
+
+@main.command()
+@click.option("--plan", "plan_dir", required=True, metavar="DIR",
+              type=click.Path(file_okay=False, exists=True),
+              help="A folder written by meshmigrate plan.")
+@click.option("-o", "--output", default="-", show_default=True, metavar="FILE",
+              help="Where to write the picture (- for stdout).")
+@click.option("--format", "fmt", type=click.Choice(["dot", "svg"]), default=None,
+              help="DOT text, or SVG rendered by Graphviz's dot (needs graphviz installed). "
+                   "Default: from the -o file's extension, else dot.")
+def graph(plan_dir: str, output: str, fmt: str | None) -> None:
+    """Draw a plan's namespace call graph and move steps as DOT or SVG.
+
+    Each move step is a box holding the namespaces it moves; arrows go from caller to callee.
+    Example: meshmigrate graph --plan out -o plan.svg
+    """
+    def draw() -> ExitStatus:
+        from migrate.graphdot import load_plan, plan_dot, render_svg
+
+        chosen = fmt or ("svg" if output.endswith(".svg") else "dot")
+        text = plan_dot(load_plan(plan_dir))
+        if chosen == "svg":
+            text = render_svg(text)
+        if output == "-":
+            click.echo(text, nl=False)
+        else:
+            Path(output).write_text(text, encoding="utf-8")
+            click.echo(f"meshmigrate: wrote {output}", err=True)
+        return ExitStatus.OK
+
+    sys.exit(int(_run(draw)))
+
+
+def _verify_report(source: str, plan_dir: str, result: Any, status: ExitStatus) -> dict[str, Any]:
+    """The report of a verify run: the equivalence result, and the plan's losses (which
+    explain its divergences)."""
+    import json
+
+    from migrate.report import build
+
+    doc = json.loads((Path(plan_dir) / "plan.json").read_text(encoding="utf-8"))
+    return build("verify", status, source, doc.get("target"), doc.get("losses") or [], [],
+                 equivalence=result.to_json(), coexistence=None)
+
+
+@main.command("completion")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion_script(shell: str) -> None:
+    """Print the shell completion script for bash, zsh or fish.
+
+    It completes commands, options, --from and --to meshes, --target-version for the chosen
+    --to, and --context and -n from the kubeconfig file (never from the cluster). Load it with
+    eval "$(meshmigrate completion bash)" in ~/.bashrc (zsh: the same with zsh in ~/.zshrc;
+    fish: meshmigrate completion fish > ~/.config/fish/completions/meshmigrate.fish).
+    """
+    from click.shell_completion import get_completion_class
+
+    if _as_invoked("meshmigrate completion") != "meshmigrate completion":
+        # Under kubectl the shell completes `kubectl`; kubectl (1.26+) asks the plugin's
+        # kubectl_complete-meshmigrate executable (kubernetes/kubernetes#105867).
+        click.echo("meshmigrate: error: kubectl completes `kubectl meshmigrate` itself, with "
+                   "the kubectl_complete-meshmigrate command installed beside this one; load "
+                   "kubectl's completion (kubectl completion bash) instead", err=True)
+        sys.exit(int(ExitStatus.USAGE))
+    cls = get_completion_class(shell)
+    assert cls is not None  # click.Choice admits only the shells click knows
+    # The script is for the `meshmigrate` executable, however this process was started.
+    click.echo(cls(main, {}, "meshmigrate", "_MESHMIGRATE_COMPLETE").source())
+
+
+def kubectl_complete() -> None:
+    """The ``kubectl_complete-meshmigrate`` console script: kubectl 1.26+ runs it to complete
+    ``kubectl meshmigrate ...`` with the words typed after the plugin name, the last one the
+    word being completed, and expects one value per line then ``:<directive>`` as cobra's
+    ``__complete`` prints it (kubernetes/kubernetes#105867,
+    staging/src/k8s.io/kubectl/pkg/cmd/plugin/plugin_completion.go). Directive 4 is cobra's
+    ShellCompDirectiveNoFileComp, 0 its default (the shell completes file names)."""
+    from click.shell_completion import ShellComplete
+
+    args = sys.argv[1:]
+    incomplete = args.pop() if args else ""
+    items = ShellComplete(main, {}, "kubectl meshmigrate", "_KUBECTL_MESHMIGRATE_COMPLETE") \
+        .get_completions(args, incomplete)
+    for item in items:
+        if item.type == "plain":
+            sys.stdout.write(f"{item.value}\n")
+    files = any(item.type in ("file", "dir") for item in items)
+    sys.stdout.write(f":{0 if files else 4}\n")
 
 
 @main.command()
@@ -431,12 +662,21 @@ def meshes() -> None:
         click.echo(line)
 
 
+def _takes_files() -> bool:
+    """Whether the running command reads files with -f (export and rbac do not, so their
+    errors must not suggest it)."""
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and any(p.name == "paths" for p in ctx.command.params)
+
+
 def _run(action) -> ExitStatus:  # type: ignore[no-untyped-def]
     """Map library errors to exit codes in one place; no traceback for user errors."""
     try:
         return action()
     except MigrateError as exc:
-        click.echo(f"meshmigrate: error: {exc}", err=True)
+        click.echo(f"meshmigrate: error: {_as_invoked(str(exc))}", err=True)
+        if exc.exit_status is ExitStatus.UNREACHABLE and _takes_files():
+            click.echo("meshmigrate: or read files instead of a cluster: -f PATH", err=True)
         return exc.exit_status
     except OSError as exc:
         click.echo(f"meshmigrate: error: {exc.filename or ''}: {exc.strerror}", err=True)

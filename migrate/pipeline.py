@@ -145,6 +145,8 @@ class PlanOptions:
     does not use are let go once the reader is done: only the source mesh's own objects
     (restored on rollback) stay, packed (:meth:`RawObject.packed`). Most of an input is
     Deployments and Services, so this is most of its memory (docs/performance.md)."""
+    stage: Callable[[str], None] | None = None
+    """Called with the name of each long stage as it starts (the CLI's progress line)."""
 
 
 @dataclass
@@ -223,9 +225,12 @@ def _plan_migration(options: PlanOptions) -> PlanResult:
     if table.versions and version not in table.versions:
         raise UsageError(f"unknown {options.target} version {version!r}: choose one of "
                          f"{', '.join(table.versions)}")
+    stage = options.stage or (lambda name: None)
     losses = LossLog()
     notes: list[str] = []
+    stage("reading the input")
     source = read_source(options, losses, notes)
+    stage("mapping to " + options.target)
     problems = [InputProblem(relative(pr.source), pr.line, pr.column, pr.message)
                 for pr in source.problems]
     settings = apply_settings(options, SOURCES[options.source].install_settings(source.objects),
@@ -266,6 +271,7 @@ def _plan_migration(options: PlanOptions) -> PlanResult:
             f"Before {hop['caller']} moves, set {hop['callee']}'s PeerAuthentication to "
             "PERMISSIVE and add the caller pods' CIDRs (ipBlocks) to its identity-based rules, "
             "or keep the computed order.")
+    stage("planning the steps")
     pin = PlanInput(graph, read, target, losses, groups, deps, ingress, root,
                     COEXISTENCE[options.source], COEXISTENCE[options.target], version)
     steps = build_steps(pin)
@@ -280,7 +286,9 @@ def _plan_migration(options: PlanOptions) -> PlanResult:
         input_problems=[str(p) for p in problems],
         skipped=dict(sorted(read.skipped.items())), settings=settings)
     if options.verify:
+        stage("checking equivalence")
         plan.equivalence = verify_plan(read.objects, plan, options)
+        stage("checking coexistence")
         plan.coexistence = check_coexistence(read.objects, plan, options)
     return PlanResult(plan, losses, problems, read, notes)
 

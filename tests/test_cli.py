@@ -229,3 +229,30 @@ def test_console_script_exits_with_the_commands_status_and_output(tmp_path: Path
     assert "absent.yaml" in missing.stderr and "Traceback" not in missing.stderr
     helped = console("--help")
     assert helped.returncode == 0 and "Usage:" in helped.stdout
+
+
+def test_counts_take_the_singular_for_one(tmp_path: Path):
+    # One Service with a DENY policy: one loss; the summary says "1 loss", never "1 losses".
+    src = tmp_path / "one.yaml"
+    src.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: x}\n"
+                   "spec: {ports: [{port: 80}]}\n---\n"
+                   "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+                   "metadata: {name: d, namespace: x}\nspec: {action: DENY, rules: [{}]}\n")
+    result = run("plan", "--from", "istio", "--to", "linkerd", "-f", str(src), "-o",
+                 str(tmp_path / "out"))
+    assert "meshmigrate: 1 loss (" in result.stderr, result.stderr
+    from migrate.wording import counted
+
+    assert [counted(n, "divergence") for n in (0, 1, 2)] == \
+        ["0 divergences", "1 divergence", "2 divergences"]
+    assert counted(1, "loss", "losses") == "1 loss" and counted(3, "loss", "losses") == "3 losses"
+
+
+def test_unreachable_cluster_suggests_f_only_where_the_command_takes_it(tmp_path: Path):
+    missing = str(tmp_path / "no-kubeconfig")
+    exported = run("export", "--from", "istio", "--kubeconfig", missing)
+    assert exported.exit_code == 5
+    assert "no kubeconfig at" in exported.stderr and "-f" not in exported.stderr
+    planned = run("plan", "--from", "istio", "--to", "linkerd", "--kubeconfig", missing,
+                  "-o", str(tmp_path / "out"))
+    assert planned.exit_code == 5 and "-f PATH" in planned.stderr

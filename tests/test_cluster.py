@@ -277,7 +277,8 @@ def test_progress_line_on_a_terminal_only(capsys):
     shown.done()
     err = capsys.readouterr().err
     assert "reading: 500 objects (virtualservices.networking.istio.io 500)" in err
-    assert "reading: 520 objects (services 20)" in err and err.endswith("\n")
+    # done() erases the line, so the next message starts on a clean one.
+    assert "reading: 520 objects (services 20)" in err and err.endswith("\r" + " " * 110 + "\r")
 
 
 def test_auto_detection_from_files_says_what_it_saw(tmp_path: Path):

@@ -13,12 +13,12 @@ from migrate.emit.manifests import annotated, file_name
 from migrate.names import valid_name
 from migrate.pipeline import PlanOptions, PlanResult, plan_migration
 from migrate.validate import SchemaSet, validate_manifest
-from tests.conftest import shared_sets
+from tests.conftest import corpus_cases, shared_sets
 from tests.test_corpus import covered, leaves
 
 CONSUL_SETS = shared_sets("consul")
 TARGETS = ("istio", "linkerd")
-CASES = [(name, target) for name in CONSUL_SETS for target in TARGETS]
+CASES = corpus_cases([(name, target) for name in CONSUL_SETS for target in TARGETS], 2)
 
 _PLANS: dict[tuple[str, str], PlanResult] = {}
 

@@ -26,7 +26,7 @@ from migrate.ir.model import (
 )
 from migrate.losses import LossLog
 from migrate.sources.files import read_files
-from tests.conftest import shared_sets
+from tests.conftest import corpus_cases, shared_sets
 from tests.test_corpus import covered, leaves
 
 CONSUL_SETS = shared_sets("consul")
@@ -92,7 +92,7 @@ def principals(p: AuthzPolicy) -> list[tuple[str, ...]]:
 
 
 # -- corpus ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", CONSUL_SETS)
+@pytest.mark.parametrize("name", corpus_cases(CONSUL_SETS))
 def test_corpus_set_reads_and_accounts_for_every_field(shared: Path, name: str) -> None:
     losses = LossLog()
     problems: list[Any] = []

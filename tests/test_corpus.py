@@ -12,7 +12,7 @@ import pytest
 from migrate.emit.manifests import annotated, file_name
 from migrate.pipeline import PlanOptions, plan_migration
 from migrate.validate import SchemaSet, validate_manifest
-from tests.conftest import SAMPLES, shared_sets
+from tests.conftest import SAMPLES, corpus_cases, shared_sets
 
 ISTIO_SETS = shared_sets("istio")
 
@@ -54,7 +54,7 @@ def plan_set(path: Path):
     return plan_migration(PlanOptions(source="istio", target="linkerd", paths=[str(path)]))
 
 
-@pytest.mark.parametrize("name", ISTIO_SETS)
+@pytest.mark.parametrize("name", corpus_cases(ISTIO_SETS))
 def test_corpus_set_plans_and_accounts_for_every_field(shared: Path, name: str):
     result = plan_set(shared / "corpus" / "istio" / name)
     assert result.problems == []

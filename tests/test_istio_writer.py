@@ -38,7 +38,7 @@ from migrate.names import valid_name
 from migrate.pipeline import _namespaces
 from migrate.sources.files import read_files
 from migrate.validate import SchemaSet, validate_manifest
-from tests.conftest import REPO, SAMPLES, shared_sets
+from tests.conftest import REPO, SAMPLES, corpus_cases, shared_sets
 
 BUCKETS = ("routing", "policy_staged", "policy_enforced", "remove_at_enforce", "routing_final",
            "remove_at_cleanup")
@@ -845,15 +845,16 @@ def test_sample_manifests_validate(name: str, routes_api: str, schemas: SchemaSe
 
 
 @pytest.mark.parametrize("routes_api", ["virtualservice", "gateway-api"])
-@pytest.mark.parametrize("name", ISTIO_SETS)
+@pytest.mark.parametrize("name", corpus_cases(ISTIO_SETS))
 def test_corpus_manifests_validate(name: str, routes_api: str, shared: Path,
                                    schemas: SchemaSet):
     _check_valid(shared / "corpus" / "istio" / name, schemas, routes_api)
 
 
 @pytest.mark.parametrize("routes_api", ["virtualservice", "gateway-api"])
-@pytest.mark.parametrize("mesh,name", [("linkerd", n) for n in shared_sets("linkerd")]
-                         + [("consul", n) for n in shared_sets("consul")])
+@pytest.mark.parametrize("mesh,name", corpus_cases(
+    [("linkerd", n) for n in shared_sets("linkerd")]
+    + [("consul", n) for n in shared_sets("consul")], 2))
 def test_other_sources_give_valid_istio_manifests(mesh: str, name: str, routes_api: str,
                                                   shared: Path, schemas: SchemaSet):
     # The other readers' IR (Linkerd: GAMMA routes, ServiceProfiles, Servers; Consul:

@@ -25,14 +25,14 @@ from migrate.verify.istio_eval import IstioEvaluator
 from migrate.verify.linkerd_eval import LinkerdEvaluator
 from migrate.verify.model import Client, Probe
 from migrate.verify.world import World
-from tests.conftest import shared_sets
+from tests.conftest import corpus_cases, shared_sets
 from tests.helpers import plan_yaml
 from tests.test_corpus import covered, leaves
 from tests.test_linkerd_reader import authz, read
 
 LINKERD_SETS = shared_sets("linkerd")
 TARGETS = ("istio", "consul")
-CASES = [(name, target) for name in LINKERD_SETS for target in TARGETS]
+CASES = corpus_cases([(name, target) for name in LINKERD_SETS for target in TARGETS], 2)
 
 _PLANS: dict[tuple[str, str], PlanResult] = {}
 
@@ -236,7 +236,7 @@ spec: {podSelector: {matchLabels: {app: web}}, port: 80}
 """)
     (loss,) = [loss for loss in losses if loss.code == "INPUT_NAMESPACE_MISSING"]
     assert loss.object == ObjectRef("Deployment", "default", "web", "apps/v1")
-    assert "1 objects have no namespace" in loss.message and "shop" in loss.message
+    assert "1 object has no namespace" in loss.message and "shop" in loss.message
 
 
 # -- reader rules ------------------------------------------------------------------------------

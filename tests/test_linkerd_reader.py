@@ -31,7 +31,7 @@ from migrate.losses import LossLog
 from migrate.mappings import table
 from migrate.sources.files import read_files
 from migrate.sources.model import SourceResult
-from tests.conftest import shared_sets
+from tests.conftest import corpus_cases, shared_sets
 from tests.test_corpus import covered, leaves
 
 LINKERD_SETS = shared_sets("linkerd")
@@ -811,7 +811,7 @@ spec: {server: {name: web-http}, client: {unauthenticated: true}}
 
 
 # -- the shared corpus ---------------------------------------------------------------------
-@pytest.mark.parametrize("name", LINKERD_SETS)
+@pytest.mark.parametrize("name", corpus_cases(LINKERD_SETS))
 def test_corpus_set_reads_and_accounts_for_every_field(shared: Path, name: str):
     losses: LossLog = LossLog()
     problems: list = []

@@ -21,6 +21,12 @@ def test_built_wheel_finds_its_capability_tables(tmp_path: Path):
     names = zipfile.ZipFile(wheel).namelist()
     for table in ("features.yaml", "linkerd.yaml", "istio.yaml"):
         assert f"migrate/_mappings/{table}" in names
+    assert {"migrate/schemas/plan.schema.json", "migrate/schemas/report.schema.json"} <= \
+        set(names)
+    # pyproject says Apache-2.0; the wheel carries the license text.
+    assert [n for n in names if n.endswith(".dist-info/licenses/LICENSE")], names
+    assert "Apache License" in (REPO / "LICENSE").read_text() and \
+        "Version 2.0, January 2004" in (REPO / "LICENSE").read_text()
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)
     # Run from outside the source tree so only the wheel's copy can be found.

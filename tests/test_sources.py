@@ -130,49 +130,39 @@ def test_secret_data_never_reaches_any_output(tmp_path):
     assert "dG9wLXNlY3JldA==" not in everything and "top-secret" not in everything
 
 
-def test_yaml_documents_are_built_as_pyyaml_builds_them():
-    """The fast construction of plain documents (yamlio._construct) gives the values, types
-    and errors PyYAML's SafeConstructor gives, and leaves everything else to it."""
-    from pathlib import Path
+def _typed(x):
+    if isinstance(x, dict):
+        return "dict", [(_typed(k), _typed(v)) for k, v in x.items()]
+    if isinstance(x, list):
+        return "list", [_typed(v) for v in x]
+    return type(x).__name__, repr(x)
 
+
+def _load(text: str, fast: bool) -> list[object]:
     import yaml
 
     from migrate import yamlio
 
-    def typed(x):
-        if isinstance(x, dict):
-            return "dict", [(typed(k), typed(v)) for k, v in x.items()]
-        if isinstance(x, list):
-            return "list", [typed(v) for v in x]
-        return type(x).__name__, repr(x)
+    loader, out = yaml.CSafeLoader(text), []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            out.append(_typed(yamlio._document(loader, node, {}) if fast
+                              else loader.construct_document(node)))
+    except Exception as exc:  # the same error either way
+        out.append(("error", type(exc).__name__, str(exc)))
+    finally:
+        loader.dispose()
+    return out
 
-    def load(text, fast):
-        loader, out = yaml.CSafeLoader(text), []
-        try:
-            while loader.check_node():
-                node = loader.get_node()
-                out.append(typed(yamlio._document(loader, node, {}) if fast
-                                 else loader.construct_document(node)))
-        except Exception as exc:  # the same error either way
-            out.append(("error", type(exc).__name__, str(exc)))
-        finally:
-            loader.dispose()
-        return out
 
-    repo = Path(__file__).parents[1]
-    texts = [p.read_text() for p in sorted((repo / "samples").rglob("*.yaml"))]
-    texts += [p.read_text() for p in sorted((repo.parent / "shared" / "corpus").rglob("*.yaml"))]
-    texts += [
-        "a: &x {b: 1}\nc: *x\n", "a: &a [*a]\n", "<<: {a: 1}\nb: 2\n", "a: !!set {x, y}\n",
-        "a: !!omap [{a: 1}]\n", "? [1, 2]\n: x\n", "? {a: 1}\n: x\n", "=: 1\n", "a: =\n",
-        "!foo x\n", "a: !!int abc\n", "a: !!str 1\nb: !!float 1\nc: !!binary aGVsbG8=\n",
-        "a: 2001-12-14t21:59:43.10-05:00\nb: 2002-12-14\n", "a: b\na: c\n",
-        "a: 0o17\nb: 0x1F\nc: 1_000\nd: 1:30\ne: .inf\nf: .NaN\ng: ~\nh: yes\ni: 010\n",
-        "'x': \"y\"\n80: http\n1.5: f\nnull: n\ntrue: t\n", "--- 1\n--- [a, {b: c}]\n---\n",
-        "[" * 100 + "]" * 100, "[" * 2000 + "]" * 2000]
-    assert len(texts) > 40
+def _assert_built_as_pyyaml_builds(texts: list[str]) -> None:
+    import yaml
+
+    from migrate import yamlio
+
     for text in texts:
-        assert load(text, fast=True) == load(text, fast=False), text[:80]
+        assert _load(text, fast=True) == _load(text, fast=False), text[:80]
         # Read from UTF-8 bytes (as files are), the same documents or the same error, compared
         # as text since an alias can make a list contain itself (the deeply nested lists
         # apart: showing them hits Python's recursion limit).
@@ -180,6 +170,31 @@ def test_yaml_documents_are_built_as_pyyaml_builds_them():
             assert _documents(text.encode()) == _documents(text), text[:80]
             # And the fast tag resolver (yamlio._FastLoader) gives PyYAML's own values.
             assert _data(text, yamlio._Loader) == _data(text, yaml.CSafeLoader), text[:80]
+
+
+def test_yaml_documents_are_built_as_pyyaml_builds_them():
+    """The fast construction of plain documents (yamlio._construct) gives the values, types
+    and errors PyYAML's SafeConstructor gives, and leaves everything else to it: on the
+    bundled samples and on documents written to reach every corner of YAML."""
+    from tests.conftest import SAMPLES
+
+    samples = [p.read_text() for p in sorted(SAMPLES.rglob("*.yaml"))]
+    assert len(samples) >= 4, "the bundled samples were not found"
+    _assert_built_as_pyyaml_builds(samples + [
+        "a: &x {b: 1}\nc: *x\n", "a: &a [*a]\n", "<<: {a: 1}\nb: 2\n", "a: !!set {x, y}\n",
+        "a: !!omap [{a: 1}]\n", "? [1, 2]\n: x\n", "? {a: 1}\n: x\n", "=: 1\n", "a: =\n",
+        "!foo x\n", "a: !!int abc\n", "a: !!str 1\nb: !!float 1\nc: !!binary aGVsbG8=\n",
+        "a: 2001-12-14t21:59:43.10-05:00\nb: 2002-12-14\n", "a: b\na: c\n",
+        "a: 0o17\nb: 0x1F\nc: 1_000\nd: 1:30\ne: .inf\nf: .NaN\ng: ~\nh: yes\ni: 010\n",
+        "'x': \"y\"\n80: http\n1.5: f\nnull: n\ntrue: t\n", "--- 1\n--- [a, {b: c}]\n---\n",
+        "[" * 100 + "]" * 100, "[" * 2000 + "]" * 2000])
+
+
+def test_corpus_documents_are_built_as_pyyaml_builds_them(shared):
+    """The same over every YAML file of the shared corpus (real configurations)."""
+    texts = [p.read_text() for p in sorted((shared / "corpus").rglob("*.yaml"))]
+    assert len(texts) > 20, "the shared corpus holds almost no YAML"
+    _assert_built_as_pyyaml_builds(texts)
 
 
 def _data(text: str, loader: type) -> list[str]:

@@ -23,7 +23,7 @@ from migrate.verify.model import BUDGET_RETRIES, Client, Probe
 from migrate.verify.probes import ANONYMOUS, UNKNOWN, regex_sample
 from migrate.verify.registry import EVALUATORS, PROBES
 from migrate.verify.world import World
-from tests.conftest import shared_sets
+from tests.conftest import corpus_cases, shared_sets
 
 V1, V2 = "Deployment/shop/web-v1", "Deployment/shop/web-v2"
 FRONTEND = Client("front", "frontend")
@@ -628,8 +628,8 @@ def test_coexistence_reports_enforcement_before_callers_moved():
 
 
 # -- the shared corpus -----------------------------------------------------------------------
-@pytest.mark.parametrize("mesh,name", [(m, s) for m in ("linkerd", "consul")
-                                       for s in shared_sets(m)])
+@pytest.mark.parametrize("mesh,name", corpus_cases([(m, s) for m in ("linkerd", "consul")
+                                                    for s in shared_sets(m)], 2))
 def test_corpus_sets_evaluate_without_errors(shared, mesh: str, name: str):
     from migrate.sources.files import read_files
     from migrate.verify.registry import Settings, generate

@@ -6,6 +6,7 @@ from typing import Iterable
 
 from migrate.errors import InputProblem
 from migrate.losses import Loss, Severity
+from migrate.wording import counted
 
 
 def render_report(losses: Iterable[Loss], problems: Iterable[InputProblem],
@@ -15,7 +16,7 @@ def render_report(losses: Iterable[Loss], problems: Iterable[InputProblem],
     lines = [f"error: {p}" for p in problems]
     counts = {s: sum(1 for x in items if x.severity is s) for s in Severity}
     shown = [] if quiet else [x for x in items if x.severity.rank >= min_severity.rank]
-    lines.append(f"meshmigrate: {len(items)} losses (" +
+    lines.append(f"meshmigrate: {counted(len(items), 'loss', 'losses')} (" +
                  ", ".join(f"{counts[s]} {s.value}" for s in reversed(Severity)) + ")")
     current = None
     for loss in shown:

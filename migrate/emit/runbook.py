@@ -19,6 +19,7 @@ from typing import Any, Iterator
 from migrate.emit.manifests import step_file_names
 from migrate.losses import Loss, Severity
 from migrate.plan.commands import Command, render, visible
+from migrate.wording import counted
 from migrate.plan.model import Plan, Step
 from migrate.verify.coexist import render_markdown as render_coexistence
 
@@ -80,7 +81,7 @@ def _lines(plan: Plan) -> Iterator[str]:
     add("")
     counts = {s: sum(1 for x in plan.losses if x.severity is s) for s in Severity}
     add(f"- Namespaces migrated: {sum(len(g) for g in plan.groups)} in {len(plan.groups)} "
-        f"group(s); {len(plan.steps)} steps.")
+        f"group(s); {counted(len(plan.steps), 'step')}.")
     if plan.outside:
         add(f"- Left alone (not in the mesh): {', '.join(plan.outside)}.")
     add("- Losses: " + ", ".join(f"{counts[s]} {s.value}" for s in Severity) +

@@ -264,8 +264,8 @@ class Cluster:
                 return
             if not os.path.exists(path):
                 raise ClusterUnreachable(
-                    f"no kubeconfig at {path} (and not running in a pod): give --kubeconfig, "
-                    "set KUBECONFIG, or read files with -f")
+                    f"no kubeconfig at {path} (and not running in a pod): give --kubeconfig "
+                    "or set KUBECONFIG")
             self.redact = check_kubeconfig(path, context)
             if context:
                 contexts, _ = config.list_kube_config_contexts(config_file=path)

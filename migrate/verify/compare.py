@@ -11,6 +11,7 @@ from migrate.verify.linkerd_eval import same_duration
 from migrate.verify.model import Outcome, Probe
 from migrate.verify.registry import EVALUATORS, PROBES, Evaluator, Settings, generate
 from migrate.verify.world import World, dig
+from migrate.wording import counted
 
 # Which loss features can explain which kind of divergence.
 _FAMILIES = {
@@ -377,7 +378,8 @@ def render_text(result: Equivalence) -> str:
         why = "; ".join(d.explained_by) or "NOTHING: a conversion bug"
         lines += [f"- {d.probe}  [{d.aspect}]", f"    source: {d.source}",
                   f"    target: {d.target}", f"    explained by: {why}"]
-    lines.append(f"{result.probes} probes, {len(result.divergences)} divergences, "
+    lines.append(f"{counted(result.probes, 'probe')}, "
+                 f"{counted(len(result.divergences), 'divergence')}, "
                  f"{len(result.unexplained)} unexplained"
                  + (f", {result.unevaluated} not evaluated" if result.unevaluated else ""))
     return "\n".join(lines) + "\n"

@@ -47,6 +47,7 @@ from migrate.ir.graph import MeshGraph
 from migrate.ir.model import ServiceKey
 from migrate.losses import LossLog, Severity
 from migrate.sources.model import CLUSTER_SCOPED, RawObject, SourceResult
+from migrate.wording import counted
 
 POLICY, LINKERD, WORKLOAD, SPLIT, GW = ("policy.linkerd.io", "linkerd.io", "workload.linkerd.io",
                                         "split.smi-spec.io", "gateway.networking.k8s.io")
@@ -154,7 +155,8 @@ class LinkerdReader(Reader):
         self.losses.report(
             "INPUT_NAMESPACE_MISSING", Severity.MANUAL, "input", bare[0].ref,
             "metadata.namespace",
-            f"{len(bare)} objects have no namespace and were read into default (in {shown}), "
+            f"{counted(len(bare), 'object')} {'has' if len(bare) == 1 else 'have'} no namespace and "
+            f"{'was' if len(bare) == 1 else 'were'} read into default (in {shown}), "
             f"while other objects name {', '.join(explicit)}; if these files are applied with "
             "kubectl apply -n, the plan puts their workloads and policies in the wrong namespace "
             "and Servers or profiles there select nothing",
