@@ -15,7 +15,9 @@ from tests.fakeapi.kubeconfig import write_kubeconfig
 from tests.fakeapi.server import FakeAPIServer, new_state
 from tests.test_report import _CRD
 
-SERVICE = ("apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: x}\n"
+# An Istio-injected namespace: input without a trace of the source mesh is refused (exit 2).
+SERVICE = ("apiVersion: v1\nkind: Namespace\nmetadata: {name: x, labels: {istio-injection: "
+           "enabled}}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: x}\n"
            "spec: {ports: [{port: 80}]}\n")
 
 
