@@ -170,6 +170,12 @@ def test_yaml_documents_are_built_as_pyyaml_builds_them():
         "[" * 100 + "]" * 100, "[" * 2000 + "]" * 2000]
     assert len(texts) > 40
     for text in texts:
+        if text == "a: &a [*a]\n":
+            # A list holding itself nests without end: refused as too deep (PyYAML builds
+            # it, and every later walk of it recursed until Python stopped it).
+            [(_, kind, message)] = load(text, fast=True)
+            assert kind == "DocumentError" and message.startswith("nested deeper than")
+            continue
         assert load(text, fast=True) == load(text, fast=False), text[:80]
         # Read from UTF-8 bytes (as files are), the same documents or the same error, compared
         # as text since an alias can make a list contain itself (the deeply nested lists

@@ -113,6 +113,7 @@ class Reader:
             group = api.split("/", 1)[0] if "/" in api else ""
             version = api.rsplit("/", 1)[-1]
             if (group, kind) in kube.HANDLERS and version in kube.VERSIONS.get(group, ()):
+                self._report_repeated_keys(raw)
                 f = Fields(raw, self.losses, self.MESH)
                 self._guarded(kube.HANDLERS[(group, kind)], f, graph)
                 for use in f.uses:
@@ -131,6 +132,7 @@ class Reader:
                     f"{kind} {raw.ref.namespace}/{raw.ref.name}: unknown apiVersion "
                     f"{raw.api_version} (known versions of {group}: {known}); object not planned"))
                 continue
+            self._report_repeated_keys(raw)
             f = Fields(raw, self.losses, self.MESH)
             self._guarded(handler, f, graph)
             for use in f.uses:
@@ -163,6 +165,19 @@ class Reader:
                 "Check the object against its schema and convert it by hand.")
             f.uses.clear()
             f.accounted.add("spec")
+
+    def _report_repeated_keys(self, raw: RawObject) -> None:
+        """A loss for each key the object's document set twice: planned with the last value,
+        as the API server keeps it (see ``INPUT_DUPLICATE_KEY`` in losscodes.py)."""
+        for repeated in raw.repeated_keys:
+            where = f"{relative(raw.source)}:{repeated.line}" if repeated.line else \
+                relative(raw.source)
+            self.losses.report(
+                "INPUT_DUPLICATE_KEY", Severity.MANUAL, "input", raw.ref, repeated.path,
+                f"{where}: {repeated.message}; planned with the last value, as the API server "
+                "keeps it",
+                "Keep one of the values in the source file (the cluster holds only the last) "
+                "and re-run.")
 
     def _unique(self, objects: list[RawObject]) -> list[RawObject]:
         """One object per identity; duplicates resolved deterministically and reported.
