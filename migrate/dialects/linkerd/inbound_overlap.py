@@ -291,7 +291,6 @@ def _contained_first(family: list[Atom], members: list[list[int]],
     That is also why only such pairs of groups need comparing; and only atoms whose keys
     nest (:class:`_KeyIndex`) can be inside one another.
     """
-    n = len(members)
     group_of = {a: x for x, atoms in enumerate(members) for a in atoms}
     index = _KeyIndex()
     for a, atom in enumerate(family):
@@ -304,6 +303,13 @@ def _contained_first(family: list[Atom], members: list[list[int]],
             if (x, y) not in edges and covers[x] > covers[y] and \
                     family[b].contains(atom) and not atom.contains(family[b]):
                 edges.add((x, y))
+    return group_order(members, edges)
+
+
+def group_order(members: list[list[int]], edges: set[tuple[int, int]]) -> list[int]:
+    """Group indices with ``x`` before ``y`` for every edge ``(x, y)``, else in first-seen
+    order (the group's first atom)."""
+    n = len(members)
     after: list[list[int]] = [[] for _ in range(n)]
     indegree = [0] * n
     for x, y in sorted(edges):
