@@ -128,7 +128,7 @@ def _read_json(text: str, source: str, result: SourceResult) -> bool:
         keys = count_keys(parsed, limit) if isinstance(parsed, (dict, list)) else 0
     except TooDeep:
         keys = None  # _add_object refuses what nests too deep; no key count
-    if keys is not None and keys != _json_key_tokens(text):
+    if keys is not None and not _no_repeated_keys(text, keys):
         duplicates = _json_repeated(text, source, result)
     _add_document(Document(parsed, 1, duplicates), source, result,
                   text=text if keys is None else None)
@@ -139,24 +139,30 @@ _SEPARATOR_LINE = re.compile(r"^---(?:[ \t].*)?$", re.MULTILINE)
 _SPACE_BEFORE_COLON = re.compile(r'"[ \t\r\n]+:')
 
 
-def _json_key_tokens(text: str) -> int | None:
-    """At least the number of keys the JSON text writes, counted without parsing, or None.
+def _no_repeated_keys(text: str, keys: int) -> bool:
+    """Whether the JSON text's ``keys`` parsed keys prove that no object repeats a key,
+    counted without parsing again.
 
-    Every key ends with an unescaped quote and a colon. ``"":`` preceded by an even run of
-    backslashes is such a quote (inclusion and exclusion over the runs, each a substring
-    count); a string value starting with a colon adds one, never takes one away. Equal to
-    the parsed keys, it proves no object sets a key twice, for the price of a few scans
-    (the exact check parses again, two to three times json.loads' time). Text with space
-    between a quote and a colon (no JSON printer kubectl or Python uses writes it) gives
-    None.
+    Every key written ends with an unescaped quote and a colon, so the text holds at least
+    as many ``":`` as keys; a repeated key makes the parse hold fewer keys than that. The
+    count of ``":`` is exact when no escaped quote precedes a colon (``json.dumps``,
+    ``kubectl get -o json`` without the last-applied annotation); otherwise the quotes
+    preceded by an even run of backslashes are counted (inclusion and exclusion over the
+    runs, each a substring count). A string value starting with a colon only adds to the
+    count (the exact check then parses again, two to three times json.loads' time). Text
+    with space between a quote and a colon (no JSON printer kubectl or Python uses writes
+    it) proves nothing.
     """
     if _SPACE_BEFORE_COLON.search(text):
-        return None
-    count, run, sign = text.count('":'), 1, -1
+        return False
+    count = text.count('":')
+    if count == keys:
+        return True
+    run, sign = 1, -1
     while True:
         found = text.count("\\" * run + '":')
         if not found:
-            return count
+            return count == keys
         count += sign * found
         sign, run = -sign, run + 1
 
