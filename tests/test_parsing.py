@@ -247,3 +247,17 @@ def test_a_closed_pipe_neither_fails_the_plan_nor_cuts_it_short(tmp_path: Path, 
         assert (out / "RUNBOOK.md").read_text().strip()
     else:
         assert b"Traceback" not in done.stderr
+
+
+def test_a_cluster_object_deeper_than_a_file_may_hold_is_an_input_problem():
+    from migrate.pipeline import _refuse_too_deep
+    from migrate.sources.model import SourceResult
+
+    deep = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "deep"},
+            "data": nested(MAX_DEPTH)}
+    shallow = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ok"}}
+    source = SourceResult([RawObject(deep, "cluster", 0), RawObject(shallow, "cluster", 0)])
+    _refuse_too_deep(source)
+    assert [o.ref.name for o in source.objects] == ["ok"]
+    [problem] = source.problems
+    assert str(problem).startswith("cluster: ConfigMap default/deep: nested deeper than")
