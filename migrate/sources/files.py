@@ -12,19 +12,21 @@ import json
 import os
 import re
 import sys
+from bisect import bisect_left
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import IO, Any, Iterable
 
 from migrate.depth import MAX_DEPTH, TooDeep, count_keys, is_too_deep, too_deep_message
 from migrate.errors import InputProblem, SourceError
+from migrate.sources.jsonchecks import excess_at, no_repeated_keys, repeated_keys
 from migrate.sources.model import RawObject, RepeatedKey, SourceResult
 from migrate.yamlio import (
     Document,
     DocumentError,
     DuplicateKey,
     document_spans,
-    json_duplicates,
     load_documents,
 )
 
@@ -113,7 +115,7 @@ def _read_json(text: str, source: str, result: SourceResult) -> bool:
         # json.loads recurses once per level and gives up near Python's frame limit.
         if _SEPARATOR_LINE.search(text):
             return False  # several documents: the YAML path spares the others
-        result.problems.append(InputProblem(source, *_json_excess(text, MAX_DEPTH),
+        result.problems.append(InputProblem(source, *excess_at(text, MAX_DEPTH),
                                             too_deep_message()))
         return True
     except ValueError:
@@ -128,93 +130,14 @@ def _read_json(text: str, source: str, result: SourceResult) -> bool:
         keys = count_keys(parsed, limit) if isinstance(parsed, (dict, list)) else 0
     except TooDeep:
         keys = None  # _add_object refuses what nests too deep; no key count
-    if keys is not None and not _no_repeated_keys(text, keys):
-        duplicates = _json_repeated(text, source, result)
+    if keys is not None and not no_repeated_keys(text, keys):
+        duplicates = repeated_keys(text, source, result.problems)
     _add_document(Document(parsed, 1, duplicates), source, result,
                   text=text if keys is None else None)
     return True
 
 
 _SEPARATOR_LINE = re.compile(r"^---(?:[ \t].*)?$", re.MULTILINE)
-_SPACE_BEFORE_COLON = re.compile(r'"[ \t\r\n]+:')
-
-
-def _no_repeated_keys(text: str, keys: int) -> bool:
-    """Whether the JSON text's ``keys`` parsed keys prove that no object repeats a key,
-    counted without parsing again.
-
-    Every key written ends with an unescaped quote and a colon, so the text holds at least
-    as many ``":`` as keys; a repeated key makes the parse hold fewer keys than that. The
-    count of ``":`` is exact when no escaped quote precedes a colon (``json.dumps``,
-    ``kubectl get -o json`` without the last-applied annotation); otherwise the quotes
-    preceded by an even run of backslashes are counted (inclusion and exclusion over the
-    runs, each a substring count). A string value starting with a colon only adds to the
-    count (the exact check then parses again, two to three times json.loads' time). Text
-    with space between a quote and a colon (no JSON printer kubectl or Python uses writes
-    it) proves nothing.
-    """
-    if _SPACE_BEFORE_COLON.search(text):
-        return False
-    count = text.count('":')
-    if count == keys:
-        return True
-    run, sign = 1, -1
-    while True:
-        found = text.count("\\" * run + '":')
-        if not found:
-            return count == keys
-        count += sign * found
-        sign, run = -sign, run + 1
-
-
-def _json_repeated(text: str, source: str, result: SourceResult) -> tuple[DuplicateKey, ...]:
-    """The keys a JSON document sets twice (json.loads keeps the last value of each).
-
-    Parsed again with a hook that sees each object's pairs; when that finds some, their
-    paths and lines come from the YAML parser's node tree (JSON is YAML's flow style).
-    """
-    repeated: list[str] = []
-
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        out = dict(items)
-        if len(out) != len(items):
-            seen: set[str] = set()
-            for key, _ in items:
-                if key in seen:
-                    repeated.append(key)
-                seen.add(key)
-        return out
-
-    json.loads(text, object_pairs_hook=pairs)
-    if not repeated:
-        return ()
-    located = json_duplicates(text)
-    if located:
-        return located
-    # Not readable as YAML: reported on the file, the document still read.
-    for key in sorted(set(repeated)):
-        result.problems.append(InputProblem(
-            source, None, None, DuplicateKey((), key, None, "json").message() +
-            " (the last value is used, as the API server does)"))
-    return ()
-
-
-def _json_excess(text: str, limit: int) -> tuple[int | None, int | None]:
-    """Line and column where a JSON text first nests past ``limit`` levels."""
-    depth = 0
-    for match in _JSON_TOKEN.finditer(text):
-        token = match.group()
-        if token in "[{":
-            depth += 1
-            if depth > limit:
-                at = match.start()
-                return text.count("\n", 0, at) + 1, at - (text.rfind("\n", 0, at) + 1) + 1
-        elif token in "]}":
-            depth -= 1
-    return None, None
-
-
-_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 
 def _has_oversized_document(text: str) -> bool:
@@ -253,13 +176,23 @@ class _BadBytes:
 
 
 _SURROGATE = re.compile("[\udc80-\udcff]")
+# Characters no text means anything by, to mark undecodable bytes with: the Basic
+# Multilingual Plane's private use area, then planes 15 and 16 (YAML allows them all).
+_PRIVATE_USE = (range(0xE000, 0xF900), range(0xF0000, 0xFFFFE), range(0x100000, 0x10FFFE))
 
 
 def _read_undecodable(data: bytes, source: str, result: SourceResult) -> None:
     """Read a stream with bytes that are not UTF-8: only what holds them is refused."""
     text = data.decode("utf-8-sig", errors="surrogateescape")
-    marker = next(chr(c) for c in range(0xE000, 0xF900) if chr(c) not in text)
-    bad = _BadBytes(text, [m.start() for m in _SURROGATE.finditer(text)], marker)
+    marker = next((chr(c) for c in chain.from_iterable(_PRIVATE_USE) if chr(c) not in text),
+                  None)
+    positions = [m.start() for m in _SURROGATE.finditer(text)]
+    if marker is None:  # the stream holds every private-use character: refused whole
+        bad = _BadBytes(text, positions, "")
+        line, column, problem = bad.where(positions[0])
+        result.problems.append(InputProblem(source, line, column, f"{problem}; file not read"))
+        return
+    bad = _BadBytes(text, positions, marker)
     marked = text.translate({0xDC00 + b: marker for b in range(0x80, 0x100)})
     _read_chunks(marked, source, result, bad)
 
@@ -278,7 +211,8 @@ def _read_chunks(text: str, source: str, result: SourceResult,
         chunk = text[start:end]
         if not chunk.strip():
             continue
-        flagged = [p for p in bad.positions if start <= p < end] if bad else []
+        flagged = bad.positions[bisect_left(bad.positions, start):
+                                bisect_left(bad.positions, end)] if bad else []
         if len(chunk) > MAX_OBJECT_CHARS and not _LIST_HEAD.search(chunk):
             result.problems.append(_too_large(source, lines + 1, len(chunk)))
             continue
@@ -398,7 +332,7 @@ def _add_object(data: Any, source: str, line: int, result: SourceResult, item: s
     if text is not None and is_too_deep(data):
         # JSON (a YAML document's depth is checked as it is parsed): the position is where
         # the text first nests too deep for a document of this shape.
-        at_line, column = _json_excess(text, MAX_DEPTH + skip)
+        at_line, column = excess_at(text, MAX_DEPTH + skip)
         result.problems.append(InputProblem(source, at_line or line, column,
                                             f"{too_deep_message()}{where}"))
         return
