@@ -193,7 +193,14 @@ def run(prog_name: str = "meshmigrate") -> None:
     (``mypy.util.hard_exit``), the streams are flushed and the process leaves with
     ``os._exit``. An exception that is not an exit (a bug, with MESHMIGRATE_TRACEBACK set)
     leaves the usual way, traceback and all.
+
+    A reader that leaves early (``| head``) must not turn a plan into a failure: stdout and
+    stderr are wrapped so that a closed pipe silences that stream for the rest of the run
+    instead of raising (which ended the run with exit 1 and a half-written plan when the
+    report went to a closed stderr). The exit status is the plan's.
     """
+    sys.stdout = _PipeSafe(sys.stdout)  # type: ignore[assignment]
+    sys.stderr = _PipeSafe(sys.stderr)  # type: ignore[assignment]
     code: Any = 0
     try:
         main(prog_name=prog_name)  # click's standalone mode ends in SystemExit
@@ -202,11 +209,8 @@ def run(prog_name: str = "meshmigrate") -> None:
     if isinstance(code, str):  # sys.exit("message"), as the interpreter would show it
         sys.stderr.write(code + "\n")
         code = 1
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except BrokenPipeError:  # the reader of the output left early (| head)
-        pass
+    sys.stdout.flush()
+    sys.stderr.flush()
     os._exit(code or 0)
 
 
@@ -215,6 +219,41 @@ def kubectl_run() -> None:
     (https://kubernetes.io/docs/tasks/extend-kubectl/kubectl-plugins/: a plugin is an
     executable named ``kubectl-<name>`` on PATH), so usage and help say ``kubectl meshmigrate``."""
     run(prog_name="kubectl meshmigrate")
+
+
+class _PipeSafe:
+    """A text stream whose reader may leave: once a write or flush meets a closed pipe, the
+    descriptor is pointed at /dev/null (the buffered rest would fail again at every later
+    write and at exit) and the stream carries on silently. Anything else is the stream's."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        """Write, or drop the text once the reader is gone."""
+        try:
+            return int(self._stream.write(text))
+        except BrokenPipeError:
+            self._reader_left()
+            return len(text)
+
+    def flush(self) -> None:
+        """Flush, or drop the buffered text once the reader is gone."""
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._reader_left()
+            self._stream.flush()
+
+    def _reader_left(self) -> None:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, self._stream.fileno())
+        finally:
+            os.close(null)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def _target_versions() -> str:

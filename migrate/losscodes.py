@@ -31,6 +31,16 @@ CODES: dict[str, Code] = {
                             "from the file read last is planned (as kubectl apply would leave it); "
                             "within one file the choice is made by content, so it does not depend "
                             "on document order."),
+    "INPUT_DUPLICATE_KEY": Code("read", "Mapping key set twice",
+                                "A mapping in a source document sets one key twice. Strict "
+                                "decoding refuses the document (kubectl: `error converting "
+                                "YAML to JSON: yaml: unmarshal errors: line N: key \"x\" "
+                                "already set in map`); the API server, decoding without "
+                                "strictness, keeps the last value (fieldValidation Ignore and "
+                                "Warn, https://kubernetes.io/docs/reference/using-api/"
+                                "api-concepts/#field-validation), and so does the plan. "
+                                "Which value was meant (an ALLOW after a DENY?) is for a "
+                                "person to decide."),
     "INPUT_NAMESPACE_MISSING": Code("read", "Objects without a namespace beside namespaced ones",
                                     "Files mix objects with no metadata.namespace (read into "
                                     "default) with objects in other namespaces, as sets meant "

@@ -13,6 +13,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Mapping
 from migrate import mappings
 from migrate.check import check_capabilities
 from migrate.dialects.base import Reader, ReadResult
+from migrate.depth import is_too_deep, too_deep_message
 from migrate.dialects.coexist import Coexistence
 from migrate.errors import InputProblem, UsageError
 from migrate.gcpause import no_gc_pauses as _no_gc_pauses
@@ -409,6 +410,7 @@ def read_cluster_source(mesh: str, cluster: ClusterOptions, losses: LossLog,
         reader.MESH_GROUPS, cluster.namespaces,
         lambda resource, count: progress(resource.resource, count))
     notes.extend(result.restarts)
+    _refuse_too_deep(result.source)
     for denied in result.forbidden:
         r = denied.resource
         losses.report(
@@ -418,6 +420,24 @@ def read_cluster_source(mesh: str, cluster: ClusterOptions, losses: LossLog,
             f'Grant get and list on apiGroups ["{r.group}"], resources ["{r.plural}"] '
             "(meshmigrate rbac prints the whole read-only ClusterRole), then re-run.")
     return result.source
+
+
+def _refuse_too_deep(source: SourceResult) -> None:
+    """Objects a cluster serves nested deeper than a file may hold become input problems.
+
+    The API server accepts 10,000 levels (Go's JSON limit); every later stage walks objects
+    recursively, so the limit files have (:mod:`migrate.depth`) holds for a cluster too.
+    """
+    kept = []
+    for raw in source.objects:
+        if is_too_deep(raw.body):
+            ref = raw.ref
+            source.problems.append(InputProblem(
+                raw.source, None, None, f"{ref.kind} {ref.namespace}/{ref.name}: "
+                f"{too_deep_message()}"))
+        else:
+            kept.append(raw)
+    source.objects[:] = kept
 
 
 def detect_mesh(options: PlanOptions) -> tuple[str, str]:

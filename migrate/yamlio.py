@@ -11,12 +11,15 @@ something else (YAML 1.1 booleans such as ``y``/``on``, dates, YAML 1.2 numbers 
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Iterator
 
 import yaml
+
+from migrate.depth import MAX_DEPTH, too_deep_message
 
 _BaseLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -72,12 +75,63 @@ _AMBIGUOUS = re.compile(
 
 
 @dataclass(frozen=True)
+class DuplicateKey:
+    """A key a mapping of a document sets twice; the last value is the one kept."""
+
+    path: tuple[str | int, ...]
+    """Where the mapping is in the document (keys and list indexes)."""
+    key: Any
+    line: int | None
+    """1-based line of the repeated key, when known."""
+    syntax: str = "yaml"
+    """``yaml`` or ``json``: which decoder's strict wording :meth:`message` uses."""
+
+    def field_path(self, skip: int = 0) -> str:
+        """``spec.rules[0].action``: the repeated field, without the first ``skip`` parts."""
+        out = ""
+        for part in (*self.path[skip:], self.key):
+            if isinstance(part, int) and not isinstance(part, bool):
+                out += f"[{part}]"
+            else:
+                out += f".{part}" if out else str(part)
+        return out
+
+    def message(self) -> str:
+        """The error strict decoding gives for it.
+
+        YAML: sigs.k8s.io/yaml ``YAMLToJSONStrict`` (goyaml.v2 ``UnmarshalStrict``), which the
+        API server runs on a YAML body under ``fieldValidation=Strict`` (kubernetes/kubernetes
+        staging/src/k8s.io/apimachinery/pkg/runtime/serializer/json/json.go, ``unmarshal``):
+        ``error converting YAML to JSON: yaml: unmarshal errors:`` then ``line N: key "x"
+        already set in map``. JSON: sigs.k8s.io/json ``UnmarshalStrict``
+        (internal/golang/encoding/json/decode.go, ``objectInterface``): ``json: duplicate
+        field "x"``.
+        """
+        if self.syntax == "json":
+            return f"json: duplicate field {_go_quote(self.key)}"
+        where = f"line {self.line}: " if self.line is not None else ""
+        return ("error converting YAML to JSON: yaml: unmarshal errors: "
+                f"{where}key {_go_quote(self.key)} already set in map")
+
+
+def _go_quote(key: Any) -> str:
+    """A key as Go's ``%#v`` prints it: strings quoted, other scalars bare."""
+    if isinstance(key, str):
+        return json.dumps(key, ensure_ascii=False)
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    return str(key)
+
+
+@dataclass(frozen=True)
 class Document:
     """One parsed YAML document and where it starts."""
 
     data: Any
     line: int
     """1-based line of the document's first node."""
+    duplicates: tuple[DuplicateKey, ...] = ()
+    """Keys set twice in one mapping (the data holds the last value of each)."""
 
 
 class DocumentError(Exception):
@@ -118,7 +172,10 @@ _STR, _MAP, _SEQ = f"{_TAG}str", f"{_TAG}map", f"{_TAG}seq"
 # Scalar tags whose SafeConstructor method is a plain function of the node.
 _SCALARS = frozenset(f"{_TAG}{t}" for t in ("null", "bool", "int", "float", "timestamp",
                                            "binary"))
-_MAX_FAST_DEPTH = 64
+# The fast construction handles every depth a document may have; a deeper one is left to
+# the fallback, which refuses it (_too_deep_node) before PyYAML's constructor recurses.
+_MAX_FAST_DEPTH = MAX_DEPTH - 1
+_MERGE = f"{_TAG}merge"
 
 
 class _Unusual(Exception):
@@ -126,7 +183,7 @@ class _Unusual(Exception):
 
 
 def _construct(loader: Any, node: yaml.Node, seen: set[int], keys: dict[str, str],
-               depth: int = 0) -> Any:
+               repeated: list[yaml.Node], depth: int = 0) -> Any:
     """What PyYAML's SafeConstructor builds from ``node``, for plain documents.
 
     PyYAML's constructor is Python even under the C loader, and dispatches every node
@@ -135,8 +192,10 @@ def _construct(loader: Any, node: yaml.Node, seen: set[int], keys: dict[str, str
     here directly: scalars by SafeConstructor's own methods, so values are the same. Anything
     else raises :class:`_Unusual` and the caller builds the document the usual way: other tags
     (``!!set``, ``!!omap``, unknown ones), merge keys (``<<``), non-scalar keys, a node reached
-    twice (an alias), nesting deeper than :data:`_MAX_FAST_DEPTH` (so the usual recursion
-    limits still decide).
+    twice (an alias), nesting deeper than :data:`~migrate.depth.MAX_DEPTH` (which the
+    caller refuses). A mapping that sets a key twice keeps the last value, as PyYAML's
+    constructor does, and is appended to ``repeated``: found by comparing sizes, so a
+    document without one pays a length test per mapping.
 
     String keys are shared through ``keys`` across the stream, as ``json.loads`` shares them
     within a document: a dump repeats a few hundred keys millions of times, and one string
@@ -162,25 +221,127 @@ def _construct(loader: Any, node: yaml.Node, seen: set[int], keys: dict[str, str
                 key = key_node.value
                 key = keys.setdefault(key, key)
             else:
-                key = _construct(loader, key_node, seen, keys)
+                key = _construct(loader, key_node, seen, keys, repeated)
             # Most values are plain strings: taken here rather than through a call each.
             if value_node.__class__ is scalar and value_node.tag == _STR:
                 out[key] = value_node.value
             else:
-                out[key] = _construct(loader, value_node, seen, keys, depth + 1)
+                out[key] = _construct(loader, value_node, seen, keys, repeated, depth + 1)
+        if len(out) != len(node.value):
+            repeated.append(node)
         return out
     if cls is yaml.SequenceNode and tag == _SEQ:
         return [item.value if item.__class__ is scalar and item.tag == _STR
-                else _construct(loader, item, seen, keys, depth + 1) for item in node.value]
+                else _construct(loader, item, seen, keys, repeated, depth + 1)
+                for item in node.value]
     raise _Unusual
 
 
-def _document(loader: Any, node: yaml.Node, keys: dict[str, str]) -> Any:
-    """The document's data, as ``loader.construct_document(node)`` makes it."""
+def _document(loader: Any, node: yaml.Node, keys: dict[str, str], line_offset: int = 0,
+              duplicates: list[DuplicateKey] | None = None) -> Any:
+    """The document's data, as ``loader.construct_document(node)`` makes it; the keys its
+    mappings set twice are appended to ``duplicates``.
+
+    Raises:
+        DocumentError: the document nests deeper than :data:`~migrate.depth.MAX_DEPTH`.
+    """
+    repeated: list[yaml.Node] = []
     try:
-        return _construct(loader, node, set(), keys)
+        data = _construct(loader, node, set(), keys, repeated)
     except _Unusual:
-        return loader.construct_document(node)
+        deep = _too_deep_node(node)
+        if deep is not None:
+            raise DocumentError(too_deep_message(), deep.start_mark.line + 1 + line_offset,
+                                deep.start_mark.column + 1) from None
+        data = loader.construct_document(node)
+        repeated.append(node)  # not known without looking: PyYAML keeps the last silently
+    if repeated and duplicates is not None:
+        duplicates.extend(node_duplicates(loader, node, line_offset))
+    return data
+
+
+def _too_deep_node(root: yaml.Node, limit: int = MAX_DEPTH) -> yaml.Node | None:
+    """The first node nested past ``limit`` levels (aliases followed), or None.
+
+    Level by level rather than recursively, so any depth is safe; a node reached twice in
+    one level (an alias) is visited once there, and an alias to an enclosing node (a
+    cycle) never ends, so it is reported as too deep.
+    """
+    level = [root]
+    depth = 1
+    while level:
+        if depth > limit:
+            return level[0]
+        following: dict[int, yaml.Node] = {}
+        for node in level:
+            if isinstance(node, yaml.MappingNode):
+                for key, value in node.value:
+                    for child in (key, value):
+                        if not isinstance(child, yaml.ScalarNode):
+                            following.setdefault(id(child), child)
+            elif isinstance(node, yaml.SequenceNode):
+                for child in node.value:
+                    if not isinstance(child, yaml.ScalarNode):
+                        following.setdefault(id(child), child)
+        level = list(following.values())
+        depth += 1
+    return None
+
+
+def node_duplicates(loader: Any, root: yaml.Node, line_offset: int = 0,
+                    syntax: str = "yaml") -> tuple[DuplicateKey, ...]:
+    """Every key a mapping of the node tree sets twice, in line order.
+
+    Scalar keys are compared as constructed values (``1`` and ``01`` are one key, as they are
+    in the data); merge keys (``<<``) are not keys of their own. A node reached through an
+    alias is reported once.
+    """
+    out: list[DuplicateKey] = []
+    stack: list[tuple[yaml.Node, tuple[str | int, ...]]] = [(root, ())]
+    visited: set[int] = set()
+    while stack:
+        node, path = stack.pop()
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE:
+                    continue
+                try:
+                    key = key_node.value if key_node.tag == _STR else \
+                        loader.construct_object(key_node)
+                    repeated = key in seen
+                except (TypeError, yaml.YAMLError):
+                    continue
+                if repeated:
+                    out.append(DuplicateKey(path, key, key_node.start_mark.line + 1 + line_offset,
+                                            syntax))
+                seen.add(key)
+                stack.append((value_node, (*path, key if isinstance(key, (str, int)) else
+                                           str(key))))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, (*path, i)) for i, item in enumerate(node.value))
+    return tuple(sorted(out, key=lambda d: (d.line or 0, d.field_path())))
+
+
+def json_duplicates(text: str) -> tuple[DuplicateKey, ...] | None:
+    """The keys a JSON text's objects set twice, with lines, or None when it cannot tell.
+
+    Lines come from the YAML parser's node tree (JSON is YAML's flow style); a text it does
+    not accept as YAML gives None and the caller reports what it knows without lines.
+    """
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None or _too_deep_node(node) is not None:
+            return None
+        return node_duplicates(loader, node, syntax="json")
+    except (yaml.YAMLError, ValueError, TypeError):
+        return None
+    finally:
+        loader.dispose()
 
 
 def load_documents(text: str | bytes, line_offset: int = 0) -> Iterator[Document]:
@@ -204,18 +365,27 @@ def load_documents(text: str | bytes, line_offset: int = 0) -> Iterator[Document
     try:
         while loader.check_node():
             node = loader.get_node()
+            # Depth first: _expanded_size recurses once per level.
+            deep = _too_deep_node(node) if check_aliases else None
+            if deep is not None:
+                raise DocumentError(too_deep_message(), deep.start_mark.line + 1 + line_offset,
+                                    deep.start_mark.column + 1)
             if check_aliases and _expanded_size(node, {}) > MAX_EXPANDED_NODES:
                 raise DocumentError(
                     f"YAML aliases expand this document past {MAX_EXPANDED_NODES:,} nodes "
                     "(an alias bomb?); not read", node.start_mark.line + 1 + line_offset,
                     node.start_mark.column + 1)
-            data = _document(loader, node, keys)
-            yield Document(data, node.start_mark.line + 1 + line_offset)
+            duplicates: list[DuplicateKey] = []
+            data = _document(loader, node, keys, line_offset, duplicates)
+            yield Document(data, node.start_mark.line + 1 + line_offset, tuple(duplicates))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 + line_offset if mark else None
         column = mark.column + 1 if mark else None
         problem = exc.problem or str(exc)
+        if "exceeded maximum nesting depth" in problem:
+            # libyaml's own limit (1,000 levels) stops the parse before any node is built.
+            raise DocumentError(too_deep_message(), line, column) from None
         if exc.context:
             problem = f"{problem} ({exc.context})"
         raise DocumentError(f"malformed YAML: {problem}", line, column) from None

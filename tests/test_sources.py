@@ -162,6 +162,12 @@ def _assert_built_as_pyyaml_builds(texts: list[str]) -> None:
     from migrate import yamlio
 
     for text in texts:
+        if text == "a: &a [*a]\n":
+            # A list holding itself nests without end: refused as too deep (PyYAML builds
+            # it, and every later walk of it recursed until Python stopped it).
+            [(_, kind, message)] = _load(text, fast=True)
+            assert kind == "DocumentError" and message.startswith("nested deeper than")
+            continue
         assert _load(text, fast=True) == _load(text, fast=False), text[:80]
         # Read from UTF-8 bytes (as files are), the same documents or the same error, compared
         # as text since an alias can make a list contain itself (the deeply nested lists

@@ -120,6 +120,7 @@ class Reader:
             group = api.split("/", 1)[0] if "/" in api else ""
             version = api.rsplit("/", 1)[-1]
             if (group, kind) in kube.HANDLERS and version in kube.VERSIONS.get(group, ()):
+                self._report_repeated_keys(raw)
                 f = Fields(raw, self.losses, self.MESH)
                 self._guarded(kube.HANDLERS[(group, kind)], f, graph)
                 for use in f.uses:
@@ -138,6 +139,7 @@ class Reader:
                     f"{kind} {raw.ref.namespace}/{raw.ref.name}: unknown apiVersion "
                     f"{raw.api_version} (known versions of {group}: {known}); object not planned"))
                 continue
+            self._report_repeated_keys(raw)
             f = Fields(raw, self.losses, self.MESH)
             self._guarded(handler, f, graph)
             for use in f.uses:
@@ -223,6 +225,19 @@ class Reader:
                 f"{kind} {ref}: {where}: {what} (the API server would refuse it); object not "
                 "planned"))
         return not problems
+
+    def _report_repeated_keys(self, raw: RawObject) -> None:
+        """A loss for each key the object's document set twice: planned with the last value,
+        as the API server keeps it (see ``INPUT_DUPLICATE_KEY`` in losscodes.py)."""
+        for repeated in raw.repeated_keys:
+            where = f"{relative(raw.source)}:{repeated.line}" if repeated.line else \
+                relative(raw.source)
+            self.losses.report(
+                "INPUT_DUPLICATE_KEY", Severity.MANUAL, "input", raw.ref, repeated.path,
+                f"{where}: {repeated.message}; planned with the last value, as the API server "
+                "keeps it",
+                "Keep one of the values in the source file (the cluster holds only the last) "
+                "and re-run.")
 
     def _unique(self, objects: list[RawObject]) -> list[RawObject]:
         """One object per identity; duplicates resolved deterministically and reported.

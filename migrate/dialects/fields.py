@@ -12,6 +12,7 @@ import re
 from sys import intern
 from typing import Any
 
+from migrate.depth import MAX_DEPTH
 from migrate.ir.model import FeatureUse, Origin
 from migrate.losses import LossLog, ObjectRef, Severity
 from migrate.sources.model import RawObject
@@ -240,10 +241,10 @@ class Fields:
     def unaccounted(self) -> list[str]:
         """Paths of fields nobody consumed or reported (whole subtrees folded into one)."""
         out: list[str] = []
-        self._walk(self.body, "", out)
+        self._walk(self.body, "", out, MAX_DEPTH)
         return out
 
-    def _walk(self, value: Any, path: str, out: list[str]) -> bool:
+    def _walk(self, value: Any, path: str, out: list[str], budget: int) -> bool:
         """Append unaccounted paths under ``value``; True when the whole subtree is."""
         # Runs once per node of every source object: the ledger is probed as a plain set
         # (NOISE apart), and the members of a mapping or list that are scalars (most of
@@ -251,6 +252,11 @@ class Fields:
         accounted = self.accounted
         if path in NOISE or set.__contains__(accounted, path):
             return False
+        if budget <= 0:
+            # Deeper than any document a file may hold (a cluster serves up to 10,000
+            # levels): reported whole rather than walked, so recursion stays bounded.
+            out.append(path)
+            return True
         if isinstance(value, dict) and value:
             prefix = f"{path}." if path else ""
             members: Any = value.items()
@@ -267,7 +273,7 @@ class Fields:
         for key, item in members:
             child = f"{prefix}{key}"
             if isinstance(item, (dict, list)) and item:
-                whole &= self._walk(item, child, children)
+                whole &= self._walk(item, child, children, budget - 1)
             elif child in NOISE or set.__contains__(accounted, child) or item is None \
                     or item == {} or item == []:
                 whole = False

@@ -15,6 +15,17 @@ CLUSTER_SCOPED = frozenset({"Namespace", "CustomResourceDefinition", "ClusterRol
                             "ValidatingWebhookConfiguration", "GatewayClass"})
 
 
+@dataclass(frozen=True)
+class RepeatedKey:
+    """A key one mapping of the object sets twice (the object holds the last value)."""
+
+    path: str
+    """The field, as readers name fields (``spec.rules[0].action``)."""
+    message: str
+    """Strict decoding's error for it (see :meth:`migrate.yamlio.DuplicateKey.message`)."""
+    line: int | None
+
+
 class RawObject:
     """One Kubernetes object as read, with where it was read from.
 
@@ -25,15 +36,19 @@ class RawObject:
     returning a new copy.
     """
 
-    __slots__ = ("_body", "_packed", "source", "line", "_ref", "_written_namespace")
+    __slots__ = ("_body", "_packed", "source", "line", "_ref", "_written_namespace",
+                 "repeated_keys")
 
-    def __init__(self, body: dict[str, Any], source: str, line: int) -> None:
+    def __init__(self, body: dict[str, Any], source: str, line: int,
+                 repeated_keys: tuple[RepeatedKey, ...] = ()) -> None:
         self._body: dict[str, Any] | None = body
         self._packed: bytes | None = None
         self.source = source
         """File path, ``<stdin>`` or ``cluster``."""
         self.line = line
         """1-based line of the document (0 when not from a file)."""
+        self.repeated_keys = repeated_keys
+        """Keys the document set twice in one mapping (a file can; a cluster cannot)."""
         meta = body.get("metadata")
         meta = meta if isinstance(meta, dict) else {}
         kind = str(body.get("kind", ""))
@@ -59,6 +74,7 @@ class RawObject:
         out._body, out._packed = None, pack(self._body)
         out.source, out.line, out._ref = self.source, self.line, self._ref
         out._written_namespace = self._written_namespace
+        out.repeated_keys = self.repeated_keys
         return out
 
     @property

@@ -14,6 +14,7 @@ variants and identity probes.
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import Any
 
 from migrate.verify.istio_eval import _host_key
@@ -198,11 +199,14 @@ def authz_probes(objects: list[dict[str, Any]], world: World) -> list[Probe]:
                                        for pod in labels):
                 clients |= named
                 requests |= reqs
-        probes = {Probe(ns, name, port, path, method, (), client, "authorization")
-                  for port, _, _ in svc.ports
-                  for path, method in sorted(requests)
-                  for client in sorted(clients)}
-        out.extend(sorted(probes)[:MAX_PER_SERVICE])
+        # The first MAX_PER_SERVICE probes in sorted order, made in that order (Probe sorts
+        # by port, path, method, then client) instead of all made and sorted: requests times
+        # identities grows with the square of a policy's rules (9 minutes at 2,000 rules).
+        ordered = (Probe(ns, name, port, path, method, (), client, "authorization")
+                   for port in sorted({port for port, _, _ in svc.ports})
+                   for path, method in sorted(requests)
+                   for client in sorted(clients))
+        out.extend(islice(ordered, MAX_PER_SERVICE))
     return out
 
 

@@ -21,6 +21,7 @@ meaning. Otherwise the meaning changes and the pair is reported.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from dataclasses import dataclass, replace
 
 from functools import lru_cache
@@ -217,7 +218,12 @@ def overlaps(a: RouteMatch | None, b: RouteMatch | None) -> bool:
 
 
 def analyse(rules: tuple[Rule, ...]) -> list[Inversion]:
-    """Every (earlier, later) match pair the target would resolve differently from Istio."""
+    """Every (earlier, later) match pair the target would resolve differently from Istio.
+
+    Only pairs whose paths can overlap are compared (:func:`_path_candidates`), in the order
+    a comparison of every pair would find them: a VirtualService with thousands of rules on
+    distinct paths took seconds per thousand rules squared before.
+    """
     flat: list[tuple[int, int, RouteMatch | None]] = []
     for rule in rules:
         if rule.matches:
@@ -225,12 +231,57 @@ def analyse(rules: tuple[Rule, ...]) -> list[Inversion]:
         else:
             flat.append((rule.index, 0, None))
     found: list[Inversion] = []
-    for x, (ri, mi, a) in enumerate(flat):
-        for rj, mj, b in flat[x + 1:]:
-            if rj == ri or not overlaps(a, b) or rank(b) <= rank(a):
-                continue
-            found.append(Inversion((ri, mi), (rj, mj), contains(a, b)))
+    for x, y in _path_candidates([m for _, _, m in flat]):
+        (ri, mi, a), (rj, mj, b) = flat[x], flat[y]
+        if rj == ri or not overlaps(a, b) or rank(b) <= rank(a):
+            continue
+        found.append(Inversion((ri, mi), (rj, mj), contains(a, b)))
     return found
+
+
+def _literal_path(m: RouteMatch | None) -> str | None:
+    """The path of a match that only a literal path can overlap (exact or prefix, case
+    sensitive), or None for one that may overlap anything (no path, regex, ignore-case)."""
+    if m is None or m.ignore_case or m.path is None or m.path.kind not in ("exact", "prefix"):
+        return None
+    return m.path.value
+
+
+def _path_candidates(matches: list[RouteMatch | None]) -> list[tuple[int, int]]:
+    """Index pairs ``(x, y)``, ``x < y``, sorted, that include every pair whose paths
+    :func:`overlaps` could accept.
+
+    Two literal paths (exact or prefix) overlap only when one is a prefix of the other
+    (:func:`_str_overlap`): for each, the literal paths it starts with are found by looking
+    up its own prefixes, and those starting with it form one range of the sorted paths. A
+    match without a literal path is paired with every other. Linear in the matches for
+    distinct paths; never more pairs than the comparison of all pairs.
+    """
+    literal: dict[str, list[int]] = {}
+    wild: list[int] = []
+    for i, m in enumerate(matches):
+        path = _literal_path(m)
+        if path is None:
+            wild.append(i)
+        else:
+            literal.setdefault(path, []).append(i)
+    pairs: set[tuple[int, int]] = set()
+    everyone = range(len(matches))
+    for w in wild:
+        pairs.update((min(w, z), max(w, z)) for z in everyone if z != w)
+    values = sorted(literal)
+    for value, indexes in literal.items():
+        related: list[int] = []
+        for end in range(len(value)):  # shorter paths this one starts with
+            related.extend(literal.get(value[:end], ()))
+        start = bisect_left(values, value)  # this path and the longer ones starting with it
+        for other in values[start:]:
+            if not other.startswith(value):
+                break
+            related.extend(literal[other])
+        for i in indexes:
+            pairs.update((min(i, z), max(i, z)) for z in related if z != i)
+    return sorted(pairs)
 
 
 def merge_routes(entries: list[tuple[Route, Rule]], losses: LossLog, target: str

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import heapq
 import re
+from bisect import bisect_left, insort
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -207,17 +208,27 @@ def plan_routes(grants: list[list[Atom]]) -> RoutePlan:
                 family.append(a)
     capped = False
     k = 0
+    met = _KeyIndex()
     while k < len(family) and not capped:
-        for b in family[:k]:
-            c = family[k].meet(b)
+        # Only earlier atoms whose paths can meet this one's (the comparison of every pair
+        # was quadratic in a policy's rules), taken in the order that comparison took them,
+        # so the family grows in the same order.
+        for b in sorted(met.related(family[k])):
+            c = family[k].meet(family[b])
             if c is not None and c not in seen:
                 if len(family) >= MAX_ATOMS:
                     capped = True
                     break
                 seen.add(c)
                 family.append(c)
+        met.add(family[k], k)
         k += 1
-    covers = [tuple(g for g, atoms in enumerate(grants) if any(a.contains(atom) for a in atoms))
+    granted = _KeyIndex()
+    for g, atoms in enumerate(grants):
+        for a in atoms:
+            granted.add(a, g)
+    covers = [tuple(sorted({g for g in granted.containers(atom)
+                            if any(a.contains(atom) for a in grants[g])}))
               for atom in family]
     groups: dict[tuple[int, ...], list[int]] = {}
     for index, cover in enumerate(covers):
@@ -228,6 +239,51 @@ def plan_routes(grants: list[list[Atom]]) -> RoutePlan:
     return RoutePlan(routes, capped)
 
 
+def _key(atom: Atom) -> str:
+    """The literal start of every path an atom matches: its exact path, or its prefix."""
+    return atom.path.exact if atom.path.exact is not None else atom.path.prefix
+
+
+class _KeyIndex:
+    """Atoms (or their owners) by :func:`_key`, for the pairs whose paths can relate.
+
+    An atom contains another only when its key starts the other's key, and two atoms meet
+    only when one's key starts the other's (:meth:`PathForm.contains`, :meth:`PathForm.meet`):
+    the candidates are found by looking up the key's own prefixes and, for :meth:`related`,
+    the range of longer keys starting with it, instead of comparing every pair.
+    """
+
+    def __init__(self) -> None:
+        self.by_key: dict[str, list[int]] = {}
+        self.keys: list[str] = []
+
+    def add(self, atom: Atom, owner: int) -> None:
+        """Index ``owner`` (an atom's or a grant's number) under the atom's key."""
+        key = _key(atom)
+        if key not in self.by_key:
+            self.by_key[key] = []
+            insort(self.keys, key)
+        self.by_key[key].append(owner)
+
+    def containers(self, atom: Atom) -> set[int]:
+        """Owners indexed under a key that starts ``atom``'s key (those that may contain it)."""
+        key = _key(atom)
+        found: set[int] = set()
+        for end in range(len(key) + 1):
+            found.update(self.by_key.get(key[:end], ()))
+        return found
+
+    def related(self, atom: Atom) -> set[int]:
+        """Owners whose key starts ``atom``'s key or starts with it (those that may meet it)."""
+        found = self.containers(atom)
+        key = _key(atom)
+        for other in self.keys[bisect_left(self.keys, key):]:
+            if not other.startswith(key):
+                break
+            found.update(self.by_key[other])
+        return found
+
+
 def _contained_first(family: list[Atom], members: list[list[int]],
                      covers: list[set[int]]) -> list[int]:
     """Group indices, each group after every group holding an atom strictly inside one of
@@ -235,18 +291,33 @@ def _contained_first(family: list[Atom], members: list[list[int]],
 
     Such an order always exists: an atom inside another is covered by every grant covering
     the other, so a group that must come first has strictly more grants (a partial order).
-    That is also why only such pairs of groups need comparing.
+    That is also why only such pairs of groups need comparing; and only atoms whose keys
+    nest (:class:`_KeyIndex`) can be inside one another.
     """
+    group_of = {a: x for x, atoms in enumerate(members) for a in atoms}
+    index = _KeyIndex()
+    for a, atom in enumerate(family):
+        index.add(atom, a)
+    edges: set[tuple[int, int]] = set()
+    for a, atom in enumerate(family):
+        x = group_of[a]
+        for b in index.containers(atom):
+            y = group_of[b]
+            if (x, y) not in edges and covers[x] > covers[y] and \
+                    family[b].contains(atom) and not atom.contains(family[b]):
+                edges.add((x, y))
+    return group_order(members, edges)
+
+
+def group_order(members: list[list[int]], edges: set[tuple[int, int]]) -> list[int]:
+    """Group indices with ``x`` before ``y`` for every edge ``(x, y)``, else in first-seen
+    order (the group's first atom)."""
     n = len(members)
     after: list[list[int]] = [[] for _ in range(n)]
     indegree = [0] * n
-    for x in range(n):
-        for y in range(n):
-            if covers[x] > covers[y] and any(
-                    family[b].contains(family[a]) and not family[a].contains(family[b])
-                    for a in members[x] for b in members[y]):
-                after[x].append(y)
-                indegree[y] += 1
+    for x, y in sorted(edges):
+        after[x].append(y)
+        indegree[y] += 1
     ready = [(min(members[x]), x) for x in range(n) if indegree[x] == 0]
     heapq.heapify(ready)
     order = []
