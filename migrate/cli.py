@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import sys
 import threading
 from pathlib import Path
@@ -17,10 +16,8 @@ from typing import Any, Callable
 import click
 
 from migrate import __version__, completion, mappings
-from migrate.emit.manifests import write_steps
-from migrate.emit.planjson import write_plan
+from migrate.emit.output import write_output
 from migrate.emit.report import render_report
-from migrate.emit.runbook import write_runbook
 from migrate.errors import ExitStatus, MigrateError
 from migrate.exporting import export_dump, rbac_cluster_role
 from migrate.losses import LossLog, Severity
@@ -36,8 +33,6 @@ from migrate.pipeline import (
     verify_against_plan,
 )
 from migrate.wording import counted
-
-_OWN = ("RUNBOOK.md", "plan.json", "steps")
 
 
 def _complete(values: Callable[[click.Context], list[str]]) -> Callable[..., list[str]]:
@@ -279,7 +274,8 @@ def _target_versions() -> str:
                    "Without -f the cluster of the kubeconfig is read (read-only).")
 @click.option("-o", "--output", "output", required=True, metavar="DIR",
               type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for RUNBOOK.md, plan.json and steps/ (replaced if it holds a plan).")
+              help="Folder for RUNBOOK.md, plan.json and steps/ (replaced as a whole, once the "
+                   "new plan is complete, if it holds a plan; never a symbolic link).")
 @click.option("--target-version", default="", metavar="VERSION",
               shell_complete=_complete(lambda ctx: completion.target_versions(
                   ctx.params.get("target"))),
@@ -388,10 +384,8 @@ def _plan(options: PlanOptions, output: Path, fail_on: str | None,
             progress.done()
     for note in [] if quiet else result.notes:
         click.echo(f"note: {note}", err=True)
-    _prepare_output(output)
-    write_steps(result.plan, output)
-    write_plan(result.plan, output / "plan.json")
-    write_runbook(result.plan, output / "RUNBOOK.md")
+    for note in write_output(result.plan, output):  # atomic: see migrate/emit/output.py
+        click.echo(f"note: {note}", err=True)
     click.echo(render_report(result.losses, result.problems, quiet=quiet), err=True, nl=False)
     click.echo(f"meshmigrate: wrote {counted(len(result.plan.steps), 'step')} to {output}",
                err=True)
@@ -439,17 +433,6 @@ def _plan_report(result: Any, status: ExitStatus, output: Path) -> dict[str, Any
                                            if k != "losses"},
                  equivalence=doc["equivalence"], coexistence=doc["coexistence"],
                  output=str(output))
-
-
-def _prepare_output(output: Path) -> None:
-    """Refuse to write into a folder that holds something else; clear an old plan."""
-    if output.exists():
-        entries = {p.name for p in output.iterdir()}
-        if entries and not (entries <= set(_OWN) and "plan.json" in entries):
-            raise MigrateError(f"{output} is not empty and holds no meshmigrate plan; "
-                               "choose another -o folder")
-        shutil.rmtree(output / "steps", ignore_errors=True)
-    output.mkdir(parents=True, exist_ok=True)
 
 
 def _cluster_schemas(options: PlanOptions) -> Any:

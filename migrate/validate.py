@@ -114,14 +114,16 @@ def validate_plan_dir(plan_dir: Path, schemas: SchemaSet | None,
                       require_schema: bool = False) -> list[Violation]:
     """Validate every emitted manifest under ``plan_dir/steps``.
 
-    ``rollback/`` folders hold the user's own source objects as they were; they are restored
-    verbatim, so they are not judged against the target's schemas.
+    ``steps/<id>/rollback/`` folders hold the user's own source objects as they were; they
+    are restored verbatim, so they are not judged against the target's schemas. (No
+    namespace has a folder named ``rollback``: see :func:`migrate.emit.manifests.object_path`.)
     """
     import yaml
 
     out: list[Violation] = []
     for path in sorted((plan_dir / "steps").rglob("*.yaml")):
-        if path.name == "kustomization.yaml" or path.parent.name == "rollback":
+        where = path.relative_to(plan_dir).parts  # steps, <id>, then the step's own path
+        if path.name == "kustomization.yaml" or where[2:3] == ("rollback",):
             continue
         rel = str(path.relative_to(plan_dir))
         for body in yaml.safe_load_all(path.read_text(encoding="utf-8")):

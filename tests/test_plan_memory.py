@@ -121,8 +121,8 @@ def test_source_values_that_are_not_plain_data_plan_and_write(tmp_path: Path):
     write_steps(result.plan, tmp_path / "out")
     written = sorted((tmp_path / "out" / "steps" / first.id).rglob("destinationrule*.yaml"))
     assert [p.relative_to(tmp_path / "out" / "steps" / first.id).as_posix() for p in written] \
-        == ["destinationrule.networking-shop-web.yaml",
-            "rollback/destinationrule.networking-shop-web.yaml"]
+        == ["rollback/shop/destinationrule.networking.istio.io_web.yaml",
+            "shop/destinationrule.networking.istio.io_web.yaml"]
     assert all("since: 2024-01-02" in p.read_text() for p in written)
 
 
@@ -140,7 +140,7 @@ def test_manifest_keeps_its_body_packed_and_its_identity_unpacked():
     assert m.body["spec"]["port"] == 8080 and m != Manifest(body, (ref,))
     cluster = Manifest({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}, ())
     assert cluster.namespace == ""
-    assert manifest_file_name(cluster) == "namespace.core-cluster-x.yaml"
+    assert manifest_file_name(cluster) == "_cluster/namespace_x.yaml"
 
 
 def _file_key(written: dict[str, Any], body: dict[str, Any]) -> str:

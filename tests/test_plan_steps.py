@@ -82,7 +82,7 @@ def test_validate_with_reports_file_and_field(tmp_path: Path, shared: Path):
                                     str(strict)])
     assert bad.exit_code == 4
     lines = [x for x in bad.stderr.splitlines() if x.startswith("invalid: ")]
-    assert any("server.policy-payments-payments-grpc.yaml: spec.accessPolicy:" in x
+    assert any("payments/server.policy.linkerd.io_payments-grpc.yaml: spec.accessPolicy:" in x
                for x in lines)
 
 

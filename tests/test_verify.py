@@ -270,7 +270,7 @@ def test_verify_command_on_a_plan_folder_and_a_tampered_one(tmp_path):
     assert ok.exit_code == 0, ok.stderr
     assert "0 unexplained" in ok.stdout and "orders/orders" in ok.stdout
     # Tamper with the long-term route: send all catalog traffic to v2.
-    route = next(out.glob("steps/*-cleanup/httproute.gateway-catalog-catalog-2.yaml"))
+    route = next(out.glob("steps/*-cleanup/catalog/httproute.gateway.networking.k8s.io_catalog-2.yaml"))
     body = yaml.safe_load(route.read_text())
     for b in body["spec"]["rules"][0]["backendRefs"]:
         b["weight"] = 100 if b["name"] == "catalog-v2" else 0

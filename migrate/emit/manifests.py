@@ -7,6 +7,8 @@ that the same plan always gives the same bytes.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -32,34 +34,122 @@ def annotated(m: Manifest) -> dict[str, Any]:
 
 
 def file_name(body: dict[str, Any]) -> str:
-    """``<kind>-<namespace>-<name>.yaml`` (kind with its API group, so kinds never collide)."""
+    """The object's path inside its step folder: ``<namespace>/<kind>.<group>_<name>.yaml``
+    (see :func:`object_path`)."""
     meta = body.get("metadata") or {}
-    return _file_name(str(body.get("apiVersion", "")), str(body["kind"]),
-                      meta.get("namespace") or "", meta["name"])
+    return object_path(str(body.get("apiVersion", "")), str(body.get("kind", "")),
+                       str(meta.get("namespace") or ""), str(meta.get("name", "")))
 
 
 def manifest_file_name(m: Manifest) -> str:
     """:func:`file_name` of a manifest's body, from the fields it keeps unpacked."""
-    return _file_name(m.api_version, m.kind, m.namespace, m.name)
+    return object_path(m.api_version, m.kind, m.namespace, m.name)
 
 
 def source_file_name(obj: RawObject | Manifest) -> str:
     """:func:`file_name` of a source object as read, or of a manifest standing in for one."""
     if isinstance(obj, Manifest):
         return manifest_file_name(obj)
-    return _file_name(obj.api_version, obj.kind, obj.written_namespace, obj.ref.name)
+    return object_path(obj.api_version, obj.kind, obj.written_namespace, obj.ref.name)
 
 
-def _file_name(api: str, kind: str, namespace: str, name: str) -> str:
+# Kubernetes name rules (k8s.io/apimachinery pkg/util/validation/validation.go, v0.31.0:
+# IsDNS1123Label, at most 63 characters, and IsDNS1123Subdomain, at most 253; namespaces are
+# labels, most names and every custom resource name are subdomains;
+# https://kubernetes.io/docs/concepts/overview/working-with-objects/names/). A segment that
+# follows them is used as it is; anything else gets the digest form below.
+_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+# A CRD's kind, lowercased, is a DNS-1035 label (apiextensions-apiserver
+# pkg/apis/apiextensions/validation/validation.go, ValidateCustomResourceDefinitionNames).
+_PLAIN = re.compile(r"[a-z0-9][-a-z0-9.]*")
+_KIND = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+
+MAX_FILE_NAME = 143
+"""Longest file or folder name written, in bytes: well under the 255 of ext4, XFS, btrfs,
+APFS and NTFS, and within the 143 of an encrypted eCryptfs home directory."""
+_MAX_PREFIX = 80
+"""Longest ``<kind>.<group>`` kept readable (the mesh kinds' longest is 39)."""
+_DIGEST = 20
+"""Hex digits of SHA-256 in a digest form: 80 bits, so that two of the names of one kind in
+one namespace share one only with a chance of about n**2 / 2**81."""
+
+CLUSTER_FOLDER = "_cluster"
+"""Folder of the objects without a namespace (no namespace can hold ``_``)."""
+
+
+def object_path(api_version: str, kind: str, namespace: str, name: str) -> str:
+    """``<namespace>/<kind>.<group>_<name>.yaml``, relative to the step folder.
+
+    Distinct objects never share a path, by construction, for any strings:
+
+    - the folder is the namespace when it is a DNS label, :data:`CLUSTER_FOLDER` when there
+      is none, and otherwise (or for ``rollback``, the name of the rollback copies' folder)
+      a digest form; a label holds neither ``_`` nor ``+``, ``_cluster`` holds no ``+`` and
+      every digest form does;
+    - in the file name, ``_`` ends ``<kind>.<group>`` (a lowercased kind and an API group
+      hold none), and the name after it is either itself (a DNS subdomain short enough for
+      :data:`MAX_FILE_NAME`: no ``+``) or a digest form (always a ``+``);
+    - a digest form is ``<readable head>+<first 80 bits of SHA-256 of the whole string>``.
+
+    An object is (API group, kind, namespace, name): the version is no part of it (two
+    versions of one object are one object), and the kind is compared lowercased, as the
+    file systems that ignore case would (the kinds meshmigrate reads and writes never differ
+    only in case). Core kinds have no group: ``service_web.yaml``.
+    """
+    folder = _FOLDERS.get(namespace)
+    if folder is None:
+        folder = _FOLDERS[namespace] = (
+            namespace if len(namespace) <= 63 and _LABEL.fullmatch(namespace)
+            and namespace not in _RESERVED
+            else _digest_form(namespace, 63) if namespace else CLUSTER_FOLDER)
     # Named twice per manifest (plan.json and the step folder), hundreds of thousands of
     # times on a large mesh, from a few dozen (apiVersion, kind) pairs: their prefix is kept.
-    prefix = _PREFIXES.get((api, kind))
+    prefix = _PREFIXES.get((api_version, kind))
     if prefix is None:
-        group = api.split("/")[0] if "/" in api else "core"
-        prefix = _PREFIXES[(api, kind)] = f"{kind.lower()}.{group.split('.')[0]}"
-    return f"{prefix}-{namespace or 'cluster'}-{name}.yaml"
+        prefix = _PREFIXES[(api_version, kind)] = _prefix(api_version, kind)
+    room = MAX_FILE_NAME - len(prefix) - len("_.yaml")
+    if len(name) > room or not _is_subdomain(name):
+        name = _digest_form(name, room)
+    return f"{folder}/{prefix}_{name}.yaml"
 
 
+def _is_subdomain(name: str) -> bool:
+    """Whether ``name`` matches :data:`_SUBDOMAIN`, said as one character class and four
+    substring tests (each label starts and ends with a letter or digit), which is about
+    three times as fast for the hundreds of thousands of names of a large plan."""
+    return bool(_PLAIN.fullmatch(name)) and name[-1] not in "-." and ".." not in name \
+        and ".-" not in name and "-." not in name
+
+
+def _prefix(api_version: str, kind: str) -> str:
+    """``<kind>.<group>`` (``<kind>`` for the core group), or its digest form."""
+    group = api_version.rpartition("/")[0]
+    lower = kind.lower()
+    text = f"{lower}.{group}" if group else lower
+    if len(text) <= _MAX_PREFIX and _KIND.fullmatch(lower) and (
+            not group or _SUBDOMAIN.fullmatch(group)):
+        return text
+    # The group's length comes first, so ("a/b", "c") and ("a", "b/c") stay apart.
+    return _digest_form(f"{len(group)}:{group}{kind}", _MAX_PREFIX, shown=text)
+
+
+def _digest_form(text: str, room: int, shown: str | None = None) -> str:
+    """``<head>+<digest>`` in at most ``room`` characters: the head is the text kept to the
+    characters a name may hold (for people only), the digest is of the text itself (any
+    string, a NUL or a lone surrogate included)."""
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:_DIGEST]
+    head = _UNSAFE.sub("-", (text if shown is None else shown).lower())
+    head = head[:max(room - _DIGEST - 1, 0)]
+    return f"{head}+{digest}"
+
+
+_UNSAFE = re.compile(r"[^a-z0-9.-]+")
+_RESERVED = frozenset({"rollback"})
+"""Namespaces whose folder would be a step folder's own ``rollback/``: they get the digest
+form, so a path starting ``rollback/`` is always a rollback copy."""
+_FOLDERS: dict[str, str] = {}
+"""namespace -> its folder."""
 _PREFIXES: dict[tuple[str, str], str] = {}
 """(apiVersion, kind) -> ``<kind>.<group>``, the start of a file name."""
 
@@ -97,7 +187,8 @@ def _file_body(name: str, obj: Manifest | RawObject) -> dict[str, Any]:
 
 
 def write_steps(plan: Plan, out: Path) -> None:
-    """Write every step folder with its kustomization.yaml.
+    """Write every step folder with its kustomization.yaml (``out`` is a new folder: see
+    :mod:`migrate.emit.output`, which makes it and puts it in place once complete).
 
     A plan writes one file per manifest (over a hundred thousand at 5,000 services): the
     collector is paused as for the plan itself, each folder is made once, and each body is
@@ -108,14 +199,20 @@ def write_steps(plan: Plan, out: Path) -> None:
         for step in plan.steps:
             folder = steps_dir / step.id
             files = _file_sources(step)
-            main = [f for f in files if "/" not in f]
+            main = [f for f in files if not f.startswith("rollback/")]
             rollback = [f[len("rollback/"):] for f in files if f.startswith("rollback/")]
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True)
+            made = {""}
             _write(folder / "kustomization.yaml", _kustomization(main))
             if rollback:
-                (folder / "rollback").mkdir(exist_ok=True)
+                (folder / "rollback").mkdir()
+                made.add("rollback")
                 _write(folder / "rollback" / "kustomization.yaml", _kustomization(rollback))
             for name, obj in files.items():
+                parent = name.rpartition("/")[0]
+                if parent not in made:
+                    (folder / parent).mkdir()
+                    made.add(parent)
                 _write(folder / name, dump_document(_file_body(name, obj)))
 
 
@@ -125,5 +222,7 @@ def _kustomization(resources: list[str]) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
+    # "x": a file that is already there (which a layout that never repeats a path cannot
+    # make) is an error, never overwritten.
+    with open(path, "x", encoding="utf-8") as fh:
         fh.write(text)
