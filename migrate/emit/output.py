@@ -1,7 +1,7 @@
 """The ``-o`` folder, written atomically: it holds the previous complete plan or the new
 complete plan, never a mix and never a file cut short.
 
-How (docs/security-output.md says the same for users):
+How (docs/security.md says the same for users):
 
 1. The folder's parent is locked (``flock`` on the parent folder itself, so nothing is
    left behind), so two runs writing beside each other take turns and never remove each

@@ -103,9 +103,10 @@ def _lines(plan: Plan) -> Iterator[str]:
     add("Traffic between the two meshes is plaintext and carries no peer identity. Callees move "
         "before their callers, so a migrated namespace only calls migrated namespaces (full mTLS "
         "and identities) and namespaces still on the source mesh never receive plaintext from "
-        "the target; the only relaxation is on the target side, where policy stays in `audit` "
-        "until the last source-mesh caller has moved. Namespaces that call each other move "
-        "together. Ingress-facing namespaces and the ingress gateway go last.")
+        "the target; the only relaxation is on the target side, where calls from the source "
+        "mesh are admitted without a peer identity (on the same ports, paths and methods as "
+        "before) until the last source-mesh caller has moved. Namespaces that call each other "
+        "move together. Ingress-facing namespaces and the ingress gateway go last.")
     add("")
     if plan.order_overridden:
         add("**The order was set by hand (`--order`).**" + (

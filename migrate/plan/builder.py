@@ -2,7 +2,8 @@
 namespace order. The step templates follow mapping-istio-linkerd.md sections 4 and 5:
 
 00 prerequisites  install the target, neutralize source config that breaks coexistence
-move <group>      apply routing (inert for the source) and staged policy (audit), switch
+move <group>      apply routing (inert for the source) and staged policy (identity relaxed
+                  for plaintext callers, nothing else), switch
                   injection, restart, verify, then delete the source's inbound objects
 enforce <group>   once the group's last source-mesh caller has moved: policy enforces and
                   the source's routing for the group's Services is retired

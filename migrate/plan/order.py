@@ -2,8 +2,9 @@
 
 Callees move before callers (../shared/reference/mapping-istio-linkerd.md section 5): traffic
 between the two meshes is plaintext with no peer identity, and the target mesh can be told to
-accept that (staged ``audit`` policy) while the source mesh, with STRICT mTLS and identity-based
-authorization, cannot without weakening it. Moving callees first means a migrated namespace
+accept that (staged policy that admits the same requests without a peer identity) while the
+source mesh, with STRICT mTLS and identity-based authorization, cannot without weakening
+it. Moving callees first means a migrated namespace
 only ever calls other migrated namespaces (full mTLS and identities), and namespaces still on
 the source mesh never receive plaintext from the target mesh. Namespaces that call each other
 (a cycle) collapse into one group that moves in one step. Among groups ready at the same time,

@@ -47,8 +47,11 @@ class LinkerdCoexistence(Coexistence):
                                "HTTPLocalRateLimitPolicy"})
     PROXY_CONTAINER = "linkerd-proxy"
     INGRESS = "the ingress controller meshed with linkerd.io/inject: ingress"
-    STAGED_POLICY = ("Servers in `audit`: refused requests are logged, not refused")
-    ENFORCED_POLICY = ("Servers leave `audit` and the STRICT default applies to restarted pods")
+    STAGED_POLICY = ("Servers enforce the source's ports, paths and methods; each grant's "
+                     "`-plaintext` twin admits the same requests without a peer identity, for "
+                     "callers still on the source mesh (docs/coexistence.md)")
+    ENFORCED_POLICY = ("the `-plaintext` twins are deleted, so every grant requires its identity "
+                       "again, and the namespace's final default applies to restarted pods")
     # policy-controller outbound/index/http.rs indexes Service-parented gateway.networking.k8s.io
     # routes next to its own flavour.
     READS_MESH_GATEWAY_ROUTES = True
@@ -125,7 +128,8 @@ class LinkerdCoexistence(Coexistence):
                     note="every route Accepted")]
         if policy:
             cmds += [run("linkerd", "viz", "authz", "-n", ns, w,
-                         note="audit hits: callers a policy would refuse") for w in workloads]
+                         note="unauthorized requests: callers the policy refuses")
+                     for w in workloads]
         return cmds
 
     def verify_enforced(self, ns: str) -> list[Command]:
