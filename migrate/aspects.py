@@ -14,9 +14,9 @@ from migrate import mappings
 from migrate.losscodes import CODES
 from migrate.mappings import MappingError
 
-ROUTING = ("backends", "mirror", "retries", "timeout", "request_headers", "response_headers",
+ROUTING = ("match", "backends", "mirror", "retries", "timeout", "request_headers", "response_headers",
            "rewrite", "redirect", "fault")
-"""Every aspect of what a route does with a request."""
+"""Every aspect of what a route does with a request; ``match`` is which rule it hits."""
 ASPECTS = ROUTING + ("authorization",)
 DIRECTIONS = ("allow-more", "refuse-more", "either")
 _SHORTHANDS = {"routing": ROUTING, "everything": ASPECTS}
@@ -44,7 +44,8 @@ class Declaration:
         if not self.aspects:
             return "nothing the equivalence check observes (it explains no divergence)"
         names = [a for a in ASPECTS if a in self.aspects and a != "authorization"]
-        text = ", ".join(n.replace("_", " ") for n in names)
+        text = ", ".join("which rule a request hits" if n == "match" else n.replace("_", " ")
+                         for n in names)
         if "authorization" in self.aspects:
             way = {"allow-more": "the target may admit callers the source refused",
                    "refuse-more": "the target may refuse callers the source admitted",

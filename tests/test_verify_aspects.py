@@ -73,8 +73,10 @@ def test_declarations_cover_only_their_aspect_and_direction():
     assert not d["AUTHZ_DENY"].covers("authorization", "refuse-more")
     assert d["AUTHZ_CONDITION"].covers("authorization", "refuse-more")
     assert not d["AUTHZ_CONDITION"].covers("authorization", "allow-more")
-    assert d["ROUTE_ORDER"].covers("timeout") and not d["ROUTE_ORDER"].covers(
-        "authorization", "allow-more")
+    # A rule-order loss changes which rule a request hits, nothing of a rule itself.
+    assert d["ROUTE_ORDER"].covers("match") and not d["ROUTE_ORDER"].covers("timeout")
+    assert not d["ROUTE_ORDER"].covers("authorization", "allow-more")
+    assert d["ROUTE_HTTP"].covers("timeout") and d["ROUTE_HTTP"].covers("match")
     assert Declaration("X", frozenset({"authorization"}), "either").covers(
         "authorization", "refuse-more")
 

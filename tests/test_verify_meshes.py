@@ -527,7 +527,8 @@ def test_broken_conversion_is_an_unexplained_divergence(case: str, index: int):
     breakages[index](broken)
     result = compare(source(), broken, {}, [], source_mesh=src_mesh, target_mesh=tgt_mesh)
     assert result.unexplained, f"{breakages[index].__name__} was not caught"
-    aspect = {0: {"route"}, 1: {"route", "timeout", "retries"}, 2: {"authz"}, 3: {"authz"}}
+    aspect = {0: {"backends"}, 1: {"backends", "timeout", "retries"}, 2: {"authorization"},
+              3: {"authorization"}}
     assert {d.aspect for d in result.unexplained} <= aspect[index]
 
 
@@ -537,12 +538,12 @@ def test_a_divergence_with_a_loss_on_its_object_is_explained():
     src_mesh, tgt_mesh, source, target, breakages = CASES["istio-to-consul"]
     broken = target()
     consul_wrong_weight(broken)
-    loss = Loss("ROUTE_WEIGHT", Severity.DEGRADED, "route.http",
+    loss = Loss("ROUTE_WEIGHT_ROUNDED", Severity.DEGRADED, "route.http",
                 ObjectRef("VirtualService", "shop", "web", "networking.istio.io/v1"),
                 "spec.http[1].route", "weights rounded", "")
     result = compare(source(), broken, {}, [loss], source_mesh=src_mesh, target_mesh=tgt_mesh)
     assert result.divergences and not result.unexplained
-    other_rule = Loss("ROUTE_WEIGHT", Severity.DEGRADED, "route.http", loss.object,
+    other_rule = Loss("ROUTE_WEIGHT_ROUNDED", Severity.DEGRADED, "route.http", loss.object,
                       "spec.http[0].route", "elsewhere", "")
     result = compare(source(), broken, {}, [other_rule], source_mesh=src_mesh,
                      target_mesh=tgt_mesh)

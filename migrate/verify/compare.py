@@ -6,25 +6,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from migrate.aspects import declarations
 from migrate.losses import Loss
 from migrate.verify.linkerd_eval import same_duration
 from migrate.verify.model import Outcome, Probe
 from migrate.verify.registry import EVALUATORS, PROBES, Evaluator, Settings, generate
 from migrate.verify.world import World, dig
 
-# Which loss features can explain which kind of divergence.
-_FAMILIES = {
-    "route": ("route.http", "route.match", "route.host", "route.redirect", "route.rewrite",
-              "route.mirror", "route.fault", "route.cors", "route.direct_response",
-              "route.delegate", "route.export_to", "route.consumer_namespace", "route.tcp",
-              "route.tls", "destination.subsets", "destination.external", "gateway_api.",
-              "protocol.", "multicluster", "input"),
-    "timeout": ("route.timeout", "route.retry", "input"),
-    # A retry budget (Linkerd ServiceProfiles) bounds retries by load, not by a count: its
-    # loss is exactly why a target with a fixed count retries differently.
-    "retries": ("route.retry", "route.response_classes", "destination.retry_budget", "input"),
-    "authz": ("authz.", "mtls.", "authn.", "input"),
-}
 # Losses that concern every Service sharing a name, in every namespace, rather than one source
 # object: Consul CE has one service name space, so same-named Services of several Kubernetes
 # namespaces are one Consul service whose instances, routers and intentions merge
@@ -43,9 +31,13 @@ class Divergence:
 
     probe: Probe
     aspect: str
-    """route, timeout, retries or authz."""
+    """What differs (``migrate.aspects.ASPECTS``): backends, redirect, timeout, retries,
+    authorization..."""
     source: str
     target: str
+    direction: str = ""
+    """For authorization: ``allow-more`` (the target admits a caller the source refused) or
+    ``refuse-more``; empty for the other aspects."""
     explained_by: list[str] = field(default_factory=list)
     """Loss codes (with their objects) that account for it; empty means a conversion bug."""
     candidates: set[str] = field(default_factory=set, repr=False)
@@ -62,6 +54,7 @@ class Divergence:
     def to_json(self) -> dict[str, Any]:
         """For plan.json."""
         return {"probe": str(self.probe), "exercises": self.probe.why, "aspect": self.aspect,
+                **({"direction": self.direction} if self.direction else {}),
                 "source": self.source, "target": self.target,
                 "explained_by": self.explained_by}
 
@@ -264,13 +257,16 @@ def same_retries(src: Outcome, tgt: Outcome) -> bool:
 
 
 def _diverge(probe: Probe, src_eval: Evaluator, tgt_eval: Evaluator) -> list[Divergence]:
+    """Every aspect in which the two meshes treat the probe differently."""
     src, tgt = src_eval.route(probe), tgt_eval.route(probe)
     out: list[Divergence] = []
     candidates = set(src.sources) | set(tgt.sources)
-    if (src.status, src.backends, src.detail if src.status == "redirect" else "") != \
-            (tgt.status, tgt.backends, tgt.detail if tgt.status == "redirect" else ""):
-        out.append(_div(probe, "route", src, tgt, candidates))
-    elif src.status == "routed":
+    if "redirect" in (src.status, tgt.status) and \
+            (src.status, src.detail) != (tgt.status, tgt.detail):
+        out.append(_div(probe, "redirect", src, tgt, candidates))
+    elif (src.status, src.backends) != (tgt.status, tgt.backends):
+        out.append(_div(probe, "backends", src, tgt, candidates))
+    if src.status == tgt.status == "routed":
         if not same_duration(src.timeout, tgt.timeout):
             out.append(_div(probe, "timeout", src, tgt, candidates))
         if not same_retries(src, tgt):
@@ -281,14 +277,20 @@ def _diverge(probe: Probe, src_eval: Evaluator, tgt_eval: Evaluator) -> list[Div
                 if not wid or wid.startswith(("Service/", "pods/")):
                     continue
                 a, a_src = src_eval.allowed(probe, wid, probe.port)
-                b, b_src = tgt_eval.allowed(probe, wid, probe.port)
+                b, _ = tgt_eval.allowed(probe, wid, probe.port)
                 if a != b:
-                    refs = getattr(src_eval, "policy_refs", None)
+                    # Only the source objects that decided (the policy that refused, the
+                    # ALLOW policies of which one admitted or none did, the mTLS mode), and
+                    # the namespace and workload whose defaults apply when none decided, can
+                    # hold a loss that explains the difference.
+                    info = src_eval.world.workload(wid) if hasattr(src_eval, "world") else None
+                    scope = set(a_src) | {wid} | (
+                        {f"Namespace/{info.namespace}"} if info is not None else set())
                     out.append(Divergence(
-                        probe, "authz", f"{'allowed' if a else 'denied'} at {wid}",
+                        probe, "authorization", f"{'allowed' if a else 'denied'} at {wid}",
                         f"{'allowed' if b else 'denied'} at {wid}",
-                        candidates=set(a_src) | set(b_src) | (refs(wid) if refs else set()),
-                        workloads=frozenset({wid})))
+                        direction="allow-more" if b else "refuse-more",
+                        candidates=scope, workloads=frozenset({wid})))
     return out
 
 
@@ -320,24 +322,27 @@ def _explain_by_name(d: Divergence, by_name: dict[str, list[str]],
     names = {d.probe.service} & set(by_name)
     for wid in d.workloads:
         names |= named.get(wid, set())
-    return {text for name in names for text in by_name[name]}
+    declared = declarations()
+    return {text for name in names for text in by_name[name]
+            if text.split()[0] in declared and
+            declared[text.split()[0]].covers(d.aspect, d.direction)}
 
 
 def _explain(d: Divergence, by_object: dict[str, list[Loss]],
              bodies: dict[str, dict[str, Any]]) -> list[str]:
-    families = _FAMILIES[d.aspect]
-    if d.aspect in ("timeout", "retries") and d.other_rule:
-        # The meshes picked different rules for the request (the source's and the rule the
-        # target's came from differ), and the rules' timeouts or retries differ only because
-        # of that: whatever explains a rule-selection difference (order, prefix semantics)
-        # explains this one. With the same rule on both sides this does not apply.
-        families = families + _FAMILIES["route"]
+    """The losses on the objects that decided the probe whose declared aspect (and, for
+    authorization, direction) matches the divergence (mappings/aspects.yaml). When the two
+    meshes applied different rules, a loss that changes which rule a request hits (aspect
+    ``match``) explains any routing aspect."""
+    declared = declarations()
     # The rule lists the rule paths point into (``spec.http[``, ``spec.routes[``...).
     roots = {p[:p.index("[") + 1] for p in d.rule_paths if "[" in p}
     found = []
     for ref in sorted(d.candidates):
         for loss in by_object.get(ref, []):
-            if not loss.feature.startswith(families):
+            can = declared.get(loss.code)
+            if can is None or not (can.covers(d.aspect, d.direction) or
+                    (d.other_rule and d.aspect != "authorization" and can.covers("match"))):
                 continue
             if loss.code == "ROUTE_PREFIX_SEGMENT" and not _prefix_differs(
                     bodies.get(ref), loss.path, d.probe.path):
@@ -375,7 +380,8 @@ def render_text(result: Equivalence) -> str:
         lines.append(f"{svc:<40} {p:>7} {d:>8} {u:>12}")
     for d in result.divergences:
         why = "; ".join(d.explained_by) or "NOTHING: a conversion bug"
-        lines += [f"- {d.probe}  [{d.aspect}]", f"    source: {d.source}",
+        aspect = d.aspect + (f", {d.direction}" if d.direction else "")
+        lines += [f"- {d.probe}  [{aspect}]", f"    source: {d.source}",
                   f"    target: {d.target}", f"    explained by: {why}"]
     lines.append(f"{result.probes} probes, {len(result.divergences)} divergences, "
                  f"{len(result.unexplained)} unexplained"
