@@ -276,7 +276,8 @@ def verify_settings(options: PlanOptions) -> Settings:
 
     return Settings(trust_domain=options.trust_domain, root_namespace=options.root_namespace,
                     linkerd_default_policy=options.linkerd_default_policy,
-                    consul_default_allow=options.consul_default_intention == "allow")
+                    consul_default_allow=options.consul_default_intention == "allow",
+                    consul_inject_default=options.consul_inject_default)
 
 
 def verify_plan(objects: list[RawObject], plan: Plan, options: PlanOptions) -> Equivalence:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -22,7 +23,13 @@ from migrate.verify.world import World, dig
 # shared name.
 _NAME_WIDE = ("CONSUL_NAME_COLLISION",)
 _DELETE = re.compile(r"^kubectl delete ([a-z]+)(?:\.([a-z0-9.]+))?/([a-z0-9.-]+) -n ([a-z0-9-]+)")
-_ANNOTATE_NS = re.compile(r"^kubectl annotate namespace ([a-z0-9-]+) (.*?)(?: --overwrite)?$")
+_ANNOTATE_NS = re.compile(
+    r"^kubectl (?:annotate|label) namespace ([a-z0-9-]+) (.*?)(?: --overwrite)?$")
+_PATCH = re.compile(r"^kubectl patch ([a-z]+) ([a-z0-9.-]+) -n ([a-z0-9-]+) --type=merge "
+                    r"-p '(.*)'$")
+_KINDS = {"deployment": "Deployment", "statefulset": "StatefulSet", "daemonset": "DaemonSet",
+          "replicaset": "ReplicaSet", "job": "Job", "cronjob": "CronJob", "pod": "Pod"}
+"""Workload kinds as ``kubectl patch`` names them."""
 
 
 @dataclass
@@ -106,12 +113,16 @@ def object_key(body: dict[str, Any]) -> ObjectKey:
 
 class ClusterState:
     """What a plan's steps leave in the cluster, applied one step at a time: the objects the
-    steps applied, the namespace annotations their commands set, and the objects their
+    steps applied, the namespace labels and annotations their commands set or removed, the
+    workload patches they made (the injection annotations a move sets), and the objects their
     ``kubectl delete`` commands removed (the source's too)."""
 
     def __init__(self) -> None:
         self.objects: dict[ObjectKey, dict[str, Any]] = {}
         self.annotations: dict[str, dict[str, str]] = {}
+        """Namespace -> labels and annotations the commands set."""
+        self.patches: dict[tuple[str, str, str], dict[str, Any]] = {}
+        """(kind, namespace, name) -> the workload's merge patches, merged."""
         self.deleted: set[ObjectKey] = set()
         self._by_ns: dict[str, set[ObjectKey]] = {}
         """Namespace -> keys of the objects present there (``""``: cluster-scoped)."""
@@ -136,17 +147,38 @@ class ClusterState:
                 self.deleted.add(key)
                 touched.add(ns)
                 continue
+            m = _PATCH.match(command)
+            if m and m.group(1) in _KINDS:
+                kind, name, ns, text = m.groups()
+                try:
+                    patch = json.loads(text)
+                except ValueError:
+                    continue
+                if isinstance(patch, dict):
+                    key = (_KINDS[kind], ns, name)
+                    self.patches[key] = _merge(self.patches.get(key, {}), patch)
+                    touched.add(ns)
+                continue
             m = _ANNOTATE_NS.match(command)
             if m:
                 ns, pairs = m.groups()
                 touched.add(ns)
                 for pair in pairs.split():
                     if pair.endswith("-"):
+                        # Only what the target's evaluator reads matters, and a removal
+                        # concerns the source mesh's own keys; the source world keeps them.
                         self.annotations.setdefault(ns, {}).pop(pair[:-1], None)
                     elif "=" in pair:
                         k, v = pair.split("=", 1)
                         self.annotations.setdefault(ns, {})[k] = v
         return touched
+
+    def patched(self, namespaces: set[str] | None = None) -> list[dict[str, Any]]:
+        """The workload patches as partial objects ``World.patch_workload`` merges."""
+        return [{"apiVersion": "apps/v1", "kind": kind,
+                 "metadata": {"name": name, "namespace": ns}, **patch}
+                for (kind, ns, name), patch in sorted(self.patches.items())
+                if namespaces is None or ns in namespaces]
 
     def target_objects(self, namespaces: set[str] | None = None) -> list[dict[str, Any]]:
         """Applied objects still present (of these namespaces and cluster-scoped ones).
@@ -159,17 +191,29 @@ class ClusterState:
         return [self.objects[k] for k in sorted(keys)]
 
 
+def _merge(old: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch (RFC 7386) applied to ``old``."""
+    out = dict(old)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def final_state(steps: Iterable[tuple[list[dict[str, Any]], list[str]]]) -> tuple[
         list[dict[str, Any]], dict[str, dict[str, str]]]:
-    """Target objects and namespace annotations once every step ran.
+    """Target objects and namespace labels and annotations once every step ran.
 
     ``steps`` gives, in order, each step's applied manifests and its commands; ``kubectl
-    delete`` and ``kubectl annotate namespace`` commands are applied to the state.
+    delete``, ``kubectl annotate|label namespace`` and ``kubectl patch`` (of a workload)
+    commands are applied to the state; the workload patches are returned among the objects.
     """
     state = ClusterState()
     for manifests, commands in steps:
         state.apply(manifests, commands)
-    return state.target_objects(), state.annotations
+    return state.target_objects() + state.patched(), state.annotations
 
 
 def target_world(source: list[dict[str, Any]], target: list[dict[str, Any]],

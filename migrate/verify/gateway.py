@@ -170,6 +170,27 @@ def backends(world: World, route: dict[str, Any], rule: dict[str, Any]
     return tuple(sorted((k, round(v, 4)) for k, v in out.items() if v > 0))
 
 
+def rule_backends(world: World, route: dict[str, Any], rule: dict[str, Any], probe: Probe,
+                  parent_default: bool) -> tuple[tuple[str, float], ...] | None:
+    """What a rule forwards to, or None when it answers 500 itself.
+
+    The Gateway API spec (HTTPRouteRule.backendRefs, standard channel v1.6.1) only says that
+    a rule whose backendRefs are *all invalid* answers 500, and zero-weight backends receive
+    nothing; a mesh rule with *no* backendRefs is left to the implementation:
+    - Linkerd (``parent_default``) sends it to the parent Service, which is what a route
+      without backends is for there (timeouts, retries, header changes on the Service itself;
+      https://linkerd.io/2-edge/reference/httproute/, and the Linkerd reader, read_routes.py);
+    - Istio answers 500 (pilot/pkg/config/kube/gateway/conversion.go convertHTTPRoute: no
+      backend with a weight above 0 and no redirect is a direct 500 response).
+    """
+    if parent_default and not any(isinstance(b, dict) for b in rule.get("backendRefs") or []):
+        svc = world.services.get((probe.namespace, probe.service))
+        name = world.backend(probe.namespace, dict(svc.selector)) if svc else ""
+        return ((name or f"Service/{probe.namespace}/{probe.service}", 1.0),)
+    found = backends(world, route, rule)
+    return found or None
+
+
 def redirect_of(rule: dict[str, Any], probe: Probe) -> str | None:
     """The redirect a rule answers with (``code path``), or None."""
     for f in rule.get("filters") or []:

@@ -23,7 +23,7 @@ import fnmatch
 import re
 from typing import Any
 
-from migrate.verify import gateway
+from migrate.verify import gateway, injection
 from migrate.verify.index import ByNamespace, ByParent
 from migrate.verify.model import Outcome, Probe
 from migrate.verify.world import World, dig, rule_origin
@@ -168,7 +168,11 @@ class IstioEvaluator:
         if backend and not isinstance(rule.get("retry"), dict):
             # conversion.go convertHTTPRoute: without a retry, backendRequest is the timeout.
             timeout = str(backend)
-        return Outcome("routed", gateway.backends(self.world, route, rule),
+        forward = gateway.rule_backends(self.world, route, rule, probe, parent_default=False)
+        if forward is None:
+            return Outcome("error", detail="500", sources=src, rule_path=f"spec.rules[{index}]",
+                           origin_path=origin)
+        return Outcome("routed", forward,
                        timeout=timeout,
                        retries=DEFAULT_RETRIES if attempts is None else int(attempts),
                        detail="default" if attempts is None else "",
@@ -229,8 +233,8 @@ class IstioEvaluator:
     def allowed(self, probe: Probe, workload: str, port: int) -> tuple[bool, tuple[str, ...]]:
         """Whether the workload's sidecar lets the request in, and the deciding policies."""
         info = self.world.workload(workload)
-        if info is None:
-            return True, ()
+        if info is None or not injection.istio(self.world, info):
+            return True, ()  # no proxy in the pod: nothing is enforced there
         # The sidecar sees the container port the Service port leads to; AuthorizationPolicy
         # ``ports`` and PeerAuthentication ``portLevelMtls`` name that port, not the Service's
         # (istio/api security/v1beta1 authorization.proto Operation.ports, "workload port").

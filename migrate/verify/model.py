@@ -52,7 +52,8 @@ class Outcome:
     """What a mesh does with a probe."""
 
     status: str
-    """``routed``, ``redirect``, ``no-route`` (404) or ``denied``."""
+    """``routed``, ``redirect``, ``no-route`` (404), ``error`` (the proxy answers itself:
+    ``detail`` is the status) or ``denied``."""
     backends: tuple[tuple[str, float], ...] = ()
     """Receiving workloads (``Kind/ns/name`` joined by ``+`` per backend) and traffic share."""
     timeout: str = ""
