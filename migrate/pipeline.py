@@ -34,6 +34,7 @@ from migrate.plan.model import Plan
 from migrate.plan.order import exposed_hops, migration_order, override_order
 from migrate.sources.files import read_files, relative
 from migrate.sources.model import RawObject, SourceResult
+from migrate.verify.digest import input_digest
 
 if TYPE_CHECKING:
     from migrate.verify.compare import Equivalence
@@ -220,6 +221,7 @@ def _plan_migration(options: PlanOptions) -> PlanResult:
     reader = make_reader(options, losses, problems)
     reader.keep_ledgers = options.keep_objects
     read = reader.read(source)
+    digest = input_digest(o.body for o in source.objects)
     if not options.verify and not options.keep_objects:
         # The source lists every object read; only the source mesh's own objects stay (for
         # rollback copies), packed: as dicts they were a sixth of a plan's peak memory.
@@ -262,7 +264,7 @@ def _plan_migration(options: PlanOptions) -> PlanResult:
         ingress_namespaces=sorted(ingress), order_overridden=bool(options.order),
         override_cost=cost, steps=steps, losses=list(losses), outside=outside,
         input_problems=[str(p) for p in problems],
-        skipped=dict(sorted(read.skipped.items())))
+        skipped=dict(sorted(read.skipped.items())), input_digest=digest)
     if options.verify:
         plan.equivalence = verify_plan(read.objects, plan, options)
         plan.coexistence = check_coexistence(read.objects, plan, options)
@@ -425,15 +427,28 @@ def verify_against_plan(options: PlanOptions, plan_dir: str) -> Equivalence:
     from migrate.losses import Loss
     from migrate.sources.model import RawObject as _Raw
     from migrate.verify.compare import compare, final_state
+    from migrate.verify.world import dig
 
     root = Path(plan_dir)
     try:
         document = json.loads((root / "plan.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise SourceError(f"{root / 'plan.json'}: not a meshmigrate plan ({exc})") from None
+    recorded_mesh = str(dig(document, "source", "mesh", default=""))
+    if recorded_mesh != options.source:
+        made_from = recorded_mesh or "an unknown mesh"
+        raise UsageError(f"{root / 'plan.json'}: the plan was made from {made_from}, not "
+                         f"{options.source}: give --from {recorded_mesh}")
     losses = LossLog()
     notes: list[str] = []
     source = read_source(options, losses, notes)
+    planned = str(dig(document, "source", "input_digest", default=""))
+    found = input_digest(o.body for o in source.objects)
+    if planned != found:
+        raise UsageError(
+            f"{root / 'plan.json'}: the input is not the one the plan was made from (plan: "
+            f"{planned or 'no input digest recorded'}; input: {found}); verify the plan "
+            "against the files or cluster it was planned from, or plan again")
     reader = make_reader(options, losses, [])
     objects: list[_Raw] = reader.read(source).objects
     steps = []

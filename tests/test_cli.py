@@ -31,7 +31,8 @@ def test_plan_writes_runbook_plan_json_and_kustomize_steps(tmp_path: Path):
     assert result.stdout == ""  # manifests never mix with the report
     assert "namespace orders:" in result.stderr and "AUTHZ_DENY" in result.stderr
     plan = json.loads((tmp_path / "plan.json").read_text())
-    assert plan["source"] == {"mesh": "istio"} and plan["target"]["mesh"] == "linkerd"
+    assert plan["source"]["mesh"] == "istio" and plan["target"]["mesh"] == "linkerd"
+    assert plan["source"]["input_digest"].startswith("sha256:")
     for step in plan["steps"]:
         assert set(step) >= {"id", "title", "namespaces", "manifests", "commands", "verify",
                              "rollback"}

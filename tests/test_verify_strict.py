@@ -159,3 +159,51 @@ def test_a_timeout_from_another_rule_is_explained_by_the_match_loss_not_a_retry_
         # Consul ignores the port match, so /v2 hits rule 0 (timeout 2s) instead of rule 1:
         # the port-match loss says why; Istio's default retries have nothing to do with it.
         assert [e.split()[0] for e in d.explained_by] == ["ROUTE_MATCH_PORT"]
+
+
+# -- verify refuses a plan made from something else (issue 14 item 6) ------------------------
+def test_verify_refuses_another_source_mesh(tmp_path: Path):
+    out = _plan(tmp_path)
+    run = CliRunner().invoke(main, ["verify", "--from", "linkerd", "-f", str(CASE), "--plan",
+                                    str(out)])
+    assert run.exit_code == 2
+    assert "made from istio, not linkerd" in run.stderr and "--from istio" in run.stderr
+
+
+def test_verify_refuses_another_input_and_accepts_the_same_one_reordered(tmp_path: Path):
+    out = _plan(tmp_path)
+    docs = [d for d in yaml.safe_load_all(CASE.read_text()) if d]
+    # The same objects in another order, in JSON, with server bookkeeping: still the input.
+    same = tmp_path / "same.json"
+    for d in docs:
+        d.setdefault("metadata", {})["resourceVersion"] = "42"
+    same.write_text(json.dumps({"apiVersion": "v1", "kind": "List",
+                                "items": list(reversed(docs))}))
+    ok = CliRunner().invoke(main, ["verify", "--from", "istio", "-f", str(same), "--plan",
+                                   str(out)])
+    assert ok.exit_code == 0, ok.stderr
+    # One weight changed in the input: not what the plan was made from.
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(CASE.read_text().replace("weight: 80", "weight: 70"))
+    bad = CliRunner().invoke(main, ["verify", "--from", "istio", "-f", str(changed), "--plan",
+                                    str(out)])
+    assert bad.exit_code == 2
+    assert "the input is not the one the plan was made from" in bad.stderr
+    assert json.loads((out / "plan.json").read_text())["source"]["input_digest"] in bad.stderr
+
+
+def test_runbook_groups_divergences_and_plan_json_keeps_them_all(tmp_path: Path):
+    out = _plan(tmp_path)
+    plan = json.loads((out / "plan.json").read_text())
+    divergences = plan["equivalence"]["divergences"]
+    assert len(divergences) > 3
+    section = (out / "RUNBOOK.md").read_text().split("## Equivalence check", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| authorization")
+            or line.startswith("| backends")]
+    # One row per (aspect, explaining codes), whose counts add up to every divergence.
+    assert len(rows) < len(divergences)
+    assert sum(int(r.split(" | ")[2]) for r in rows) == len(divergences)
+    assert any(r.startswith("| authorization (allow-more) | AUTHZ_DENY |") for r in rows)
+    assert {d.get("direction") for d in divergences if d["aspect"] == "authorization"} == {
+        "allow-more"}

@@ -27,7 +27,8 @@ def plan_document(plan: Plan) -> dict[str, Any]:
 def _head(plan: Plan) -> dict[str, Any]:
     """The members before ``steps``."""
     return {
-        "source": {"mesh": plan.source},
+        "source": {"mesh": plan.source,
+                   **({"input_digest": plan.input_digest} if plan.input_digest else {})},
         "target": {"mesh": plan.target, "version": plan.target_version},
         "order": {
             "groups": plan.groups,

@@ -128,12 +128,16 @@ def _equivalence(plan: Plan) -> list[str]:
     out += [f"| {svc} | {p} | {d} | {u} |" for svc, (p, d, u) in sorted(eq.per_service.items())]
     out.append("")
     if eq.divergences:
-        out += ["| probe | aspect | source | target | explained by |", "|---|---|---|---|---|"]
-        for d in eq.divergences[:200]:
-            why = "; ".join(d.explained_by) or "**nothing: a conversion bug**"
-            out.append(f"| `{d.probe}` | {d.aspect} | {d.source} | {d.target} | {why} |")
-        if len(eq.divergences) > 200:
-            out.append(f"| ... {len(eq.divergences) - 200} more in plan.json | | | | |")
+        # One row per (aspect, explaining losses) with a count and one example: hundreds of
+        # rows hid the few that matter; plan.json keeps every divergence.
+        out += [f"{len(eq.divergences)} divergences in {len(eq.groups())} groups (every one "
+                "is in plan.json, `equivalence.divergences`):\n",
+                "| aspect | explained by | count | example probe | source | target |",
+                "|---|---|---:|---|---|---|"]
+        for aspect, why, count, d in eq.groups():
+            text = ", ".join(why) or "**nothing: a conversion bug**"
+            out.append(f"| {aspect} | {text} | {count} | `{d.probe}` | {d.source} | "
+                       f"{d.target} |")
         out.append("")
     return out
 

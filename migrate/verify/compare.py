@@ -87,6 +87,19 @@ class Equivalence:
         """Divergences no loss accounts for: conversion bugs."""
         return [d for d in self.divergences if not d.explained_by]
 
+    def groups(self) -> list[tuple[str, tuple[str, ...], int, Divergence]]:
+        """Divergences grouped by (aspect with its direction, codes of the explaining losses):
+        each group's aspect, codes, count and first divergence. Unexplained groups come
+        first, then the largest; ties by aspect and codes, so the order never depends on the
+        input's."""
+        found: dict[tuple[str, tuple[str, ...]], list[Divergence]] = {}
+        for d in self.divergences:
+            aspect = d.aspect + (f" ({d.direction})" if d.direction else "")
+            codes = tuple(sorted({e.split()[0] for e in d.explained_by}))
+            found.setdefault((aspect, codes), []).append(d)
+        order = sorted(found.items(), key=lambda kv: (bool(kv[0][1]), -len(kv[1]), kv[0]))
+        return [(aspect, why, len(ds), ds[0]) for (aspect, why), ds in order]
+
     def to_json(self) -> dict[str, Any]:
         """The ``equivalence`` section of plan.json."""
         return {"source": self.source_mesh, "target": self.target_mesh,
