@@ -207,3 +207,21 @@ def test_runbook_groups_divergences_and_plan_json_keeps_them_all(tmp_path: Path)
     assert any(r.startswith("| authorization (allow-more) | AUTHZ_DENY |") for r in rows)
     assert {d.get("direction") for d in divergences if d["aspect"] == "authorization"} == {
         "allow-more"}
+
+
+def test_a_lost_mirror_is_its_own_aspect_explained_only_by_the_mirror_loss():
+    from migrate.pipeline import PlanOptions, plan_migration
+    from migrate.verify.compare import compare, final_state
+
+    result = plan_migration(PlanOptions("istio", "linkerd", [str(CASE)]))
+    eq = result.plan.equivalence
+    mirrors = [d for d in eq.divergences if d.aspect == "mirror"]
+    assert mirrors and "mirrored to Service/shop/audit" in mirrors[0].source
+    assert {e.split()[0] for d in mirrors for e in d.explained_by} == {"ROUTE_MIRROR"}
+    # Without the mirror loss the same divergences are conversion bugs.
+    target, annotations = final_state(([m.body for m in s.manifests], s.commands)
+                                      for s in result.plan.steps)
+    kept = [x for x in result.plan.losses if x.code != "ROUTE_MIRROR"]
+    again = compare([o.body for o in result.read.objects], target, annotations, kept,
+                    source_mesh="istio", target_mesh="linkerd")
+    assert {d.aspect for d in again.unexplained} == {"mirror"}

@@ -328,6 +328,8 @@ def _diverge(probe: Probe, src_eval: Evaluator, tgt_eval: Evaluator) -> list[Div
             out.append(_div(probe, "timeout", src, tgt, candidates))
         if not same_retries(src, tgt):
             out.append(_div(probe, "retries", src, tgt, candidates))
+        if src.mirror != tgt.mirror:
+            out.append(_div(probe, "mirror", src, tgt, candidates))
     if src.status == "routed" and probe.why == "authorization":
         for backend, _ in src.backends:
             for wid in backend.split("+"):

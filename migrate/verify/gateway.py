@@ -191,6 +191,18 @@ def rule_backends(world: World, route: dict[str, Any], rule: dict[str, Any], pro
     return found or None
 
 
+def mirrors(route: dict[str, Any], rule: dict[str, Any]) -> tuple[str, ...]:
+    """The Services a rule's RequestMirror filters copy requests to (``Service/ns/name``).
+    Linkerd ignores a route with such a filter whole, so only Istio asks."""
+    ns = dig(route, "metadata", "namespace", default="default")
+    out = {f"Service/{ref.get('namespace', ns)}/{ref.get('name')}"
+           for f in rule.get("filters") or [] if isinstance(f, dict)
+           and f.get("type") == "RequestMirror"
+           for ref in [dig(f, "requestMirror", "backendRef", default={})]
+           if isinstance(ref, dict) and ref.get("name")}
+    return tuple(sorted(out))
+
+
 def redirect_of(rule: dict[str, Any], probe: Probe) -> str | None:
     """The redirect a rule answers with (``code path``), or None."""
     for f in rule.get("filters") or []:

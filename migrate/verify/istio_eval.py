@@ -148,8 +148,8 @@ class IstioEvaluator:
             backends, used = self._backends(rule, ns)
             return Outcome("routed", backends, timeout=str(rule.get("timeout", "")),
                            retries=DEFAULT_RETRIES if retries is None else int(retries),
-                           detail=retry_on, sources=(src, *used), rule_path=rule_path,
-                           origin_path=origin)
+                           detail=retry_on, mirror=_mirrors(rule, ns), sources=(src, *used),
+                           rule_path=rule_path, origin_path=origin)
         return Outcome("no-route", sources=(src,))
 
     def _gateway_route(self, routes: list[dict[str, Any]], probe: Probe) -> Outcome:
@@ -172,7 +172,7 @@ class IstioEvaluator:
         if forward is None:
             return Outcome("error", detail="500", sources=src, rule_path=f"spec.rules[{index}]",
                            origin_path=origin)
-        return Outcome("routed", forward,
+        return Outcome("routed", forward, mirror=gateway.mirrors(route, rule),
                        timeout=timeout,
                        retries=DEFAULT_RETRIES if attempts is None else int(attempts),
                        detail="default" if attempts is None else "",
@@ -358,6 +358,20 @@ class IstioEvaluator:
         if "notPaths" in o and any(_glob(p, path) for p in o["notPaths"]):
             return False
         return "hosts" not in o
+
+
+def _mirrors(rule: dict[str, Any], ns: str) -> tuple[str, ...]:
+    """The Services a VirtualService rule mirrors to (``mirror``, or ``mirrors`` since 1.21;
+    virtual_service.proto HTTPRoute.mirror/mirrors), as ``Service/ns/name``."""
+    found = [rule["mirror"]] if isinstance(rule.get("mirror"), dict) else []
+    found += [m.get("destination") for m in rule.get("mirrors") or [] if isinstance(m, dict)]
+    out = set()
+    for dest in found:
+        key = _host_key(str(dig(dest, "host", default="")), ns) if isinstance(dest, dict) \
+            else None
+        if key:
+            out.add(f"Service/{key[0]}/{key[1]}")
+    return tuple(sorted(out))
 
 
 def _glob(pattern: Any, value: str) -> bool:
