@@ -225,3 +225,42 @@ def test_a_lost_mirror_is_its_own_aspect_explained_only_by_the_mirror_loss():
     again = compare([o.body for o in result.read.objects], target, annotations, kept,
                     source_mesh="istio", target_mesh="linkerd")
     assert {d.aspect for d in again.unexplained} == {"mirror"}
+
+
+# -- coverage you can see (issue 14 item 4) --------------------------------------------------
+def test_coverage_counts_services_rules_and_policies_and_names_what_was_missed(tmp_path: Path):
+    from migrate.pipeline import PlanOptions, plan_migration
+
+    case = tmp_path / "in.yaml"
+    # loss_scope plus a VirtualService for a host the input has no Service for, and a
+    # second rule no request can reach (the first one matches everything).
+    case.write_text(CASE.read_text() + """
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ghost, namespace: shop}
+spec:
+  hosts: [ghost]
+  http:
+  - route: [{destination: {host: ghost}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: audit, namespace: shop}
+spec:
+  hosts: [audit]
+  http:
+  - route: [{destination: {host: audit}}]
+  - match: [{uri: {prefix: /never}}]
+    route: [{destination: {host: cart}}]
+""")
+    eq = plan_migration(PlanOptions("istio", "linkerd", [str(case)])).plan.equivalence
+    cov = eq.to_json()["coverage"]
+    assert (cov["route_rules"]["covered"], cov["route_rules"]["total"]) == (2, 4)
+    missed = {m["item"]: m["why"] for m in cov["route_rules"]["not_covered"]}
+    assert set(missed) == {"VirtualService/shop/ghost spec.http[0]",
+                           "VirtualService/shop/audit spec.http[1]"}
+    assert "not in the input" in missed["VirtualService/shop/ghost spec.http[0]"]
+    assert "earlier rule" in missed["VirtualService/shop/audit spec.http[1]"]
+    assert (cov["policies"]["covered"], cov["policies"]["total"]) == (4, 4)
+    assert cov["services"]["covered"] == cov["services"]["total"] == 5

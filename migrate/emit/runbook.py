@@ -127,6 +127,19 @@ def _equivalence(plan: Plan) -> list[str]:
            "| service | probes | divergences | unexplained |", "|---|---:|---:|---:|"]
     out += [f"| {svc} | {p} | {d} | {u} |" for svc, (p, d, u) in sorted(eq.per_service.items())]
     out.append("")
+    if eq.coverage is not None:
+        missed = [(name, i, w) for name, t in (("service", eq.coverage.services),
+                                                ("route rule", eq.coverage.route_rules),
+                                                ("policy", eq.coverage.policies))
+                  for i, w in t.missed]
+        out.append(f"Covered: {eq.coverage.summary()}." + (" Not covered:" if missed else "")
+                   + "\n")
+        out += [f"- {name} `{item}`: {why}" for name, item, why in missed[:30]]
+        if len(missed) > 30:
+            out.append(f"- ... {len(missed) - 30} more in plan.json "
+                       "(`equivalence.coverage`)")
+        if missed:
+            out.append("")
     if eq.divergences:
         # One row per (aspect, explaining losses) with a count and one example: hundreds of
         # rows hid the few that matter; plan.json keeps every divergence.

@@ -9,6 +9,7 @@ from typing import Any, Iterable
 
 from migrate.aspects import declarations
 from migrate.losses import Loss
+from migrate.verify.coverage import Coverage, measure
 from migrate.verify.linkerd_eval import same_duration
 from migrate.verify.model import Outcome, Probe
 from migrate.verify.registry import EVALUATORS, PROBES, Evaluator, Settings, generate
@@ -81,6 +82,8 @@ class Equivalence:
     not_evaluated: str = ""
     """Why the pair could not be evaluated at all (no evaluator for a mesh); empty when it
     was."""
+    coverage: Coverage | None = None
+    """Services, route rules and policies of the source the probes reached."""
 
     @property
     def unexplained(self) -> list[Divergence]:
@@ -107,6 +110,7 @@ class Equivalence:
                 "probes": self.probes, "unevaluated": self.unevaluated,
                 "services": [{"service": s, "probes": p, "divergences": d, "unexplained": u}
                              for s, (p, d, u) in sorted(self.per_service.items())],
+                **({"coverage": self.coverage.to_json()} if self.coverage else {}),
                 "divergences": [d.to_json() for d in self.divergences],
                 "unexplained": len(self.unexplained)}
 
@@ -284,10 +288,13 @@ def compare(source: list[dict[str, Any]], target: list[dict[str, Any]],
     named = _workloads_named(world, by_name)
     bodies = {f"{o.get('kind')}/{dig(o, 'metadata', 'namespace', default='default')}/"
               f"{dig(o, 'metadata', 'name')}": o for o in source if isinstance(o, dict)}
+    probed: set[tuple[str, str]] = set()
+    hits: tuple[set[tuple[str, str]], set[str]] = (set(), set())
     for probe in generate(source_mesh, source, world):
         key = f"{probe.namespace}/{probe.service}"
+        probed.add((probe.namespace, probe.service))
         try:
-            found = _diverge(probe, src_eval, tgt_eval)
+            found = _diverge(probe, src_eval, tgt_eval, hits)
         except (TypeError, AttributeError, ValueError, KeyError, IndexError):
             result.unevaluated += 1
             continue
@@ -299,6 +306,7 @@ def compare(source: list[dict[str, Any]], target: list[dict[str, Any]],
                                    u + sum(1 for d in found if not d.explained_by))
         result.divergences.extend(found)
         result.probes += 1
+    result.coverage = measure(source_mesh, source, world, probed, *hits)
     return result
 
 
@@ -313,9 +321,13 @@ def same_retries(src: Outcome, tgt: Outcome) -> bool:
     return tgt.detail == "default" and src.detail != "default" and src.retries == 0
 
 
-def _diverge(probe: Probe, src_eval: Evaluator, tgt_eval: Evaluator) -> list[Divergence]:
-    """Every aspect in which the two meshes treat the probe differently."""
+def _diverge(probe: Probe, src_eval: Evaluator, tgt_eval: Evaluator,
+             hits: tuple[set[tuple[str, str]], set[str]] = (set(), set())) -> list[Divergence]:
+    """Every aspect in which the two meshes treat the probe differently. ``hits`` collects
+    the source rules ((object, rule path)) and policies that decided it, for coverage."""
     src, tgt = src_eval.route(probe), tgt_eval.route(probe)
+    if src.rule_path:
+        hits[0].update((ref, src.rule_path) for ref in src.sources)
     out: list[Divergence] = []
     candidates = set(src.sources) | set(tgt.sources)
     if "redirect" in (src.status, tgt.status) and \
@@ -336,6 +348,7 @@ def _diverge(probe: Probe, src_eval: Evaluator, tgt_eval: Evaluator) -> list[Div
                 if not wid or wid.startswith(("Service/", "pods/")):
                     continue
                 a, a_src = src_eval.allowed(probe, wid, probe.port)
+                hits[1].update(a_src)
                 b, _ = tgt_eval.allowed(probe, wid, probe.port)
                 if a != b:
                     # Only the source objects that decided (the policy that refused, the
