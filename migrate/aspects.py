@@ -31,13 +31,19 @@ class Declaration:
     aspects: frozenset[str]
     authz: str = ""
     """allow-more, refuse-more or either; empty when authorization is not among the aspects."""
+    plaintext_only: bool = False
+    """The loss concerns only callers without a mesh identity (an mTLS mode)."""
 
-    def covers(self, aspect: str, direction: str = "") -> bool:
+    def covers(self, aspect: str, direction: str = "", identified: bool = False) -> bool:
         """Whether the loss may explain a divergence of this aspect (and, for authorization,
-        this direction: ``allow-more`` or ``refuse-more``)."""
+        this direction: ``allow-more`` or ``refuse-more``, for a caller with a mesh identity
+        or without)."""
         if aspect not in self.aspects:
             return False
-        return aspect != "authorization" or self.authz in ("either", direction)
+        if aspect != "authorization":
+            return True
+        return self.authz in ("either", direction) and not (identified and
+                                                            self.plaintext_only)
 
     def describe(self) -> str:
         """One line for docs/losses.md."""
@@ -50,6 +56,8 @@ class Declaration:
             way = {"allow-more": "the target may admit callers the source refused",
                    "refuse-more": "the target may refuse callers the source admitted",
                    "either": "the target may admit or refuse more"}[self.authz]
+            if self.plaintext_only:
+                way += ", for callers without a mesh identity only"
             text += ("; " if text else "") + f"authorization ({way})"
         return text
 
@@ -83,5 +91,8 @@ def declarations() -> dict[str, Declaration]:
                 (direction and direction not in DIRECTIONS):
             raise MappingError(f"{_FILE}: {code}: authz must be one of {DIRECTIONS} exactly "
                                "when authorization is among the aspects")
-        out[code] = Declaration(code, frozenset(aspects), direction)
+        callers = entry.get("callers")
+        if callers not in (None, "plaintext") or (callers and not direction):
+            raise MappingError(f"{_FILE}: {code}: callers may only be plaintext, with authz")
+        out[code] = Declaration(code, frozenset(aspects), direction, callers == "plaintext")
     return out

@@ -88,3 +88,10 @@ def test_losses_md_shows_each_declaration():
     section = text.split("## AUTHZ_DENY\n", 1)[1].split("\n## ", 1)[0]
     assert "Can change: authorization (the target may admit callers the source refused)" in \
         section
+
+
+def test_an_mtls_mode_explains_decisions_about_plaintext_callers_only():
+    d = declarations()
+    assert d["CONSUL_MTLS_MODE"].covers("authorization", "refuse-more", identified=False)
+    assert not d["CONSUL_MTLS_MODE"].covers("authorization", "refuse-more", identified=True)
+    assert d["AUTHZ_DENY"].covers("authorization", "allow-more", identified=True)

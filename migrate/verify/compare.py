@@ -397,7 +397,8 @@ def _explain_by_name(d: Divergence, by_name: dict[str, list[str]],
     declared = declarations()
     return {text for name in names for text in by_name[name]
             if text.split()[0] in declared and
-            declared[text.split()[0]].covers(d.aspect, d.direction)}
+            declared[text.split()[0]].covers(d.aspect, d.direction,
+                                             d.probe.client.authenticated)}
 
 
 def _explain(d: Divergence, by_object: dict[str, list[Loss]],
@@ -413,12 +414,20 @@ def _explain(d: Divergence, by_object: dict[str, list[Loss]],
     for ref in sorted(d.candidates):
         for loss in by_object.get(ref, []):
             can = declared.get(loss.code)
-            if can is None or not (can.covers(d.aspect, d.direction) or
+            if can is None or not (can.covers(d.aspect, d.direction,
+                                              d.probe.client.authenticated) or
                     (d.other_rule and d.aspect != "authorization" and can.covers("match"))):
                 continue
             if loss.code == "ROUTE_PREFIX_SEGMENT" and not _prefix_differs(
                     bodies.get(ref), loss.path, d.probe.path):
                 continue  # only requests where raw and segment prefixes disagree
+            if loss.code == "AUTHZ_PROBE_ROUTE" and not _probe_path(loss.message, d.probe):
+                continue  # it admits GETs of the kubelet's probe paths, nothing else
+            named = _RULES_NAMED.search(loss.message)
+            if named and d.rule_paths and not any(
+                    _within(p, rule.strip()) for p in d.rule_paths
+                    for rule in named.group(1).split(",")):
+                continue  # a loss filed on the rule list names the rules it concerns
             if any(loss.path.startswith(root) for root in roots) and \
                     not any(_within(loss.path, p) for p in d.rule_paths):
                 continue  # a loss on another rule does not explain this rule's outcome
@@ -439,6 +448,17 @@ def _prefix_differs(body: dict[str, Any] | None, path: str, request: str) -> boo
     raw = request.startswith(prefix)
     segment = request == base or request.startswith(base + "/") or base == ""
     return raw != segment
+
+
+_RULES_NAMED = re.compile(r"\(rules without retries: ([^)]*)\)")
+_PROBE_PATHS = re.compile(r"probe paths \(([^)]*)\)")
+
+
+def _probe_path(message: str, probe: Probe) -> bool:
+    """Whether a probe is a GET of a path an AUTHZ_PROBE_ROUTE loss names."""
+    m = _PROBE_PATHS.search(message)
+    paths = {p.strip() for p in m.group(1).split(",")} if m else set()
+    return probe.method == "GET" and probe.path.partition("?")[0] in paths
 
 
 def _within(path: str, prefix: str) -> bool:
