@@ -284,10 +284,14 @@ def verify_settings(options: PlanOptions) -> Settings:
 
 def verify_plan(objects: list[RawObject], plan: Plan, options: PlanOptions) -> Equivalence:
     """Compare the source with the plan's final state on generated probes."""
+    from migrate.emit.manifests import annotated
     from migrate.verify.compare import compare, final_state
 
+    # With the source annotation, as the files carry it: the check maps the target's deciding
+    # objects back to the source objects they were written from (and `verify` on the written
+    # plan sees the same).
     target, annotations = final_state(
-        ([m.body for m in s.manifests], s.commands) for s in plan.steps)
+        ([annotated(m) for m in s.manifests], s.commands) for s in plan.steps)
     return compare([o.body for o in objects], target, annotations, plan.losses,
                    source_mesh=options.source, target_mesh=options.target,
                    settings=verify_settings(options))

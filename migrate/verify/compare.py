@@ -290,11 +290,12 @@ def compare(source: list[dict[str, Any]], target: list[dict[str, Any]],
               f"{dig(o, 'metadata', 'name')}": o for o in source if isinstance(o, dict)}
     probed: set[tuple[str, str]] = set()
     hits: tuple[set[tuple[str, str]], set[str]] = (set(), set())
+    origins = _origins(target)
     for probe in generate(source_mesh, source, world):
         key = f"{probe.namespace}/{probe.service}"
         probed.add((probe.namespace, probe.service))
         try:
-            found = _diverge(probe, src_eval, tgt_eval, hits)
+            found = _diverge(probe, src_eval, tgt_eval, hits, origins)
         except (TypeError, AttributeError, ValueError, KeyError, IndexError):
             result.unevaluated += 1
             continue
@@ -321,10 +322,27 @@ def same_retries(src: Outcome, tgt: Outcome) -> bool:
     return tgt.detail == "default" and src.detail != "default" and src.retries == 0
 
 
+def _origins(target: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """Emitted object (``Kind/ns/name``) -> the source objects it was written from, as the
+    writers record them in ``meshmigrate.io/source``."""
+    out: dict[str, set[str]] = {}
+    for body in target:
+        if isinstance(body, dict):
+            named = str(dig(body, "metadata", "annotations", "meshmigrate.io/source",
+                            default="") or "")
+            if named:
+                key = (f"{body.get('kind')}/{dig(body, 'metadata', 'namespace', default='default')}"
+                       f"/{dig(body, 'metadata', 'name', default='')}")
+                out.setdefault(key, set()).update(n for n in named.split(",") if n)
+    return out
+
+
 def _diverge(probe: Probe, src_eval: Evaluator, tgt_eval: Evaluator,
-             hits: tuple[set[tuple[str, str]], set[str]] = (set(), set())) -> list[Divergence]:
+             hits: tuple[set[tuple[str, str]], set[str]] = (set(), set()),
+             origins: dict[str, set[str]] | None = None) -> list[Divergence]:
     """Every aspect in which the two meshes treat the probe differently. ``hits`` collects
-    the source rules ((object, rule path)) and policies that decided it, for coverage."""
+    the source rules ((object, rule path)) and policies that decided it, for coverage;
+    ``origins`` maps emitted objects to their source objects (``_origins``)."""
     src, tgt = src_eval.route(probe), tgt_eval.route(probe)
     if src.rule_path:
         hits[0].update((ref, src.rule_path) for ref in src.sources)
@@ -349,15 +367,18 @@ def _diverge(probe: Probe, src_eval: Evaluator, tgt_eval: Evaluator,
                     continue
                 a, a_src = src_eval.allowed(probe, wid, probe.port)
                 hits[1].update(a_src)
-                b, _ = tgt_eval.allowed(probe, wid, probe.port)
+                b, b_src = tgt_eval.allowed(probe, wid, probe.port)
                 if a != b:
                     # Only the source objects that decided (the policy that refused, the
-                    # ALLOW policies of which one admitted or none did, the mTLS mode), and
-                    # the namespace and workload whose defaults apply when none decided, can
-                    # hold a loss that explains the difference.
+                    # ALLOW policies of which one admitted or none did, the mTLS mode), the
+                    # ones the target's deciding objects were written from, and the namespace
+                    # and workload whose defaults apply when none decided, can hold a loss
+                    # that explains the difference.
                     info = src_eval.world.workload(wid) if hasattr(src_eval, "world") else None
                     scope = set(a_src) | {wid} | (
                         {f"Namespace/{info.namespace}"} if info is not None else set())
+                    for ref in b_src:
+                        scope |= (origins or {}).get(ref, set())
                     out.append(Divergence(
                         probe, "authorization", f"{'allowed' if a else 'denied'} at {wid}",
                         f"{'allowed' if b else 'denied'} at {wid}",
