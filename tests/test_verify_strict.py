@@ -118,39 +118,14 @@ def _divergences(text: str) -> list[tuple[str, str, str]]:
     return found
 
 
-PORT_MATCH = """
-apiVersion: v1
-kind: Service
-metadata: {name: reviews, namespace: shop}
-spec: {selector: {app: reviews}, ports: [{name: http, port: 8080}]}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: reviews, namespace: shop}
-spec:
-  template:
-    metadata: {labels: {app: reviews}}
-    spec: {serviceAccountName: reviews, containers: [{name: app, image: x}]}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews, namespace: shop}
-spec:
-  hosts: [reviews]
-  http:
-  - match: [{port: 9080, uri: {prefix: /v2}}]
-    route: [{destination: {host: reviews}}]
-    timeout: 2s
-  - route: [{destination: {host: reviews}}]
-"""
-
-
 def test_a_timeout_from_another_rule_is_explained_by_the_match_loss_not_a_retry_loss(
         tmp_path: Path):
     from migrate.pipeline import PlanOptions, plan_migration
 
+    from tests.test_precision import OTHER_PORT, PORTS
+
     case = tmp_path / "in.yaml"
-    case.write_text(PORT_MATCH)
+    case.write_text(PORTS % {"ports": OTHER_PORT})
     eq = plan_migration(PlanOptions("istio", "consul", [str(case)])).plan.equivalence
     assert eq is not None
     timeouts = [d for d in eq.divergences if d.aspect == "timeout"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from migrate.verify.istio_eval import _host_key
 from migrate.verify.world import World, dig
 
 _NOT_REACHED = ("no generated request was decided by it: an earlier rule or another route "
@@ -75,7 +76,7 @@ def inventory(mesh: str, objects: list[dict[str, Any]]
                 gateways = dig(obj, "spec", "gateways", default=[]) or []
                 if gateways and "mesh" not in gateways:
                     continue
-                hosts = [_host(str(h), ns) for h in dig(obj, "spec", "hosts", default=[])]
+                hosts = [_host_key(str(h), ns) for h in dig(obj, "spec", "hosts", default=[])]
                 rules += [(ref, f"spec.http[{i}]", [h for h in hosts if h])
                           for i in range(len(dig(obj, "spec", "http", default=[]) or []))]
             elif mesh == "istio" and group == "security.istio.io" and \
@@ -100,17 +101,6 @@ def inventory(mesh: str, objects: list[dict[str, Any]]
         except (TypeError, AttributeError, ValueError, KeyError):
             continue  # damaged: reported by the reader
     return rules, policies
-
-
-def _host(host: str, ns: str) -> tuple[str, str] | None:
-    parts = host.lower().split(".")
-    if "*" in host or not parts[0]:
-        return None
-    if len(parts) == 1:
-        return ns, parts[0]
-    if len(parts) == 2 or parts[2] == "svc":
-        return parts[1], parts[0]
-    return None
 
 
 @dataclass
