@@ -360,8 +360,15 @@ def _diverge(probe: Probe, src_eval: Evaluator, tgt_eval: Evaluator,
             out.append(_div(probe, "retries", src, tgt, candidates))
         if src.mirror != tgt.mirror:
             out.append(_div(probe, "mirror", src, tgt, candidates))
-    if src.status == "routed" and probe.why == "authorization":
-        for backend, _ in src.backends:
+    if probe.why == "authorization":
+        backends = [b for b, _ in src.backends] if src.status == "routed" else []
+        if not backends and hasattr(src_eval, "world"):
+            # The route answers itself (404, a redirect): the pods are still reached at their
+            # own addresses, so their proxies' authorization still counts.
+            svc = src_eval.world.services.get((probe.namespace, probe.service))
+            backends = list(src_eval.world.select(probe.namespace, dict(svc.selector))) \
+                if svc else []
+        for backend in backends:
             for wid in backend.split("+"):
                 if not wid or wid.startswith(("Service/", "pods/")):
                     continue
@@ -444,6 +451,8 @@ def _explain(d: Divergence, by_object: dict[str, list[Loss]],
                 continue  # only requests where raw and segment prefixes disagree
             if loss.code == "AUTHZ_PROBE_ROUTE" and not _probe_path(loss.message, d.probe):
                 continue  # it admits GETs of the kubelet's probe paths, nothing else
+            if loss.code == "CONSUL_AUTHZ_NAMESPACE" and not _unlisted(loss.message, d.probe):
+                continue  # it explains callers of the namespace it could not list, only
             named = _RULES_NAMED.search(loss.message)
             if named and d.rule_paths and not any(
                     _within(p, rule.strip()) for p in d.rule_paths
@@ -469,6 +478,21 @@ def _prefix_differs(body: dict[str, Any] | None, path: str, request: str) -> boo
     raw = request.startswith(prefix)
     segment = request == base or request.startswith(base + "/") or base == ""
     return raw != segment
+
+
+_NAMESPACE_LISTED = re.compile(r"namespace (\S+) became the Consul services ([^;(]*);")
+
+
+def _unlisted(message: str, probe: Probe) -> bool:
+    """Whether the probe's caller is of the namespace a CONSUL_AUTHZ_NAMESPACE loss is about
+    and not among the Consul services that namespace became (a listed caller was kept; a
+    caller of another namespace is not this loss's business). True when the message cannot
+    be read, to keep the loss."""
+    m = _NAMESPACE_LISTED.search(message)
+    if not m:
+        return True
+    return m.group(1) == probe.client.namespace and probe.client.service_account not in {
+        n.strip() for n in m.group(2).split(",")}
 
 
 _RULES_NAMED = re.compile(r"\(rules without retries: ([^)]*)\)")
