@@ -557,7 +557,8 @@ def verify(source: str, paths: tuple[str, ...], plan_dir: str, trust_domain: str
     """Check that a plan keeps behaviour: evaluate generated requests against the source
     (with its mesh's semantics) and against the plan's final state (with the target's).
 
-    Exits 3 when a divergence is explained by no loss (a conversion bug).
+    Exits 3 when a divergence is explained by no loss (a conversion bug), and 2 when --from
+    or the input is not the one the plan was made from (plan.json records its digest).
     """
     cluster = _cluster(kubeconfig, context, namespaces, all_namespaces, request_timeout, True)
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from migrate import facts, mappings
+from migrate.aspects import declarations
 from migrate.losscodes import CODES
 
 TARGETS = ("istio", "linkerd", "consul")
@@ -56,8 +57,14 @@ def losses_catalogue() -> str:
              "action. Feature codes say what a target does with a feature (from "
              "`mappings/<target>.yaml`); the others come from reading, writing and planning.", "",
              "Severities: **info** behaviour kept, form differs; **degraded** an approximation; "
-             "**dropped** gone; **manual** a person must act.", ""]
+             "**dropped** gone; **manual** a person must act.", "",
+             "**Can change** (from `mappings/aspects.yaml`): what a request may observe "
+             "differently because of the loss. `meshmigrate verify` explains a divergence only "
+             "by a loss on the object (and rule) that decided it whose aspect matches, and for "
+             "authorization only in the declared direction; any other divergence is a "
+             "conversion bug (exit 3).", ""]
     linkerd = mappings.table("linkerd")
+    declared = declarations()
     for f in sorted(mappings.features().values(), key=lambda f: f.code):
         cap = linkerd.get(f.key)
         lines += [f"## {f.code}", "", f"Feature `{f.key}`: {f.title}.", "",
@@ -67,10 +74,11 @@ def losses_catalogue() -> str:
                   + f". {cap.note}"]
         if cap.action:
             lines.append(f"- Action: {cap.action}")
-        lines.append("")
+        lines += [f"- Can change: {declared[f.code].describe()}.", ""]
     for code in sorted(CODES):
         c = CODES[code]
-        lines += [f"## {code}", "", f"{c.title} (stage: {c.stage}). {c.explanation}", ""]
+        lines += [f"## {code}", "", f"{c.title} (stage: {c.stage}). {c.explanation}", "",
+                  f"- Can change: {declared[code].describe()}.", ""]
     return "\n".join(lines)
 
 

@@ -37,6 +37,7 @@ from migrate.plan.model import Plan
 from migrate.plan.order import exposed_hops, migration_order, override_order
 from migrate.sources.files import read_files, relative
 from migrate.sources.model import RawObject, SourceResult
+from migrate.verify.digest import input_digest
 
 if TYPE_CHECKING:
     from migrate.verify.compare import Equivalence
@@ -242,6 +243,7 @@ def _plan_migration(options: PlanOptions) -> PlanResult:
     read = reader.read(source)
     if options.paths:
         require_source_mesh(options.source, reader, read, source, problems)
+    digest = input_digest(o.body for o in source.objects)
     if not options.verify and not options.keep_objects:
         # The source lists every object read; only the source mesh's own objects stay (for
         # rollback copies), packed: as dicts they were a sixth of a plan's peak memory.
@@ -285,7 +287,7 @@ def _plan_migration(options: PlanOptions) -> PlanResult:
         ingress_namespaces=sorted(ingress), order_overridden=bool(options.order),
         override_cost=cost, steps=steps, losses=list(losses), outside=outside,
         input_problems=[str(p) for p in problems],
-        skipped=dict(sorted(read.skipped.items())), settings=settings)
+        skipped=dict(sorted(read.skipped.items())), settings=settings, input_digest=digest)
     if options.verify:
         stage("checking equivalence")
         plan.equivalence = verify_plan(read.objects, plan, options)
@@ -351,15 +353,21 @@ def verify_settings(options: PlanOptions) -> Settings:
 
     return Settings(trust_domain=options.trust_domain, root_namespace=options.root_namespace,
                     linkerd_default_policy=options.linkerd_default_policy,
-                    consul_default_allow=options.consul_default_intention == "allow")
+                    consul_default_allow=options.consul_default_intention == "allow",
+                    consul_inject_default=options.consul_inject_default)
 
 
 def verify_plan(objects: list[RawObject], plan: Plan, options: PlanOptions) -> Equivalence:
     """Compare the source with the plan's final state on generated probes."""
+    from migrate.emit.manifests import annotated
     from migrate.verify.compare import compare, final_state
 
+    # With the source annotation, as the files carry it: the check maps the target's deciding
+    # objects back to the source objects they were written from (and `verify` on the written
+    # plan sees the same).
     target, annotations = final_state(
-        ([m.body for m in s.manifests], [render(c) for c in s.commands]) for s in plan.steps)
+        ([annotated(m) for m in s.manifests], [render(c) for c in s.commands])
+        for s in plan.steps)
     return compare([o.body for o in objects], target, annotations, plan.losses,
                    source_mesh=options.source, target_mesh=options.target,
                    settings=verify_settings(options))
@@ -519,17 +527,30 @@ def verify_against_plan(options: PlanOptions, plan_dir: str) -> Equivalence:
     from migrate.losses import Loss
     from migrate.sources.model import RawObject as _Raw
     from migrate.verify.compare import compare, final_state
+    from migrate.verify.world import dig
 
     root = Path(plan_dir)
     try:
         document = json.loads((root / "plan.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise SourceError(f"{root / 'plan.json'}: not a meshmigrate plan ({exc})") from None
+    recorded_mesh = str(dig(document, "source", "mesh", default=""))
+    if recorded_mesh != options.source:
+        made_from = recorded_mesh or "an unknown mesh"
+        raise UsageError(f"{root / 'plan.json'}: the plan was made from {made_from}, not "
+                         f"{options.source}: give --from {recorded_mesh}")
     losses = LossLog()
     notes: list[str] = []
     source = read_source(options, losses, notes)
     apply_settings(options, SOURCES[options.source].install_settings(source.objects),
                    SOURCES[options.source].SETTINGS)
+    planned = str(dig(document, "source", "input_digest", default=""))
+    found = input_digest(o.body for o in source.objects)
+    if planned != found:
+        raise UsageError(
+            f"{root / 'plan.json'}: the input is not the one the plan was made from (plan: "
+            f"{planned or 'no input digest recorded'}; input: {found}); verify the plan "
+            "against the files or cluster it was planned from, or plan again")
     reader = make_reader(options, losses, [])
     objects: list[_Raw] = reader.read(source).objects
     steps = []

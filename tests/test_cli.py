@@ -35,6 +35,7 @@ def test_plan_writes_runbook_plan_json_and_kustomize_steps(tmp_path: Path):
     assert {s["name"]: s["from"] for s in plan["source"]["settings"]} == {
         "trust_domain": "default", "root_namespace": "default",
         "istio_outbound_policy": "default"}
+    assert plan["source"]["input_digest"].startswith("sha256:")
     for step in plan["steps"]:
         assert set(step) >= {"id", "title", "namespaces", "manifests", "commands", "verify",
                              "rollback"}

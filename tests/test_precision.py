@@ -140,7 +140,7 @@ def test_collision_is_reported_once_and_explains_every_divergence(tmp_path: Path
     assert all(wanted in d.explained_by for d in eq.divergences)
     # Both sides of the collision diverge (the winner's instances merge too), in every aspect.
     assert {d.probe.namespace for d in eq.divergences} == {"ns1", "ns2"}
-    assert {d.aspect for d in eq.divergences} >= {"route", "authz"}
+    assert {d.aspect for d in eq.divergences} >= {"backends", "authorization"}
 
 
 def test_without_the_collision_loss_the_same_divergences_are_unexplained(tmp_path: Path):

@@ -80,6 +80,7 @@ def test_linkerd_ignores_a_route_with_an_unsupported_filter():
 def test_linkerd_inbound_defaults_servers_and_authentications():
     ns = {"apiVersion": "v1", "kind": "Namespace",
           "metadata": {"name": "web", "annotations": {
+              "linkerd.io/inject": "enabled",
               "config.linkerd.io/default-inbound-policy": "all-authenticated"}}}
     world = World(BASE + [ns])
     anon, known = probe(client=Client()), probe(client=Client("ops", "bot"))

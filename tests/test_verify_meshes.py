@@ -38,9 +38,10 @@ def service(name: str, ns: str = "shop", **selector: str) -> dict[str, Any]:
 
 def deployment(name: str, ns: str, labels: dict[str, str], sa: str,
                annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    meta: dict[str, Any] = {"labels": labels}
-    if annotations:
-        meta["annotations"] = annotations
+    # In Consul's mesh: consul-k8s injects only annotated pods by default (Helm
+    # connectInject.default false); Istio and Linkerd read their own keys.
+    meta: dict[str, Any] = {"labels": labels, "annotations": {
+        "consul.hashicorp.com/connect-inject": "true", **(annotations or {})}}
     return {"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": name, "namespace": ns},
             "spec": {"template": {"metadata": meta, "spec": {
@@ -116,6 +117,7 @@ def test_linkerd_default_inbound_policy_pod_over_namespace_over_cluster():
         "config.linkerd.io/default-inbound-policy": "deny"}
     ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {
         "name": "shop", "annotations": {
+            "linkerd.io/inject": "enabled",
             "config.linkerd.io/default-inbound-policy": "all-authenticated"}}}
     world = World(objects + [ns])
     ev = LinkerdEvaluator([], world)
@@ -527,7 +529,8 @@ def test_broken_conversion_is_an_unexplained_divergence(case: str, index: int):
     breakages[index](broken)
     result = compare(source(), broken, {}, [], source_mesh=src_mesh, target_mesh=tgt_mesh)
     assert result.unexplained, f"{breakages[index].__name__} was not caught"
-    aspect = {0: {"route"}, 1: {"route", "timeout", "retries"}, 2: {"authz"}, 3: {"authz"}}
+    aspect = {0: {"backends"}, 1: {"backends", "timeout", "retries"}, 2: {"authorization"},
+              3: {"authorization"}}
     assert {d.aspect for d in result.unexplained} <= aspect[index]
 
 
@@ -537,12 +540,12 @@ def test_a_divergence_with_a_loss_on_its_object_is_explained():
     src_mesh, tgt_mesh, source, target, breakages = CASES["istio-to-consul"]
     broken = target()
     consul_wrong_weight(broken)
-    loss = Loss("ROUTE_WEIGHT", Severity.DEGRADED, "route.http",
+    loss = Loss("ROUTE_WEIGHT_ROUNDED", Severity.DEGRADED, "route.http",
                 ObjectRef("VirtualService", "shop", "web", "networking.istio.io/v1"),
                 "spec.http[1].route", "weights rounded", "")
     result = compare(source(), broken, {}, [loss], source_mesh=src_mesh, target_mesh=tgt_mesh)
     assert result.divergences and not result.unexplained
-    other_rule = Loss("ROUTE_WEIGHT", Severity.DEGRADED, "route.http", loss.object,
+    other_rule = Loss("ROUTE_WEIGHT_ROUNDED", Severity.DEGRADED, "route.http", loss.object,
                       "spec.http[0].route", "elsewhere", "")
     result = compare(source(), broken, {}, [other_rule], source_mesh=src_mesh,
                      target_mesh=tgt_mesh)
@@ -594,8 +597,11 @@ def plan_steps(order: list[str]) -> list[tuple[list[dict[str, Any]], list[str], 
     steps, moved = [], set()
     for ns in order:
         moved = moved | {ns}
-        steps.append((linkerd_step(ns), [f"kubectl delete peerauthentication.security.istio.io/"
-                                         f"default -n {ns}"] if ns != "a" else [], set(moved)))
+        # The move injects Linkerd's proxy, as the planner's commands do.
+        steps.append((linkerd_step(ns), [f"kubectl annotate namespace {ns} linkerd.io/inject="
+                                         "enabled --overwrite"] +
+                      ([f"kubectl delete peerauthentication.security.istio.io/default -n {ns}"]
+                       if ns != "a" else []), set(moved)))
     steps.append(([], [f"kubectl annotate namespace {ns} config.linkerd.io/default-inbound-"
                        f"policy=all-authenticated --overwrite" for ns in ("b", "c")],
                   set(moved)))

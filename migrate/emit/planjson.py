@@ -29,7 +29,8 @@ def _head(plan: Plan) -> dict[str, Any]:
     """The members before ``steps``."""
     return {
         "source": {"mesh": plan.source, "settings": [
-            {"name": s.option, "value": s.value, "from": s.origin} for s in plan.settings]},
+            {"name": s.option, "value": s.value, "from": s.origin} for s in plan.settings],
+                   **({"input_digest": plan.input_digest} if plan.input_digest else {})},
         "target": {"mesh": plan.target, "version": plan.target_version},
         "order": {
             "groups": plan.groups,

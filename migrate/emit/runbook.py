@@ -220,14 +220,31 @@ def _equivalence(plan: Plan) -> list[str]:
            "| service | probes | divergences | unexplained |", "|---|---:|---:|---:|"]
     out += [f"| {svc} | {p} | {d} | {u} |" for svc, (p, d, u) in sorted(eq.per_service.items())]
     out.append("")
+    if eq.coverage is not None:
+        missed = [(name, i, w) for name, t in (("service", eq.coverage.services),
+                                                ("route rule", eq.coverage.route_rules),
+                                                ("policy", eq.coverage.policies))
+                  for i, w in t.missed]
+        out.append(f"Covered: {eq.coverage.summary()}." + (" Not covered:" if missed else "")
+                   + "\n")
+        out += [f"- {name} `{item}`: {why}" for name, item, why in missed[:30]]
+        if len(missed) > 30:
+            out.append(f"- ... {len(missed) - 30} more in plan.json "
+                       "(`equivalence.coverage`)")
+        if missed:
+            out.append("")
     if eq.divergences:
-        out += ["| probe | aspect | source | target | explained by |", "|---|---|---|---|---|"]
-        for d in eq.divergences[:200]:
-            why = "; ".join(d.explained_by) or "**nothing: a conversion bug**"
-            out.append(f"| {_code(str(d.probe))} | {d.aspect} | {d.source} | {d.target} | "
-                       f"{why} |")
-        if len(eq.divergences) > 200:
-            out.append(f"| ... {len(eq.divergences) - 200} more in plan.json | | | | |")
+        # One row per (aspect, explaining losses) with a count and one example: hundreds of
+        # rows hid the few that matter; plan.json keeps every divergence.
+        out += [f"{counted(len(eq.divergences), 'divergence')} in "
+                f"{counted(len(eq.groups()), 'group')} (every one is in plan.json, "
+                "`equivalence.divergences`):", "",
+                "| aspect | explained by | count | example probe | source | target |",
+                "|---|---|---:|---|---|---|"]
+        for aspect, why, count, d in eq.groups():
+            text = ", ".join(why) or "**nothing: a conversion bug**"
+            out.append(f"| {aspect} | {text} | {count} | {_code(str(d.probe))} | {d.source} | "
+                       f"{d.target} |")
         out.append("")
     return out
 

@@ -81,6 +81,9 @@ class Plan:
     """The source mesh's install settings the plan used, each with where its value came from."""
     equivalence: Any = None
     """:class:`migrate.verify.compare.Equivalence` of the final state, when computed."""
+    input_digest: str = ""
+    """Digest of the input objects (:func:`migrate.verify.digest.input_digest`): `verify`
+    refuses an input that does not match it."""
     coexistence: list[dict[str, Any]] | None = None
     """Per step, the calls between namespaces checked in the mixed state
     (:func:`migrate.verify.coexist.coexistence`), when computed."""

@@ -73,7 +73,7 @@ def coexistence(steps: Sequence[Step], source_objects: list[dict[str, Any]],
                 scope |= {caller, callee} | reaches.get(callee, set())
             source = [o for ns in sorted(scope | {""}) for o in source_by_ns.get(ns, [])
                       if object_key(o) not in state.deleted]
-            target = state.target_objects(scope)
+            target = state.target_objects(scope) + state.patched(scope)
             now = {"source": EVALUATORS[source_mesh](source, world, settings),
                    "target": EVALUATORS[target_mesh](
                        target, target_world(source, target, state.annotations), settings)}

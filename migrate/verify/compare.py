@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from migrate.aspects import declarations
 from migrate.losses import Loss
+from migrate.verify.coverage import Coverage, measure
 from migrate.verify.linkerd_eval import same_duration
 from migrate.verify.model import Outcome, Probe
 from migrate.verify.registry import EVALUATORS, PROBES, Evaluator, Settings, generate
 from migrate.verify.world import World, dig
 from migrate.wording import counted
 
-# Which loss features can explain which kind of divergence.
-_FAMILIES = {
-    "route": ("route.http", "route.match", "route.host", "route.redirect", "route.rewrite",
-              "route.mirror", "route.fault", "route.cors", "route.direct_response",
-              "route.delegate", "route.export_to", "route.consumer_namespace", "route.tcp",
-              "route.tls", "destination.subsets", "destination.external", "gateway_api.",
-              "protocol.", "multicluster", "input"),
-    "timeout": ("route.timeout", "route.retry", "input"),
-    # A retry budget (Linkerd ServiceProfiles) bounds retries by load, not by a count: its
-    # loss is exactly why a target with a fixed count retries differently.
-    "retries": ("route.retry", "route.response_classes", "destination.retry_budget", "input"),
-    "authz": ("authz.", "mtls.", "authn.", "input"),
-}
 # Losses that concern every Service sharing a name, in every namespace, rather than one source
 # object: Consul CE has one service name space, so same-named Services of several Kubernetes
 # namespaces are one Consul service whose instances, routers and intentions merge
@@ -35,7 +25,13 @@ _FAMILIES = {
 # shared name.
 _NAME_WIDE = ("CONSUL_NAME_COLLISION",)
 _DELETE = re.compile(r"^kubectl delete ([a-z]+)(?:\.([a-z0-9.]+))?/([a-z0-9.-]+) -n ([a-z0-9-]+)")
-_ANNOTATE_NS = re.compile(r"^kubectl annotate namespace ([a-z0-9-]+) (.*?)(?: --overwrite)?$")
+_ANNOTATE_NS = re.compile(
+    r"^kubectl (?:annotate|label) namespace ([a-z0-9-]+) (.*?)(?: --overwrite)?$")
+_PATCH = re.compile(r"^kubectl patch ([a-z]+) ([a-z0-9.-]+) -n ([a-z0-9-]+) --type=merge "
+                    r"-p '(.*)'$")
+_KINDS = {"deployment": "Deployment", "statefulset": "StatefulSet", "daemonset": "DaemonSet",
+          "replicaset": "ReplicaSet", "job": "Job", "cronjob": "CronJob", "pod": "Pod"}
+"""Workload kinds as ``kubectl patch`` names them."""
 
 
 @dataclass
@@ -44,9 +40,13 @@ class Divergence:
 
     probe: Probe
     aspect: str
-    """route, timeout, retries or authz."""
+    """What differs (``migrate.aspects.ASPECTS``): backends, redirect, timeout, retries,
+    authorization..."""
     source: str
     target: str
+    direction: str = ""
+    """For authorization: ``allow-more`` (the target admits a caller the source refused) or
+    ``refuse-more``; empty for the other aspects."""
     explained_by: list[str] = field(default_factory=list)
     """Loss codes (with their objects) that account for it; empty means a conversion bug."""
     candidates: set[str] = field(default_factory=set, repr=False)
@@ -63,6 +63,7 @@ class Divergence:
     def to_json(self) -> dict[str, Any]:
         """For plan.json."""
         return {"probe": str(self.probe), "exercises": self.probe.why, "aspect": self.aspect,
+                **({"direction": self.direction} if self.direction else {}),
                 "source": self.source, "target": self.target,
                 "explained_by": self.explained_by}
 
@@ -82,11 +83,26 @@ class Equivalence:
     not_evaluated: str = ""
     """Why the pair could not be evaluated at all (no evaluator for a mesh); empty when it
     was."""
+    coverage: Coverage | None = None
+    """Services, route rules and policies of the source the probes reached."""
 
     @property
     def unexplained(self) -> list[Divergence]:
         """Divergences no loss accounts for: conversion bugs."""
         return [d for d in self.divergences if not d.explained_by]
+
+    def groups(self) -> list[tuple[str, tuple[str, ...], int, Divergence]]:
+        """Divergences grouped by (aspect with its direction, codes of the explaining losses):
+        each group's aspect, codes, count and first divergence. Unexplained groups come
+        first, then the largest; ties by aspect and codes, so the order never depends on the
+        input's."""
+        found: dict[tuple[str, tuple[str, ...]], list[Divergence]] = {}
+        for d in self.divergences:
+            aspect = d.aspect + (f" ({d.direction})" if d.direction else "")
+            codes = tuple(sorted({e.split()[0] for e in d.explained_by}))
+            found.setdefault((aspect, codes), []).append(d)
+        order = sorted(found.items(), key=lambda kv: (bool(kv[0][1]), -len(kv[1]), kv[0]))
+        return [(aspect, why, len(ds), ds[0]) for (aspect, why), ds in order]
 
     def to_json(self) -> dict[str, Any]:
         """The ``equivalence`` section of plan.json."""
@@ -95,6 +111,7 @@ class Equivalence:
                 "probes": self.probes, "unevaluated": self.unevaluated,
                 "services": [{"service": s, "probes": p, "divergences": d, "unexplained": u}
                              for s, (p, d, u) in sorted(self.per_service.items())],
+                **({"coverage": self.coverage.to_json()} if self.coverage else {}),
                 "divergences": [d.to_json() for d in self.divergences],
                 "unexplained": len(self.unexplained)}
 
@@ -114,12 +131,16 @@ def object_key(body: dict[str, Any]) -> ObjectKey:
 
 class ClusterState:
     """What a plan's steps leave in the cluster, applied one step at a time: the objects the
-    steps applied, the namespace annotations their commands set, and the objects their
+    steps applied, the namespace labels and annotations their commands set or removed, the
+    workload patches they made (the injection annotations a move sets), and the objects their
     ``kubectl delete`` commands removed (the source's too)."""
 
     def __init__(self) -> None:
         self.objects: dict[ObjectKey, dict[str, Any]] = {}
         self.annotations: dict[str, dict[str, str]] = {}
+        """Namespace -> labels and annotations the commands set."""
+        self.patches: dict[tuple[str, str, str], dict[str, Any]] = {}
+        """(kind, namespace, name) -> the workload's merge patches, merged."""
         self.deleted: set[ObjectKey] = set()
         self._by_ns: dict[str, set[ObjectKey]] = {}
         """Namespace -> keys of the objects present there (``""``: cluster-scoped)."""
@@ -144,17 +165,38 @@ class ClusterState:
                 self.deleted.add(key)
                 touched.add(ns)
                 continue
+            m = _PATCH.match(command)
+            if m and m.group(1) in _KINDS:
+                kind, name, ns, text = m.groups()
+                try:
+                    patch = json.loads(text)
+                except ValueError:
+                    continue
+                if isinstance(patch, dict):
+                    key = (_KINDS[kind], ns, name)
+                    self.patches[key] = _merge(self.patches.get(key, {}), patch)
+                    touched.add(ns)
+                continue
             m = _ANNOTATE_NS.match(command)
             if m:
                 ns, pairs = m.groups()
                 touched.add(ns)
                 for pair in pairs.split():
                     if pair.endswith("-"):
+                        # Only what the target's evaluator reads matters, and a removal
+                        # concerns the source mesh's own keys; the source world keeps them.
                         self.annotations.setdefault(ns, {}).pop(pair[:-1], None)
                     elif "=" in pair:
                         k, v = pair.split("=", 1)
                         self.annotations.setdefault(ns, {})[k] = v
         return touched
+
+    def patched(self, namespaces: set[str] | None = None) -> list[dict[str, Any]]:
+        """The workload patches as partial objects ``World.patch_workload`` merges."""
+        return [{"apiVersion": "apps/v1", "kind": kind,
+                 "metadata": {"name": name, "namespace": ns}, **patch}
+                for (kind, ns, name), patch in sorted(self.patches.items())
+                if namespaces is None or ns in namespaces]
 
     def target_objects(self, namespaces: set[str] | None = None) -> list[dict[str, Any]]:
         """Applied objects still present (of these namespaces and cluster-scoped ones).
@@ -167,17 +209,29 @@ class ClusterState:
         return [self.objects[k] for k in sorted(keys)]
 
 
+def _merge(old: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch (RFC 7386) applied to ``old``."""
+    out = dict(old)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def final_state(steps: Iterable[tuple[list[dict[str, Any]], list[str]]]) -> tuple[
         list[dict[str, Any]], dict[str, dict[str, str]]]:
-    """Target objects and namespace annotations once every step ran.
+    """Target objects and namespace labels and annotations once every step ran.
 
     ``steps`` gives, in order, each step's applied manifests and its commands; ``kubectl
-    delete`` and ``kubectl annotate namespace`` commands are applied to the state.
+    delete``, ``kubectl annotate|label namespace`` and ``kubectl patch`` (of a workload)
+    commands are applied to the state; the workload patches are returned among the objects.
     """
     state = ClusterState()
     for manifests, commands in steps:
         state.apply(manifests, commands)
-    return state.target_objects(), state.annotations
+    return state.target_objects() + state.patched(), state.annotations
 
 
 def target_world(source: list[dict[str, Any]], target: list[dict[str, Any]],
@@ -235,10 +289,14 @@ def compare(source: list[dict[str, Any]], target: list[dict[str, Any]],
     named = _workloads_named(world, by_name)
     bodies = {f"{o.get('kind')}/{dig(o, 'metadata', 'namespace', default='default')}/"
               f"{dig(o, 'metadata', 'name')}": o for o in source if isinstance(o, dict)}
+    probed: set[tuple[str, str]] = set()
+    hits: tuple[set[tuple[str, str]], set[str]] = (set(), set())
+    origins = _origins(target)
     for probe in generate(source_mesh, source, world):
         key = f"{probe.namespace}/{probe.service}"
+        probed.add((probe.namespace, probe.service))
         try:
-            found = _diverge(probe, src_eval, tgt_eval)
+            found = _diverge(probe, src_eval, tgt_eval, hits, origins)
         except (TypeError, AttributeError, ValueError, KeyError, IndexError):
             result.unevaluated += 1
             continue
@@ -250,6 +308,7 @@ def compare(source: list[dict[str, Any]], target: list[dict[str, Any]],
                                    u + sum(1 for d in found if not d.explained_by))
         result.divergences.extend(found)
         result.probes += 1
+    result.coverage = measure(source_mesh, source, world, probed, *hits)
     return result
 
 
@@ -264,32 +323,75 @@ def same_retries(src: Outcome, tgt: Outcome) -> bool:
     return tgt.detail == "default" and src.detail != "default" and src.retries == 0
 
 
-def _diverge(probe: Probe, src_eval: Evaluator, tgt_eval: Evaluator) -> list[Divergence]:
+def _origins(target: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """Emitted object (``Kind/ns/name``) -> the source objects it was written from, as the
+    writers record them in ``meshmigrate.io/source``."""
+    out: dict[str, set[str]] = {}
+    for body in target:
+        if isinstance(body, dict):
+            named = str(dig(body, "metadata", "annotations", "meshmigrate.io/source",
+                            default="") or "")
+            if named:
+                key = (f"{body.get('kind')}/{dig(body, 'metadata', 'namespace', default='default')}"
+                       f"/{dig(body, 'metadata', 'name', default='')}")
+                out.setdefault(key, set()).update(n for n in named.split(",") if n)
+    return out
+
+
+def _diverge(probe: Probe, src_eval: Evaluator, tgt_eval: Evaluator,
+             hits: tuple[set[tuple[str, str]], set[str]] = (set(), set()),
+             origins: dict[str, set[str]] | None = None) -> list[Divergence]:
+    """Every aspect in which the two meshes treat the probe differently. ``hits`` collects
+    the source rules ((object, rule path)) and policies that decided it, for coverage;
+    ``origins`` maps emitted objects to their source objects (``_origins``)."""
     src, tgt = src_eval.route(probe), tgt_eval.route(probe)
+    if src.rule_path:
+        hits[0].update((ref, src.rule_path) for ref in src.sources)
     out: list[Divergence] = []
     candidates = set(src.sources) | set(tgt.sources)
-    if (src.status, src.backends, src.detail if src.status == "redirect" else "") != \
-            (tgt.status, tgt.backends, tgt.detail if tgt.status == "redirect" else ""):
-        out.append(_div(probe, "route", src, tgt, candidates))
-    elif src.status == "routed":
+    if "redirect" in (src.status, tgt.status) and \
+            (src.status, src.detail) != (tgt.status, tgt.detail):
+        out.append(_div(probe, "redirect", src, tgt, candidates))
+    elif (src.status, src.backends) != (tgt.status, tgt.backends):
+        out.append(_div(probe, "backends", src, tgt, candidates))
+    if src.status == tgt.status == "routed":
         if not same_duration(src.timeout, tgt.timeout):
             out.append(_div(probe, "timeout", src, tgt, candidates))
         if not same_retries(src, tgt):
             out.append(_div(probe, "retries", src, tgt, candidates))
-    if src.status == "routed" and probe.why == "authorization":
-        for backend, _ in src.backends:
+        if src.mirror != tgt.mirror:
+            out.append(_div(probe, "mirror", src, tgt, candidates))
+    if probe.why == "authorization":
+        backends = [b for b, _ in src.backends] if src.status == "routed" else []
+        if not backends and hasattr(src_eval, "world"):
+            # The route answers itself (404, a redirect): the pods are still reached at their
+            # own addresses, so their proxies' authorization still counts.
+            svc = src_eval.world.services.get((probe.namespace, probe.service))
+            backends = list(src_eval.world.select(probe.namespace, dict(svc.selector))) \
+                if svc else []
+        for backend in backends:
             for wid in backend.split("+"):
                 if not wid or wid.startswith(("Service/", "pods/")):
                     continue
                 a, a_src = src_eval.allowed(probe, wid, probe.port)
+                hits[1].update(a_src)
                 b, b_src = tgt_eval.allowed(probe, wid, probe.port)
                 if a != b:
-                    refs = getattr(src_eval, "policy_refs", None)
+                    # Only the source objects that decided (the policy that refused, the
+                    # ALLOW policies of which one admitted or none did, the mTLS mode), the
+                    # ones the target's deciding objects were written from, and the namespace
+                    # and workload whose defaults apply when none decided, can hold a loss
+                    # that explains the difference.
+                    info = src_eval.world.workload(wid) if hasattr(src_eval, "world") else None
+                    scope = set(a_src) | {wid} | (
+                        {f"Namespace/{info.namespace}"} if info is not None else set())
+                    for ref in b_src:
+                        scope |= (origins or {}).get(ref, set())
                     out.append(Divergence(
-                        probe, "authz", f"{'allowed' if a else 'denied'} at {wid}",
+                        probe, "authorization", f"{'allowed' if a else 'denied'} at {wid}",
                         f"{'allowed' if b else 'denied'} at {wid}",
-                        candidates=set(a_src) | set(b_src) | (refs(wid) if refs else set()),
-                        workloads=frozenset({wid})))
+                        direction="allow-more" if b else "refuse-more",
+                        candidates=scope, workloads=frozenset({wid})))
     return out
 
 
@@ -321,28 +423,42 @@ def _explain_by_name(d: Divergence, by_name: dict[str, list[str]],
     names = {d.probe.service} & set(by_name)
     for wid in d.workloads:
         names |= named.get(wid, set())
-    return {text for name in names for text in by_name[name]}
+    declared = declarations()
+    return {text for name in names for text in by_name[name]
+            if text.split()[0] in declared and
+            declared[text.split()[0]].covers(d.aspect, d.direction,
+                                             d.probe.client.authenticated)}
 
 
 def _explain(d: Divergence, by_object: dict[str, list[Loss]],
              bodies: dict[str, dict[str, Any]]) -> list[str]:
-    families = _FAMILIES[d.aspect]
-    if d.aspect in ("timeout", "retries") and d.other_rule:
-        # The meshes picked different rules for the request (the source's and the rule the
-        # target's came from differ), and the rules' timeouts or retries differ only because
-        # of that: whatever explains a rule-selection difference (order, prefix semantics)
-        # explains this one. With the same rule on both sides this does not apply.
-        families = families + _FAMILIES["route"]
+    """The losses on the objects that decided the probe whose declared aspect (and, for
+    authorization, direction) matches the divergence (mappings/aspects.yaml). When the two
+    meshes applied different rules, a loss that changes which rule a request hits (aspect
+    ``match``) explains any routing aspect."""
+    declared = declarations()
     # The rule lists the rule paths point into (``spec.http[``, ``spec.routes[``...).
     roots = {p[:p.index("[") + 1] for p in d.rule_paths if "[" in p}
     found = []
     for ref in sorted(d.candidates):
         for loss in by_object.get(ref, []):
-            if not loss.feature.startswith(families):
+            can = declared.get(loss.code)
+            if can is None or not (can.covers(d.aspect, d.direction,
+                                              d.probe.client.authenticated) or
+                    (d.other_rule and d.aspect != "authorization" and can.covers("match"))):
                 continue
             if loss.code == "ROUTE_PREFIX_SEGMENT" and not _prefix_differs(
                     bodies.get(ref), loss.path, d.probe.path):
                 continue  # only requests where raw and segment prefixes disagree
+            if loss.code == "AUTHZ_PROBE_ROUTE" and not _probe_path(loss.message, d.probe):
+                continue  # it admits GETs of the kubelet's probe paths, nothing else
+            if loss.code == "CONSUL_AUTHZ_NAMESPACE" and not _unlisted(loss.message, d.probe):
+                continue  # it explains callers of the namespace it could not list, only
+            named = _RULES_NAMED.search(loss.message)
+            if named and d.rule_paths and not any(
+                    _within(p, rule.strip()) for p in d.rule_paths
+                    for rule in named.group(1).split(",")):
+                continue  # a loss filed on the rule list names the rules it concerns
             if any(loss.path.startswith(root) for root in roots) and \
                     not any(_within(loss.path, p) for p in d.rule_paths):
                 continue  # a loss on another rule does not explain this rule's outcome
@@ -365,6 +481,32 @@ def _prefix_differs(body: dict[str, Any] | None, path: str, request: str) -> boo
     return raw != segment
 
 
+_NAMESPACE_LISTED = re.compile(r"namespace (\S+) became the Consul services ([^;(]*);")
+
+
+def _unlisted(message: str, probe: Probe) -> bool:
+    """Whether the probe's caller is of the namespace a CONSUL_AUTHZ_NAMESPACE loss is about
+    and not among the Consul services that namespace became (a listed caller was kept; a
+    caller of another namespace is not this loss's business). True when the message cannot
+    be read, to keep the loss."""
+    m = _NAMESPACE_LISTED.search(message)
+    if not m:
+        return True
+    return m.group(1) == probe.client.namespace and probe.client.service_account not in {
+        n.strip() for n in m.group(2).split(",")}
+
+
+_RULES_NAMED = re.compile(r"\(rules without retries: ([^)]*)\)")
+_PROBE_PATHS = re.compile(r"probe paths \(([^)]*)\)")
+
+
+def _probe_path(message: str, probe: Probe) -> bool:
+    """Whether a probe is a GET of a path an AUTHZ_PROBE_ROUTE loss names."""
+    m = _PROBE_PATHS.search(message)
+    paths = {p.strip() for p in m.group(1).split(",")} if m else set()
+    return probe.method == "GET" and probe.path.partition("?")[0] in paths
+
+
 def _within(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith(prefix + ".") or path.startswith(prefix + "[")
 
@@ -376,7 +518,8 @@ def render_text(result: Equivalence) -> str:
         lines.append(f"{svc:<40} {p:>7} {d:>8} {u:>12}")
     for d in result.divergences:
         why = "; ".join(d.explained_by) or "NOTHING: a conversion bug"
-        lines += [f"- {d.probe}  [{d.aspect}]", f"    source: {d.source}",
+        aspect = d.aspect + (f", {d.direction}" if d.direction else "")
+        lines += [f"- {d.probe}  [{aspect}]", f"    source: {d.source}",
                   f"    target: {d.target}", f"    explained by: {why}"]
     lines.append(f"{counted(result.probes, 'probe')}, "
                  f"{counted(len(result.divergences), 'divergence')}, "

@@ -35,7 +35,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from migrate.verify import consul_filter
+from migrate.verify import consul_filter, injection
 from migrate.verify.model import Outcome, Probe
 from migrate.verify.world import WorkloadInfo, World, dig, rule_origin, unique
 
@@ -57,8 +57,11 @@ class ConsulEvaluator:
     """Evaluates probes against consul.hashicorp.com config entries."""
 
     def __init__(self, objects: list[dict[str, Any]], world: World,
-                 default_allow: bool = False, mirror_namespaces: bool = False) -> None:
+                 default_allow: bool = False, mirror_namespaces: bool = False,
+                 inject_default: bool = False) -> None:
         self.world = world
+        self.inject_default = inject_default
+        """Helm ``connectInject.default``: pods without the annotation are injected."""
         self.default_allow = default_allow
         self.mirror = mirror_namespaces
         self.entries: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -232,8 +235,8 @@ class ConsulEvaluator:
     def allowed(self, probe: Probe, workload: str, port: int) -> tuple[bool, tuple[str, ...]]:
         """Whether the destination proxy lets the request in, and the deciding entries."""
         info = self.world.workload(workload)
-        if info is None:
-            return True, ()
+        if info is None or not injection.consul(info, self.inject_default):
+            return True, ()  # no proxy in the pod: nothing is enforced there
         ns = info.namespace
         dest = self.workload_name(info, self.service_name(probe.namespace, probe.service))
         if not probe.client.authenticated:

@@ -187,6 +187,39 @@ def backends(world: World, route: dict[str, Any], rule: dict[str, Any]
     return tuple(sorted((k, round(v, 4)) for k, v in out.items() if v > 0))
 
 
+def rule_backends(world: World, route: dict[str, Any], rule: dict[str, Any], probe: Probe,
+                  parent_default: bool) -> tuple[tuple[str, float], ...] | None:
+    """What a rule forwards to, or None when it answers 500 itself.
+
+    The Gateway API spec (HTTPRouteRule.backendRefs, standard channel v1.6.1) only says that
+    a rule whose backendRefs are *all invalid* answers 500, and zero-weight backends receive
+    nothing; a mesh rule with *no* backendRefs is left to the implementation:
+    - Linkerd (``parent_default``) sends it to the parent Service, which is what a route
+      without backends is for there (timeouts, retries, header changes on the Service itself;
+      https://linkerd.io/2-edge/reference/httproute/, and the Linkerd reader, read_routes.py);
+    - Istio answers 500 (pilot/pkg/config/kube/gateway/conversion.go convertHTTPRoute: no
+      backend with a weight above 0 and no redirect is a direct 500 response).
+    """
+    if parent_default and not any(isinstance(b, dict) for b in rule.get("backendRefs") or []):
+        svc = world.services.get((probe.namespace, probe.service))
+        name = world.backend(probe.namespace, dict(svc.selector)) if svc else ""
+        return ((name or f"Service/{probe.namespace}/{probe.service}", 1.0),)
+    found = backends(world, route, rule)
+    return found or None
+
+
+def mirrors(route: dict[str, Any], rule: dict[str, Any]) -> tuple[str, ...]:
+    """The Services a rule's RequestMirror filters copy requests to (``Service/ns/name``).
+    Linkerd ignores a route with such a filter whole, so only Istio asks."""
+    ns = dig(route, "metadata", "namespace", default="default")
+    out = {f"Service/{ref.get('namespace', ns)}/{ref.get('name')}"
+           for f in rule.get("filters") or [] if isinstance(f, dict)
+           and f.get("type") == "RequestMirror"
+           for ref in [dig(f, "requestMirror", "backendRef", default={})]
+           if isinstance(ref, dict) and ref.get("name")}
+    return tuple(sorted(out))
+
+
 def redirect_of(rule: dict[str, Any], probe: Probe) -> str | None:
     """The redirect a rule answers with (``code path``), or None."""
     for f in rule.get("filters") or []:

@@ -23,7 +23,7 @@ import fnmatch
 import re
 from typing import Any
 
-from migrate.verify import gateway
+from migrate.verify import gateway, injection
 from migrate.verify.index import ByNamespace, ByParent
 from migrate.verify.model import Outcome, Probe
 from migrate.verify.world import World, dig, rule_origin
@@ -148,8 +148,8 @@ class IstioEvaluator:
             backends, used = self._backends(rule, ns)
             return Outcome("routed", backends, timeout=str(rule.get("timeout", "")),
                            retries=DEFAULT_RETRIES if retries is None else int(retries),
-                           detail=retry_on, sources=(src, *used), rule_path=rule_path,
-                           origin_path=origin)
+                           detail=retry_on, mirror=_mirrors(rule, ns), sources=(src, *used),
+                           rule_path=rule_path, origin_path=origin)
         return Outcome("no-route", sources=(src,))
 
     def _gateway_route(self, routes: list[dict[str, Any]], probe: Probe) -> Outcome:
@@ -168,7 +168,11 @@ class IstioEvaluator:
         if backend and not isinstance(rule.get("retry"), dict):
             # conversion.go convertHTTPRoute: without a retry, backendRequest is the timeout.
             timeout = str(backend)
-        return Outcome("routed", gateway.backends(self.world, route, rule),
+        forward = gateway.rule_backends(self.world, route, rule, probe, parent_default=False)
+        if forward is None:
+            return Outcome("error", detail="500", sources=src, rule_path=f"spec.rules[{index}]",
+                           origin_path=origin)
+        return Outcome("routed", forward, mirror=gateway.mirrors(route, rule),
                        timeout=timeout,
                        retries=DEFAULT_RETRIES if attempts is None else int(attempts),
                        detail="default" if attempts is None else "",
@@ -229,8 +233,8 @@ class IstioEvaluator:
     def allowed(self, probe: Probe, workload: str, port: int) -> tuple[bool, tuple[str, ...]]:
         """Whether the workload's sidecar lets the request in, and the deciding policies."""
         info = self.world.workload(workload)
-        if info is None:
-            return True, ()
+        if info is None or not injection.istio(self.world, info):
+            return True, ()  # no proxy in the pod: nothing is enforced there
         # The sidecar sees the container port the Service port leads to; AuthorizationPolicy
         # ``ports`` and PeerAuthentication ``portLevelMtls`` name that port, not the Service's
         # (istio/api security/v1beta1 authorization.proto Operation.ports, "workload port").
@@ -354,6 +358,20 @@ class IstioEvaluator:
         if "notPaths" in o and any(_glob(p, path) for p in o["notPaths"]):
             return False
         return "hosts" not in o
+
+
+def _mirrors(rule: dict[str, Any], ns: str) -> tuple[str, ...]:
+    """The Services a VirtualService rule mirrors to (``mirror``, or ``mirrors`` since 1.21;
+    virtual_service.proto HTTPRoute.mirror/mirrors), as ``Service/ns/name``."""
+    found = [rule["mirror"]] if isinstance(rule.get("mirror"), dict) else []
+    found += [m.get("destination") for m in rule.get("mirrors") or [] if isinstance(m, dict)]
+    out = set()
+    for dest in found:
+        key = _host_key(str(dig(dest, "host", default="")), ns) if isinstance(dest, dict) \
+            else None
+        if key:
+            out.add(f"Service/{key[0]}/{key[1]}")
+    return tuple(sorted(out))
 
 
 def _glob(pattern: Any, value: str) -> bool:

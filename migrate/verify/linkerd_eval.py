@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from migrate.durations import to_millis
-from migrate.verify import gateway
+from migrate.verify import gateway, injection
 from migrate.verify.index import ByNamespace, ByParent
 from migrate.verify.linkerd_profile import Profiles
 from migrate.verify.model import Outcome, Probe
@@ -119,7 +119,11 @@ class LinkerdEvaluator:
             rule, "timeouts", "request", default="")
         if str(timeout) in ("0", "0s"):
             timeout = ""  # Gateway API: zero disables the timeout
-        return Outcome("routed", gateway.backends(self.world, route, rule), timeout=str(timeout),
+        forward = gateway.rule_backends(self.world, route, rule, probe, parent_default=True)
+        if forward is None:
+            return Outcome("error", detail="500", sources=src, rule_path=rule_path,
+                           origin_path=origin)
+        return Outcome("routed", forward, timeout=str(timeout),
                        retries=_retries(annotations), sources=src, rule_path=rule_path,
                        origin_path=origin)
 
@@ -131,8 +135,8 @@ class LinkerdEvaluator:
     def allowed(self, probe: Probe, workload: str, port: int) -> tuple[bool, tuple[str, ...]]:
         """Whether the workload's proxy lets the request in, and the deciding objects."""
         info = self.world.workload(workload)
-        if info is None:
-            return True, ()
+        if info is None or not injection.linkerd(self.world, info):
+            return True, ()  # no proxy in the pod: nothing is enforced there
         number, name = self.world.target_port(probe.namespace, probe.service, port, info)
         pod = set(info.labels)
         server = next((s for s, s_port, selector in self._servers_by_name(info.namespace)

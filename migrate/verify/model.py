@@ -52,12 +52,15 @@ class Outcome:
     """What a mesh does with a probe."""
 
     status: str
-    """``routed``, ``redirect``, ``no-route`` (404) or ``denied``."""
+    """``routed``, ``redirect``, ``no-route`` (404), ``error`` (the proxy answers itself:
+    ``detail`` is the status) or ``denied``."""
     backends: tuple[tuple[str, float], ...] = ()
     """Receiving workloads (``Kind/ns/name`` joined by ``+`` per backend) and traffic share."""
     timeout: str = ""
     retries: int = 0
     detail: str = ""
+    mirror: tuple[str, ...] = ()
+    """Services a copy of the request is sent to (``Service/ns/name``), sorted."""
     sources: tuple[str, ...] = field(default=(), compare=False)
     """Source objects that decided the outcome (``Kind/ns/name``)."""
     rule_path: str = field(default="", compare=False)
@@ -74,5 +77,6 @@ class Outcome:
         retries = "retries within a budget" if self.retries == BUDGET_RETRIES else \
             f"{self.retries} retries"
         extra = "".join([f", timeout {self.timeout}" if self.timeout else "",
-                         f", {retries}" if self.retries else ""])
+                         f", {retries}" if self.retries else "",
+                         f", mirrored to {', '.join(self.mirror)}" if self.mirror else ""])
         return f"routed to {shares}{extra}"

@@ -144,6 +144,22 @@ def _named_clients(policy: dict[str, Any]) -> set[Client]:
     return found
 
 
+NAMESPACE_MEMBERS = 3
+"""Service accounts of a namespace's workloads a namespace-wide source is probed with."""
+
+
+def _namespace_members(clients: set[Client], world: World) -> set[Client]:
+    """For a namespace a policy names as a whole (probed as its ``default`` account), the
+    service accounts its workloads really run as (the first few): a target that cannot name
+    a namespace lists its identities instead, and only these probes check that list."""
+    out: set[Client] = set()
+    for c in clients:
+        if c.service_account == "default":
+            accounts = sorted({w.service_account for w in world.workloads.get(c.namespace, [])})
+            out |= {Client(c.namespace, sa) for sa in accounts[:NAMESPACE_MEMBERS]}
+    return out
+
+
 def _policy_requests(policy: dict[str, Any]) -> set[tuple[str, str]]:
     reqs: set[tuple[str, str]] = set()
     for rule in dig(policy, "spec", "rules", default=[]):
@@ -199,6 +215,7 @@ def authz_probes(objects: list[dict[str, Any]], world: World) -> list[Probe]:
                                        for pod in labels):
                 clients |= named
                 requests |= reqs
+        clients |= _namespace_members(clients, world)
         # The first MAX_PER_SERVICE probes in sorted order, made in that order (Probe sorts
         # by port, path, method, then client) instead of all made and sorted: requests times
         # identities grows with the square of a policy's rules (9 minutes at 2,000 rules).

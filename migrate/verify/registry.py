@@ -41,6 +41,9 @@ class Settings:
     """Consul's default intention behaviour (deny when the Helm chart manages ACLs)."""
     consul_mirror_namespaces: bool = False
     """Consul Enterprise namespace mirroring (CE: every namespace is one)."""
+    consul_inject_default: bool = False
+    """Consul's Helm ``connectInject.default``: pods without the connect-inject annotation are
+    injected."""
 
 
 Factory = Callable[[list[dict[str, Any]], World, Settings], Evaluator]
@@ -53,7 +56,7 @@ EVALUATORS: dict[str, Factory] = {
         objs, world, cluster_default=s.linkerd_default_policy, trust_domain=s.trust_domain),
     "consul": lambda objs, world, s: ConsulEvaluator(
         objs, world, default_allow=s.consul_default_allow,
-        mirror_namespaces=s.consul_mirror_namespaces),
+        mirror_namespaces=s.consul_mirror_namespaces, inject_default=s.consul_inject_default),
 }
 """Mesh name -> evaluator over that mesh's manifests."""
 

@@ -59,10 +59,13 @@ class ConsulContext:
         return key.namespace in self.namespaces
 
     def add(self, bucket: dict[str, list[Manifest]], kind: str, namespace: str, name: str,
-            spec: dict[str, Any], sources: set[ObjectRef] | tuple[ObjectRef, ...]) -> Manifest:
+            spec: dict[str, Any], sources: set[ObjectRef] | tuple[ObjectRef, ...],
+            annotations: dict[str, str] | None = None) -> Manifest:
         """File one consul.hashicorp.com object in a phase bucket."""
-        body = {"apiVersion": API, "kind": kind,
-                "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+        meta: dict[str, Any] = {"name": name, "namespace": namespace}
+        if annotations:
+            meta["annotations"] = annotations
+        body = {"apiVersion": API, "kind": kind, "metadata": meta, "spec": spec}
         manifest = Manifest(body, tuple(sorted(set(sources))))
         self.out.add(bucket, manifest)
         return manifest

@@ -52,6 +52,11 @@ RETRY_CONDITIONS = frozenset({
 ISTIO_DEFAULT_RETRY_ON = tuple(facts.value("istio.default-retry", "retry_on"))
 
 
+RULES_ANNOTATION = "meshmigrate.io/rules"
+"""The source rule of each route, in order (as the Istio and Linkerd writers record it): the
+equivalence check scopes a loss to the rules a request hit on both sides."""
+
+
 def write_routing(ctx: ConsulContext) -> None:
     """Every mesh HTTP route whose host moves to Consul, one router per Consul service."""
     written: dict[ServiceKey, ObjectRef] = {}
@@ -106,6 +111,8 @@ def _router(ctx: ConsulContext, parts: list[Route], host: ServiceKey) -> bool:
     if proto is None:
         return False
     routes: list[dict[str, Any]] = []
+    origins: list[str] = []
+    """The source rule each route came from, for the equivalence check (RULES_ANNOTATION)."""
     sources = {r.origin.ref for r in parts}
     catch_all = False
     entries = [(r, rule) for r in parts for rule in r.rules]
@@ -127,12 +134,14 @@ def _router(ctx: ConsulContext, parts: list[Route], host: ServiceKey) -> bool:
             entry: dict[str, Any] = {"match": {"http": match}} if match else {}
             entry["destination"] = body
             routes.append(entry)
+            origins.append(rule.origin_path)
             catch_all = catch_all or everything
         if catch_all:
             break  # Istio never reaches later rules either
     if routes and not routes[-1].get("match") and routes[-1]["destination"] == {
             "service": host.name}:
         routes.pop()  # the router's implicit default route does the same
+        origins.pop()
     elif routes and not catch_all:
         ctx.losses.report(
             "CONSUL_ROUTE_UNMATCHED", Severity.INFO, "route.http", ref, route.origin.path,
@@ -142,7 +151,7 @@ def _router(ctx: ConsulContext, parts: list[Route], host: ServiceKey) -> bool:
     if not routes:
         return False
     ctx.add(ctx.out.routing, "ServiceRouter", host.namespace, host.name, {"routes": routes},
-            sources)
+            sources, annotations={RULES_ANNOTATION: ",".join(origins)} if any(origins) else None)
     return True
 
 
