@@ -18,6 +18,7 @@ import pytest
 from migrate.pipeline import PlanOptions, plan_migration
 from migrate.verify.compare import compare, final_state
 from tests.conftest import SAMPLES
+from tests.helpers import texts
 
 Body = dict[str, Any]
 Mutant = tuple[str, list[Body]]
@@ -170,7 +171,7 @@ CASES = [(mesh, path.name, target) for mesh in ("istio", "linkerd", "consul")
 def run_case(mesh: str, name: str, target: str) -> dict[str, tuple[int, list[str]]]:
     """Operator -> (mutants made, mutants the check did not catch)."""
     result = plan_migration(PlanOptions(mesh, target, [str(SAMPLES / mesh / name)]))
-    state, annotations = final_state(([m.body for m in s.manifests], s.commands)
+    state, annotations = final_state(([m.body for m in s.manifests], texts(s.commands))
                                       for s in result.plan.steps)
     source = [o.body for o in result.read.objects]
     out = {}

@@ -76,9 +76,11 @@ def patch_json(w: Workload, operations: list[dict[str, Any]]) -> Command:
                "-p", json_arg(operations))
 
 
-def set_template_annotation(w: Workload, key: str, value: str) -> Command:
-    """A ``kubectl patch`` command setting one pod-template annotation (merge patch)."""
-    body: dict[str, Any] = {"metadata": {"annotations": {key: value}}}
+def set_template_annotation(w: Workload, key: str, value: str,
+                            section: str = "annotations") -> Command:
+    """A ``kubectl patch`` command setting one pod-template annotation (or, with ``section``
+    ``labels``, one label) with a merge patch."""
+    body: dict[str, Any] = {"metadata": {section: {key: value}}}
     for level in (("spec", "template") if w.kind != "CronJob" else
                   ("spec", "jobTemplate", "spec", "template"))[::-1]:
         body = {level: body}
@@ -113,6 +115,10 @@ class Coexistence(ABC):
     """How this mesh's staged (not yet enforcing) policy behaves, for step summaries."""
     ENFORCED_POLICY: ClassVar[str] = ""
     """What changes when its policy enforces."""
+    KEEP_OUT: ClassVar[tuple[str, str, str] | None] = None
+    """Target role: the pod-template (section, key, value) that keeps one pod out of this mesh
+    when its namespace joins, for workloads the source mesh did not inject either (None: the
+    mesh injects pod by pod, so such a pod is simply not joined)."""
     READS_MESH_GATEWAY_ROUTES: ClassVar[bool] = False
     """Target role: its proxies apply ``gateway.networking.k8s.io`` routes with a Service
     parent (GAMMA), whoever wrote them."""
@@ -193,6 +199,24 @@ class Coexistence(ABC):
     def unjoin_commands(self, ns: str, annotations: dict[str, str],
                         workloads: list[Workload]) -> list[Command]:
         """Rollback of :meth:`join_commands`."""
+
+    def keep_out_commands(self, workloads: list[Workload]) -> list[Command]:
+        """Keep workloads the source mesh did not inject out of this mesh too: their
+        namespace joins, and without this they would get a proxy (and start enforcing the
+        namespace's policies) for the first time."""
+        if self.KEEP_OUT is None:
+            return []
+        section, key, value = self.KEEP_OUT
+        return [set_template_annotation(w, key, value, section) for w in workloads
+                if w.kind != "Pod"]
+
+    def keep_out_rollback(self, workloads: list[Workload]) -> list[Command]:
+        """Rollback of :meth:`keep_out_commands`."""
+        if self.KEEP_OUT is None:
+            return []
+        section, key, _ = self.KEEP_OUT
+        return [patch_json(w, [{"op": "remove", "path": f"{template_path(w.kind)}/{section}/"
+                                f"{json_pointer(key)}"}]) for w in workloads if w.kind != "Pod"]
 
     def join_manual(self, ns: str, workloads: list[Workload]) -> list[str]:
         """What a person must check by hand before a namespace joins (default: nothing)."""

@@ -27,7 +27,7 @@ from migrate.emit.manifests import (
     source_file_name,
 )
 from migrate.ir.graph import MeshGraph
-from migrate.ir.model import AuthzPolicy, DestinationPolicy, Opaque, Route, Workload
+from migrate.ir.model import AuthzPolicy, DestinationPolicy, Namespace, Opaque, Route, Workload
 from migrate.losses import LossLog, ObjectRef, Severity
 from migrate.names import k8s_name
 from migrate.plan.commands import Command, noted, pipe, render, run
@@ -89,6 +89,15 @@ class PlanInput:
                 if d.service:
                     self._routing_by_ns.setdefault(d.service.namespace, set()).add(d.origin.ref)
         return self._routing_by_ns.get(namespace, set())
+
+
+def _in_source_mesh(w: Workload, record: Namespace | None) -> bool:
+    """Whether the source mesh injects a workload's pods: its own marker, else its
+    namespace's (a namespace the input does not show counts as injected, as in
+    ``pipeline._namespaces``)."""
+    if w.injection == "none":
+        return False
+    return w.injection != "inherit" or record is None or record.injection != "none"
 
 
 def build_steps(p: PlanInput) -> list[Step]:
@@ -276,11 +285,19 @@ def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int],
         record = p.graph.namespace(ns)
         workloads = _workloads(p, ns)
         staged = p.target.namespace_staged.get(ns, {})
-        step.commands += src.leave_commands(ns, record, workloads)
-        step.commands += dst.join_commands(ns, staged, workloads)
-        step.manual += dst.join_manual(ns, workloads)
-        rollback += dst.unjoin_commands(ns, staged, workloads) + \
-            src.rejoin_commands(ns, record, workloads)
+        # Workloads the source mesh did not inject stay out of the target too: joining them
+        # would give them a proxy, and the namespace's policies, for the first time.
+        meshed = [w for w in workloads if _in_source_mesh(w, record)]
+        outside = [w for w in workloads if not _in_source_mesh(w, record)]
+        step.commands += src.leave_commands(ns, record, meshed)
+        step.commands += dst.join_commands(ns, staged, meshed)
+        step.commands += dst.keep_out_commands(outside)
+        step.manual += dst.join_manual(ns, meshed)
+        rollback += dst.unjoin_commands(ns, staged, meshed) + \
+            dst.keep_out_rollback(outside) + src.rejoin_commands(ns, record, meshed)
+        if outside:
+            step.summary += (f" Not in {src.TITLE} and kept out of {dst.TITLE} in {ns}: "
+                             + ", ".join(f"{w.kind} {w.name}" for w in outside) + ".")
         for w in workloads:
             if w.kind in ROLLOUT_KINDS:
                 ref = f"{w.kind.lower()}/{w.name}"

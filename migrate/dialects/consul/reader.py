@@ -142,7 +142,9 @@ class ConsulReader(Reader):
             return "none"
         if inject == "true":
             return "sidecar"
-        return "inherit"
+        # consul-k8s has no namespace-level injection marker: without the annotation the Helm
+        # connectInject.default decides, whether or not the input shows the Namespace.
+        return "sidecar" if self.inject_default else "none"
 
     # -- shared reporting -----------------------------------------------------------------
     def unresolved(self, ref: ObjectRef, path: str, name: str, consequence: str) -> None:

@@ -99,6 +99,10 @@ class IstioCoexistence(Coexistence):
     GROUP_SUFFIXES = ("istio.io",)
     INBOUND_KINDS = INBOUND_KINDS
     PROXY_CONTAINER = "istio-proxy"
+    # The pod label sidecar.istio.io/inject: "false" wins over a namespace's
+    # istio-injection=enabled (istio.io/latest/docs/setup/additional-setup/sidecar-injection/
+    # #controlling-the-injection-policy).
+    KEEP_OUT = ("labels", "sidecar.istio.io/inject", "false")
     INGRESS = "the Istio ingress gateway"
     STAGED_POLICY = ("PeerAuthentication PERMISSIVE and AuthorizationPolicies that still admit "
                      "plaintext callers without an identity")

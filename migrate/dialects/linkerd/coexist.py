@@ -46,6 +46,9 @@ class LinkerdCoexistence(Coexistence):
                                "MeshTLSAuthentication", "NetworkAuthentication",
                                "HTTPLocalRateLimitPolicy"})
     PROXY_CONTAINER = "linkerd-proxy"
+    # A pod's own linkerd.io/inject: disabled wins over its namespace's enabled
+    # (https://linkerd.io/2/features/proxy-injection/).
+    KEEP_OUT = ("annotations", "linkerd.io/inject", "disabled")
     INGRESS = "the ingress controller meshed with linkerd.io/inject: ingress"
     STAGED_POLICY = ("Servers enforce the source's ports, paths and methods; each grant's "
                      "`-plaintext` twin admits the same requests without a peer identity, for "
