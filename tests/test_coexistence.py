@@ -41,7 +41,7 @@ def test_every_mesh_plays_both_roles(side):
                      side.unjoin_commands("shop", {}, [w]),
                      side.uninstall_commands(), side.install_commands(False, "1.0"),
                      side.install_verify(), side.verify_joined("shop", ["deployment/web"], True),
-                     side.verify_enforced("shop"), side.ingress_verify(), side.cleanup_verify()):
+                     side.verify_enforced("shop", ["deployment/api"]), side.ingress_verify(), side.cleanup_verify()):
         assert commands and all(isinstance(c, Command) and c.pipeline for c in commands)
     other = next(s for s in ALL if s is not side)
     assert any(other.INGRESS in line for line in side.ingress_manual(other))

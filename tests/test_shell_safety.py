@@ -405,7 +405,9 @@ spec:
   destination: {name: web}
   sources: [{name: api, action: allow}]
 """
-    plan = plan_yaml(text, "consul", "linkerd").plan
+    # Helm's connectInject.default meshes the pod (the value is no "true" consul-k8s parses),
+    # so the move's rollback restores the annotation as it was.
+    plan = plan_yaml(text, "consul", "linkerd", consul_inject_default=True).plan
     move = next(s for s in plan.steps if s.kind == "move")
     [rejoin] = [c for c in move.rollback if isinstance(c, Command)
                 and c.pipeline[0][:2] == ("kubectl", "patch") and "--type=merge" in tokens(c)]

@@ -234,8 +234,8 @@ class Coexistence(ABC):
         """Checks after a namespace's pods restarted under this mesh."""
 
     @abstractmethod
-    def verify_enforced(self, ns: str) -> list[Command]:
-        """Checks after policy starts refusing requests."""
+    def verify_enforced(self, ns: str, workloads: list[str]) -> list[Command]:
+        """Checks after policy starts refusing requests (``workloads`` as ``kind/name``)."""
 
     @abstractmethod
     def ingress_manual(self, source: Coexistence) -> list[str]:

@@ -348,10 +348,14 @@ def _enforce(p: PlanInput, group: list[str], number: int, moved: dict[str, str])
             step.commands += p.target_side.enforce_commands(ns, final)
             for w in _workloads(p, ns):
                 if w.kind in ROLLOUT_KINDS:
-                    step.commands.append(run(
-                        "kubectl", "rollout", "restart", f"{w.kind.lower()}/{w.name}", "-n", ns,
-                        note="applies the default inbound policy"))
-        step.verify += p.target_side.verify_enforced(ns)
+                    ref = f"{w.kind.lower()}/{w.name}"
+                    step.commands.append(run("kubectl", "rollout", "restart", ref, "-n", ns,
+                                             note="applies the default inbound policy"))
+                    step.commands.append(run("kubectl", "rollout", "status", ref, "-n", ns,
+                                             "--timeout=10m"))
+        step.verify += p.target_side.verify_enforced(
+            ns, [f"{w.kind.lower()}/{w.name}" for w in _workloads(p, ns)
+                 if w.kind in ROLLOUT_KINDS])
     src, dst = p.source.TITLE, p.target_side.TITLE
     step.commands += [p.delete_source(r) for r in routing_refs]
     p.deleted.update(routing_refs)
@@ -373,11 +377,20 @@ def _enforce(p: PlanInput, group: list[str], number: int, moved: dict[str, str])
                                     if p.target.policy_enforced.get(ns))
     for ns in group:
         staged = p.target.namespace_staged.get(ns, {})
-        for key in sorted(p.target.namespace_final.get(ns, {})):
+        final = p.target.namespace_final.get(ns, {})
+        for key in sorted(final):
             value = staged.get(key)
             step.rollback.append(
                 run("kubectl", "annotate", "namespace", ns, f"{key}={value}", "--overwrite")
                 if value else run("kubectl", "annotate", "namespace", ns, f"{key}-"))
+        if final:
+            # Namespace annotations reach a pod only when it is created (the forward step
+            # restarts for the same reason): without a restart the rollback changes nothing.
+            for w in _workloads(p, ns):
+                if w.kind in ROLLOUT_KINDS:
+                    ref = f"{w.kind.lower()}/{w.name}"
+                    step.rollback.append(run("kubectl", "rollout", "restart", ref, "-n", ns,
+                                             note="applies the staged default again"))
     return step
 
 

@@ -172,7 +172,7 @@ class ConsulCoexistence(Coexistence):
         return [noted(self.verify_left(ns)[0], "every pod"),
                 run("kubectl", "get", _CONFIG_ENTRIES, "-n", ns, note="every entry SYNCED True")]
 
-    def verify_enforced(self, ns: str) -> list[Command]:
+    def verify_enforced(self, ns: str, workloads: list[str]) -> list[Command]:
         """Strict mTLS again; intentions synced."""
         return [run("kubectl", "get", "servicedefaults", "-n", ns, "-o",
                     "custom-columns=NAME:.metadata.name,MTLS:.spec.mutualTLSMode",

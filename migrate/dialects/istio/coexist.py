@@ -217,7 +217,7 @@ class IstioCoexistence(Coexistence):
                          note="the staged rules are loaded") for w in workloads]
         return cmds
 
-    def verify_enforced(self, ns: str) -> list[Command]:
+    def verify_enforced(self, ns: str, workloads: list[str]) -> list[Command]:
         """After STRICT: no plaintext callers left, success rates unchanged."""
         return [run("kubectl", "get", "peerauthentication", "-n", ns, note="STRICT"),
                 run("istioctl", "x", "describe", "pod", "<a pod>", "-n", ns,

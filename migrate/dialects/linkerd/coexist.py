@@ -124,23 +124,27 @@ class LinkerdCoexistence(Coexistence):
 
     def verify_joined(self, ns: str, workloads: list[str], policy: bool) -> list[Command]:
         """Checks after a namespace's pods restarted under Linkerd."""
-        cmds = [run("linkerd", "check", "--proxy", "--namespace", ns),
-                run("linkerd", "viz", "stat", "deploy", "-n", ns,
-                    note="every workload meshed, success rate as before"),
-                run("kubectl", "get", "httproutes.policy.linkerd.io", "-n", ns,
-                    note="every route Accepted")]
+        # viz stat names each workload by its kind: `deploy` alone shows nothing for a
+        # namespace of StatefulSets or DaemonSets.
+        cmds = [run("linkerd", "check", "--proxy", "--namespace", ns)]
+        cmds += [run("linkerd", "viz", "stat", "-n", ns, w,
+                     note="meshed, success rate as before") for w in workloads]
+        cmds.append(run("kubectl", "get", "httproutes.policy.linkerd.io", "-n", ns, "-o",
+                        'jsonpath={range .items[*]}{.metadata.name}{" Accepted="}'
+                        '{.status.parents[*].conditions[?(@.type=="Accepted")].status}'
+                        '{"\\n"}{end}', note="every route Accepted=True"))
         if policy:
             cmds += [run("linkerd", "viz", "authz", "-n", ns, w,
                          note="unauthorized requests: callers the policy refuses")
                      for w in workloads]
         return cmds
 
-    def verify_enforced(self, ns: str) -> list[Command]:
-        """Checks after policy starts refusing requests."""
-        return [run("linkerd", "viz", "authz", "-n", ns, "deploy",
-                    note="no unexpected unauthorized requests"),
-                run("linkerd", "viz", "stat", "deploy", "-n", ns,
-                    note="success rates unchanged")]
+    def verify_enforced(self, ns: str, workloads: list[str]) -> list[Command]:
+        """Checks after policy starts refusing requests, per workload (by its kind)."""
+        return [cmd for w in workloads for cmd in (
+            run("linkerd", "viz", "authz", "-n", ns, w,
+                note="no unexpected unauthorized requests"),
+            run("linkerd", "viz", "stat", "-n", ns, w, note="success rate unchanged"))]
 
     def ingress_manual(self, source: Coexistence) -> list[str]:
         """Linkerd has no ingress controller of its own."""
