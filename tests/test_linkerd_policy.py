@@ -76,8 +76,10 @@ def test_allow_by_principal_namespace_and_ip():
         "allow-r0s1": {"identityRefs": [{"kind": "Namespace", "name": "ops"}]}}
     nets = {m["metadata"]["name"]: m["spec"] for m in by_kind(result, "NetworkAuthentication")}
     assert nets == {"allow-r0s1-net": {"networks": [{"cidr": "10.1.0.0/16"}]},
-                    "plaintext-staging": {"networks": [{"cidr": "0.0.0.0/0"},
-                                                       {"cidr": "::/0"}]}}
+                    # fact: linkerd.cluster-networks (in-cluster plaintext callers only)
+                    "plaintext-staging": {"networks": [
+                        {"cidr": c} for c in ("10.0.0.0/8", "100.64.0.0/10", "172.16.0.0/12",
+                                              "192.168.0.0/16", "fd00::/8")]}}
     policies = {p["metadata"]["name"]: p["spec"] for p in by_kind(result, "AuthorizationPolicy")}
     assert {p["targetRef"]["kind"] for p in policies.values()} == {"Server"}
     refs = {name: sorted(r["name"] for r in spec["requiredAuthenticationRefs"])

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from migrate import facts
 from migrate.durations import to_millis
 from migrate.verify import gateway, injection
 from migrate.verify.index import ByNamespace, ByParent
@@ -319,10 +320,13 @@ class LinkerdEvaluator:
 
     @staticmethod
     def _network(authn: dict[str, Any]) -> bool:
-        # Probes come from in-cluster pods with no particular address: only networks that
-        # cover every address are certain to admit them.
-        return any(n.get("cidr") in ("0.0.0.0/0", "::/0") and not n.get("except")
-                   for n in dig(authn, "spec", "networks", default=[]))
+        # Probes come from in-cluster pods with no particular address: networks that cover
+        # every address, or every one of the cluster's networks, are certain to admit them.
+        # fact: linkerd.cluster-networks
+        listed = {n.get("cidr") for n in dig(authn, "spec", "networks", default=[])
+                  if isinstance(n, dict) and not n.get("except")}
+        return bool(listed & {"0.0.0.0/0", "::/0"}) or \
+            set(facts.value("linkerd.cluster-networks", "networks")) <= listed
 
 
 def _retries(annotations: dict[str, str]) -> int:

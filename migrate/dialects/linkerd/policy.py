@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any, Callable, Iterator
 
+from migrate import facts
 from migrate.dialects.base import Manifest, TargetConfig
 from migrate.dialects.linkerd.inbound_overlap import Atom, RoutePlan, atoms_of, plan_routes
 from migrate.dialects.scope import report_unselected
@@ -672,7 +673,7 @@ def _grant(ctx: PolicyContext, ns: str, wanted: str, target: dict[str, str],
     MeshTLSAuthentication would refuse them. The twin, applied with the move and deleted at
     enforce, grants the same target (Server or inbound route: the same ports, paths and
     methods) with the identity requirement dropped and any network requirement kept, or any
-    network when there was none. That is the one relaxation the plan allows on a plaintext
+    cluster network when there was none. That is the one relaxation the plan allows on a plaintext
     hop: the identity check; ports, paths, methods and networks stay enforced (issue 15;
     docs/coexistence.md, "The rule"). A Linkerd NetworkAuthentication also admits meshed
     clients from those networks, whatever their identity.
@@ -682,9 +683,11 @@ def _grant(ctx: PolicyContext, ns: str, wanted: str, target: dict[str, str],
         return  # it already admits plaintext
     kept = [r for r in refs if r["kind"] == "NetworkAuthentication"]
     if not kept:
+        # fact: linkerd.cluster-networks (plaintext callers are in-cluster pods: nothing from
+        # outside the cluster's networks needs the twin)
+        networks = [{"cidr": c} for c in facts.value("linkerd.cluster-networks", "networks")]
         kept = [{"group": "policy.linkerd.io", "kind": "NetworkAuthentication",
                  "name": _authentication(ctx, ns, "NetworkAuthentication", "plaintext-staging",
-                                         {"networks": [dict(n) for n in PROBE_NETWORKS]},
-                                         sources, staging_only=True)}]
+                                         {"networks": networks}, sources, staging_only=True)}]
     _authz_policy(ctx, ns, k8s_name(wanted, "plaintext"), target, kept, sources,
                   staging_only=True)
