@@ -76,7 +76,7 @@ def test_text_report_lists_losses_and_checks(tmp_path: Path):
     assert lines[:4] == ["command: plan", "source: istio  target: linkerd 2.20", "exit: 0 OK",
                          "losses: 19 (3 manual, 2 dropped, 1 degraded, 13 info)"]
     assert "  dropped  AUTHZ_DENY AuthorizationPolicy/orders/deny-debug spec.action" in lines
-    assert "equivalence: 102 probes, 4 divergences, 0 unexplained" in lines
+    assert "equivalence: 111 probes, 6 divergences, 0 unexplained" in lines
     assert lines[-1].startswith("coexistence: 10 steps checked, ")
 
 
@@ -89,7 +89,7 @@ def test_verify_report_moves_the_table_to_stderr(planned):
     assert reported.stderr == plain.stdout  # the same table, for people
     document = json.loads(reported.stdout)
     assert report.validate(document, "report") == []
-    assert document["command"] == "verify" and document["equivalence"]["probes"] == 102
+    assert document["command"] == "verify" and document["equivalence"]["probes"] == 111
     assert len(document["losses"]) == 19  # the plan's, which explain the divergences
 
 
