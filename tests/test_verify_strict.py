@@ -17,6 +17,7 @@ import yaml
 from click.testing import CliRunner
 
 from migrate.cli import main
+from tests.helpers import texts
 
 CASE = Path(__file__).parent / "verify_cases" / "loss_scope.yaml"
 
@@ -69,7 +70,7 @@ def test_the_unsabotaged_plan_verifies(tmp_path: Path):
 
 def test_a_weight_change_is_not_explained_by_the_mirror_loss(tmp_path: Path):
     out = _plan(tmp_path)
-    _edit(out, "httproute.*-shop-cart.yaml", _fifty_fifty)
+    _edit(out, "shop/httproute.*_cart.yaml", _fifty_fifty)
     run = _verify(out)
     assert run.exit_code == 3, run.stdout
     unexplained = [d for d in _divergences(run.stdout) if d[2] == "NOTHING: a conversion bug"]
@@ -77,8 +78,8 @@ def test_a_weight_change_is_not_explained_by_the_mirror_loss(tmp_path: Path):
 
 
 @pytest.mark.parametrize("pattern,change", [
-    ("meshtlsauthentication.*-shop-cart-allow-r0s0.yaml", _no_identities),
-    ("server.*-shop-cart-v*.yaml", _open)], ids=["emptied-meshtls", "opened-servers"])
+    ("shop/meshtlsauthentication.*_cart-allow-r0s0.yaml", _no_identities),
+    ("shop/server.*_cart-v*.yaml", _open)], ids=["emptied-meshtls", "opened-servers"])
 def test_authorization_sabotage_is_not_explained_by_the_dropped_deny(tmp_path: Path, pattern,
                                                                     change):
     out = _plan(tmp_path)
@@ -93,7 +94,7 @@ def test_a_deny_all_not_carried_is_not_explained_by_a_fail_closed_condition(tmp_
     out = _plan(tmp_path)
     plan = json.loads((out / "plan.json").read_text())
     for step in plan["steps"]:
-        dropped = [m for m in step["manifests"] if "-locked-" in m]
+        dropped = [m for m in step["manifests"] if "/locked/" in m]
         step["manifests"] = [m for m in step["manifests"] if m not in dropped]
         for rel in dropped:
             (out / rel).unlink()
@@ -194,7 +195,7 @@ def test_a_lost_mirror_is_its_own_aspect_explained_only_by_the_mirror_loss():
     assert mirrors and "mirrored to Service/shop/audit" in mirrors[0].source
     assert {e.split()[0] for d in mirrors for e in d.explained_by} == {"ROUTE_MIRROR"}
     # Without the mirror loss the same divergences are conversion bugs.
-    target, annotations = final_state(([m.body for m in s.manifests], s.commands)
+    target, annotations = final_state(([m.body for m in s.manifests], texts(s.commands))
                                       for s in result.plan.steps)
     kept = [x for x in result.plan.losses if x.code != "ROUTE_MIRROR"]
     again = compare([o.body for o in result.read.objects], target, annotations, kept,
