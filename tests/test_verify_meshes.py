@@ -385,7 +385,13 @@ def linkerd_of_consul() -> list[dict[str, Any]]:
               {"timeout.linkerd.io/request": "3s", "retry.linkerd.io/http": "5xx",
                "retry.linkerd.io/limit": "2"}),
         *[o for o in linkerd_source() if o["kind"] in ("Server", "MeshTLSAuthentication",
-                                                       "AuthorizationPolicy")]]
+                                                       "AuthorizationPolicy")],
+        # No intention names frontend, so Consul's default (deny, ACLs on) holds there; the
+        # writer carries it as a Server that admits nobody (Linkerd's default admits all).
+        {"apiVersion": "policy.linkerd.io/v1beta3", "kind": "Server",
+         "metadata": {"name": "frontend", "namespace": "front"},
+         "spec": {"podSelector": {"matchLabels": {"app": "frontend"}}, "port": 8080,
+                  "accessPolicy": "deny"}}]
 
 
 def istio_source() -> list[dict[str, Any]]:

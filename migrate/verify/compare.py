@@ -315,8 +315,12 @@ def compare(source: list[dict[str, Any]], target: list[dict[str, Any]],
 def same_retries(src: Outcome, tgt: Outcome) -> bool:
     """Whether two outcomes retry alike. A mesh's implicit default retries (``detail ==
     "default"``: Istio's transport-level retries) count as equal to no retries on the other
-    side, which has no such default; configured retries must match exactly."""
-    if src.retries == tgt.retries:
+    side, which has no such default, and to nothing else: configured retries (on status codes,
+    say) are not the default's even at the same count; configured retries must match
+    exactly."""
+    # The default retries no status code, so it is not a configured policy of 2 attempts.
+    # fact: istio.default-retry
+    if src.retries == tgt.retries and (src.detail == "default") == (tgt.detail == "default"):
         return True
     if src.detail == "default" and tgt.detail != "default" and tgt.retries == 0:
         return True
@@ -363,12 +367,15 @@ def _diverge(probe: Probe, src_eval: Evaluator, tgt_eval: Evaluator,
             out.append(_div(probe, "mirror", src, tgt, candidates))
     if probe.why == "authorization":
         backends = [b for b, _ in src.backends] if src.status == "routed" else []
-        if not backends and hasattr(src_eval, "world"):
-            # The route answers itself (404, a redirect): the pods are still reached at their
-            # own addresses, so their proxies' authorization still counts.
+        if hasattr(src_eval, "world"):
+            # Every pod the Service selects, not only those this request is routed to: pods
+            # are reached at their own addresses too (a route answering itself, 404 or a
+            # redirect; a subset only a header match leads to), so each one's proxy
+            # authorization counts for every caller.
             svc = src_eval.world.services.get((probe.namespace, probe.service))
-            backends = list(src_eval.world.select(probe.namespace, dict(svc.selector))) \
+            selected = list(src_eval.world.select(probe.namespace, dict(svc.selector))) \
                 if svc else []
+            backends = list(dict.fromkeys(backends + selected))
         for backend in backends:
             for wid in backend.split("+"):
                 if not wid or wid.startswith(("Service/", "pods/")):
@@ -454,6 +461,11 @@ def _explain(d: Divergence, by_object: dict[str, list[Loss]],
                 continue  # it admits GETs of the kubelet's probe paths, nothing else
             if loss.code == "CONSUL_AUTHZ_NAMESPACE" and not _unlisted(loss.message, d.probe):
                 continue  # it explains callers of the namespace it could not list, only
+            if loss.code == "ROUTE_RETRY_CONDITION" and d.aspect == "retries" and \
+                    _RETRIED_STILL.search(loss.message) and _NOT_RETRIED not in loss.message:
+                # Some conditions were kept, so the rule is retried as often as before (the
+                # writer keeps the count): a different count is not this loss's doing.
+                continue
             named = _RULES_NAMED.search(loss.message)
             if named and d.rule_paths and not any(
                     _within(p, rule.strip()) for p in d.rule_paths
@@ -471,7 +483,10 @@ def _prefix_differs(body: dict[str, Any] | None, path: str, request: str) -> boo
     from migrate.dialects.fields import split_path
 
     match = dig(body, *split_path(path), default=None) if body else None
-    prefix = str(match.get("prefix", "")) if isinstance(match, dict) else ""
+    # Istio's loss path ends at the StringMatch ({prefix: ...}); Consul's at the pathPrefix
+    # string itself. Unread, the loss would explain every request of the rule.
+    prefix = str(match.get("prefix", "")) if isinstance(match, dict) else (
+        match if isinstance(match, str) else "")
     if not prefix:
         return True  # cannot tell: keep the loss as an explanation
     request = request.partition("?")[0]
@@ -481,7 +496,9 @@ def _prefix_differs(body: dict[str, Any] | None, path: str, request: str) -> boo
     return raw != segment
 
 
-_NAMESPACE_LISTED = re.compile(r"namespace (\S+) became the Consul services ([^;(]*);")
+# The writer's message lists the services, or says "(none: ...)" when the namespace holds
+# none (write_intentions._namespace); both forms must parse, or the loss explains every caller.
+_NAMESPACE_LISTED = re.compile(r"namespace (\S+) became the Consul services ([^;]*);")
 
 
 def _unlisted(message: str, probe: Probe) -> bool:
@@ -492,10 +509,14 @@ def _unlisted(message: str, probe: Probe) -> bool:
     m = _NAMESPACE_LISTED.search(message)
     if not m:
         return True
-    return m.group(1) == probe.client.namespace and probe.client.service_account not in {
+    listed = set() if m.group(2).startswith("(none") else {
         n.strip() for n in m.group(2).split(",")}
+    return m.group(1) == probe.client.namespace and probe.client.service_account not in listed
 
 
+# route_policy.policy_annotations: the lost conditions, and whether any condition was kept.
+_RETRIED_STILL = re.compile(r"^retry conditions \S+ have no Linkerd form")
+_NOT_RETRIED = "this rule is no longer retried"
 _RULES_NAMED = re.compile(r"\(rules without retries: ([^)]*)\)")
 _PROBE_PATHS = re.compile(r"probe paths \(([^)]*)\)")
 

@@ -7,7 +7,8 @@ a ServiceSplitter or ServiceResolver gets a baseline. The Kubernetes Services pr
 named after the config entry (in any namespace: Consul CE has one namespace).
 Authorization: each source a ServiceIntentions names (as the ServiceAccount of that name, the
 identity consul-k8s binds), an unknown one and an unauthenticated client send the permissions'
-requests to the destination's Services.
+requests to the destination's Services; every other Service gets the unknown and the
+unauthenticated client, for the default that decides there.
 """
 
 from __future__ import annotations
@@ -141,4 +142,11 @@ def authz_probes(objects: list[dict[str, Any]], world: World) -> list[Probe]:
                         else sorted(world.services)):
                 services.add(key)
                 requests.setdefault(key[0], set())
-    return identity_probes(world, requests, clients, services)
+    # A Service no intention names still has an access rule: the default (ACL default policy,
+    # and the mTLS mode for plaintext callers). A target that opens or closes it differs for
+    # any caller, so an unknown and an unauthenticated one probe it.
+    # ("The default ACL policy configuration determines the default behavior for intentions":
+    # developer.hashicorp.com/consul/docs/secure-mesh/intention/create)
+    bare = {key for key, svc in world.services.items() if svc.selector and key not in services}
+    return identity_probes(world, requests, clients, services) + identity_probes(
+        world, {ns: set() for ns, _ in bare}, set(), bare)
