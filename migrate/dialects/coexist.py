@@ -88,11 +88,14 @@ def set_template_annotation(w: Workload, key: str, value: str,
                "-p", json_arg(body))
 
 
-def pods_with_containers(ns: str) -> tuple[str, ...]:
+def pods_with_containers(ns: str | None) -> tuple[str, ...]:
     """``kubectl get pods`` printing each pod's name, its containers and its init containers
-    (where a native sidecar runs), one pod a line, for a ``grep`` on a proxy's name."""
-    return ("kubectl", "get", "pods", "-n", ns, "-o",
-            'jsonpath={range .items[*]}{.metadata.name}{": "}{.spec.containers[*].name}'
+    (where a native sidecar runs), one pod a line, for a ``grep`` on a proxy's name; every
+    namespace's pods (``namespace/name``) when ``ns`` is None."""
+    where = ("-n", ns) if ns is not None else ("-A",)
+    name = "{.metadata.name}" if ns is not None else "{.metadata.namespace}/{.metadata.name}"
+    return ("kubectl", "get", "pods", *where, "-o",
+            f'jsonpath={{range .items[*]}}{name}{{": "}}{{.spec.containers[*].name}}'
             '{" "}{.spec.initContainers[*].name}{"\\n"}{end}')
 
 
@@ -168,6 +171,12 @@ class Coexistence(ABC):
         """Checks that no pod of the namespace still runs this mesh's proxy."""
         return [pipe(pods_with_containers(ns), ("grep", self.PROXY_CONTAINER),
                      note="expect no output")]
+
+    def verify_left_everywhere(self) -> list[Command]:
+        """Before the uninstall: no pod in any namespace (those the plan never read too)
+        still runs this mesh's proxy."""
+        return [pipe(pods_with_containers(None), ("grep", self.PROXY_CONTAINER),
+                     note=f"expect no output; stop here if any pod still runs {self.TITLE}")]
 
     @abstractmethod
     def uninstall_commands(self) -> list[Command]:

@@ -494,6 +494,8 @@ def _cleanup(p: PlanInput, number: int, earlier: list[Step]) -> Step:
     remaining = sorted(r for r in p.read.raw if (src.owns(r) or r in p.handed_over) and
                        r not in p.deleted)
     step.commands += [p.delete_source(r) for r in remaining]
+    # The uninstall removes the mesh from every namespace, also those the input did not show.
+    step.commands += src.verify_left_everywhere()
     step.commands += src.uninstall_commands()
     step.rollback_sources = [p.source_object(r) for r in remaining]
     group = src.GROUP_SUFFIXES[0].replace(".", "\\.")
