@@ -305,6 +305,10 @@ def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int],
                 step.commands.append(run("kubectl", "rollout", "status", ref, "-n", ns,
                                          "--timeout=10m"))
                 rollback.append(run("kubectl", "rollout", "restart", ref, "-n", ns))
+                # The target's objects go only once no pod runs its proxy: a Linkerd pod
+                # whose Server is gone falls to its default policy (Server-less ports).
+                rollback.append(run("kubectl", "rollout", "status", ref, "-n", ns,
+                                    "--timeout=10m"))
             elif w.kind == "Pod":
                 step.manual.append(f"Recreate bare Pod {ns}/{w.name} so {dst.TITLE} injects it.")
             else:
