@@ -39,6 +39,30 @@ class SettingUsed:
     """``command line``, ``default`` or the install object and field."""
 
 
+def lookup(config: Any, path: tuple[str, ...]) -> str:
+    """The non-empty string at ``path`` in an install configuration's nested mappings, or
+    ``""`` (a missing key or a value of another type)."""
+    value = config
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+def embedded_yaml(text: object) -> Any:
+    """The configuration a ConfigMap keeps as a YAML string (Istio's ``mesh``, Linkerd's
+    ``values``), parsed with the reader's limits (depth, alias expansion), or None when it is
+    not a string or does not parse: such a ConfigMap is not the install's after all."""
+    from migrate.yamlio import DocumentError, load_documents
+
+    if not isinstance(text, str):
+        return None
+    try:
+        first = next(iter(load_documents(text)), None)
+    except DocumentError:
+        return None
+    return first.data if first is not None else None
+
+
 def apply_settings(options: PlanOptions, found: list[InstallSetting],
                    relevant: tuple[str, ...]) -> list[SettingUsed]:
     """Set the options the input's install configuration gives, unless a flag gave them.

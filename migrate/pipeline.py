@@ -487,9 +487,7 @@ def _namespaces(graph: MeshGraph, root: str) -> tuple[list[str], list[str]]:
     meshed: set[str] = set()
     for w in graph.of(Workload):
         seen.add(w.namespace)
-        record = graph.namespace(w.namespace)
-        ns_injected = record is None or record.injection != "none"
-        if w.injection in ("sidecar", "ambient") or (ns_injected and w.injection != "none"):
+        if graph.in_mesh(w):
             meshed.add(w.namespace)
     for cls in (Route, DestinationPolicy, MTLSPolicy, AuthzPolicy):
         for rec in graph.of(cls):

@@ -169,11 +169,16 @@ class Reader:
         A plan whose input shows no source mesh would still end in that mesh's uninstall, so
         file input without this evidence is refused (pipeline.require_source_mesh).
         """
-        if any(ref.api_version.split("/")[0] in self.MESH_GROUPS for ref in result.raw):
-            return True  # Gateway API routes are read by several meshes: not evidence
+        if self.has_own_objects(result):
+            return True
         graph = result.graph
         return any(ns.injection != "none" for ns in graph.namespaces_declared()) or any(
             w.injection not in ("none", "inherit") for w in graph.of(Workload))
+
+    def has_own_objects(self, result: ReadResult) -> bool:
+        """Whether the input holds objects of this mesh's own groups (``MESH_GROUPS``):
+        Gateway API routes are read by several meshes, so they are no evidence."""
+        return any(ref.api_version.split("/")[0] in self.MESH_GROUPS for ref in result.raw)
 
     def core_extras(self, f: Fields, graph: MeshGraph) -> None:
         """Called by ``kube`` after a Namespace, Service or workload is read, so a dialect can

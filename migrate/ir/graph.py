@@ -198,6 +198,15 @@ class MeshGraph:
         obj = data.get("obj") if data else None
         return obj if isinstance(obj, Namespace) else None
 
+    def in_mesh(self, w: Workload) -> bool:
+        """Whether the source mesh injects a workload's pods: its own marker, else its
+        namespace's (a namespace the input does not show counts as injected: dumps made for
+        ``kubectl apply -n`` carry no Namespace, and their mesh objects say it is meshed)."""
+        if w.injection == "none":
+            return False
+        record = self.namespace(w.namespace)
+        return w.injection != "inherit" or record is None or record.injection != "none"
+
     def namespaces_declared(self) -> list[Namespace]:
         """Namespace records the input contained."""
         return self.of(Namespace)

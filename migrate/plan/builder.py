@@ -27,7 +27,7 @@ from migrate.emit.manifests import (
     source_file_name,
 )
 from migrate.ir.graph import MeshGraph
-from migrate.ir.model import AuthzPolicy, DestinationPolicy, Namespace, Opaque, Route, Workload
+from migrate.ir.model import AuthzPolicy, DestinationPolicy, Opaque, Route, Workload
 from migrate.losses import LossLog, ObjectRef, Severity
 from migrate.names import k8s_name
 from migrate.plan.commands import Command, noted, pipe, render, run
@@ -89,15 +89,6 @@ class PlanInput:
                 if d.service:
                     self._routing_by_ns.setdefault(d.service.namespace, set()).add(d.origin.ref)
         return self._routing_by_ns.get(namespace, set())
-
-
-def _in_source_mesh(w: Workload, record: Namespace | None) -> bool:
-    """Whether the source mesh injects a workload's pods: its own marker, else its
-    namespace's (a namespace the input does not show counts as injected, as in
-    ``pipeline._namespaces``)."""
-    if w.injection == "none":
-        return False
-    return w.injection != "inherit" or record is None or record.injection != "none"
 
 
 def build_steps(p: PlanInput) -> list[Step]:
@@ -287,8 +278,8 @@ def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int],
         staged = p.target.namespace_staged.get(ns, {})
         # Workloads the source mesh did not inject stay out of the target too: joining them
         # would give them a proxy, and the namespace's policies, for the first time.
-        meshed = [w for w in workloads if _in_source_mesh(w, record)]
-        outside = [w for w in workloads if not _in_source_mesh(w, record)]
+        meshed = [w for w in workloads if p.graph.in_mesh(w)]
+        outside = [w for w in workloads if not p.graph.in_mesh(w)]
         step.commands += src.leave_commands(ns, record, meshed)
         step.commands += dst.join_commands(ns, staged, meshed)
         step.commands += dst.keep_out_commands(outside)

@@ -113,13 +113,14 @@ class ConsulReader(Reader):
         finish(self, graph)
 
     def found_mesh(self, result: ReadResult) -> bool:
-        """Consul's own objects, or a pod template annotated ``connect-inject: "true"``.
+        """Consul's own objects, or a workload Consul injects (``connect-inject: "true"``, or
+        the Helm default ``--consul-inject-default`` asserts).
 
         Namespaces do not count: consul-k8s has no namespace label, and with
         ``--consul-inject-default`` every namespace would look injected, whatever the input.
         """
-        own = any(ref.api_version.split("/")[0] in self.MESH_GROUPS for ref in result.raw)
-        return own or any(w.injection == "sidecar" for w in result.graph.of(Workload))
+        return self.has_own_objects(result) or any(
+            w.injection == "sidecar" for w in result.graph.of(Workload))
 
     # -- injection, called by the core-kinds reader ---------------------------------------
     def namespace_injection(self, f: Fields, labels: dict[str, Any], ann: dict[str, Any]) -> str:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
-from migrate.install import InstallSetting
+from migrate.install import InstallSetting, embedded_yaml, lookup
 from migrate.sources.files import relative
 from migrate.sources.model import RawObject
 
@@ -34,13 +32,8 @@ def install_settings(objects: list[RawObject]) -> list[InstallSetting]:
         elif raw.kind == "ConfigMap" and raw.group == "" and (
                 raw.ref.name in MESH_CONFIG_NAMES or raw.ref.name.startswith("istio-")):
             data = raw.body.get("data")
-            text = data.get("mesh") if isinstance(data, dict) else None
-            if isinstance(text, str):
-                try:
-                    config = yaml.safe_load(text)
-                except yaml.YAMLError:
-                    continue  # not a mesh config after all; the reader never uses it
-                found += _settings(config, raw, "data.mesh")
+            config = embedded_yaml(data.get("mesh") if isinstance(data, dict) else None)
+            found += _settings(config, raw, "data.mesh")
     return found
 
 
@@ -50,10 +43,8 @@ def _settings(config: Any, raw: RawObject, prefix: str) -> list[InstallSetting]:
     where = f"{raw.kind} {raw.ref.namespace}/{raw.ref.name or '(unnamed)'}"
     found = []
     for option, path in _FIELDS:
-        value: Any = config
-        for key in path:
-            value = value.get(key) if isinstance(value, dict) else None
-        if isinstance(value, str) and value:
+        value = lookup(config, path)
+        if value:
             origin = f"{where} {prefix}.{'.'.join(path)} ({relative(raw.source)}:{raw.line})"
             found.append(InstallSetting(option, value, origin))
     return found

@@ -9,11 +9,7 @@ The value names are the chart's (linkerd2 ``charts/linkerd-control-plane/values.
 
 from __future__ import annotations
 
-from typing import Any
-
-import yaml
-
-from migrate.install import InstallSetting
+from migrate.install import InstallSetting, embedded_yaml, lookup
 from migrate.sources.files import relative
 from migrate.sources.model import RawObject
 
@@ -23,7 +19,6 @@ POLICIES = frozenset({"all-unauthenticated", "all-authenticated", "cluster-unaut
 _FIELDS = (("trust_domain", ("identityTrustDomain",)),
            ("linkerd_default_policy", ("proxy", "defaultInboundPolicy")))
 
-
 def install_settings(objects: list[RawObject]) -> list[InstallSetting]:
     """The settings of every ``linkerd-config`` ConfigMap in the input, in input order."""
     found: list[InstallSetting] = []
@@ -31,18 +26,12 @@ def install_settings(objects: list[RawObject]) -> list[InstallSetting]:
         if raw.kind != "ConfigMap" or raw.group or raw.ref.name != CONFIG_NAME:
             continue
         data = raw.body.get("data")
-        text = data.get("values") if isinstance(data, dict) else None
-        try:
-            values = yaml.safe_load(text) if isinstance(text, str) else None
-        except yaml.YAMLError:
-            continue
+        values = embedded_yaml(data.get("values") if isinstance(data, dict) else None)
         if not isinstance(values, dict):
             continue
         for option, path in _FIELDS:
-            value: Any = values
-            for key in path:
-                value = value.get(key) if isinstance(value, dict) else None
-            if not isinstance(value, str) or not value:
+            value = lookup(values, path)
+            if not value:
                 continue
             if option == "linkerd_default_policy" and value not in POLICIES:
                 continue  # not one Linkerd accepts: the flag's default stands, and is shown
