@@ -122,6 +122,13 @@ class Coexistence(ABC):
     """Target role: the pod-template (section, key, value) that keeps one pod out of this mesh
     when its namespace joins, for workloads the source mesh did not inject either (None: the
     mesh injects pod by pod, so such a pod is simply not joined)."""
+    CNI_DAEMONSETS: ClassVar[tuple[str, ...]] = ()
+    """Source role: the names of the mesh's CNI plugin DaemonSet (its pods then run without
+    the NET_ADMIN init container), as its installers name it."""
+    OWN_PREFIXES: ClassVar[tuple[str, ...]] = ()
+    """Source role: name prefixes of the workloads the mesh's install puts in
+    :attr:`CONTROL_NAMESPACE`; anything else there is other software the cleanup must not
+    delete with the namespace."""
     READS_MESH_GATEWAY_ROUTES: ClassVar[bool] = False
     """Target role: its proxies apply ``gateway.networking.k8s.io`` routes with a Service
     parent (GAMMA), whoever wrote them."""
@@ -182,14 +189,35 @@ class Coexistence(ABC):
     def uninstall_commands(self) -> list[Command]:
         """Remove the mesh once nothing uses it."""
 
+    def delete_control_namespace(self) -> Command | None:
+        """The uninstall's command deleting :attr:`CONTROL_NAMESPACE` (None: the uninstall
+        itself removes it); the planner drops it when other software lives there."""
+        return None
+
+    def ingress_manual_extra(self, raw: dict[ObjectRef, RawObject]) -> list[str]:
+        """Source role: what the old ingress serves that the new one needs besides listeners
+        and routes (TLS secrets, CORS), named from the input."""
+        return []
+
     @abstractmethod
     def reinstall_commands(self) -> list[Command]:
         """Rollback of the uninstall (the person fills in the placeholders)."""
 
     # -- target role -------------------------------------------------------------------------
     @abstractmethod
-    def install_commands(self, experimental: bool, version: str) -> list[Command]:
-        """Install the mesh beside the source (and a Gateway API bundle both accept)."""
+    def install_commands(self, experimental: bool, version: str,
+                         cni: bool = False) -> list[Command]:
+        """Install the mesh beside the source (and a Gateway API bundle both accept); with
+        ``cni``, through its CNI plugin, so injected pods need no NET_ADMIN init container."""
+
+    def trust_manual(self) -> list[str]:
+        """Target role: the decision about the mesh's trust anchor to take before installing
+        (its lifetime and who rotates it)."""
+        return []
+
+    CNI_PLUGIN: ClassVar[str] = ""
+    """Target role: the mesh's CNI plugin as a sentence names it, with the page that documents
+    it (empty: the mesh has none, and :meth:`install_commands` ignores ``cni``)."""
 
     @abstractmethod
     def install_verify(self) -> list[Command]:

@@ -32,6 +32,7 @@ from migrate.losses import LossLog, ObjectRef, Severity
 from migrate.names import k8s_name
 from migrate.plan.commands import Command, noted, pipe, render, run
 from migrate.plan.model import Step
+from migrate.plan.operations import add_operations, cni_reason
 from migrate.sources.model import RawObject
 
 INGRESS = "(ingress)"
@@ -128,6 +129,7 @@ def build_steps(p: PlanInput) -> list[Step]:
         steps.append(_ingress(p, len(steps)))
     enforce_after(len(p.groups))
     steps.append(_cleanup(p, len(steps), steps))
+    add_operations(p, steps)
     return steps
 
 
@@ -168,8 +170,10 @@ def _prerequisites(p: PlanInput) -> Step:
         + (f" Applies {len(p.target.prerequisites)} cluster-wide {dst} object(s) the staged "
            "policy needs." if p.target.prerequisites else "")
         + _handover_summary(src, dst, len(copies), len(handover.deleted)))
-    step.commands = p.target_side.install_commands(experimental, p.target_version) + \
-        p.target.install_extra
+    cni = cni_reason(p)
+    step.summary += cni
+    step.commands = p.target_side.install_commands(experimental, p.target_version,
+                                                   cni=bool(cni)) + p.target.install_extra
     if neutralized and created:
         # A rewrite must replace the object (server-side apply cannot drop fields another
         # manager owns), while new objects must be created: one command per file.

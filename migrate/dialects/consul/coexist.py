@@ -94,10 +94,21 @@ class ConsulCoexistence(Coexistence):
         return [set_template_annotation(w, INJECT, dict(w.pod_annotations).get(INJECT, "true"))
                 for w in workloads if w.kind in _CONTROLLED]
 
+    CNI_DAEMONSETS = ("consul-cni",)
+    OWN_PREFIXES = ("consul-",)
+    # fact: consul.init-capabilities
+    CNI_PLUGIN = ("the Consul CNI plugin (connectInject.cni.enabled; https://developer."
+                  "hashicorp.com/consul/docs/k8s/connect/transparent-proxy/"
+                  "enable-transparent-proxy)")
+
+    def delete_control_namespace(self) -> Command:
+        """``helm uninstall`` leaves the release's namespace."""
+        return run("kubectl", "delete", "namespace", "consul", "--ignore-not-found")
+
     def uninstall_commands(self) -> list[Command]:
         """Remove consul-k8s and its CRDs."""
         return [run("helm", "uninstall", "consul", "-n", "consul"),
-                run("kubectl", "delete", "namespace", "consul", "--ignore-not-found"),
+                self.delete_control_namespace(),
                 pipe(("kubectl", "get", "crd", "-o", "name"),
                      ("grep", "-E", "consul\\.hashicorp\\.com"),
                      ("xargs", "-r", "kubectl", "delete"))]
@@ -109,8 +120,10 @@ class ConsulCoexistence(Coexistence):
                     note="then re-apply the rollback/ folder")]
 
     # -- target role -------------------------------------------------------------------------
-    def install_commands(self, experimental: bool, version: str) -> list[Command]:
-        """consul-k8s with injection opt-in per pod, transparent proxy and managed ACLs."""
+    def install_commands(self, experimental: bool, version: str,
+                         cni: bool = False) -> list[Command]:
+        """consul-k8s with injection opt-in per pod, transparent proxy and managed ACLs (with
+        ``cni``, traffic redirection by the Consul CNI plugin)."""
         channel = "experimental-install.yaml" if experimental else "standard-install.yaml"
         return [
             run("kubectl", "apply", "--server-side", "-f", "https://github.com/kubernetes-sigs/"
@@ -122,10 +135,22 @@ class ConsulCoexistence(Coexistence):
                 "--create-namespace", "--version", version,
                 "--set", "connectInject.enabled=true", "--set", "connectInject.default=false",
                 "--set", "connectInject.transparentProxy.defaultEnabled=true",
-                "--set", "global.acls.manageSystemACLs=true"),
+                "--set", "global.acls.manageSystemACLs=true",
+                *(("--set", "connectInject.cni.enabled=true") if cni else ())),
             run("kubectl", "-n", "consul", "rollout", "status", "statefulset/consul-server",
                 "--timeout=10m"),
         ]
+
+    def trust_manual(self) -> list[str]:
+        """Consul's built-in CA."""
+        # fact: consul.builtin-ca
+        return [
+            "Decide the certificate authority before `helm install`: by default Consul's "
+            "built-in CA generates a root valid for 10 years (root_cert_ttl 87600h) and "
+            "rotates leaf certificates itself. To chain to your own PKI (Vault, or a root you "
+            "provide), set the CA provider in the Helm values first "
+            "(https://developer.hashicorp.com/consul/docs/connect/ca): changing it later is a "
+            "root rotation."]
 
     def install_verify(self) -> list[Command]:
         """Servers up; config entries sync."""

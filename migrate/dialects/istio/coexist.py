@@ -68,6 +68,11 @@ def neutralize_mesh_tls(raw: dict[ObjectRef, RawObject]) -> list[tuple[dict[str,
     return out
 
 
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The mappings of a list field (anything else in it, or a non-list, counts as none)."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
 def _mentions(value: Any, text: str) -> bool:
     """Whether ``text`` is a value anywhere in a parsed body: a cheap test before copying."""
     if isinstance(value, dict):
@@ -150,10 +155,55 @@ class IstioCoexistence(Coexistence):
         return [run("kubectl", "label", "namespace", ns, "istio-injection=enabled",
                     "--overwrite")]
 
+    CNI_DAEMONSETS = ("istio-cni-node",)
+    OWN_PREFIXES = ("istiod", "istio-")
+    # fact: istio.init-capabilities
+    CNI_PLUGIN = ("the Istio CNI plugin (istio-cni-node; https://istio.io/latest/docs/setup/"
+                  "additional-setup/pod-security-admission/; istio-system itself must allow "
+                  "the privileged level the DaemonSet needs)")
+
+    def delete_control_namespace(self) -> Command:
+        """``istioctl uninstall`` leaves istio-system; Istio's uninstall guide deletes it."""
+        return run("kubectl", "delete", "namespace", "istio-system", "--ignore-not-found")
+
+    def ingress_manual_extra(self, raw: dict[ObjectRef, RawObject]) -> list[str]:
+        """The TLS secrets Istio Gateways serve (``servers[].tls.credentialName``, read by the
+        gateway from its own namespace) and the CORS policies of the VirtualServices bound to
+        them: the new ingress needs both, and neither is a listener or a route."""
+        secrets, cors = set(), set()
+        for ref in sorted(raw):
+            spec = raw[ref].body.get("spec")
+            if not isinstance(spec, dict) or not self.owns(ref):
+                continue
+            if ref.kind == "Gateway":
+                for server in _dicts(spec.get("servers")):
+                    tls = server.get("tls")
+                    name = tls.get("credentialName") if isinstance(tls, dict) else None
+                    if isinstance(name, str) and name:
+                        secrets.add(f"{ref.namespace}/{name} (Gateway {ref.name})")
+            elif ref.kind == "VirtualService":
+                gateways = spec.get("gateways")
+                bound = [g for g in gateways if isinstance(g, str) and g != "mesh"] \
+                    if isinstance(gateways, list) else []
+                if bound and any("corsPolicy" in rule for rule in _dicts(spec.get("http"))):
+                    cors.add(f"{ref.namespace}/{ref.name}")
+        notes = []
+        if secrets:
+            notes.append("TLS secrets the Istio gateways serve (the gateway reads them from "
+                         "its own namespace): " + ", ".join(sorted(secrets)) + ". Copy each "
+                         "to the new ingress's namespace, or allow the reference with a "
+                         "ReferenceGrant, before DNS moves.")
+        if cors:
+            notes.append("VirtualServices bound to an ingress gateway answer CORS preflights "
+                         "(corsPolicy): " + ", ".join(sorted(cors)) + ". Configure the same "
+                         "CORS policy on the new ingress, or browsers will refuse "
+                         "cross-origin calls after the switch.")
+        return notes
+
     def uninstall_commands(self) -> list[Command]:
         """Remove Istio once nothing uses it."""
         return [run("istioctl", "uninstall", "--purge", "-y"),
-                run("kubectl", "delete", "namespace", "istio-system", "--ignore-not-found"),
+                self.delete_control_namespace(),
                 pipe(("kubectl", "get", "crd", "-o", "name"), ("grep", "-E", "istio\\.io"),
                      ("xargs", "-r", "kubectl", "delete"))]
 
@@ -163,8 +213,10 @@ class IstioCoexistence(Coexistence):
                     note="then re-apply the rollback/ folder")]
 
     # -- target role -------------------------------------------------------------------------
-    def install_commands(self, experimental: bool, version: str) -> list[Command]:
-        """Gateway API CRDs Istio 1.30 accepts (1.5.x), then istiod (sidecar mode).
+    def install_commands(self, experimental: bool, version: str,
+                         cni: bool = False) -> list[Command]:
+        """Gateway API CRDs Istio 1.30 accepts (1.5.x), then istiod (sidecar mode; with
+        ``cni``, with the Istio CNI plugin instead of the istio-init container).
 
         Istio 1.30 refuses TLSRoute CRDs older than Gateway API 1.5.0
         (mapping-istio-linkerd.md section 0), so 1.5.1 is installed.
@@ -175,10 +227,22 @@ class IstioCoexistence(Coexistence):
                 f"gateway-api/releases/download/v1.5.1/{channel}"),
             run("istioctl", "x", "precheck"),
             run("istioctl", "install", "-y", "--set", "profile=minimal", "--set",
-                f"tag={version}.0", note="pin the patch release you run"),
+                f"tag={version}.0", *(("--set", "components.cni.enabled=true") if cni else ()),
+                note="pin the patch release you run"),
             run("kubectl", "-n", "istio-system", "rollout", "status", "deploy/istiod",
                 "--timeout=5m"),
         ]
+
+    def trust_manual(self) -> list[str]:
+        """istiod's self-signed root."""
+        # fact: istio.self-signed-ca
+        return [
+            "Decide the root of trust before `istioctl install`: without a `cacerts` secret in "
+            "istio-system, istiod generates a self-signed root (secret istio-ca-secret, valid "
+            "for 10 years) and signs every workload certificate with it. For production plug "
+            "in an intermediate CA of your own first (https://istio.io/latest/docs/tasks/"
+            "security/cert-management/plugin-ca-cert/): changing the root later is a rotation "
+            "every workload must follow."]
 
     def install_verify(self) -> list[Command]:
         """istiod is up and the configuration analyses clean."""

@@ -97,9 +97,29 @@ class LinkerdCoexistence(Coexistence):
                      note="with your identity issuer; then re-apply the rollback/ folder")]
 
     # -- target role -------------------------------------------------------------------------
-    def install_commands(self, experimental: bool, version: str = "2.20") -> list[Command]:
+    # fact: linkerd.init-capabilities
+    CNI_PLUGIN = "the Linkerd CNI plugin (linkerd-cni; https://linkerd.io/2/features/cni/)"
+    CNI_DAEMONSETS = ("linkerd-cni",)
+    OWN_PREFIXES = ("linkerd-",)
+
+    def install_commands(self, experimental: bool, version: str = "2.20",
+                         cni: bool = False) -> list[Command]:
         """Install the Gateway API bundle both meshes accept, then Linkerd."""
-        return install_commands(experimental, version)
+        return install_commands(experimental, version, cni)
+
+    def trust_manual(self) -> list[str]:
+        """``linkerd install`` makes a trust anchor nothing rotates."""
+        # fact: linkerd.trust-anchor
+        return [
+            "Decide the trust anchor before `linkerd install`: without the --identity-* flags "
+            "it generates a trust anchor and an issuer certificate, each valid for one year, "
+            "and nothing rotates them; meshed connections fail once they expire. For "
+            "production create your own (https://linkerd.io/2/tasks/generate-certificates/), "
+            "add --identity-trust-anchors-file, --identity-issuer-certificate-file and "
+            "--identity-issuer-key-file to the `linkerd install` below, and automate the "
+            "issuer's rotation (https://linkerd.io/2/tasks/"
+            "automatically-rotating-control-plane-tls-credentials/). `linkerd check` warns "
+            "60 days before either expires."]
 
     def install_verify(self) -> list[Command]:
         """Checks after installing."""
@@ -177,18 +197,26 @@ class LinkerdCoexistence(Coexistence):
                     note="every route Accepted")]
 
 
-def install_commands(experimental: bool, version: str = "2.20") -> list[Command]:
-    """Install the Gateway API bundle both meshes accept, then Linkerd."""
+def install_commands(experimental: bool, version: str = "2.20", cni: bool = False
+                     ) -> list[Command]:
+    """Install the Gateway API bundle both meshes accept, then Linkerd (with ``cni``, its CNI
+    plugin first: the DaemonSet must run before the control plane is installed)."""
     channel = "experimental-install.yaml" if experimental else "standard-install.yaml"
     bundle = gateway_api_bundle(version)
+    # fact: linkerd.init-capabilities
+    with_cni = ("--linkerd-cni-enabled",) if cni else ()
+    plugin = [pipe(("linkerd", "install-cni"), ("kubectl", "apply", "-f", "-")),
+              run("kubectl", "-n", "linkerd-cni", "rollout", "status", "daemonset/linkerd-cni",
+                  "--timeout=5m")] if cni else []
     return [
         run("kubectl", "apply", "--server-side", "-f", "https://github.com/kubernetes-sigs/"
             f"gateway-api/releases/download/{bundle}/{channel}",
             note="" if bundle == "v1.5.1" else "check the Istio version in use accepts this "
             "bundle (Istio 1.30 needs 1.5.0+ for TLSRoute)"),
-        run("linkerd", "check", "--pre"),
+        *plugin,
+        run("linkerd", "check", "--pre", *with_cni),
         pipe(("linkerd", "install", "--crds"), ("kubectl", "apply", "-f", "-")),
-        pipe(("linkerd", "install"), ("kubectl", "apply", "-f", "-")),
+        pipe(("linkerd", "install", *with_cni), ("kubectl", "apply", "-f", "-")),
         run("linkerd", "check"),
         pipe(("linkerd", "viz", "install"), ("kubectl", "apply", "-f", "-"),
              note="used by the verification commands"),
