@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from migrate.dialects import kube
 from migrate.pipeline import SOURCES
 from migrate.sources.model import RawObject
@@ -47,8 +49,14 @@ def rbac_cluster_role(source: str) -> str:
         by_group.setdefault(group, set()).add(plural(kind))
     # --validate-with cluster reads the target's CRDs.
     by_group.setdefault("apiextensions.k8s.io", set()).add("customresourcedefinitions")
-    rules = [{"apiGroups": [group], "resources": sorted(res), "verbs": ["get", "list"]}
-             for group, res in sorted(by_group.items())]
+    rules: list[dict[str, Any]] = [
+        {"apiGroups": [group], "resources": sorted(res), "verbs": ["get", "list"]}
+        for group, res in sorted(by_group.items())]
+    # The install ConfigMaps, by name only: a wider grant would read every app's configuration.
+    names = sorted({name for _, name in reader.INSTALL_CONFIGMAPS})
+    if names:
+        rules.append({"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"],
+                      "resourceNames": names})
     role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
             "metadata": {"name": f"meshmigrate-read-{source}"}, "rules": rules}
     return dump_documents([role])

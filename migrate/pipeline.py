@@ -408,7 +408,7 @@ def read_cluster_source(mesh: str, cluster: ClusterOptions, losses: LossLog,
                         notes: list[str]) -> SourceResult:
     """Read what the mesh's reader needs from a live cluster (imports kubernetes now)."""
     from migrate.dialects import kube
-    from migrate.sources.cluster import Cluster, read_cluster
+    from migrate.sources.cluster import Cluster, read_cluster, read_named_configmaps
 
     reader = SOURCES[mesh]
     client = Cluster(cluster.kubeconfig, cluster.context, cluster.timeout)
@@ -418,6 +418,17 @@ def read_cluster_source(mesh: str, cluster: ClusterOptions, losses: LossLog,
         reader.MESH_GROUPS, cluster.namespaces,
         lambda resource, count: progress(resource.resource, count))
     notes.extend(result.restarts)
+    configs, refused = read_named_configmaps(client, reader.INSTALL_CONFIGMAPS)
+    result.source.objects.extend(configs)
+    for namespace, name in refused:
+        losses.report(
+            "CLUSTER_FORBIDDEN", Severity.MANUAL, "input",
+            ObjectRef("ConfigMap", namespace, name, "v1"), "get",
+            f"cannot get ConfigMap {namespace}/{name} (403 Forbidden): the install settings "
+            "it holds come from flags and defaults in this plan",
+            f'Grant get on apiGroups [""], resources ["configmaps"], resourceNames '
+            f'["{name}"] (meshmigrate rbac prints the whole read-only ClusterRole), or give '
+            "the settings as flags, then re-run.")
     _refuse_too_deep(result.source)
     for denied in result.forbidden:
         r = denied.resource

@@ -110,9 +110,10 @@ def test_twenty_thousand_objects_take_discovery_plus_one_request_per_page(tmp_pa
     discovery = [r for r in state.log if "limit" not in r.query]
     # Discovery: the group list, the core resources, and one document per served group
     # version the reader needs (networking.istio.io twice more, for the kinds that are served
-    # only at v1alpha3 and v1beta1).
+    # only at v1alpha3 and v1beta1), and the GET of the mesh config ConfigMap by name.
     assert sorted(r.path for r in discovery) == sorted([
         "/apis", "/api/v1", "/apis/apps/v1", "/apis/batch/v1",
+        "/api/v1/namespaces/istio-system/configmaps/istio",
         "/apis/extensions.istio.io/v1alpha1", "/apis/networking.istio.io/v1",
         "/apis/networking.istio.io/v1alpha3", "/apis/networking.istio.io/v1beta1",
         "/apis/security.istio.io/v1", "/apis/telemetry.istio.io/v1"])
@@ -174,7 +175,11 @@ def test_namespace_filter_keeps_one_list_per_kind(tmp_path: Path, istio_crds):
         kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server.url, state.token)
         result = run(*plan_args(kubeconfig, tmp_path / "out", "-n", "orders", "-n", "payments"))
     assert result.exit_code == 0, result.stderr
-    assert not any("/namespaces/" in r.path for r in state.log)
+    # One cluster-wide LIST per kind (LISTs carry a limit); only the mesh config ConfigMap
+    # is fetched by namespace and name.
+    assert not any("/namespaces/" in r.path for r in state.log if "limit" in r.query)
+    assert [r.path for r in state.log if "/namespaces/" in r.path] == \
+        ["/api/v1/namespaces/istio-system/configmaps/istio"]
     plan = (tmp_path / "out" / "plan.json").read_text()
     assert '"orders"' in plan and '"catalog"' not in plan.split('"losses"')[0]
 

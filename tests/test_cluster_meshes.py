@@ -7,6 +7,7 @@ mesh's API groups, and ``--from auto`` detects the mesh from what the cluster se
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +181,54 @@ def test_verify_reads_the_cluster_with_the_settings_plan_used(tmp_path: Path, me
         "meshmigrate: equivalence: " + same.stdout.strip()
     assert same.exit_code == 0, same.stdout
     assert other.exit_code == 3 and " 0 unexplained" not in other.stdout
+
+
+def _config_map(namespace: str, name: str, key: str, value: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": namespace}, "data": {key: value}}
+
+
+def test_a_cluster_read_takes_the_install_settings_from_the_linkerd_config(
+        tmp_path: Path, mesh_crds):
+    """The settings a dump's linkerd-config gives come from the cluster's too: the ConfigMap
+    is fetched by name (never listed), and the plan says where each value came from."""
+    state = cluster_state(mesh_crds["linkerd"], sample_objects("linkerd"))
+    state.add([_config_map("linkerd", "linkerd-config", "values",
+                           "identityTrustDomain: corp.example\n"
+                           "proxy: {defaultInboundPolicy: cluster-authenticated}\n"),
+               _config_map("orders", "app-settings", "secretish", "not-for-us")])
+    with FakeAPIServer(state) as server:
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server.url, state.token)
+        result = run("plan", "--from", "linkerd", "--to", "istio", "--kubeconfig",
+                     str(kubeconfig), "-o", str(tmp_path / "out"), "--no-verify")
+    assert result.exit_code == 0, result.stderr
+    settings = {s["name"]: s for s in
+                json.loads((tmp_path / "out" / "plan.json").read_text())["source"]["settings"]}
+    assert settings["trust_domain"]["value"] == "corp.example"
+    assert "ConfigMap linkerd/linkerd-config data.values.identityTrustDomain" in \
+        settings["trust_domain"]["from"]
+    assert settings["linkerd_default_policy"]["value"] == "cluster-authenticated"
+    configmap_requests = [r.path for r in state.log if "configmaps" in r.path]
+    assert configmap_requests == ["/api/v1/namespaces/linkerd/configmaps/linkerd-config"]
+
+
+def test_a_refused_install_configmap_is_a_manual_loss_not_a_silent_default(
+        tmp_path: Path, mesh_crds):
+    state = cluster_state(mesh_crds["linkerd"], sample_objects("linkerd"))
+    state.forbidden.add("configmaps/linkerd/linkerd-config")
+    with FakeAPIServer(state) as server:
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server.url, state.token)
+        result = run("plan", "--from", "linkerd", "--to", "istio", "--kubeconfig",
+                     str(kubeconfig), "-o", str(tmp_path / "out"), "--no-verify")
+    assert result.exit_code == 0, result.stderr
+    losses = json.loads((tmp_path / "out" / "plan.json").read_text())["losses"]
+    [refused] = [x for x in losses if x["code"] == "CLUSTER_FORBIDDEN"]
+    assert refused["severity"] == "manual"
+    assert "cannot get ConfigMap linkerd/linkerd-config (403 Forbidden)" in refused["message"]
+
+
+def test_rbac_grants_the_install_configmaps_by_name_only():
+    role = yaml.safe_load(run("rbac", "--from", "linkerd").output)
+    [rule] = [r for r in role["rules"] if "configmaps" in r["resources"]]
+    assert rule == {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"],
+                    "resourceNames": ["linkerd-config"]}

@@ -157,6 +157,11 @@ class Reader:
     """The :class:`~migrate.pipeline.PlanOptions` fields that are this mesh's install
     settings as a source (recorded in the plan with where each value came from)."""
 
+    INSTALL_CONFIGMAPS: ClassVar[tuple[tuple[str, str], ...]] = ()
+    """(namespace, name) of the ConfigMaps the mesh's install keeps its settings in, fetched
+    by name when the source is a cluster (a file input holds them when it was dumped with
+    them)."""
+
     @classmethod
     def install_settings(cls, objects: list[RawObject]) -> list[InstallSetting]:
         """Settings this mesh's install configuration in the input gives (default: none)."""

@@ -518,6 +518,34 @@ class _Rediscovery:
             return self._groups[group].get(kind)
 
 
+def read_named_configmaps(cluster: Cluster, named: Iterable[tuple[str, str]]
+                          ) -> tuple[list[RawObject], list[tuple[str, str]]]:
+    """The install ConfigMaps a mesh keeps its settings in, each fetched by name.
+
+    GET by name, never LIST: a ConfigMap list would read every application's configuration,
+    and the ClusterRole can grant exactly these names (``resourceNames``). Returns the objects
+    found and the (namespace, name) pairs the server refused (403); a missing one (404) is
+    simply not there (a revisioned or differently named install).
+    """
+    found: list[RawObject] = []
+    refused: list[tuple[str, str]] = []
+    for namespace, name in sorted(set(named)):
+        path = f"/api/v1/namespaces/{namespace}/configmaps/{name}"
+        try:
+            obj = cluster.get(path)
+        except HttpError as exc:
+            if exc.status == 404:
+                continue
+            if exc.status == 403:
+                refused.append((namespace, name))
+                continue
+            raise ClusterUnreachable(f"reading {path} failed: HTTP {exc.status}") from None
+        if isinstance(obj, dict) and obj.get("kind", "ConfigMap") == "ConfigMap":
+            found.append(RawObject({"apiVersion": "v1", "kind": "ConfigMap", **obj},
+                                   "cluster", 0))
+    return found, refused
+
+
 def read_cluster(cluster: Cluster, wanted: Iterable[tuple[str, str]],
                  versions: dict[str, frozenset[str]], mesh_groups: Iterable[str],
                  namespaces: Iterable[str] = (),

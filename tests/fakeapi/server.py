@@ -74,7 +74,8 @@ class State:
     kinds: dict[tuple[str, str], Kind] = field(default_factory=dict)
     objects: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     forbidden: set[str] = field(default_factory=set)
-    """Plurals (``plural`` or ``plural.group``) whose LIST answers 403."""
+    """Plurals (``plural`` or ``plural.group``) whose LIST answers 403, and
+    ``plural/namespace/name`` entries whose GET answers 403."""
     expire_once: set[str] = field(default_factory=set)
     """Plurals whose first continue token is answered with 410."""
     expire_always: set[str] = field(default_factory=set)
@@ -262,10 +263,13 @@ class Handler(BaseHTTPRequestHandler):
         else:
             group, version, rest = parts[1], parts[2], parts[3:]
         namespace = None
-        if len(rest) == 3 and rest[0] == "namespaces":
+        if len(rest) in (3, 4) and rest[0] == "namespaces":
             namespace, rest = rest[1], rest[2:]
         kind = next((k for k in list(self.state.kinds.values()) if k.group == group
                      and version in k.versions and k.plural == (rest[0] if rest else "")), None)
+        if kind is not None and namespace is not None and len(rest) == 2:
+            self._get_one(kind, group, version, namespace, rest[1], req.path)
+            return
         if kind is None or len(rest) != 1:
             self._status(404, "NotFound", f"the server could not find {req.path}")
             return
@@ -307,6 +311,22 @@ class Handler(BaseHTTPRequestHandler):
             meta["continue"] = f"c:{end}"
         self._send(200, {"kind": f"{kind.kind}List", "apiVersion": f"{group}/{version}".lstrip("/"),
                          "metadata": meta, "items": page})
+
+    def _get_one(self, kind: Kind, group: str, version: str, namespace: str, name: str,
+                 path: str) -> None:
+        """GET one namespaced object by name (403 when its plural is forbidden)."""
+        if f"{kind.plural}/{namespace}/{name}" in self.state.forbidden:
+            self._status(403, "Forbidden", f'{kind.plural} "{name}" is forbidden')
+            return
+        found = [o for o in self.state.objects.get((group, kind.kind), [])
+                 if o["metadata"].get("namespace") == namespace
+                 and o["metadata"]["name"] == name]
+        if not found:
+            self._status(404, "NotFound", f"the server could not find {path}")
+            return
+        # A GET of one object, unlike a LIST's items, carries its apiVersion and kind.
+        self._send(200, {"apiVersion": f"{group}/{version}".lstrip("/"), "kind": kind.kind,
+                         **self._as_served(found[0], group, version)})
 
     @staticmethod
     def _as_served(obj: dict[str, Any], group: str, version: str) -> dict[str, Any]:

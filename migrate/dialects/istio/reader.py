@@ -80,6 +80,8 @@ class IstioReader(Reader):
     }
 
     SETTINGS = ("trust_domain", "root_namespace", "istio_outbound_policy")
+    # The default revision's mesh config (a revision's is istio-<rev>, found only in dumps).
+    INSTALL_CONFIGMAPS = (("istio-system", "istio"),)
 
     @classmethod
     def install_settings(cls, objects: list[RawObject]) -> list[InstallSetting]:

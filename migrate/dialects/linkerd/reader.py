@@ -93,6 +93,7 @@ class LinkerdReader(Reader):
     }
 
     SETTINGS = ("trust_domain", "linkerd_default_policy")
+    INSTALL_CONFIGMAPS = (("linkerd", "linkerd-config"),)
 
     @classmethod
     def install_settings(cls, objects: list[RawObject]) -> list[InstallSetting]:
