@@ -14,8 +14,8 @@ from typing import Any
 
 from migrate.dialects.base import Manifest
 from migrate.gcpause import no_gc_pauses
-from migrate.plan.model import Plan, Step
-from migrate.sources.model import RawObject, strip_noise
+from migrate.plan.model import Plan, Step, restorable
+from migrate.sources.model import RawObject
 from migrate.yamlio import dump_document
 
 SOURCE_ANNOTATION = "meshmigrate.io/source"
@@ -50,7 +50,8 @@ def source_file_name(obj: RawObject | Manifest) -> str:
     """:func:`file_name` of a source object as read, or of a manifest standing in for one."""
     if isinstance(obj, Manifest):
         return manifest_file_name(obj)
-    return object_path(obj.api_version, obj.kind, obj.written_namespace, obj.ref.name)
+    # The namespace it is restored into (restorable): as written, or ``default`` when absent.
+    return object_path(obj.api_version, obj.kind, obj.ref.namespace, obj.ref.name)
 
 
 # Kubernetes name rules (k8s.io/apimachinery pkg/util/validation/validation.go, v0.31.0:
@@ -181,7 +182,7 @@ def _file_sources(step: Step) -> dict[str, Manifest | RawObject]:
 def _file_body(name: str, obj: Manifest | RawObject) -> dict[str, Any]:
     # A rollback copy of a source route handed over at step 00 is that copy's manifest.
     if name.startswith("rollback/"):
-        return strip_noise(obj.body)
+        return restorable(obj)
     assert isinstance(obj, Manifest)
     return annotated(obj)
 

@@ -48,12 +48,23 @@ class Step:
         Made on each call rather than kept: a plan holds every source object once already, and
         a kept copy of each deleted one doubled that (docs/performance.md).
         """
-        return [strip_noise(obj.body) for obj in self.rollback_sources]
+        return [restorable(obj) for obj in self.rollback_sources]
 
     @property
     def id(self) -> str:
         """``NN-slug``: the folder name under steps/."""
         return f"{self.number:02d}-{self.slug}"
+
+
+def restorable(obj: RawObject | Manifest) -> dict[str, Any]:
+    """The re-appliable copy of one object. A namespaced source object written without
+    ``metadata.namespace`` gets the namespace the plan read it in (``default``, as
+    :class:`~migrate.sources.model.RawObject` names it): without one, ``kubectl apply`` would
+    restore it into whatever namespace the operator's context has."""
+    body = strip_noise(obj.body)
+    if isinstance(obj, RawObject) and obj.ref.namespace and not obj.written_namespace:
+        body["metadata"] = {**body["metadata"], "namespace": obj.ref.namespace}
+    return body
 
 
 @dataclass
