@@ -225,8 +225,8 @@ def _equivalence(plan: Plan) -> list[str]:
                                                 ("route rule", eq.coverage.route_rules),
                                                 ("policy", eq.coverage.policies))
                   for i, w in t.missed]
-        out.append(f"Covered: {eq.coverage.summary()}." + (" Not covered:" if missed else "")
-                   + "\n")
+        # Each line is its own list item: a "\n" inside one is escaped by visible().
+        out += [f"Covered: {eq.coverage.summary()}." + (" Not covered:" if missed else ""), ""]
         out += [f"- {name} `{item}`: {why}" for name, item, why in missed[:30]]
         if len(missed) > 30:
             out.append(f"- ... {len(missed) - 30} more in plan.json "
