@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from migrate.ir.model import Namespace, Workload
+from migrate.plan.commands import run
 from migrate.plan.model import Step
 
 if TYPE_CHECKING:
@@ -74,9 +75,17 @@ def install_namespace_neighbours(p: PlanInput, cleanup: Step) -> list[str]:
                     if w.namespace == src.CONTROL_NAMESPACE
                     and not w.name.startswith(src.OWN_PREFIXES))
     delete = src.delete_control_namespace()
-    if not others or delete is None or delete not in cleanup.commands:
+    if delete is None or delete not in cleanup.commands:
         return []
-    cleanup.commands.remove(delete)
+    at = cleanup.commands.index(delete)
+    if not others:
+        # The input may not show the namespace's workloads: the person looks before deleting.
+        cleanup.commands.insert(at, run(
+            "kubectl", "get", "deployments,statefulsets,daemonsets", "-n", src.CONTROL_NAMESPACE,
+            note=f"only {src.TITLE}'s own ({', '.join(p + '*' for p in src.OWN_PREFIXES)}); "
+            "anything else is deleted with the namespace: move it first"))
+        return []
+    del cleanup.commands[at]
     return [f"Namespace {src.CONTROL_NAMESPACE} also runs {', '.join(others)}, which are not "
             f"{src.TITLE}'s: the plan does not delete the namespace. Once the uninstall is done, "
             f"check `kubectl get all -n {src.CONTROL_NAMESPACE}` shows only that software, and "
