@@ -18,12 +18,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 from migrate.ir.model import Namespace, Workload
 from migrate.losses import ObjectRef
 from migrate.plan.commands import Command, json_arg, pipe, run
 from migrate.sources.model import RawObject
+
+if TYPE_CHECKING:
+    from migrate.dialects.base import Manifest
 
 ROLLOUT_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 
@@ -243,8 +246,11 @@ class Coexistence(ABC):
         """Checks after a namespace's pods restarted under this mesh."""
 
     @abstractmethod
-    def verify_enforced(self, ns: str, workloads: list[str]) -> list[Command]:
-        """Checks after policy starts refusing requests (``workloads`` as ``kind/name``)."""
+    def verify_enforced(self, ns: str, workloads: list[str],
+                        enforced: Sequence[Manifest] = ()) -> list[Command]:
+        """Checks after policy starts refusing requests (``workloads`` as ``kind/name``;
+        ``enforced``: the manifests the enforce step applies in ``ns``, so a check names only
+        objects the plan wrote)."""
 
     @abstractmethod
     def ingress_manual(self, source: Coexistence) -> list[str]:

@@ -350,7 +350,7 @@ def _enforce(p: PlanInput, group: list[str], number: int, moved: dict[str, str])
                                              "--timeout=10m"))
         step.verify += p.target_side.verify_enforced(
             ns, [f"{w.kind.lower()}/{w.name}" for w in _workloads(p, ns)
-                 if w.kind in ROLLOUT_KINDS])
+                 if w.kind in ROLLOUT_KINDS], p.target.policy_enforced.get(ns, []))
     src, dst = p.source.TITLE, p.target_side.TITLE
     step.commands += [p.delete_source(r) for r in routing_refs]
     p.deleted.update(routing_refs)
