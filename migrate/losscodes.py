@@ -151,6 +151,11 @@ CODES: dict[str, Code] = {
     "AUTHZ_PROXY_ADMIN": Code("read", "Policy for the Linkerd proxy's own port",
                               "A Server on the proxy's admin or inbound port governs Linkerd "
                               "itself; the target proxy has its own ports and defaults."),
+    "LINKERD_INJECTED_LABEL": Code("read", "Selector on a label Linkerd's injector adds",
+                                   "A Server selects pods by linkerd.io/workload-ns, "
+                                   "control-plane-ns or proxy-<kind>, which only Linkerd's "
+                                   "injector puts on pods; the converted selector names the "
+                                   "same pods by their own labels."),
     "LINKERD_REF_UNRESOLVED": Code("read", "Referenced Linkerd object not in the input",
                                    "An AuthorizationPolicy or ServerAuthorization names a target "
                                    "or authentication the input does not hold; it was not "
