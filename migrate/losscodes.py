@@ -101,6 +101,10 @@ CODES: dict[str, Code] = {
                                     "namespace default deny for the rest, which refuses the "
                                     "callers its rules admit on pods and ports the input does "
                                     "not show."),
+    "EGRESS_HOST_IN_CLUSTER": Code("write", "Egress host that names an in-cluster Service",
+                                   "A short or namespace-relative egress host resolves to a "
+                                   "Service of the cluster; an Istio ServiceEntry for it "
+                                   "would capture in-mesh calls, so it is not written."),
     "HEADLESS_MESH_TLS": Code("write", "Istio mTLS to a headless Service that moved",
                               "Istio picks TLS per endpoint only for non-headless Services; "
                               "its callers keep sending Istio mTLS to a headless Service's "
