@@ -1,0 +1,88 @@
+"""Linkerd as the source (issue 22, Linkerd points; issue 16, multicluster): targeted checks
+beside the golden cases in tests/golden_pairs/linkerd-to-*."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from migrate.pipeline import PlanOptions, plan_migration
+from tests.conftest import SAMPLES
+from tests.helpers import codes, plan_yaml
+
+GOLDEN = Path(__file__).parent / "golden_pairs"
+
+
+def test_routes_copied_at_step_00_are_seen_by_the_coexistence_check():
+    # The shop's Gateway API routes on catalog and orders are re-created as policy.linkerd.io
+    # routes at step 00 (Istio would apply the originals). Linkerd callers read the copies, so
+    # no call is rerouted; the check used to see only the deleted originals and reported 7
+    # calls from frontend to catalog as rerouted until frontend moved.
+    result = plan_migration(PlanOptions("linkerd", "istio", [str(SAMPLES / "linkerd/shop")]))
+    assert result.plan.coexistence
+    assert [len(step["routing_changed"]) for step in result.plan.coexistence] == \
+        [0] * len(result.plan.steps)
+
+
+def test_a_removed_route_without_a_copy_is_still_reported_as_rerouted():
+    # The check must still see a real change: the same plan without the step 00 copies (as
+    # if the plan had deleted the originals only) reroutes frontend's calls to catalog.
+    from migrate.pipeline import COEXISTENCE
+    from migrate.plan.commands import render
+    from migrate.verify.coexist import coexistence
+
+    options = PlanOptions("linkerd", "istio", [str(SAMPLES / "linkerd/shop")])
+    result = plan_migration(options)
+    plan = result.plan
+    moved: list[str] = []
+    steps = []
+    for step in plan.steps:
+        if step.kind == "move":
+            moved = moved + step.namespaces
+        manifests = [m.body for m in step.manifests
+                     if not (step.number == 0 and m.kind == "HTTPRoute")]
+        steps.append((manifests, [render(c) for c in step.commands], list(moved)))
+    out = coexistence(steps, [o.body for o in result.read.objects], [(a, b) for a, b, _ in plan.dependencies],
+                      source_mesh="linkerd", target_mesh="istio",
+                      source_groups=COEXISTENCE["linkerd"].GROUP_SUFFIXES)
+    assert len(out[0]["routing_changed"]) > 0
+
+
+PROTOCOL_UNDECLARED = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, annotations: {linkerd.io/inject: enabled}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: shop}
+spec:
+  selector: {app: api}
+  ports: [{port: 8080}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: shop}
+spec:
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      containers: [{name: app, image: api:1, ports: [{containerPort: 8080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: api, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: api, port: 8080}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /v2}}]
+    timeouts: {request: 5s}
+    backendRefs: [{name: api, port: 8080}]
+"""
+
+
+def test_a_linkerd_source_is_not_told_istio_sniffed_its_protocol():
+    result = plan_yaml(PROTOCOL_UNDECLARED, "linkerd", "consul")
+    messages = [loss.message for loss in result.losses if loss.code == "CONSUL_PROTOCOL"]
+    assert messages and all("Istio" not in m for m in messages), messages
+    assert any("detected it on each connection" in m for m in messages)
