@@ -86,3 +86,67 @@ def test_a_linkerd_source_is_not_told_istio_sniffed_its_protocol():
     messages = [loss.message for loss in result.losses if loss.code == "CONSUL_PROTOCOL"]
     assert messages and all("Istio" not in m for m in messages), messages
     assert any("detected it on each connection" in m for m in messages)
+
+
+def _multicluster(target: str):
+    case = GOLDEN / f"linkerd-to-{target}" / "07-multicluster" / "input.yaml"
+    return plan_migration(PlanOptions("linkerd", target, [str(case)]))
+
+
+def test_linkerd_multicluster_is_reported_and_mirrors_are_not_local():
+    from migrate.emit.runbook import render_runbook
+    from migrate.ir.model import Route, Service
+
+    result = _multicluster("istio")
+    lost = {(loss.object.kind, loss.object.name) for loss in result.losses
+            if loss.code == "MULTICLUSTER"}
+    assert lost == {("Link", "west"), ("Service", "web-west"), ("Service", "web-federated"),
+                    ("TrafficSplit", "web-failover")}
+    # Mirrored and federated Services are other clusters' endpoints: not Services here.
+    assert {s.key.name for s in result.read.graph.of(Service)} == {"web"}
+    # The failover split's weights are the operator's, not a static split.
+    assert not [r for r in result.read.graph.of(Route) if r.name == "web-failover"]
+    assert not any(m.kind == "VirtualService" for s in result.plan.steps for m in s.manifests)
+    assert "FIELD_UNMODELLED" not in codes(result)
+    runbook = render_runbook(result.plan)
+    section = runbook.split("## Other clusters", 1)[1].split("\n## ", 1)[0]
+    assert "covers this cluster only" in section
+    for name in ("Link linkerd-multicluster/west", "Service shop/web-west",
+                 "TrafficSplit shop/web-failover"):
+        assert f"`{name}`" in section
+
+
+def test_cleanup_uninstalls_the_multicluster_extension_before_linkerd():
+    from migrate.plan.commands import render
+
+    cleanup = _multicluster("consul").plan.steps[-1]
+    lines = [render(c) for c in cleanup.commands]
+    mc = lines.index(next(line for line in lines if line.startswith(
+        "linkerd multicluster uninstall | kubectl delete -f -")))
+    core = lines.index("linkerd uninstall | kubectl delete -f -")
+    link = lines.index("kubectl delete link.multicluster.linkerd.io/west -n "
+                       "linkerd-multicluster --ignore-not-found")
+    assert link < mc < core  # links go first, then the extension, then the control plane
+    assert any("linkerd multicluster install" in (c if isinstance(c, str) else render(c))
+               for c in cleanup.rollback)
+    # Without multicluster objects, no such command.
+    shop = plan_migration(PlanOptions("linkerd", "consul", [str(SAMPLES / "linkerd/shop")]))
+    assert not any("multicluster" in render(c) for c in shop.plan.steps[-1].commands)
+
+
+def test_istio_east_west_gateway_is_not_ingress_and_global_hosts_are_not_egress():
+    case = GOLDEN / "istio-to-linkerd" / "05-multicluster" / "input.yaml"
+    result = plan_migration(PlanOptions("istio", "linkerd", [str(case)]))
+    lost = {(loss.object.kind, loss.object.name) for loss in result.losses
+            if loss.code == "MULTICLUSTER"}
+    assert lost == {("Gateway", "cross-network-gateway"), ("ServiceEntry", "db-remote")}
+    assert not [s for s in result.plan.steps if s.kind == "ingress"]
+    assert not {"EGRESS_EXTERNAL", "EGRESS_SERVICE_ENTRY", "INGRESS_GATEWAY"} & set(codes(result))
+
+
+def test_consul_peering_gets_the_other_clusters_section():
+    from migrate.emit.runbook import render_runbook
+
+    result = plan_migration(PlanOptions("consul", "istio", [str(SAMPLES / "consul")]))
+    assert "MULTICLUSTER" in codes(result)
+    assert "## Other clusters" in render_runbook(result.plan)

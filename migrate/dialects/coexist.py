@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
-from migrate.ir.model import Namespace, Workload
+from migrate.ir.model import FeatureUse, Namespace, Workload
 from migrate.losses import ObjectRef
 from migrate.plan.commands import Command, json_arg, pipe, run
 from migrate.sources.model import RawObject
@@ -180,6 +180,15 @@ class Coexistence(ABC):
         still runs this mesh's proxy."""
         return [pipe(pods_with_containers(None), ("grep", self.PROXY_CONTAINER),
                      note=f"expect no output; stop here if any pod still runs {self.TITLE}")]
+
+    def extension_uninstall(self, features: Sequence[FeatureUse]) -> list[Command]:
+        """Commands removing the mesh's extensions the input shows in use (``features``: the
+        source graph's feature uses), run before :meth:`uninstall_commands` (default: none)."""
+        return []
+
+    def extension_reinstall(self, features: Sequence[FeatureUse]) -> list[Command | str]:
+        """Rollback of :meth:`extension_uninstall` (default: none)."""
+        return []
 
     @abstractmethod
     def uninstall_commands(self) -> list[Command]:

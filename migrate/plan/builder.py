@@ -491,12 +491,13 @@ def _cleanup(p: PlanInput, number: int, earlier: list[Step]) -> Step:
     step.commands += [p.delete_source(r) for r in remaining]
     # The uninstall removes the mesh from every namespace, also those the input did not show.
     step.commands += src.verify_left_everywhere()
+    step.commands += src.extension_uninstall(p.graph.features)
     step.commands += src.uninstall_commands()
     step.rollback_sources = [p.source_object(r) for r in remaining]
     group = src.GROUP_SUFFIXES[0].replace(".", "\\.")
     step.verify = dst.cleanup_verify() + [pipe(("kubectl", "get", "crd"), ("grep", "-E", group),
                                                note="expect nothing")]
-    step.rollback = list(src.reinstall_commands())
+    step.rollback = [*src.reinstall_commands(), *src.extension_reinstall(p.graph.features)]
     if remaining:
         step.rollback.append(_restore(step.id))
     step.rollback += _restore_or_undo(step.manifests, earlier)

@@ -21,7 +21,7 @@ from migrate.dialects.coexist import (
     set_template_annotation,
 )
 from migrate.dialects.linkerd.handover import hand_over_mesh_routes
-from migrate.ir.model import Namespace, Workload
+from migrate.ir.model import FeatureUse, Namespace, Workload
 from migrate.losses import ObjectRef
 from migrate.plan.commands import Command, pipe, run
 
@@ -112,6 +112,27 @@ class LinkerdCoexistence(Coexistence):
         """Remove Linkerd (viz first, then the control plane and its CRDs)."""
         return [pipe(("linkerd", "viz", "uninstall"), ("kubectl", "delete", "-f", "-")),
                 pipe(("linkerd", "uninstall"), ("kubectl", "delete", "-f", "-"))]
+
+    def extension_uninstall(self, features: Sequence[FeatureUse]) -> list[Command]:
+        """The multicluster extension goes before the control plane when the input shows it
+        (Links, mirrored Services, failover splits): ``linkerd uninstall`` is run after the
+        extensions, and ``linkerd multicluster uninstall`` only once no Link is left (the
+        cleanup has deleted them by then)."""
+        # fact: linkerd.multicluster-uninstall
+        if not any(u.feature == "multicluster" for u in features):
+            return []
+        return [pipe(("linkerd", "multicluster", "uninstall"), ("kubectl", "delete", "-f", "-"),
+                     note="removes the mirrored Services: calls to other clusters through them "
+                          "stop; before Linkerd 2.18 unlink each cluster first (linkerd "
+                          "multicluster unlink --cluster-name=<name> | kubectl delete -f -)")]
+
+    def extension_reinstall(self, features: Sequence[FeatureUse]) -> list[Command | str]:
+        """Rollback of :meth:`extension_uninstall`: the extension, then the links by hand."""
+        if not any(u.feature == "multicluster" for u in features):
+            return []
+        return [pipe(("linkerd", "multicluster", "install"), ("kubectl", "apply", "-f", "-")),
+                "Link the other clusters again (linkerd multicluster link from each of them) "
+                "so their Services are mirrored here again."]
 
     def reinstall_commands(self) -> list[Command]:
         """Rollback of the uninstall."""
