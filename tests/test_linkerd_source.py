@@ -101,7 +101,7 @@ def test_linkerd_multicluster_is_reported_and_mirrors_are_not_local():
     lost = {(loss.object.kind, loss.object.name) for loss in result.losses
             if loss.code == "MULTICLUSTER"}
     assert lost == {("Link", "west"), ("Service", "web-west"), ("Service", "web-federated"),
-                    ("TrafficSplit", "web-failover")}
+                    ("TrafficSplit", "web-failover"), ("Service", "web")}
     # Mirrored and federated Services are other clusters' endpoints: not Services here.
     assert {s.key.name for s in result.read.graph.of(Service)} == {"web"}
     # The failover split's weights are the operator's, not a static split.

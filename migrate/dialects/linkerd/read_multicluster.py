@@ -13,6 +13,8 @@ if it were local:
   service mirror. A federated Service (``<name>-federated``, carrying the same label) unites
   one Service's endpoints across linked clusters. Neither is a Service of this cluster's
   workloads, so neither is read as one (no routes, policy or moves are planned for them);
+- a Service labelled ``mirror.linkerd.io/exported`` stays a Service of this cluster, but other
+  clusters call it through this cluster's multicluster gateway: reported too;
 - a TrafficSplit that linkerd-failover controls (label ``failover.linkerd.io/controlled-by``,
   annotation ``failover.linkerd.io/primary-service``) has weights the operator rewrites at run
   time from the backends' readiness; copied as a static split it would pin traffic to what
@@ -75,6 +77,18 @@ def split_mirrored(objects: list[RawObject]) -> tuple[list[RawObject], list[Feat
         else:
             uses.append(FeatureUse("multicluster", Origin(raw.ref, found[0]), found[1]))
     return kept, uses
+
+
+def exported_detail(f: Fields) -> tuple[str, str] | None:
+    """(field path, detail) when a Service of this cluster is exported to linked clusters."""
+    # fact: linkerd.multicluster-mirrored-service
+    label = facts.value("linkerd.multicluster-mirrored-service", "exported_label")
+    value = _labels(f.peek("metadata"), "labels").get(label)
+    if value is None:
+        return None
+    return (f"metadata.labels.{label}",
+            f"exported ({label}={value}): linked clusters call it through this "
+            "cluster's Linkerd gateway, until the cleanup")
 
 
 def read_link(reader: LinkerdReader, f: Fields, graph: MeshGraph) -> None:

@@ -27,7 +27,7 @@ from migrate.dialects.linkerd.read_egress import (
 )
 from migrate.dialects.linkerd.read_finish import finish
 from migrate.dialects.linkerd.read_multicluster import GROUP as MULTICLUSTER
-from migrate.dialects.linkerd.read_multicluster import read_link, split_mirrored
+from migrate.dialects.linkerd.read_multicluster import exported_detail, read_link, split_mirrored
 from migrate.dialects.linkerd.read_opaque import read_opaque
 from migrate.dialects.linkerd.read_policy import (
     read_authorization_policy,
@@ -221,6 +221,9 @@ class LinkerdReader(Reader):
         if opaque is not None:
             f.use("protocol.opaque", ann.ann_path("metadata", "config.linkerd.io/opaque-ports"),
                   str(opaque))
+        exported = exported_detail(f)
+        if exported:
+            f.use("multicluster", exported[0], exported[1])
         selector = f.peek("spec.selector") or {}
         ports = []
         raw_ports = f.peek("spec.ports")
