@@ -47,42 +47,31 @@ def test_a_removed_route_without_a_copy_is_still_reported_as_rerouted():
     assert len(out[0]["routing_changed"]) > 0
 
 
+# A Service port with no protocol name and an HTTPRoute on it, added to the injected-labels
+# case: Consul needs http in ServiceDefaults, and the loss says why in the source's terms.
 PROTOCOL_UNDECLARED = """
-apiVersion: v1
-kind: Namespace
-metadata: {name: shop, annotations: {linkerd.io/inject: enabled}}
 ---
 apiVersion: v1
 kind: Service
-metadata: {name: api, namespace: shop}
+metadata: {name: api-raw, namespace: shop}
 spec:
   selector: {app: api}
   ports: [{port: 8080}]
 ---
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: api, namespace: shop}
-spec:
-  selector: {matchLabels: {app: api}}
-  template:
-    metadata: {labels: {app: api}}
-    spec:
-      containers: [{name: app, image: api:1, ports: [{containerPort: 8080}]}]
----
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
-metadata: {name: api, namespace: shop}
+metadata: {name: api-raw, namespace: shop}
 spec:
-  parentRefs: [{group: "", kind: Service, name: api, port: 8080}]
+  parentRefs: [{group: "", kind: Service, name: api-raw, port: 8080}]
   rules:
   - matches: [{path: {type: PathPrefix, value: /v2}}]
     timeouts: {request: 5s}
-    backendRefs: [{name: api, port: 8080}]
 """
 
 
 def test_a_linkerd_source_is_not_told_istio_sniffed_its_protocol():
-    result = plan_yaml(PROTOCOL_UNDECLARED, "linkerd", "consul")
+    base = (GOLDEN / "linkerd-to-consul/05-injected-labels/input.yaml").read_text()
+    result = plan_yaml(base + PROTOCOL_UNDECLARED, "linkerd", "consul")
     messages = [loss.message for loss in result.losses if loss.code == "CONSUL_PROTOCOL"]
     assert messages and all("Istio" not in m for m in messages), messages
     assert any("detected it on each connection" in m for m in messages)
