@@ -28,11 +28,14 @@ def other_clusters(plan: Plan, code: Callable[[str], str]) -> list[str]:
     out = ["## Other clusters", "",
            f"The input ties this cluster to others through {src}'s multicluster "
            f"configuration. This plan covers this cluster only: it moves none of the other "
-           f"clusters, and {dst} gets no multicluster setup from it. Calls to other "
-           f"clusters keep working through {src} until the cleanup step removes it "
-           "(with its multicluster extension or peerings). Before the cleanup, set up "
-           f"{dst}'s multicluster on this cluster and on each linked cluster (shared "
-           "trust, gateways, exported services), and plan each linked cluster's own migration "
+           f"clusters, and {dst} gets no multicluster setup from it. Traffic between the "
+           f"clusters goes through {src}'s own machinery (gateways that take only {src}'s "
+           f"mTLS, mirrored or peered services), which a pod that moved to {dst} does not "
+           "speak: set up "
+           f"{dst}'s multicluster on this cluster and on each linked cluster (shared trust, "
+           "gateways, exported services) before the first namespace that calls another "
+           "cluster, or is called from one, moves; the cleanup step then removes "
+           f"{src}'s multicluster machinery for good. Plan each linked cluster's own migration "
            "from its own input. Objects that need it:", ""]
     for loss in losses:
         o = loss.object

@@ -131,8 +131,9 @@ class LinkerdCoexistence(Coexistence):
         if not any(u.feature == "multicluster" for u in features):
             return []
         return [pipe(("linkerd", "multicluster", "install"), ("kubectl", "apply", "-f", "-")),
-                "Link the other clusters again (linkerd multicluster link from each of them) "
-                "so their Services are mirrored here again."]
+                "Link the other clusters again: linkerd --context=<other> multicluster link "
+                "--cluster-name=<other> | kubectl apply -f - for each (the Links' credentials "
+                "went with the extension)."]
 
     def reinstall_commands(self) -> list[Command]:
         """Rollback of the uninstall."""

@@ -88,7 +88,7 @@ def exported_detail(f: Fields) -> tuple[str, str] | None:
         return None
     return (f"metadata.labels.{label}",
             f"exported ({label}={value}): linked clusters call it through this "
-            "cluster's Linkerd gateway, until the cleanup")
+            "cluster's Linkerd gateway, plaintext to it once it has moved")
 
 
 def read_link(reader: LinkerdReader, f: Fields, graph: MeshGraph) -> None:
