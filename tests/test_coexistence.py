@@ -143,6 +143,9 @@ def test_istio_enforce_checks_strict_only_where_the_plan_writes_it():
     some = [render(c) for c in ISTIO.verify_enforced("shop", ["deployment/web"], [strict])]
     assert "kubectl get peerauthentication default -n shop -o 'jsonpath={.spec.mtls.mode}'" \
         "  # STRICT" in some
+    # The enforce step's summary says STRICT only where it writes it, too.
+    assert "STRICT" in ISTIO.enforced_policy([strict, allow])
+    assert "STRICT" not in ISTIO.enforced_policy([allow])
 
 
 def test_a_pair_must_name_two_different_meshes():

@@ -128,7 +128,8 @@ def test_istio_east_west_gateway_is_not_ingress_and_global_hosts_are_not_egress(
     result = plan_migration(PlanOptions("istio", "linkerd", [str(case)]))
     lost = {(loss.object.kind, loss.object.name) for loss in result.losses
             if loss.code == "MULTICLUSTER"}
-    assert lost == {("Gateway", "cross-network-gateway"), ("ServiceEntry", "db-remote")}
+    assert lost == {("Gateway", "cross-network-gateway"), ("ServiceEntry", "db-remote"),
+                    ("Namespace", "istio-system")}
     assert not [s for s in result.plan.steps if s.kind == "ingress"]
     assert not {"EGRESS_EXTERNAL", "EGRESS_SERVICE_ENTRY", "INGRESS_GATEWAY"} & set(codes(result))
 

@@ -181,6 +181,11 @@ class Coexistence(ABC):
         return [pipe(pods_with_containers(None), ("grep", self.PROXY_CONTAINER),
                      note=f"expect no output; stop here if any pod still runs {self.TITLE}")]
 
+    def enforced_policy(self, enforced: Sequence[Manifest]) -> str:
+        """What enforcing changes, for the enforce step's summary (``enforced``: the manifests
+        it applies); :attr:`ENFORCED_POLICY` unless the mesh words it per step."""
+        return self.ENFORCED_POLICY
+
     def extension_uninstall(self, features: Sequence[FeatureUse]) -> list[Command]:
         """Commands removing the mesh's extensions the input shows in use (``features``: the
         source graph's feature uses), run before :meth:`uninstall_commands` (default: none)."""

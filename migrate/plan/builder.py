@@ -359,7 +359,8 @@ def _enforce(p: PlanInput, group: list[str], number: int, moved: dict[str, str])
     enforcing = bool(step.manifests) or any(p.target.namespace_final.get(ns) for ns in group)
     said = [f"Every caller of these namespaces now runs on {dst}."]
     if enforcing:
-        said.append(f"Their policy starts refusing requests: {p.target_side.ENFORCED_POLICY}.")
+        said.append("Their policy starts refusing requests: "
+                    f"{p.target_side.enforced_policy(step.manifests)}.")
     if routing_refs:
         said.append(f"The {src} routing for their Services is retired: {src} applies it in the "
                     f"caller's proxy, and no {src} caller is left.")

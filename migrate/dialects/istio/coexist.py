@@ -220,13 +220,20 @@ class IstioCoexistence(Coexistence):
                          note="the staged rules are loaded") for w in workloads]
         return cmds
 
+    def enforced_policy(self, enforced: Sequence[Manifest]) -> str:
+        """:attr:`ENFORCED_POLICY`, without the STRICT clause when the step writes no STRICT
+        PeerAuthentication (the source admitted plaintext, so mTLS stays PERMISSIVE)."""
+        if _strict(enforced):
+            return self.ENFORCED_POLICY
+        return ("the plaintext allowances are removed, so only callers the source allowed get "
+                "in; mTLS stays PERMISSIVE, as the source admitted plaintext")
+
     def verify_enforced(self, ns: str, workloads: list[str],
                         enforced: Sequence[Manifest] = ()) -> list[Command]:
         """After enforcing: the STRICT PeerAuthentication the step wrote, if it wrote one
         (a source that admitted plaintext keeps PERMISSIVE, and then no STRICT object
         exists to check), and the policies each pod gets."""
-        strict = sorted(m.name for m in enforced if m.kind == "PeerAuthentication"
-                        and (m.body.get("spec") or {}).get("mtls", {}).get("mode") == "STRICT")
+        strict = _strict(enforced)
         cmds = [run("kubectl", "get", "peerauthentication", name, "-n", ns,
                     "-o", "jsonpath={.spec.mtls.mode}", note="STRICT") for name in strict]
         return cmds + [run("istioctl", "x", "describe", "pod", "<a pod>", "-n", ns,
@@ -256,3 +263,9 @@ class IstioCoexistence(Coexistence):
 
 
 ISTIO = IstioCoexistence()
+
+
+def _strict(manifests: Sequence[Manifest]) -> list[str]:
+    """Names of the STRICT PeerAuthentications among ``manifests``, sorted."""
+    return sorted(m.name for m in manifests if m.kind == "PeerAuthentication"
+                  and (m.body.get("spec") or {}).get("mtls", {}).get("mode") == "STRICT")
