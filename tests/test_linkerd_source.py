@@ -140,3 +140,17 @@ def test_consul_peering_gets_the_other_clusters_section():
     result = plan_migration(PlanOptions("consul", "istio", [str(SAMPLES / "consul")]))
     assert "MULTICLUSTER" in codes(result)
     assert "## Other clusters" in render_runbook(result.plan)
+
+
+def test_only_hosts_that_can_name_a_cluster_service_lose_their_service_entry():
+    case = GOLDEN / "linkerd-to-istio" / "06-egress-short-host" / "input.yaml"
+    text = case.read_text().replace("hostnames: [api.stripe.com, smiley]",
+                                    "hostnames: [api.stripe.com, smiley, web.emojivoto, "
+                                    "db.default, x.svc.cluster.local, example.org]")
+    result = plan_yaml(text, "linkerd", "istio")
+    [entry] = [m.body for s in result.plan.steps for m in s.manifests
+               if m.kind == "ServiceEntry"]
+    assert entry["spec"]["hosts"] == ["api.stripe.com", "example.org"]
+    [loss] = [loss for loss in result.losses if loss.code == "EGRESS_HOST_IN_CLUSTER"]
+    for host in ("smiley", "web.emojivoto", "db.default", "x.svc.cluster.local"):
+        assert host in loss.message

@@ -134,8 +134,10 @@ def _names_cluster_service(ctx: WriteContext, host: str) -> bool:
         return True  # a single label: the pod's search domains make it name.<ns>.svc...
     if host.endswith((".svc", ".cluster.local")) or ".svc." in host:
         return True
+    # Every cluster has the namespaces Kubernetes creates, whether the input shows them or not.
     namespaces = {s.key.namespace for s in ctx.graph.of(Service)} | \
-        {n.name for n in ctx.graph.namespaces_declared()}
+        {n.name for n in ctx.graph.namespaces_declared()} | \
+        {"default", "kube-system", "kube-public", "kube-node-lease"}
     return host.partition(".")[2] in namespaces  # name.<namespace>
 
 
