@@ -101,6 +101,10 @@ CODES: dict[str, Code] = {
                                     "namespace default deny for the rest, which refuses the "
                                     "callers its rules admit on pods and ports the input does "
                                     "not show."),
+    "EGRESS_HOST_IN_CLUSTER": Code("write", "Egress host that names an in-cluster Service",
+                                   "A short or namespace-relative egress host resolves to a "
+                                   "Service of the cluster; an Istio ServiceEntry for it "
+                                   "would capture in-mesh calls, so it is not written."),
     "HEADLESS_MESH_TLS": Code("write", "Istio mTLS to a headless Service that moved",
                               "Istio picks TLS per endpoint only for non-headless Services; "
                               "its callers keep sending Istio mTLS to a headless Service's "
@@ -151,6 +155,11 @@ CODES: dict[str, Code] = {
     "AUTHZ_PROXY_ADMIN": Code("read", "Policy for the Linkerd proxy's own port",
                               "A Server on the proxy's admin or inbound port governs Linkerd "
                               "itself; the target proxy has its own ports and defaults."),
+    "LINKERD_INJECTED_LABEL": Code("read", "Selector on a label Linkerd's injector adds",
+                                   "A Server selects pods by linkerd.io/workload-ns, "
+                                   "control-plane-ns or proxy-<kind>, which only Linkerd's "
+                                   "injector puts on pods; the converted selector names the "
+                                   "same pods by their own labels."),
     "LINKERD_REF_UNRESOLVED": Code("read", "Referenced Linkerd object not in the input",
                                    "An AuthorizationPolicy or ServerAuthorization names a target "
                                    "or authentication the input does not hold; it was not "

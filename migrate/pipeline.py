@@ -388,7 +388,8 @@ def check_coexistence(objects: list[RawObject], plan: Plan,
     result = coexistence(steps, [o.body for o in objects],
                          [(a, b) for a, b, _ in plan.dependencies],
                          source_mesh=options.source, target_mesh=options.target,
-                         settings=verify_settings(options))
+                         settings=verify_settings(options),
+                         source_groups=COEXISTENCE[options.source].GROUP_SUFFIXES)
     for record, step in zip(result, plan.steps):
         record["step"] = step.number  # the runbook's numbering (00 is the prerequisites)
     return result

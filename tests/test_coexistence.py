@@ -113,6 +113,41 @@ def test_leaving_istio_and_linkerd_removes_only_keys_the_templates_have():
         "kubectl annotate namespace shop linkerd.io/inject=ingress --overwrite"]
 
 
+def test_linkerd_rollback_restores_only_the_injection_the_input_had():
+    # Issue 22: a namespace without linkerd.io/inject (its pods injected one by one) got
+    # linkerd.io/inject=enabled at rollback, and the pod templates' own annotations, removed
+    # by the forward step, were never put back.
+    bare = Namespace("shop", (), (("team", "a"),), "none", None)
+    lw = workload(annotations={"linkerd.io/inject": "enabled"})
+    cmds = LINKERD.rejoin_commands("shop", bare, [lw, workload(kind="StatefulSet")])
+    assert not any("namespace" in render(c) for c in cmds)
+    assert [patch_body(c) for c in cmds] == [
+        {"spec": {"template": {"metadata": {"annotations": {"linkerd.io/inject": "enabled"}}}}}]
+    assert LINKERD.rejoin_commands("shop", bare, [workload()]) == []
+    # No Namespace object in the input: the plan's assumption (injected by the namespace)
+    # stays, unless the pod templates say they are injected on their own.
+    assert [render(c) for c in LINKERD.rejoin_commands("shop", None, [workload()])] == [
+        "kubectl annotate namespace shop linkerd.io/inject=enabled --overwrite"]
+    assert not any("namespace" in render(c) for c in LINKERD.rejoin_commands("shop", None, [lw]))
+
+
+def test_istio_enforce_checks_strict_only_where_the_plan_writes_it():
+    from migrate.dialects.base import Manifest
+    strict = Manifest({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+                       "metadata": {"name": "default", "namespace": "shop"},
+                       "spec": {"mtls": {"mode": "STRICT"}}}, ())
+    allow = Manifest({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+                      "metadata": {"name": "a", "namespace": "shop"}, "spec": {}}, ())
+    none = [render(c) for c in ISTIO.verify_enforced("shop", ["deployment/web"], [allow])]
+    assert not any("STRICT" in line or "peerauthentication" in line for line in none)
+    some = [render(c) for c in ISTIO.verify_enforced("shop", ["deployment/web"], [strict])]
+    assert "kubectl get peerauthentication default -n shop -o 'jsonpath={.spec.mtls.mode}'" \
+        "  # STRICT" in some
+    # The enforce step's summary says STRICT only where it writes it, too.
+    assert "STRICT" in ISTIO.enforced_policy([strict, allow])
+    assert "STRICT" not in ISTIO.enforced_policy([allow])
+
+
 def test_a_pair_must_name_two_different_meshes():
     with pytest.raises(UsageError, match="both istio"):
         check_pair("istio", "istio")

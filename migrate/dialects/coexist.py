@@ -18,12 +18,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
-from migrate.ir.model import Namespace, Workload
+from migrate.ir.model import FeatureUse, Namespace, Workload
 from migrate.losses import ObjectRef
 from migrate.plan.commands import Command, json_arg, pipe, run
 from migrate.sources.model import RawObject
+
+if TYPE_CHECKING:
+    from migrate.dialects.base import Manifest
 
 ROLLOUT_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 
@@ -185,6 +188,20 @@ class Coexistence(ABC):
         return [pipe(pods_with_containers(None), ("grep", self.PROXY_CONTAINER),
                      note=f"expect no output; stop here if any pod still runs {self.TITLE}")]
 
+    def enforced_policy(self, enforced: Sequence[Manifest]) -> str:
+        """What enforcing changes, for the enforce step's summary (``enforced``: the manifests
+        it applies); :attr:`ENFORCED_POLICY` unless the mesh words it per step."""
+        return self.ENFORCED_POLICY
+
+    def extension_uninstall(self, features: Sequence[FeatureUse]) -> list[Command]:
+        """Commands removing the mesh's extensions the input shows in use (``features``: the
+        source graph's feature uses), run before :meth:`uninstall_commands` (default: none)."""
+        return []
+
+    def extension_reinstall(self, features: Sequence[FeatureUse]) -> list[Command | str]:
+        """Rollback of :meth:`extension_uninstall` (default: none)."""
+        return []
+
     @abstractmethod
     def uninstall_commands(self) -> list[Command]:
         """Remove the mesh once nothing uses it."""
@@ -271,8 +288,11 @@ class Coexistence(ABC):
         """Checks after a namespace's pods restarted under this mesh."""
 
     @abstractmethod
-    def verify_enforced(self, ns: str, workloads: list[str]) -> list[Command]:
-        """Checks after policy starts refusing requests (``workloads`` as ``kind/name``)."""
+    def verify_enforced(self, ns: str, workloads: list[str],
+                        enforced: Sequence[Manifest] = ()) -> list[Command]:
+        """Checks after policy starts refusing requests (``workloads`` as ``kind/name``;
+        ``enforced``: the manifests the enforce step applies in ``ns``, so a check names only
+        objects the plan wrote)."""
 
     @abstractmethod
     def ingress_manual(self, source: Coexistence) -> list[str]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from migrate.emit.manifests import step_file_names
+from migrate.emit.multicluster import other_clusters
 from migrate.losses import Loss, Severity
 from migrate.plan.commands import Command, render, visible
 from migrate.wording import counted
@@ -98,6 +99,7 @@ def _lines(plan: Plan) -> Iterator[str]:
         add("- Skipped (not mesh configuration): " + ", ".join(
             f"{k} x{v}" for k, v in plan.skipped.items()) + ".")
     add("")
+    out.extend(other_clusters(plan, _code))
     add("## Order and why")
     add("")
     add("Traffic between the two meshes is plaintext and carries no peer identity. Callees move "

@@ -354,7 +354,7 @@ def _enforce(p: PlanInput, group: list[str], number: int, moved: dict[str, str])
                                              "--timeout=10m"))
         step.verify += p.target_side.verify_enforced(
             ns, [f"{w.kind.lower()}/{w.name}" for w in _workloads(p, ns)
-                 if w.kind in ROLLOUT_KINDS])
+                 if w.kind in ROLLOUT_KINDS], p.target.policy_enforced.get(ns, []))
     src, dst = p.source.TITLE, p.target_side.TITLE
     step.commands += [p.delete_source(r) for r in routing_refs]
     p.deleted.update(routing_refs)
@@ -363,7 +363,8 @@ def _enforce(p: PlanInput, group: list[str], number: int, moved: dict[str, str])
     enforcing = bool(step.manifests) or any(p.target.namespace_final.get(ns) for ns in group)
     said = [f"Every caller of these namespaces now runs on {dst}."]
     if enforcing:
-        said.append(f"Their policy starts refusing requests: {p.target_side.ENFORCED_POLICY}.")
+        said.append("Their policy starts refusing requests: "
+                    f"{p.target_side.enforced_policy(step.manifests)}.")
     if routing_refs:
         said.append(f"The {src} routing for their Services is retired: {src} applies it in the "
                     f"caller's proxy, and no {src} caller is left.")
@@ -495,12 +496,13 @@ def _cleanup(p: PlanInput, number: int, earlier: list[Step]) -> Step:
     step.commands += [p.delete_source(r) for r in remaining]
     # The uninstall removes the mesh from every namespace, also those the input did not show.
     step.commands += src.verify_left_everywhere()
+    step.commands += src.extension_uninstall(p.graph.features)
     step.commands += src.uninstall_commands()
     step.rollback_sources = [p.source_object(r) for r in remaining]
     group = src.GROUP_SUFFIXES[0].replace(".", "\\.")
     step.verify = dst.cleanup_verify() + [pipe(("kubectl", "get", "crd"), ("grep", "-E", group),
                                                note="expect nothing")]
-    step.rollback = list(src.reinstall_commands())
+    step.rollback = [*src.reinstall_commands(), *src.extension_reinstall(p.graph.features)]
     if remaining:
         step.rollback.append(_restore(step.id))
     step.rollback += _restore_or_undo(step.manifests, earlier)

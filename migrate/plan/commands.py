@@ -35,11 +35,39 @@ class Command:
         # Words are checked to be strings where they are rendered (shlex.join refuses others).
         if not self.pipeline or not all(self.pipeline):
             raise ValueError("a command needs at least one non-empty argv")
+        for argv in self.pipeline:
+            empty_flag_value(argv)
 
     @property
     def argv(self) -> list[list[str]]:
         """The pipeline as lists (plan.json's ``argv``)."""
         return [list(argv) for argv in self.pipeline]
+
+
+# Flags of the planner's tools that take the next word as their value. A value that comes
+# from the input and is empty (an object with no namespace) must drop the flag, never leave it
+# bare: ``kubectl delete x -n '' --ignore-not-found`` is refused by kubectl, and a plain
+# ``-n --ignore-not-found`` would take the next flag as the namespace.
+VALUE_FLAGS = frozenset({"-n", "--namespace", "-l", "--selector", "-p", "--patch", "-o",
+                         "--output", "-f", "--filename", "-k", "--kustomize", "--context",
+                         "--timeout", "--for", "--type", "--set", "--values", "--version"})
+MESH_TOOLS = frozenset({"kubectl", "helm", "istioctl", "linkerd", "consul-k8s"})
+"""The tools whose flags :data:`VALUE_FLAGS` names (``grep -o`` takes no value)."""
+
+
+def empty_flag_value(argv: Sequence[str]) -> None:
+    """Refuse an argv holding an empty word or a value-taking flag without its value.
+
+    Raises :class:`ValueError` naming the flag: the planner then has a bug to fix, which is
+    better than a runbook line that fails (or deletes elsewhere) when pasted.
+    """
+    for i, word in enumerate(argv):
+        if word == "":
+            flag = argv[i - 1] if i else argv[0]
+            raise ValueError(f"empty word after {flag!r} in {list(argv)!r}")
+        if argv[0] in MESH_TOOLS and word in VALUE_FLAGS and (i + 1 == len(argv) or (
+                argv[i + 1].startswith("-") and argv[i + 1] != "-")):
+            raise ValueError(f"flag {word!r} has no value in {list(argv)!r}")
 
 
 def run(*argv: str, note: str = "") -> Command:

@@ -30,8 +30,8 @@ MAX_PROBES_PER_EDGE = 40
 
 def coexistence(steps: Sequence[Step], source_objects: list[dict[str, Any]],
                 deps: Iterable[tuple[str, str]], *, source_mesh: str = "istio",
-                target_mesh: str = "linkerd", settings: Settings | None = None
-                ) -> list[dict[str, Any]]:
+                target_mesh: str = "linkerd", settings: Settings | None = None,
+                source_groups: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """For each step, the calls checked and those refused or rerouted, as plain data:
     ``[{"step": 1, "moved": [...], "calls_checked": n, "refused": [...],
     "routing_changed": [...]}]``; each refusal names caller, callee, Service, workload,
@@ -41,6 +41,11 @@ def coexistence(steps: Sequence[Step], source_objects: list[dict[str, Any]],
     touch its caller's or callee's namespace (or the whole cluster); the evaluators for that
     step see only the namespaces those calls reach. Re-evaluating every call over the whole
     cluster at every step made the check grow with the square of the mesh.
+   
+    ``source_groups`` are the API group suffixes of the source mesh's own objects: such an
+    object a step applies (a route re-created in the source's own flavour at step 00, a
+    rewritten DestinationRule) is configuration the source side's proxies read from then on,
+    in place of the source object of the same name.
     """
     settings = settings or Settings()
     if source_mesh not in EVALUATORS or target_mesh not in EVALUATORS:
@@ -71,9 +76,11 @@ def coexistence(steps: Sequence[Step], source_objects: list[dict[str, Any]],
             scope = {settings.root_namespace}
             for caller, callee in affected:
                 scope |= {caller, callee} | reaches.get(callee, set())
-            source = [o for ns in sorted(scope | {""}) for o in source_by_ns.get(ns, [])
-                      if object_key(o) not in state.deleted]
             target = state.target_objects(scope) + state.patched(scope)
+            applied = {object_key(o): o for o in target if _in_groups(o, source_groups)}
+            source = [applied.pop(object_key(o), o) for ns in sorted(scope | {""})
+                      for o in source_by_ns.get(ns, []) if object_key(o) not in state.deleted]
+            source += [applied[k] for k in sorted(applied)]
             now = {"source": EVALUATORS[source_mesh](source, world, settings),
                    "target": EVALUATORS[target_mesh](
                        target, target_world(source, target, state.annotations), settings)}
@@ -92,6 +99,12 @@ def coexistence(steps: Sequence[Step], source_objects: list[dict[str, Any]],
                     "refused": [r for e in edges for r in current.get(e, ([], []))[0]],
                     "routing_changed": [r for e in edges for r in current.get(e, ([], []))[1]]})
     return out
+
+
+def _in_groups(obj: dict[str, Any], groups: tuple[str, ...]) -> bool:
+    """Whether an object's API group ends with one of ``groups``."""
+    api = str(obj.get("apiVersion", ""))
+    return "/" in api and bool(groups) and api.split("/")[0].endswith(groups)
 
 
 def _edge_probes(mesh: str, objects: list[dict[str, Any]], world: World,

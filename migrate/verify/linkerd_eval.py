@@ -26,12 +26,13 @@ from __future__ import annotations
 from typing import Any
 
 from migrate import facts
+from migrate.dialects.linkerd.injected import injected_labels
 from migrate.durations import to_millis
 from migrate.verify import gateway, injection
 from migrate.verify.index import ByNamespace, ByParent
 from migrate.verify.linkerd_profile import Profiles
 from migrate.verify.model import Outcome, Probe
-from migrate.verify.world import World, dig, rule_origin, unique
+from migrate.verify.world import World, WorkloadInfo, dig, rule_origin, unique
 
 # fact: linkerd.unsupported-filter-ignores-route
 UNSUPPORTED_FILTERS = {"URLRewrite", "RequestMirror", "ExtensionRef", "CORS", "ExternalAuth"}
@@ -139,7 +140,7 @@ class LinkerdEvaluator:
         if info is None or not injection.linkerd(self.world, info):
             return True, ()  # no proxy in the pod: nothing is enforced there
         number, name = self.world.target_port(probe.namespace, probe.service, port, info)
-        pod = set(info.labels)
+        pod = set(info.labels) | set(_injected(info).items())
         server = next((s for s, s_port, selector in self._servers_by_name(info.namespace)
                        if s_port in (number, name) and selector <= pod), None)
         if server is None:
@@ -220,7 +221,7 @@ class LinkerdEvaluator:
         info = self.world.workload(workload)
         if info is None:
             return set()
-        labels = dict(info.labels)
+        labels = {**dict(info.labels), **_injected(info)}
         # Only Servers on the workload's own ports: one on the proxy's admin port (every pod
         # of the namespace, in emojivoto) governs nothing a probe reaches.
         ports = {p for pair in info.ports for p in pair if p != ""}
@@ -369,3 +370,11 @@ def _ref(obj: dict[str, Any]) -> str:
 def same_duration(a: str, b: str) -> bool:
     """Whether two duration strings mean the same time (empty means none)."""
     return (to_millis(a) if a else None) == (to_millis(b) if b else None)
+
+
+def _injected(info: WorkloadInfo) -> dict[str, str]:
+    """The labels Linkerd's injector adds to the workload's pods (a Server may select by
+    them; the pod template does not hold them)."""
+    # fact: linkerd.injected-pod-labels
+    kind, _, rest = info.id.partition("/")
+    return injected_labels(kind, info.namespace, rest.partition("/")[2])

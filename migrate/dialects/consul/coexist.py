@@ -17,6 +17,8 @@ Facts (../shared/reference/mapping-consul-others.md sections 1.3-1.7; docs/coexi
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Sequence
+
 from migrate.dialects.coexist import (
     Coexistence,
     Neutralized,
@@ -28,6 +30,9 @@ from migrate.dialects.coexist import (
 from migrate.ir.model import Namespace, Workload
 from migrate.losses import ObjectRef
 from migrate.plan.commands import Command, noted, pipe, run
+
+if TYPE_CHECKING:
+    from migrate.dialects.base import Manifest
 from migrate.sources.model import RawObject, strip_noise
 
 INJECT = "consul.hashicorp.com/connect-inject"
@@ -197,7 +202,8 @@ class ConsulCoexistence(Coexistence):
         return [noted(self.verify_left(ns)[0], "every pod"),
                 run("kubectl", "get", _CONFIG_ENTRIES, "-n", ns, note="every entry SYNCED True")]
 
-    def verify_enforced(self, ns: str, workloads: list[str]) -> list[Command]:
+    def verify_enforced(self, ns: str, workloads: list[str],
+                        enforced: Sequence[Manifest] = ()) -> list[Command]:
         """Strict mTLS again; intentions synced."""
         return [run("kubectl", "get", "servicedefaults", "-n", ns, "-o",
                     "custom-columns=NAME:.metadata.name,MTLS:.spec.mutualTLSMode",

@@ -144,8 +144,8 @@ def need_l7(ctx: ConsulContext, key: ServiceKey, ref: ObjectRef, path: str,
             feature: str) -> str | None:
     """Declare that a service gets L7 configuration; its protocol, or None when it is TCP.
 
-    Istio sniffs HTTP on undeclared ports, so an unknown protocol is assumed to be http (the
-    loss says so); a declared TCP or TLS port cannot carry routers or L7 intentions.
+    Istio and Linkerd detect HTTP on undeclared ports, so an unknown protocol is assumed to be
+    http (the loss says so, in words that fit either source); a declared TCP or TLS port cannot carry routers or L7 intentions.
     """
     if key in ctx.l7:
         return ctx.l7[key]
@@ -158,7 +158,8 @@ def need_l7(ctx: ConsulContext, key: ServiceKey, ref: ObjectRef, path: str,
         ctx.l7[key] = "http"
         ctx.losses.report(
             "CONSUL_PROTOCOL", Severity.DEGRADED, feature, ref, path,
-            f"Service {key} " + ("declares no protocol (Istio sniffed it)" if svc else
+            f"Service {key} " + ("declares no protocol (the source mesh detected it on each "
+                                  "connection)" if svc else
                                  "is not in the input, so its protocol is unknown")
             + "; its ServiceDefaults declare http so that the L7 configuration applies",
             "Name the Service port http-*/grpc-* (or set appProtocol) and check that it speaks "

@@ -47,7 +47,7 @@ from migrate.dialects.consul.write_context import (
 )
 from migrate.dialects.consul.write_routing import METHODS
 from migrate.dialects.scope import report_headless, report_unselected
-from migrate.ir.graph import selects
+from migrate.ir.graph import MeshGraph, selects
 from migrate.ir.model import (
     AuthzOperation,
     AuthzPolicy,
@@ -229,6 +229,30 @@ def _rule(ctx: ConsulContext, policy: AuthzPolicy, rule: AuthzRule, key: Service
                 (bucket.deny if deny else bucket.allow).append(("deny" if deny else "allow", http))
 
 
+def pod_ports(graph: MeshGraph, key: ServiceKey) -> set[int]:
+    """The pod ports a Service sends to: what an authorization's ports (pod ports, as a
+    Linkerd Server or an Istio rule names them) are compared with.
+
+    A named ``targetPort`` is the container port of that name on the pods the Service selects
+    (kubernetes.io/docs/concepts/services-networking/service/#field-spec-ports); compared as the
+    Service port (80 against a Server's 8000), an intention that covers every port was taken
+    for a partial one and dropped. A name no selected pod declares keeps the Service port.
+    """
+    svc = graph.service(key)
+    out: set[int] = set()
+    for port in svc.ports if svc else ():
+        target = port.target_port
+        if isinstance(target, int):
+            out.add(target)
+        elif isinstance(target, str) and target:
+            named = {number for w in graph.workloads_selected(key.namespace, svc.selector)
+                     for name, number in w.ports if name == target}
+            out |= named or {port.port}
+        else:
+            out.add(port.port)
+    return out
+
+
 def _operations(ctx: ConsulContext, policy: AuthzPolicy, rule: AuthzRule, key: ServiceKey,
                 proto: str) -> list[str]:
     """Permission bodies (``WHOLE`` for the whole service) an operation list grants."""
@@ -236,9 +260,7 @@ def _operations(ctx: ConsulContext, policy: AuthzPolicy, rule: AuthzRule, key: S
         return [WHOLE]
     deny = policy.action == "DENY"
     ref = policy.origin.ref
-    svc = ctx.graph.service(key)
-    ports = {p.target_port if isinstance(p.target_port, int) else p.port
-             for p in (svc.ports if svc else ())}
+    ports = pod_ports(ctx.graph, key)
     out: list[str] = []
     for op in rule.operations:
         if op.ports and not ports <= set(op.ports):

@@ -15,7 +15,7 @@ Facts (../shared/reference/mapping-istio-linkerd.md sections 1.1, 4, 5):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from migrate.dialects.coexist import (
     Coexistence,
@@ -26,6 +26,9 @@ from migrate.ir.model import Namespace, Workload
 from migrate.losses import ObjectRef
 from migrate.plan.commands import Command, pipe, run
 from migrate.sources.model import RawObject, strip_noise
+
+if TYPE_CHECKING:
+    from migrate.dialects.base import Manifest
 
 INBOUND_KINDS = frozenset({"PeerAuthentication", "AuthorizationPolicy", "RequestAuthentication",
                            "Sidecar", "Telemetry", "EnvoyFilter", "WasmPlugin",
@@ -281,11 +284,25 @@ class IstioCoexistence(Coexistence):
                          note="the staged rules are loaded") for w in workloads]
         return cmds
 
-    def verify_enforced(self, ns: str, workloads: list[str]) -> list[Command]:
-        """After STRICT: no plaintext callers left, success rates unchanged."""
-        return [run("kubectl", "get", "peerauthentication", "-n", ns, note="STRICT"),
-                run("istioctl", "x", "describe", "pod", "<a pod>", "-n", ns,
-                    note="mTLS STRICT, policies listed")]
+    def enforced_policy(self, enforced: Sequence[Manifest]) -> str:
+        """:attr:`ENFORCED_POLICY`, without the STRICT clause when the step writes no STRICT
+        PeerAuthentication (the source admitted plaintext, so mTLS stays PERMISSIVE)."""
+        if _strict(enforced):
+            return self.ENFORCED_POLICY
+        return ("the plaintext allowances are removed, so only callers the source allowed get "
+                "in; mTLS stays PERMISSIVE, as the source admitted plaintext")
+
+    def verify_enforced(self, ns: str, workloads: list[str],
+                        enforced: Sequence[Manifest] = ()) -> list[Command]:
+        """After enforcing: the STRICT PeerAuthentication the step wrote, if it wrote one
+        (a source that admitted plaintext keeps PERMISSIVE, and then no STRICT object
+        exists to check), and the policies each pod gets."""
+        strict = _strict(enforced)
+        cmds = [run("kubectl", "get", "peerauthentication", name, "-n", ns,
+                    "-o", "jsonpath={.spec.mtls.mode}", note="STRICT") for name in strict]
+        return cmds + [run("istioctl", "x", "describe", "pod", "<a pod>", "-n", ns,
+                           note="mTLS STRICT, policies listed" if strict else
+                           "policies listed")]
 
     def ingress_manual(self, source: Coexistence) -> list[str]:
         """Istio serves ingress with its own gateway or Gateway API class ``istio``."""
@@ -310,3 +327,9 @@ class IstioCoexistence(Coexistence):
 
 
 ISTIO = IstioCoexistence()
+
+
+def _strict(manifests: Sequence[Manifest]) -> list[str]:
+    """Names of the STRICT PeerAuthentications among ``manifests``, sorted."""
+    return sorted(m.name for m in manifests if m.kind == "PeerAuthentication"
+                  and (m.body.get("spec") or {}).get("mtls", {}).get("mode") == "STRICT")

@@ -19,9 +19,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from migrate.dialects.fields import Fields, join
+from migrate.dialects.istio.multicluster import global_hosts
 from migrate.dialects.istio.opaque import read_opaque
 from migrate.ir.graph import MeshGraph
-from migrate.ir.model import EgressPolicy, ExternalPort, ExternalService, FeatureUse, Origin
+from migrate.ir.model import (
+    EgressPolicy,
+    ExternalPort,
+    ExternalService,
+    FeatureUse,
+    Opaque,
+    Origin,
+)
 from migrate.losses import ObjectRef
 
 if TYPE_CHECKING:
@@ -33,6 +41,14 @@ EGRESS_MODES = ("REGISTRY_ONLY", "ALLOW_ANY")
 
 def read_service_entry(reader: IstioReader, f: Fields, graph: MeshGraph) -> None:
     """A ServiceEntry: an external service when it only names hosts, else reported whole."""
+    peeked = f.peek("spec.hosts")
+    remote = global_hosts([str(h) for h in peeked] if isinstance(peeked, list) else [])
+    if remote:
+        # Cross-cluster routing (multicluster.py), not egress.
+        f.use("multicluster", "spec", "hosts of other clusters: " + ", ".join(remote))
+        graph.add(Opaque(f.ref.kind, f.ref.namespace, f.ref.name, f.origin("spec"),
+                         tuple(remote), ""))
+        return
     location = f.peek("spec.location") or "MESH_EXTERNAL"
     if location != "MESH_EXTERNAL" or f.peek("spec.endpoints") or \
             f.peek("spec.workloadSelector") is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from migrate.dialects.fields import Fields
+from migrate.dialects.istio.multicluster import east_west_detail
 from migrate.ir.graph import MeshGraph
 from migrate.ir.model import Opaque
 
@@ -35,10 +36,14 @@ def read_opaque(reader: IstioReader, f: Fields, graph: MeshGraph) -> None:
     """An Istio object reported whole (the feature table says what to do instead)."""
     hosts = f.strings("spec.hosts")
     feature, role = FEATURE_OF_KIND[f.ref.kind], ""
-    if f.ref.kind == "Gateway":
+    detail = ", ".join(hosts)
+    east_west = east_west_detail(f.ref.kind, f.peek("spec"), f.peek("metadata.labels"))
+    if east_west:
+        feature, detail = "multicluster", east_west  # neither ingress nor egress
+    elif f.ref.kind == "Gateway":
         role = "egress" if is_egress_gateway(f.peek("spec.selector")) else "ingress"
         feature = "egress.gateway" if role == "egress" else feature
-    f.use(feature, "spec", ", ".join(hosts))
+    f.use(feature, "spec", detail)
     graph.add(Opaque(f.ref.kind, f.ref.namespace, f.ref.name, f.origin("spec"), hosts, role))
 
 
@@ -66,7 +71,10 @@ def read_gateway_api(reader: IstioReader, f: Fields, graph: MeshGraph) -> None:
     the unsupported-filter check only matters for other kinds).
     """
     kind = f.ref.kind
-    if kind in ("Gateway", "GatewayClass", "ListenerSet"):
+    east_west = east_west_detail(kind, None, f.peek("metadata.labels"))
+    if east_west and kind == "Gateway":
+        f.use("multicluster", "spec", east_west)
+    elif kind in ("Gateway", "GatewayClass", "ListenerSet"):
         f.use("ingress.gateway", "spec", "Gateway API")
     elif kind == "ReferenceGrant":
         f.use("gateway_api.kept", "spec", kind)
@@ -83,4 +91,4 @@ def read_gateway_api(reader: IstioReader, f: Fields, graph: MeshGraph) -> None:
         f.get("spec", whole=True)
     graph.add(Opaque(kind, f.ref.namespace, f.ref.name, f.origin("spec"),
                      tuple(str(h) for h in (f.peek("spec.hostnames") or [])),
-                     "ingress" if kind == "Gateway" else ""))
+                     "ingress" if kind == "Gateway" and not east_west else ""))

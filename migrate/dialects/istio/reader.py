@@ -13,6 +13,7 @@ from typing import Any
 from migrate.dialects.istio import install
 from migrate.dialects.base import Reader, ReadResult
 from migrate.dialects.fields import Fields
+from migrate.dialects.istio.multicluster import NETWORK_LABEL
 from migrate.dialects.istio.destinationrule import read_destination_rule
 from migrate.dialects.istio.egress import mesh_config_egress, read_service_entry, read_sidecar
 from migrate.dialects.istio.gamma import GAMMA_KINDS, read_gateway_route
@@ -139,6 +140,10 @@ class IstioReader(Reader):
         """Injection state of a namespace from Istio's labels (legacy label wins)."""
         # fact: istio.injection-labels
         mode = labels.get("istio.io/dataplane-mode")
+        if labels.get(NETWORK_LABEL):
+            # The mesh spans networks: a multicluster sign (multicluster.py), reported.
+            f.use("multicluster", f"metadata.labels.{NETWORK_LABEL}",
+                  f"network {labels[NETWORK_LABEL]} of a multi-network mesh")
         if labels.get("istio.io/use-waypoint"):
             f.use("injection.waypoint", "metadata.labels.istio.io/use-waypoint")
         if labels.get("istio-injection") == "enabled":

@@ -25,7 +25,7 @@ from typing import Any
 from migrate.dialects.base import Manifest
 from migrate.dialects.istio.write_common import NETWORKING_API, WriteContext
 from migrate.ir.hosts import ip_network
-from migrate.ir.model import EgressPolicy, ExternalService
+from migrate.ir.model import EgressPolicy, ExternalService, Service
 from migrate.losses import Severity
 
 _PROTOCOLS = frozenset({"HTTP", "HTTPS", "HTTP2", "GRPC", "TLS", "TCP", "MONGO"})
@@ -55,7 +55,9 @@ def write_egress(ctx: WriteContext, namespaces: list[str], root_namespace: str) 
 
 def _service_entry(ctx: WriteContext, svc: ExternalService, ns: str) -> dict[str, Any] | None:
     """The ServiceEntry for one external service, or None (reported) when it has no host."""
-    hosts = list(svc.hosts)
+    hosts = _external_hosts(ctx, svc)
+    if svc.hosts and not hosts:
+        return None  # every host names the cluster's own Services: reported
     resolution = svc.resolution
     if any("/" in a for a in svc.addresses) and resolution not in ("NONE", "STATIC"):
         # The CRD admits CIDR addresses only with NONE or STATIC resolution.
@@ -91,6 +93,52 @@ def _service_entry(ctx: WriteContext, svc: ExternalService, ns: str) -> dict[str
     name = ctx.names.claim("ServiceEntry", ns, svc.name, f"{svc.origin.ref}")
     return {"apiVersion": NETWORKING_API, "kind": "ServiceEntry",
             "metadata": {"name": name, "namespace": ns}, "spec": spec}
+
+
+def _external_hosts(ctx: WriteContext, svc: ExternalService) -> list[str]:
+    """The hosts of an external service that cannot name an in-cluster Service.
+
+    A ServiceEntry host is not qualified with a namespace (unlike a VirtualService host), and
+    Istio gives each Kubernetes Service the virtual-host domains ``name`` (for callers in its
+    namespace), ``name.ns``, ``name.ns.svc``; ``dedupeDomains`` keeps the first virtual host
+    that claims a domain, so a ServiceEntry for ``smiley`` or ``web.shop`` can take the calls a
+    pod makes to its own Service and send them out of the mesh, in plaintext. The source mesh
+    never treated those names as external (Linkerd's EgressNetwork sees only traffic to
+    addresses outside the cluster networks; the name resolves inside), so such hosts are left
+    out and reported.
+    """
+    # fact: istio.serviceentry-short-host
+    kept, dropped = [], []
+    for host in svc.hosts:
+        (dropped if _names_cluster_service(ctx, host) else kept).append(host)
+    if dropped:
+        ctx.losses.report(
+            "EGRESS_HOST_IN_CLUSTER", Severity.MANUAL, "egress.external", svc.origin.ref,
+            svc.origin.path,
+            f"egress host{'s' if len(dropped) > 1 else ''} {', '.join(dropped)} can name a "
+            "Service of this cluster (a short or namespace-relative name): an Istio "
+            "ServiceEntry for it would capture in-mesh calls to that Service and send them "
+            "out of the mesh, so " + ("it was" if len(dropped) == 1 else "they were")
+            + " left out" + ("" if kept else " and no ServiceEntry was written"),
+            "Name the external host by its fully qualified DNS name in a ServiceEntry "
+            "(exportTo only the namespaces that call it).")
+    return kept
+
+
+def _names_cluster_service(ctx: WriteContext, host: str) -> bool:
+    """Whether a host is a name the cluster's DNS search path resolves to a Service."""
+    host = host.lower().rstrip(".")
+    if host.startswith("*") or not host:
+        return False
+    if "." not in host:
+        return True  # a single label: the pod's search domains make it name.<ns>.svc...
+    if host.endswith((".svc", ".cluster.local")) or ".svc." in host:
+        return True
+    # Every cluster has the namespaces Kubernetes creates, whether the input shows them or not.
+    namespaces = {s.key.namespace for s in ctx.graph.of(Service)} | \
+        {n.name for n in ctx.graph.namespaces_declared()} | \
+        {"default", "kube-system", "kube-public", "kube-node-lease"}
+    return host.partition(".")[2] in namespaces  # name.<namespace>
 
 
 def _port(number: int, protocol: str, name: str) -> dict[str, Any]:

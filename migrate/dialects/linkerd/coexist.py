@@ -12,11 +12,21 @@ Facts (../shared/reference/mapping-istio-linkerd.md sections 0, 1.2, 4, 5):
 
 from __future__ import annotations
 
-from migrate.dialects.coexist import Coexistence, RouteHandover, remove_template_keys
+from typing import TYPE_CHECKING, Sequence
+
+from migrate.dialects.coexist import (
+    Coexistence,
+    RouteHandover,
+    remove_template_keys,
+    set_template_annotation,
+)
 from migrate.dialects.linkerd.handover import hand_over_mesh_routes
-from migrate.ir.model import Namespace, Workload
+from migrate.ir.model import FeatureUse, Namespace, Workload
 from migrate.losses import ObjectRef
 from migrate.plan.commands import Command, pipe, run
+
+if TYPE_CHECKING:
+    from migrate.dialects.base import Manifest
 from migrate.sources.model import RawObject
 
 
@@ -31,6 +41,10 @@ def gateway_api_bundle(version: str) -> str:
     if minor >= 20:
         return "v1.5.1"
     return "v1.2.1" if minor >= 18 else "v1.1.1"
+
+
+INJECT = "linkerd.io/inject"
+"""The annotation Linkerd's injector reads on namespaces and pod templates."""
 
 
 class LinkerdCoexistence(Coexistence):
@@ -78,17 +92,48 @@ class LinkerdCoexistence(Coexistence):
 
     def rejoin_commands(self, ns: str, record: Namespace | None,
                         workloads: list[Workload]) -> list[Command]:
-        """Put the namespace's injection annotation back as it was (the value is quoted, never
-        checked: Kubernetes accepts any annotation value)."""
-        value = dict(record.annotations).get("linkerd.io/inject", "enabled") if record else \
-            "enabled"
-        return [run("kubectl", "annotate", "namespace", ns, f"linkerd.io/inject={value}",
-                    "--overwrite")]
+        """Put back the injection annotations :meth:`leave_commands` removed, as the input had
+        them: the namespace's, and each pod template's (the values are quoted, never checked:
+        Kubernetes accepts any annotation value). Nothing the input did not hold is added; a
+        namespace the input has no object for keeps the planner's assumption (injected by its
+        namespace, said in the step's manual lines) unless its pod templates carry their own."""
+        cmds = []
+        own = [w for w in workloads if w.kind != "Pod" and INJECT in dict(w.pod_annotations)]
+        value = dict(record.annotations).get(INJECT) if record else \
+            (None if own else "enabled")
+        if value is not None:
+            cmds.append(run("kubectl", "annotate", "namespace", ns, f"{INJECT}={value}",
+                            "--overwrite"))
+        cmds += [set_template_annotation(w, INJECT, dict(w.pod_annotations)[INJECT])
+                 for w in own]
+        return cmds
 
     def uninstall_commands(self) -> list[Command]:
         """Remove Linkerd (viz first, then the control plane and its CRDs)."""
         return [pipe(("linkerd", "viz", "uninstall"), ("kubectl", "delete", "-f", "-")),
                 pipe(("linkerd", "uninstall"), ("kubectl", "delete", "-f", "-"))]
+
+    def extension_uninstall(self, features: Sequence[FeatureUse]) -> list[Command]:
+        """The multicluster extension goes before the control plane when the input shows it
+        (Links, mirrored Services, failover splits): ``linkerd uninstall`` is run after the
+        extensions, and ``linkerd multicluster uninstall`` only once no Link is left (the
+        cleanup has deleted them by then)."""
+        # fact: linkerd.multicluster-uninstall
+        if not any(u.feature == "multicluster" for u in features):
+            return []
+        return [pipe(("linkerd", "multicluster", "uninstall"), ("kubectl", "delete", "-f", "-"),
+                     note="removes the mirrored Services: calls to other clusters through them "
+                          "stop; before Linkerd 2.18 unlink each cluster first (linkerd "
+                          "multicluster unlink --cluster-name=<name> | kubectl delete -f -)")]
+
+    def extension_reinstall(self, features: Sequence[FeatureUse]) -> list[Command | str]:
+        """Rollback of :meth:`extension_uninstall`: the extension, then the links by hand."""
+        if not any(u.feature == "multicluster" for u in features):
+            return []
+        return [pipe(("linkerd", "multicluster", "install"), ("kubectl", "apply", "-f", "-")),
+                "Link the other clusters again: linkerd --context=<other> multicluster link "
+                "--cluster-name=<other> | kubectl apply -f - for each (the Links' credentials "
+                "went with the extension)."]
 
     def reinstall_commands(self) -> list[Command]:
         """Rollback of the uninstall."""
@@ -159,7 +204,8 @@ class LinkerdCoexistence(Coexistence):
                      for w in workloads]
         return cmds
 
-    def verify_enforced(self, ns: str, workloads: list[str]) -> list[Command]:
+    def verify_enforced(self, ns: str, workloads: list[str],
+                        enforced: Sequence[Manifest] = ()) -> list[Command]:
         """Checks after policy starts refusing requests, per workload (by its kind)."""
         return [cmd for w in workloads for cmd in (
             run("linkerd", "viz", "authz", "-n", ns, w,

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from migrate.dialects.linkerd.injected import injected_keys, injected_labels, without_injected
 from migrate.dialects.linkerd.read_annotations import DEFAULT_POLICY, REQUIRE_IDENTITY, ann_path
 from migrate.dialects.linkerd.read_policy import covers_every_address
 from migrate.dialects.linkerd.read_state import (
@@ -102,9 +103,12 @@ def _resolve_servers(reader: LinkerdReader, graph: MeshGraph) -> dict[tuple[str,
                 "which no other mesh has; not carried over",
                 "Protect the target proxy's admin and metrics ports as its documentation says.")
             continue
-        workloads = [w for w in state.workloads
-                     if w.ref.namespace == key[0] and selector_matches(s.selector, w.pod_labels)]
+        cp = reader.control_plane_namespace
+        workloads = [w for w in state.workloads if w.ref.namespace == key[0] and selector_matches(
+            s.selector, {**w.pod_labels, **injected_labels(w.ref.kind, key[0], w.ref.name, cp)})]
         alts = selector_alternatives(s.selector)
+        if alts is not None and any(k in injected_keys() for alt in alts for k, _ in alt):
+            alts = _without_injected(reader, s, alts, workloads)
         if alts is None:
             # Set-based expressions: the pods in the input that match are what it selects.
             alts = tuple(sorted({labels(w.pod_labels) for w in workloads if w.pod_labels}))
@@ -126,6 +130,45 @@ def _resolve_servers(reader: LinkerdReader, graph: MeshGraph) -> dict[tuple[str,
                  detail or "podSelector matches no pod in the input")
         out[key] = server
     return out
+
+
+def _without_injected(reader: LinkerdReader, s: ServerFacts, alts: tuple[Labels, ...],
+                      workloads: list[WorkloadFacts]) -> tuple[Labels, ...]:
+    """A podSelector's alternatives without the labels Linkerd's injector adds to pods.
+
+    The target's pods never carry them (its injector does not add them), so they are
+    replaced by what they select: ``linkerd.io/workload-ns`` and ``linkerd.io/control-plane-ns``
+    with the Server's own namespace and the install's control plane select every pod of the
+    namespace (the key is dropped), any other value selects none (the alternative is
+    dropped); ``linkerd.io/proxy-<kind>`` selects one workload's pods, which its pod-template
+    labels then select.
+    """
+    # fact: linkerd.injected-pod-labels
+    ns, cp = s.ref.namespace, reader.control_plane_namespace
+    keys = injected_keys()
+    same = injected_labels("", ns, "", cp)  # the namespace and control-plane keys
+    out: list[Labels] = []
+    named: list[str] = []
+    for alt in alts:
+        injected = {k: v for k, v in alt if k in keys}
+        if not injected:
+            out.append(alt)
+            continue
+        named += sorted(injected)
+        if all(same.get(k) == v for k, v in injected.items()):
+            out.append(labels(without_injected(dict(alt))))
+            continue
+        if any(k not in same for k in injected):  # a workload's own label: its pods
+            out += [labels({**w.pod_labels, **without_injected(dict(alt))}) for w in workloads
+                    if w.pod_labels and all({**w.pod_labels, **injected_labels(
+                        w.ref.kind, ns, w.ref.name, cp)}.get(k) == v for k, v in alt)]
+    reader.losses.report(
+        "LINKERD_INJECTED_LABEL", Severity.INFO, "authz.allow", s.ref, "spec.podSelector",
+        f"Server {ns}/{s.ref.name} selects pods by {', '.join(sorted(set(named)))}, labels "
+        "only Linkerd's proxy injector adds to pods; the converted policy selects the same pods "
+        "by their pod-template labels (or the whole namespace)",
+        "Nothing to do; select pods by their own labels in the target's policies.")
+    return tuple(sorted(set(out)))
 
 
 def _identity_sources(reader: LinkerdReader, policy_ref: ObjectRef,

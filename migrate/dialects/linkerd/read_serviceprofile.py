@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from migrate.dialects.linkerd.read_multicluster import failover_detail
 from migrate.dialects.fields import Fields, join
 from migrate.dialects.linkerd.read_state import ProfileFacts
 from migrate.ir.graph import MeshGraph
@@ -178,6 +179,10 @@ def _and(left: list[RouteMatch], right: list[RouteMatch]) -> list[RouteMatch]:
 
 def read_traffic_split(reader: LinkerdReader, f: Fields, graph: MeshGraph) -> None:
     """One SMI TrafficSplit: weighted backends for the apex Service."""
+    failover = failover_detail(f)
+    if failover:
+        f.use("multicluster", "spec", failover)  # not a static split (read_multicluster.py)
+        return
     ns = f.ref.namespace
     apex = f.string("spec.service")
     service = service_of_host(apex, ns, reader.cluster_domain) if apex else None

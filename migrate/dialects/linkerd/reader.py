@@ -10,6 +10,7 @@ they use for each other and adds the IR records.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from migrate.dialects import kube
@@ -25,6 +26,8 @@ from migrate.dialects.linkerd.read_egress import (
     read_egress_network,
 )
 from migrate.dialects.linkerd.read_finish import finish
+from migrate.dialects.linkerd.read_multicluster import GROUP as MULTICLUSTER
+from migrate.dialects.linkerd.read_multicluster import exported_detail, read_link, split_mirrored
 from migrate.dialects.linkerd.read_opaque import read_opaque
 from migrate.dialects.linkerd.read_policy import (
     read_authorization_policy,
@@ -44,7 +47,7 @@ from migrate.dialects.linkerd.read_state import (
 from migrate.errors import InputProblem
 from migrate.install import InstallSetting
 from migrate.ir.graph import MeshGraph
-from migrate.ir.model import ServiceKey
+from migrate.ir.model import FeatureUse, ServiceKey
 from migrate.losses import LossLog, Severity
 from migrate.sources.model import CLUSTER_SCOPED, RawObject, SourceResult
 from migrate.wording import counted
@@ -72,6 +75,7 @@ class LinkerdReader(Reader):
         WORKLOAD: frozenset({"v1alpha1", "v1beta1"}),
         SPLIT: frozenset({"v1alpha1", "v1alpha2", "v1alpha3", "v1alpha4"}),
         GW: frozenset({"v1", "v1beta1", "v1alpha2", "v1alpha3"}),
+        MULTICLUSTER: frozenset({"v1alpha1", "v1alpha2", "v1alpha3"}),
     }
     HANDLERS = {
         (POLICY, "Server"): read_server,
@@ -86,6 +90,7 @@ class LinkerdReader(Reader):
         (WORKLOAD, "ExternalWorkload"): read_opaque,
         (LINKERD, "ServiceProfile"): read_service_profile,
         (SPLIT, "TrafficSplit"): read_traffic_split,
+        (MULTICLUSTER, "Link"): read_link,
         **{(GW, kind): read_route for kind in (
             "HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute", "UDPRoute")},
         **{(GW, kind): read_gateway_object for kind in (
@@ -121,12 +126,17 @@ class LinkerdReader(Reader):
         """(namespace, name) -> EgressNetwork, for the routes attached to it."""
         self.egress_routes: list[EgressRoute] = []
         """Routes with an EgressNetwork parent, resolved by :func:`finish_egress`."""
+        self.mirrored: list[FeatureUse] = []
+        """A ``multicluster`` use for each mirrored or federated Service left out."""
 
     def read(self, source: SourceResult) -> ReadResult:
         """Read a source; the collected state starts empty for every run."""
         self.state = LinkerdState()
         self.egress_networks, self.egress_routes = {}, []
-        result = super().read(source)
+        # Mirrored and federated Services belong to other clusters: never read as local ones
+        # (read_multicluster.py); their uses are added in finish().
+        kept, self.mirrored = split_mirrored(source.objects)
+        result = super().read(dataclasses.replace(source, objects=kept))
         self._namespace_less(result)
         return result
 
@@ -168,6 +178,8 @@ class LinkerdReader(Reader):
         """Resolve cross-object references into IR records."""
         finish(self, graph)
         finish_egress(self, graph)
+        for use in self.mirrored:
+            graph.use(use)
 
     # -- injection, called by the core-kinds reader ---------------------------------------
     def namespace_injection(self, f: Fields, labels: dict[str, Any], ann_: dict[str, Any]) -> str:
@@ -210,6 +222,9 @@ class LinkerdReader(Reader):
         if opaque is not None:
             f.use("protocol.opaque", ann.ann_path("metadata", "config.linkerd.io/opaque-ports"),
                   str(opaque))
+        exported = exported_detail(f)
+        if exported:
+            f.use("multicluster", exported[0], exported[1])
         selector = f.peek("spec.selector") or {}
         ports = []
         raw_ports = f.peek("spec.ports")
