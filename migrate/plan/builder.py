@@ -496,14 +496,41 @@ def _cleanup(p: PlanInput, number: int, earlier: list[Step]) -> Step:
     group = src.GROUP_SUFFIXES[0].replace(".", "\\.")
     step.verify = dst.cleanup_verify() + [pipe(("kubectl", "get", "crd"), ("grep", "-E", group),
                                                note="expect nothing")]
-    step.rollback = list(src.reinstall_commands())
+    # The target's coexistence routes come back and the long-term ones go before the source
+    # mesh is reinstalled: Istio reads gateway.networking.k8s.io routes with a Service parent
+    # too, and must find the routing it had before this step, not the target's.
+    removed = [m for ns in sorted(p.target.remove_at_cleanup)
+               for m in p.target.remove_at_cleanup[ns]]
+    step.rollback = _reapply_removed(removed, earlier)
+    step.rollback += _restore_or_undo(step.manifests, earlier)
+    step.rollback += src.reinstall_commands()
     if remaining:
         step.rollback.append(_restore(step.id))
-    step.rollback += _restore_or_undo(step.manifests, earlier)
-    if p.target.remove_at_cleanup:
-        step.rollback.append("Re-apply the move steps' folders (kubectl apply --server-side "
-                             "-k steps/NN-move-...) to restore the coexistence routes.")
     return step
+
+
+def _reapply_removed(removed: list[Manifest], earlier: list[Step]) -> list[Command | str]:
+    """Rollback of the cleanup's deletions of target objects: each is applied again from the
+    file of the step that first applied it."""
+    wanted = {_identity(m) for m in removed}
+    found: dict[tuple[str, str, str, str], str] = {}
+    for step in earlier:
+        for m in step.manifests:
+            key = _identity(m)
+            if key in wanted and key not in found:
+                found[key] = f"steps/{step.id}/" + manifest_file_name(m)
+    out: list[Command | str] = [_server_side("-f", found[k]) for k in sorted(found)]
+    missing = sorted(wanted - set(found))
+    if missing:
+        out.append("Re-apply these objects from the step that applied them: "
+                   + ", ".join(f"{kind} {ns}/{name}" for _, kind, ns, name in missing) + ".")
+    return out
+
+
+def _identity(m: Manifest) -> tuple[str, str, str, str]:
+    """What tells two objects apart on the API server: API group, kind, namespace and name
+    (policy.linkerd.io and gateway.networking.k8s.io HTTPRoutes of one name are two objects)."""
+    return m.api_version.rpartition("/")[0], m.kind, m.namespace, m.name
 
 
 def _restore_or_undo(manifests: list[Manifest], earlier: list[Step]) -> list[Command]:
@@ -512,17 +539,17 @@ def _restore_or_undo(manifests: list[Manifest], earlier: list[Step]) -> list[Com
     as deleting it would also drop what the earlier version set; the rest are undone."""
     # Only objects the cleanup writes again matter: their keys first, so the file name of
     # each of the plan's earlier manifests (hundreds of thousands) is not made for nothing.
-    wanted = {(m.kind, m.namespace, m.name) for m in manifests if not m.patch}
-    last: dict[tuple[str, str, str], str] = {}
+    wanted = {_identity(m) for m in manifests if not m.patch}
+    last: dict[tuple[str, str, str, str], str] = {}
     for step in earlier:
         folder = f"steps/{step.id}/"
         for m in step.manifests:
-            key = (m.kind, m.namespace, m.name)
+            key = _identity(m)
             if key in wanted and not m.patch:
                 last[key] = folder + manifest_file_name(m)
     out, fresh = [], []
     for m in manifests:
-        path = last.get((m.kind, m.namespace, m.name))
+        path = last.get(_identity(m))
         if path and not m.patch:
             out.append(_server_side("-f", path))
         else:

@@ -25,6 +25,7 @@ from migrate.dialects.coexist import (
     set_template_annotation,
     template_path,
 )
+from migrate.dialects.gatewayapi.bundle import bundle_guard
 from migrate.ir.model import Namespace, Workload
 from migrate.losses import ObjectRef
 from migrate.plan.commands import Command, noted, pipe, run
@@ -113,6 +114,7 @@ class ConsulCoexistence(Coexistence):
         """consul-k8s with injection opt-in per pod, transparent proxy and managed ACLs."""
         channel = "experimental-install.yaml" if experimental else "standard-install.yaml"
         return [
+            bundle_guard("v1.5.1", experimental),
             run("kubectl", "apply", "--server-side", "-f", "https://github.com/kubernetes-sigs/"
                 f"gateway-api/releases/download/v1.5.1/{channel}",
                 note="consul-k8s 2.0 upgrades to Gateway API 1.5.1"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from migrate.dialects.coexist import Coexistence, RouteHandover, remove_template_keys
 from migrate.dialects.linkerd.handover import hand_over_mesh_routes
+from migrate.dialects.gatewayapi.bundle import bundle_guard
 from migrate.ir.model import Namespace, Workload
 from migrate.losses import ObjectRef
 from migrate.plan.commands import Command, pipe, run
@@ -182,6 +183,7 @@ def install_commands(experimental: bool, version: str = "2.20") -> list[Command]
     channel = "experimental-install.yaml" if experimental else "standard-install.yaml"
     bundle = gateway_api_bundle(version)
     return [
+        bundle_guard(bundle, experimental),
         run("kubectl", "apply", "--server-side", "-f", "https://github.com/kubernetes-sigs/"
             f"gateway-api/releases/download/{bundle}/{channel}",
             note="" if bundle == "v1.5.1" else "check the Istio version in use accepts this "
