@@ -178,8 +178,8 @@ CODES: dict[str, Code] = {
                                    "for the same host was not converted."),
     "CONSUL_PROTOCOL": Code("write", "Service protocol for Consul L7 config",
                             "Routers, splitters and L7 intentions need the destination's "
-                            "ServiceDefaults protocol to be http, http2 or grpc. Istio sniffs "
-                            "undeclared ports; Consul does not, so the protocol was assumed, or "
+                            "ServiceDefaults protocol to be http, http2 or grpc. Istio and "
+                            "Linkerd detect HTTP on undeclared ports; Consul does not, so the protocol was assumed, or "
                             "the L7 configuration could not apply to a TCP service."),
     "CONSUL_ROUTE_UNMATCHED": Code("write", "Unmatched requests reach the service",
                                    "A VirtualService without a catch-all rule answered 404 to "
@@ -236,6 +236,10 @@ CODES: dict[str, Code] = {
                               "HTTPRoutes (the writer's gateway-api mode), retries (experimental "
                               "channel only), port matches inside a rule and non-Service backends "
                               "have no standard form and were left out."),
+    "AUTHZ_DENY_SUBSUMED": Code("write", "DENY kept by the allow-list",
+                                "The target has no deny rules, but the workloads the DENY "
+                                "selects have ALLOW policies that admit none of the requests it "
+                                "refused, so the target still refuses them."),
     "AUTHZ_DENY_PLAINTEXT": Code("write", "DENY on identities misses plaintext callers",
                                  "During coexistence callers still on the source mesh arrive in "
                                  "plaintext with no identity, so DENY rules naming principals or "

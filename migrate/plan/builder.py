@@ -31,6 +31,7 @@ from migrate.ir.model import AuthzPolicy, DestinationPolicy, Opaque, Route, Work
 from migrate.losses import LossLog, ObjectRef, Severity
 from migrate.names import k8s_name
 from migrate.plan.commands import Command, noted, pipe, render, run
+from migrate.plan.disruption import restart_notes, waits_for_rollout
 from migrate.plan.model import Step
 from migrate.sources.model import RawObject
 
@@ -289,17 +290,20 @@ def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int],
         if outside:
             step.summary += (f" Not in {src.TITLE} and kept out of {dst.TITLE} in {ns}: "
                              + ", ".join(f"{w.kind} {w.name}" for w in outside) + ".")
+        step.manual += restart_notes(p.graph, workloads, "the restart of this step")
         for w in workloads:
             if w.kind in ROLLOUT_KINDS:
                 ref = f"{w.kind.lower()}/{w.name}"
                 step.commands.append(run("kubectl", "rollout", "restart", ref, "-n", ns))
-                step.commands.append(run("kubectl", "rollout", "status", ref, "-n", ns,
-                                         "--timeout=10m"))
+                if waits_for_rollout(w):
+                    step.commands.append(run("kubectl", "rollout", "status", ref, "-n", ns,
+                                             "--timeout=10m"))
                 rollback.append(run("kubectl", "rollout", "restart", ref, "-n", ns))
                 # The target's objects go only once no pod runs its proxy: a Linkerd pod
                 # whose Server is gone falls to its default policy (Server-less ports).
-                rollback.append(run("kubectl", "rollout", "status", ref, "-n", ns,
-                                    "--timeout=10m"))
+                if waits_for_rollout(w):
+                    rollback.append(run("kubectl", "rollout", "status", ref, "-n", ns,
+                                        "--timeout=10m"))
             elif w.kind == "Pod":
                 step.manual.append(f"Recreate bare Pod {ns}/{w.name} so {dst.TITLE} injects it.")
             else:
@@ -341,13 +345,16 @@ def _enforce(p: PlanInput, group: list[str], number: int, moved: dict[str, str])
         final = p.target.namespace_final.get(ns, {})
         if final:
             step.commands += p.target_side.enforce_commands(ns, final)
+            step.manual += restart_notes(p.graph, _workloads(p, ns),
+                                         "this step's restart (its second)")
             for w in _workloads(p, ns):
                 if w.kind in ROLLOUT_KINDS:
                     ref = f"{w.kind.lower()}/{w.name}"
                     step.commands.append(run("kubectl", "rollout", "restart", ref, "-n", ns,
                                              note="applies the default inbound policy"))
-                    step.commands.append(run("kubectl", "rollout", "status", ref, "-n", ns,
-                                             "--timeout=10m"))
+                    if waits_for_rollout(w):
+                        step.commands.append(run("kubectl", "rollout", "status", ref, "-n",
+                                                 ns, "--timeout=10m"))
         step.verify += p.target_side.verify_enforced(
             ns, [f"{w.kind.lower()}/{w.name}" for w in _workloads(p, ns)
                  if w.kind in ROLLOUT_KINDS])
