@@ -333,3 +333,14 @@ def test_a_consul_star_method_is_read_as_any_method_and_reported(tmp_path, targe
     assert [(x.code, x.path) for x in result.losses if x.code == "FIELD_INVALID"] == [
         ("FIELD_INVALID", "spec.routes[0].match.http.methods[0]")]
     assert not result.plan.equivalence.unexplained
+
+
+def test_a_least_request_source_is_no_loss_on_istio_whose_default_it_is():
+    """consul shop's catalog ServiceResolver asks for least_request: Istio balances so when a
+    DestinationRule sets nothing (fact istio.default-lb)."""
+    result = plan_migration(PlanOptions("consul", "istio", [str(SAMPLES / "consul" / "shop")],
+                                        verify=False))
+    assert not [x for x in result.losses if x.code == "DESTINATION_LB_SIMPLE"]
+    to_linkerd = plan_migration(PlanOptions("consul", "linkerd",
+                                            [str(SAMPLES / "consul" / "shop")], verify=False))
+    assert [x for x in to_linkerd.losses if x.code == "DESTINATION_LB_SIMPLE"]

@@ -163,7 +163,8 @@ def _prerequisites(p: PlanInput) -> Step:
     step.rollback_sources = [n.original for n in neutralized] + list(retired)
     step.apply_verb = "replace" if neutralized else "apply"
     step.summary = (
-        f"Installs the Gateway API CRDs (a bundle {src} and {dst} both accept) and the "
+        f"Installs the Gateway API CRDs (a bundle {src} and {dst} both accept; the first "
+        "command stops the step if a newer or experimental bundle is installed) and the "
         f"{dst} control plane beside {src}. Nothing is meshed by {dst} yet."
         + (p.source.neutralize_summary(len(neutralized)) if neutralized else "")
         + (f" Applies {len(p.target.prerequisites)} cluster-wide {dst} object(s) the staged "

@@ -170,7 +170,8 @@ def _drop_shadowed(ctx: RouteContext, route: Route) -> list[Rule]:
         else:
             ctx.losses.report(
                 "ROUTE_ORDER", Severity.DEGRADED, "route.http", ref, b_path,
-                f"a request matching both {a_path} and {b_path} went to {a_path} in Istio "
+                f"a request matching both {a_path} and {b_path} went to {a_path} in "
+                f"{ctx.graph.mesh.capitalize()} "
                 f"(first match); Gateway API prefers the more specific {b_path}",
                 "Narrow one of the two matches so they no longer overlap, then re-run.")
     kept = []
