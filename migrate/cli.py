@@ -314,7 +314,9 @@ def _target_versions() -> str:
 @click.option("--validate-with", "validate_with", multiple=True, metavar="PATH|cluster",
               help="Check every emitted manifest against the CRDs in these files or folders "
                    "(e.g. `linkerd install --crds` output), or against the target's CRDs "
-                   "installed in the cluster (`cluster`, read-only); repeatable.")
+                   "installed in the cluster (`cluster`, read-only); repeatable. CEL rules are "
+                   "evaluated when cel-python is installed; one that cannot be is printed as "
+                   "unchecked.")
 @click.option("--no-verify", "no_verify", is_flag=True,
               help="Skip the equivalence and coexistence checks at the end (they take longer "
                    "than planning on very large meshes); run `meshmigrate verify` later.")
@@ -398,8 +400,8 @@ def _plan(options: PlanOptions, output: Path, fail_on: str | None,
             schemas.schemas.update(_cluster_schemas(options).schemas)
         violations = validate_plan_dir(output, schemas)
         for v in violations:
-            click.echo(f"invalid: {v}", err=True)
-        if violations:
+            click.echo(f"{'unchecked' if v.unchecked else 'invalid'}: {v}", err=True)
+        if any(not v.unchecked for v in violations):
             status = ExitStatus.INVALID
     if fail_on and status is ExitStatus.OK:
         threshold = Severity(fail_on).rank

@@ -54,7 +54,8 @@ CODES: dict[str, Code] = {
                             "The target version chosen with --target-version lacks the construct "
                             "this feature needs."),
     "ROUTE_ORDER": Code("write", "Rule order changes which rule a request hits",
-                        "Istio applies the first matching rule in list order; Gateway API picks "
+                        "Istio and Consul apply the first matching rule in list order; Gateway "
+                        "API picks "
                         "the most specific match. A request matching both rules named goes to a "
                         "different rule after the migration."),
     "ROUTE_RULE_UNREACHABLE": Code("write", "Rule never used by the source mesh",
@@ -62,7 +63,8 @@ CODES: dict[str, Code] = {
                                    "would; under specificity ordering it would start winning, so "
                                    "it is left out to keep behaviour."),
     "ROUTE_PREFIX_SEGMENT": Code("write", "Path prefix now matches whole segments",
-                                 "Istio prefixes match raw strings (/api matches /apiv2); Gateway "
+                                 "Istio and Consul prefixes match raw strings (/api matches /apiv2); "
+                                 "Gateway "
                                  "API PathPrefix matches whole path segments."),
     "ROUTE_METHOD": Code("write", "Method match not expressible",
                          "A method prefix or regular expression was expanded to the standard "
@@ -187,8 +189,8 @@ CODES: dict[str, Code] = {
                                    "for the same host was not converted."),
     "CONSUL_PROTOCOL": Code("write", "Service protocol for Consul L7 config",
                             "Routers, splitters and L7 intentions need the destination's "
-                            "ServiceDefaults protocol to be http, http2 or grpc. Istio sniffs "
-                            "undeclared ports; Consul does not, so the protocol was assumed, or "
+                            "ServiceDefaults protocol to be http, http2 or grpc. Istio and "
+                            "Linkerd detect HTTP on undeclared ports; Consul does not, so the protocol was assumed, or "
                             "the L7 configuration could not apply to a TCP service."),
     "CONSUL_ROUTE_UNMATCHED": Code("write", "Unmatched requests reach the service",
                                    "A VirtualService without a catch-all rule answered 404 to "
@@ -234,8 +236,9 @@ CODES: dict[str, Code] = {
     "CONSUL_MTLS_MODE": Code("write", "mTLS mode chosen for Consul",
                              "Consul checks intentions only on mTLS connections; in permissive "
                              "mode plaintext callers bypass them. The enforced mode is strict "
-                             "where intentions must hold or no mode was declared (Istio's default "
-                             "was PERMISSIVE)."),
+                             "where intentions must hold or no mode was declared (the source mesh's "
+                             "default accepted plaintext: Istio PERMISSIVE, Linkerd "
+                             "all-unauthenticated)."),
     # -- Istio as the target (migrate/dialects/istio/write_*.py) -----------------------------
     "ROUTE_WEIGHT_ROUNDED": Code("write", "Weights rounded to percentages",
                                  "Relative backend weights were rescaled to Istio percentages "
@@ -245,6 +248,10 @@ CODES: dict[str, Code] = {
                               "HTTPRoutes (the writer's gateway-api mode), retries (experimental "
                               "channel only), port matches inside a rule and non-Service backends "
                               "have no standard form and were left out."),
+    "AUTHZ_DENY_SUBSUMED": Code("write", "DENY kept by the allow-list",
+                                "The target has no deny rules, but the workloads the DENY "
+                                "selects have ALLOW policies that admit none of the requests it "
+                                "refused, so the target still refuses them."),
     "AUTHZ_DENY_PLAINTEXT": Code("write", "DENY on identities misses plaintext callers",
                                  "During coexistence callers still on the source mesh arrive in "
                                  "plaintext with no identity, so DENY rules naming principals or "

@@ -142,6 +142,22 @@ class LossLog:
         """Shorthand for ``add(Loss(...))``."""
         self.add(Loss(code, severity, feature, obj, path, message, action))
 
+    def withdraw(self, obj: ObjectRef, path: str, keep: frozenset[str] = frozenset(),
+                 only: frozenset[str] | None = None) -> int:
+        """Drop the losses on ``obj`` at ``path`` or below it (codes in ``keep`` stay; with
+        ``only``, just those codes go): for a part of a source object a writer found never in
+        effect, or kept after all, whose features were reported before it knew. Returns how
+        many were dropped."""
+        gone = [key for key, loss in self._items.items()
+                if loss.object == obj and loss.code not in keep and
+                (only is None or loss.code in only) and
+                (loss.path == path or loss.path.startswith((path + ".", path + "[")))]
+        for key in gone:
+            del self._items[key]
+        if gone:
+            self._ordered = None
+        return len(gone)
+
     def extend(self, losses: Iterable[Loss]) -> None:
         """Record several losses."""
         for loss in losses:

@@ -3,12 +3,15 @@ against Kubernetes name rules.
 
 The schemas are read from the CRDs themselves (``spec.versions[].schema.openAPIV3Schema``),
 e.g. what ``linkerd install --crds`` prints, so the check follows the user's exact versions.
-CEL rules (``x-kubernetes-validations``) are not evaluated; everything else a structural
-schema says (types, enums, patterns, required fields, bounds, oneOf) is.
+Everything a structural schema says (types, enums, patterns, required fields, bounds, oneOf)
+is checked, and its CEL rules (``x-kubernetes-validations``) are evaluated where cel-python is
+installed (:mod:`migrate.validate_cel`); a rule that cannot be evaluated is reported as
+unchecked (``Violation.unchecked``), not passed.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -16,6 +19,7 @@ from typing import Any, Iterable
 import jsonschema
 
 from migrate.names import valid_name
+from migrate.validate_cel import evaluate as evaluate_cel
 from migrate.sources.files import read_files
 
 
@@ -26,6 +30,8 @@ class Violation:
     file: str
     field: str
     message: str
+    unchecked: bool = False
+    """A CEL rule that could not be evaluated: shown, but not a violation."""
 
     def __str__(self) -> str:
         return f"{self.file}: {self.field or '(document)'}: {self.message}"
@@ -91,6 +97,12 @@ def validate_manifest(body: dict[str, Any], file: str, schemas: SchemaSet | None
     for err in sorted(validator.iter_errors(body), key=lambda e: list(map(str, e.path))):
         path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.path).lstrip(".")
         out.append(Violation(file, path, err.message))
+    for outcome in evaluate_cel(schema, body):
+        if outcome.passed is None:
+            out.append(Violation(file, outcome.path, f"CEL rule not evaluated ({outcome.message}):"
+                                 f" {outcome.rule}", unchecked=True))
+        elif not outcome.passed:
+            out.append(Violation(file, outcome.path, outcome.message))
     return out
 
 
@@ -129,4 +141,27 @@ def validate_plan_dir(plan_dir: Path, schemas: SchemaSet | None,
         for body in yaml.safe_load_all(path.read_text(encoding="utf-8")):
             if isinstance(body, dict):
                 out.extend(validate_manifest(body, rel, schemas, require_schema))
+    return _unchecked_once(out)
+
+
+def _unchecked_once(found: list[Violation]) -> list[Violation]:
+    """Each rule left unchecked once (at its first manifest, with how many more had it): a
+    plan has hundreds of manifests of one kind, each meeting the same rules."""
+    first: dict[tuple[str, str], int] = {}
+    more: dict[int, int] = {}
+    out: list[Violation] = []
+    for v in found:
+        if not v.unchecked:
+            out.append(v)
+            continue
+        key = (re.sub(r"\[\d+\]", "[]", v.field), v.message)
+        if key in first:
+            more[first[key]] = more.get(first[key], 0) + 1
+            continue
+        first[key] = len(out)
+        out.append(v)
+    for index, count in more.items():
+        v = out[index]
+        out[index] = Violation(v.file, v.field, f"{v.message} (and {count} more manifest(s))",
+                               unchecked=True)
     return out

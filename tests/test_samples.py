@@ -118,8 +118,8 @@ def test_sample_mesh_objects_have_every_field_accounted_for(mesh: str, target: s
 # The headline findings each README lists: (code, source object, field path prefix).
 HEADLINES: dict[tuple[str, str, str], list[tuple[str, str, str]]] = {
     ("istio", "shop", "linkerd"): [
-        ("AUTHZ_DENY", "AuthorizationPolicy/orders/deny-debug", "spec.action"),
-        ("ROUTE_REWRITE", "VirtualService/orders/orders", "spec.http[1].rewrite"),
+        ("AUTHZ_DENY_SUBSUMED", "AuthorizationPolicy/orders/deny-debug", "spec.action"),
+        ("ROUTE_RULE_UNREACHABLE", "VirtualService/orders/orders", "spec.http[1].match[0]"),
         ("EXTENSION_ENVOY_FILTER", "EnvoyFilter/orders/add-header", "spec"),
         ("DESTINATION_OUTLIER_DETECTION", "DestinationRule/catalog/catalog",
          "spec.trafficPolicy.outlierDetection"),

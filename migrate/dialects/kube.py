@@ -1,5 +1,6 @@
-"""Core Kubernetes kinds every mesh reader needs: Namespace, Service, ServiceAccount and the
-pod-template owners (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, Pod).
+"""Core Kubernetes kinds every mesh reader needs: Namespace, Service, ServiceAccount, the
+pod-template owners (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, Pod) and
+PodDisruptionBudgets (what a restart of those owners meets: :mod:`kube_rollout`).
 
 Only mesh-relevant fields are read. The dialect decides what labels and annotations mean
 for injection (``namespace_injection`` / ``workload_injection``) and which annotation
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from migrate.dialects.fields import Fields
+from migrate.dialects.kube_rollout import read_disruption_budget, rollout_of
 from migrate.ir.graph import MeshGraph, env_calls
 from migrate.ir.model import Namespace, Probe, Service, ServiceKey, ServicePort, Workload, labels
 
@@ -23,7 +25,8 @@ if TYPE_CHECKING:
 # API migration guide, https://kubernetes.io/docs/reference/using-api/deprecation-guide/).
 # The pod template's shape is the same at every one of them; a restart names the kind only.
 VERSIONS = {"": frozenset({"v1"}), "apps": frozenset({"v1", "v1beta1", "v1beta2"}),
-            "batch": frozenset({"v1", "v1beta1"}), "extensions": frozenset({"v1beta1"})}
+            "batch": frozenset({"v1", "v1beta1"}), "extensions": frozenset({"v1beta1"}),
+            "policy": frozenset({"v1", "v1beta1"})}
 
 POD_TEMPLATE = {
     "Deployment": "spec.template", "StatefulSet": "spec.template", "DaemonSet": "spec.template",
@@ -110,7 +113,8 @@ def read_workload(reader: Reader, f: Fields, graph: MeshGraph) -> None:
         pod_labels=labels(pod_labels), pod_annotations=labels(pod_ann),
         ports=tuple(sorted(ports, key=lambda p: (p[1], p[0]))),
         probes=tuple(sorted(probes, key=lambda p: (p.path, str(p.port)))),
-        injection=injection, calls=env_calls(env), origin=f.origin(base or "spec")))
+        injection=injection, calls=env_calls(env), origin=f.origin(base or "spec"),
+        rollout=rollout_of(f)))
     reader.core_extras(f, graph)
 
 
@@ -128,4 +132,5 @@ HANDLERS = {
     ("extensions", "ReplicaSet"): read_workload,
     ("batch", "Job"): read_workload,
     ("batch", "CronJob"): read_workload,
+    ("policy", "PodDisruptionBudget"): read_disruption_budget,
 }

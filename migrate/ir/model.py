@@ -115,6 +115,34 @@ class Probe:
 
 
 @dataclass(frozen=True, slots=True)
+class Rollout:
+    """How a workload's pods are replaced when it restarts: what decides whether a restart
+    has downtime (``migrate.plan.disruption``)."""
+
+    replicas: int | None
+    """``spec.replicas``; None when not set (the API server's default is 1)."""
+    strategy: str
+    """``RollingUpdate``, ``Recreate`` or ``OnDelete`` (the kind's default when not set)."""
+    max_surge: int | str | None = None
+    max_unavailable: int | str | None = None
+    partition: int = 0
+    """A StatefulSet's ``rollingUpdate.partition``: pods below this ordinal are not updated."""
+
+
+@dataclass(frozen=True, slots=True)
+class DisruptionBudget:
+    """A PodDisruptionBudget: which pods it covers and how many may be evicted."""
+
+    namespace: str
+    name: str
+    selector: str
+    """The label selector as canonical JSON (matchLabels and matchExpressions)."""
+    min_available: int | str | None
+    max_unavailable: int | str | None
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
 class Workload:
     """A pod template owner (Deployment, StatefulSet, DaemonSet) or a bare Pod."""
 
@@ -132,6 +160,8 @@ class Workload:
     calls: tuple[tuple[str, str], ...]
     """Hosts named in container env values as (host, env var path)."""
     origin: Origin
+    rollout: Rollout | None = None
+    """How a restart replaces its pods (None for a bare Pod, a Job or a CronJob)."""
 
     @property
     def ref(self) -> ObjectRef:

@@ -31,6 +31,7 @@ from migrate.ir.model import AuthzPolicy, DestinationPolicy, Opaque, Route, Work
 from migrate.losses import LossLog, ObjectRef, Severity
 from migrate.names import k8s_name
 from migrate.plan.commands import Command, noted, pipe, render, run
+from migrate.plan.disruption import restart_notes, waits_for_rollout
 from migrate.plan.model import Step
 from migrate.plan.operations import add_operations, cni_reason
 from migrate.sources.model import RawObject
@@ -164,7 +165,8 @@ def _prerequisites(p: PlanInput) -> Step:
     step.rollback_sources = [n.original for n in neutralized] + list(retired)
     step.apply_verb = "replace" if neutralized else "apply"
     step.summary = (
-        f"Installs the Gateway API CRDs (a bundle {src} and {dst} both accept) and the "
+        f"Installs the Gateway API CRDs (a bundle {src} and {dst} both accept; the first "
+        "command stops the step if a newer or experimental bundle is installed) and the "
         f"{dst} control plane beside {src}. Nothing is meshed by {dst} yet."
         + (p.source.neutralize_summary(len(neutralized)) if neutralized else "")
         + (f" Applies {len(p.target.prerequisites)} cluster-wide {dst} object(s) the staged "
@@ -293,17 +295,20 @@ def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int],
         if outside:
             step.summary += (f" Not in {src.TITLE} and kept out of {dst.TITLE} in {ns}: "
                              + ", ".join(f"{w.kind} {w.name}" for w in outside) + ".")
+        step.manual += restart_notes(p.graph, workloads, "the restart of this step")
         for w in workloads:
             if w.kind in ROLLOUT_KINDS:
                 ref = f"{w.kind.lower()}/{w.name}"
                 step.commands.append(run("kubectl", "rollout", "restart", ref, "-n", ns))
-                step.commands.append(run("kubectl", "rollout", "status", ref, "-n", ns,
-                                         "--timeout=10m"))
+                if waits_for_rollout(w):
+                    step.commands.append(run("kubectl", "rollout", "status", ref, "-n", ns,
+                                             "--timeout=10m"))
                 rollback.append(run("kubectl", "rollout", "restart", ref, "-n", ns))
                 # The target's objects go only once no pod runs its proxy: a Linkerd pod
                 # whose Server is gone falls to its default policy (Server-less ports).
-                rollback.append(run("kubectl", "rollout", "status", ref, "-n", ns,
-                                    "--timeout=10m"))
+                if waits_for_rollout(w):
+                    rollback.append(run("kubectl", "rollout", "status", ref, "-n", ns,
+                                        "--timeout=10m"))
             elif w.kind == "Pod":
                 step.manual.append(f"Recreate bare Pod {ns}/{w.name} so {dst.TITLE} injects it.")
             else:
@@ -345,13 +350,16 @@ def _enforce(p: PlanInput, group: list[str], number: int, moved: dict[str, str])
         final = p.target.namespace_final.get(ns, {})
         if final:
             step.commands += p.target_side.enforce_commands(ns, final)
+            step.manual += restart_notes(p.graph, _workloads(p, ns),
+                                         "this step's restart (its second)")
             for w in _workloads(p, ns):
                 if w.kind in ROLLOUT_KINDS:
                     ref = f"{w.kind.lower()}/{w.name}"
                     step.commands.append(run("kubectl", "rollout", "restart", ref, "-n", ns,
                                              note="applies the default inbound policy"))
-                    step.commands.append(run("kubectl", "rollout", "status", ref, "-n", ns,
-                                             "--timeout=10m"))
+                    if waits_for_rollout(w):
+                        step.commands.append(run("kubectl", "rollout", "status", ref, "-n",
+                                                 ns, "--timeout=10m"))
         step.verify += p.target_side.verify_enforced(
             ns, [f"{w.kind.lower()}/{w.name}" for w in _workloads(p, ns)
                  if w.kind in ROLLOUT_KINDS], p.target.policy_enforced.get(ns, []))
@@ -502,14 +510,41 @@ def _cleanup(p: PlanInput, number: int, earlier: list[Step]) -> Step:
     group = src.GROUP_SUFFIXES[0].replace(".", "\\.")
     step.verify = dst.cleanup_verify() + [pipe(("kubectl", "get", "crd"), ("grep", "-E", group),
                                                note="expect nothing")]
-    step.rollback = [*src.reinstall_commands(), *src.extension_reinstall(p.graph.features)]
+    # The target's coexistence routes come back and the long-term ones go before the source
+    # mesh is reinstalled: Istio reads gateway.networking.k8s.io routes with a Service parent
+    # too, and must find the routing it had before this step, not the target's.
+    removed = [m for ns in sorted(p.target.remove_at_cleanup)
+               for m in p.target.remove_at_cleanup[ns]]
+    step.rollback = _reapply_removed(removed, earlier)
+    step.rollback += _restore_or_undo(step.manifests, earlier)
+    step.rollback += [*src.reinstall_commands(), *src.extension_reinstall(p.graph.features)]
     if remaining:
         step.rollback.append(_restore(step.id))
-    step.rollback += _restore_or_undo(step.manifests, earlier)
-    if p.target.remove_at_cleanup:
-        step.rollback.append("Re-apply the move steps' folders (kubectl apply --server-side "
-                             "-k steps/NN-move-...) to restore the coexistence routes.")
     return step
+
+
+def _reapply_removed(removed: list[Manifest], earlier: list[Step]) -> list[Command | str]:
+    """Rollback of the cleanup's deletions of target objects: each is applied again from the
+    file of the step that first applied it."""
+    wanted = {_identity(m) for m in removed}
+    found: dict[tuple[str, str, str, str], str] = {}
+    for step in earlier:
+        for m in step.manifests:
+            key = _identity(m)
+            if key in wanted and key not in found:
+                found[key] = f"steps/{step.id}/" + manifest_file_name(m)
+    out: list[Command | str] = [_server_side("-f", found[k]) for k in sorted(found)]
+    missing = sorted(wanted - set(found))
+    if missing:
+        out.append("Re-apply these objects from the step that applied them: "
+                   + ", ".join(f"{kind} {ns}/{name}" for _, kind, ns, name in missing) + ".")
+    return out
+
+
+def _identity(m: Manifest) -> tuple[str, str, str, str]:
+    """What tells two objects apart on the API server: API group, kind, namespace and name
+    (policy.linkerd.io and gateway.networking.k8s.io HTTPRoutes of one name are two objects)."""
+    return m.api_version.rpartition("/")[0], m.kind, m.namespace, m.name
 
 
 def _restore_or_undo(manifests: list[Manifest], earlier: list[Step]) -> list[Command]:
@@ -518,17 +553,17 @@ def _restore_or_undo(manifests: list[Manifest], earlier: list[Step]) -> list[Com
     as deleting it would also drop what the earlier version set; the rest are undone."""
     # Only objects the cleanup writes again matter: their keys first, so the file name of
     # each of the plan's earlier manifests (hundreds of thousands) is not made for nothing.
-    wanted = {(m.kind, m.namespace, m.name) for m in manifests if not m.patch}
-    last: dict[tuple[str, str, str], str] = {}
+    wanted = {_identity(m) for m in manifests if not m.patch}
+    last: dict[tuple[str, str, str, str], str] = {}
     for step in earlier:
         folder = f"steps/{step.id}/"
         for m in step.manifests:
-            key = (m.kind, m.namespace, m.name)
+            key = _identity(m)
             if key in wanted and not m.patch:
                 last[key] = folder + manifest_file_name(m)
     out, fresh = [], []
     for m in manifests:
-        path = last.get((m.kind, m.namespace, m.name))
+        path = last.get(_identity(m))
         if path and not m.patch:
             out.append(_server_side("-f", path))
         else:

@@ -364,6 +364,8 @@ def _http_matches(m: dict[str, Any], probe: Probe) -> bool:
     if not _path_ok(m, path):
         return False
     methods = [str(x).upper() for x in m.get("methods") or []]
+    if "*" in methods:
+        methods = []  # read as any method, as the reader does (dialects/consul/methods.py)
     if methods and probe.method not in methods:
         return False
     headers = dict(probe.headers)

@@ -27,6 +27,7 @@ from migrate.dialects.coexist import (
     set_template_annotation,
     template_path,
 )
+from migrate.dialects.gatewayapi.bundle import bundle_guard
 from migrate.ir.model import Namespace, Workload
 from migrate.losses import ObjectRef
 from migrate.plan.commands import Command, noted, pipe, run
@@ -131,6 +132,7 @@ class ConsulCoexistence(Coexistence):
         ``cni``, traffic redirection by the Consul CNI plugin)."""
         channel = "experimental-install.yaml" if experimental else "standard-install.yaml"
         return [
+            bundle_guard("v1.5.1", experimental),
             run("kubectl", "apply", "--server-side", "-f", "https://github.com/kubernetes-sigs/"
                 f"gateway-api/releases/download/v1.5.1/{channel}",
                 note="consul-k8s 2.0 upgrades to Gateway API 1.5.1"),

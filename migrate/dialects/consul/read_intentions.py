@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from migrate.dialects.consul.names import ConsulNames, Instance
+from migrate.dialects.consul.methods import read_methods
 from migrate.dialects.consul.read_common import present
 from migrate.dialects.fields import Fields, join
 from migrate.ir.graph import MeshGraph
@@ -182,7 +183,7 @@ def _permission(f: Fields, path: str) -> PermissionFacts:
         header = f"{http}.header[{k}]"
         f.use(_REGEX, header, f"header {f.peek(join(header, 'name'))}")
         narrowing.append(_REGEX)
-    operation = AuthzOperation(methods=tuple(m.upper() for m in f.strings(join(http, "methods"))),
+    operation = AuthzOperation(methods=read_methods(f, http),
                                paths=paths, origin_path=http)
     return PermissionFacts(action, operation, tuple(sorted(set(narrowing))), path)
 

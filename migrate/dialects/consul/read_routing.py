@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from migrate.dialects.consul.methods import read_methods
 from migrate.dialects.consul.read_common import present, use_if
 from migrate.dialects.fields import Fields, join
 from migrate.ir.graph import MeshGraph
@@ -144,10 +145,10 @@ def _http_match(f: Fields, path: str) -> tuple[RouteMatch, ...]:
     f.get(http)
     base = dict(path=uri, ignore_case=ignore_case, headers=tuple(sorted(headers)),
                 query=tuple(sorted(query)), origin_path=path)
-    methods = f.strings(join(http, "methods"))
+    methods = read_methods(f, http)
     if not methods:
         return (RouteMatch(**base),)  # type: ignore[arg-type]
-    return tuple(RouteMatch(method=StringMatch("exact", m.upper()), **base)  # type: ignore
+    return tuple(RouteMatch(method=StringMatch("exact", m), **base)  # type: ignore
                  for m in methods)
 
 

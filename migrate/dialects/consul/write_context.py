@@ -140,6 +140,12 @@ def service_protocol(ctx: ConsulContext, key: ServiceKey) -> str:
     return "mixed"
 
 
+# Istio sniffs the protocol of a port that declares none
+# (istio.io/latest/docs/ops/configuration/traffic-management/protocol-selection/); Linkerd's
+# proxy detects HTTP on any port not marked opaque (linkerd.io/2.20/features/protocol-detection/).
+_DETECTS = {"istio": "Istio", "linkerd": "Linkerd"}
+
+
 def need_l7(ctx: ConsulContext, key: ServiceKey, ref: ObjectRef, path: str,
             feature: str) -> str | None:
     """Declare that a service gets L7 configuration; its protocol, or None when it is TCP.
@@ -156,10 +162,10 @@ def need_l7(ctx: ConsulContext, key: ServiceKey, ref: ObjectRef, path: str,
     svc = ctx.graph.service(key)
     if proto == "unknown":
         ctx.l7[key] = "http"
+        detector = _DETECTS.get(ctx.graph.mesh, "the source mesh")
         ctx.losses.report(
             "CONSUL_PROTOCOL", Severity.DEGRADED, feature, ref, path,
-            f"Service {key} " + ("declares no protocol (the source mesh detected it on each "
-                                  "connection)" if svc else
+            f"Service {key} " + (f"declares no protocol ({detector} detected it)" if svc else
                                  "is not in the input, so its protocol is unknown")
             + "; its ServiceDefaults declare http so that the L7 configuration applies",
             "Name the Service port http-*/grpc-* (or set appProtocol) and check that it speaks "

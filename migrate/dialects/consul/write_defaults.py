@@ -225,14 +225,14 @@ def _final(ctx: ConsulContext, svc: Service, mode: str, policy: MTLSPolicy | Non
         ctx.losses.report(
             "CONSUL_MTLS_MODE", Severity.DEGRADED, "mtls.strict", policy.origin.ref,
             policy.origin.path,
-            f"{svc.key} was {mode} in Istio but has authorization: Consul does not apply "
+            f"{svc.key} was {mode} in {ctx.graph.mesh.capitalize()} but has authorization: Consul does not apply "
             "intentions to plaintext in permissive mode, so it enforces strict mTLS; plaintext "
             "clients from outside the mesh are refused",
             "Mesh the clients that called in plaintext, or accept that they lose access.")
         return "strict"
     ctx.losses.report(
         "CONSUL_MTLS_MODE", Severity.INFO, "mtls.strict", policy.origin.ref, policy.origin.path,
-        f"{svc.key} stays permissive as in Istio ({mode}); Mesh.allowEnablingPermissiveMutualTLS "
+        f"{svc.key} stays permissive as in {ctx.graph.mesh.capitalize()} ({mode}); Mesh.allowEnablingPermissiveMutualTLS "
         "must therefore stay true after the migration",
         "Switch to strict once no client outside the mesh calls it.")
     return "permissive"

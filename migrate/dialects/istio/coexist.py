@@ -22,6 +22,7 @@ from migrate.dialects.coexist import (
     Neutralized,
     remove_template_keys,
 )
+from migrate.dialects.gatewayapi.bundle import bundle_guard
 from migrate.ir.model import Namespace, Workload
 from migrate.losses import ObjectRef
 from migrate.plan.commands import Command, pipe, run
@@ -226,6 +227,7 @@ class IstioCoexistence(Coexistence):
         """
         channel = "experimental-install.yaml" if experimental else "standard-install.yaml"
         return [
+            bundle_guard("v1.5.1", experimental),
             run("kubectl", "apply", "--server-side", "-f", "https://github.com/kubernetes-sigs/"
                 f"gateway-api/releases/download/v1.5.1/{channel}"),
             run("istioctl", "x", "precheck"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from migrate import facts
 from migrate.dialects.fields import Fields, join
 from migrate.ir.graph import MeshGraph
 from migrate.ir.model import AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource, MTLSPolicy, labels
@@ -132,9 +133,30 @@ def _rule(f: Fields, path: str) -> AuthzRule:
             else:
                 f.invalid(f"{op}.ports[{k}]", f"port {port!r} is not a number")
         operations.append(AuthzOperation(
-            ports=tuple(ports), methods=f.strings(join(op, "methods")),
+            ports=tuple(ports), methods=_methods(f.strings(join(op, "methods"))),
             paths=f.strings(join(op, "paths")), origin_path=op))
     for j, _ in enumerate(f.list(join(path, "when"))):
         f.use("authz.condition", f"{path}.when[{j}]", str(f.peek(f"{path}.when[{j}].key")))
     narrowing = tuple(sorted({u.feature for u in f.uses[before:]}))
     return AuthzRule(tuple(sources), tuple(operations), path, narrowing)
+
+
+def _methods(values: tuple[str, ...]) -> tuple[str, ...]:
+    """``to.operation.methods`` as literal methods: ``*`` is Istio's presence match (every
+    request has a method, so any method: the empty tuple), a prefix or suffix pattern stands
+    for the standard methods it matches. A pattern no standard method matches stays as
+    written (it admits only custom methods)."""
+    # fact: istio.authz-value-match
+    if "*" in values:
+        return ()
+    known = facts.value("istio.authz-value-match", "http_methods")
+    out: list[str] = []
+    for value in values:
+        if value.endswith("*"):
+            found = [m for m in known if m.startswith(value[:-1])]
+        elif value.startswith("*"):
+            found = [m for m in known if m.endswith(value[1:])]
+        else:
+            found = []
+        out += found or [value]
+    return tuple(dict.fromkeys(out))

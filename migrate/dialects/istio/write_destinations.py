@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from migrate import facts
 from migrate.dialects.base import Manifest
 from migrate.dialects.istio.write_common import NETWORKING_API, WriteContext, istio_duration
 from migrate.ir.model import DestinationPolicy
@@ -76,3 +77,14 @@ def _traffic_policy(ctx: WriteContext, dp: DestinationPolicy) -> dict[str, Any]:
         # defaults (5 consecutive 5xx, 10s interval, 30s ejection).
         out["outlierDetection"] = detection
     return out
+
+
+def withdraw_default_lb(ctx: WriteContext) -> None:
+    """No loss for a source algorithm that is Istio's default: the generated DestinationRules
+    set none, and Istio then balances with LEAST_REQUEST, the algorithm the source named."""
+    # fact: istio.default-lb
+    default = facts.value("istio.default-lb", "simple").lower()
+    for use in ctx.graph.features:
+        if use.feature == "destination.lb.simple" and use.detail.lower() == default:
+            ctx.losses.withdraw(use.origin.ref, use.origin.path,
+                                only=frozenset({"DESTINATION_LB_SIMPLE"}))

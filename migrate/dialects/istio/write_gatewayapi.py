@@ -123,6 +123,11 @@ def _drop_shadowed(ctx: WriteContext,
             kept.append((route_, rule))
         elif matches:
             kept.append((route_, Rule(**{**rule.__dict__, "matches": matches})))
+        else:
+            # Never applied by the source mesh: its features are not lost (see the Linkerd
+            # writer's _drop_shadowed).
+            ctx.losses.withdraw(route_.origin.ref, rule.origin_path,
+                                frozenset({"ROUTE_RULE_UNREACHABLE", "ROUTE_ORDER"}))
     return kept
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from migrate.dialects.base import TargetConfig
 from migrate.dialects.istio.write_common import WriteContext
-from migrate.dialects.istio.write_destinations import write_destination_rules
+from migrate.dialects.istio.write_destinations import withdraw_default_lb, write_destination_rules
 from migrate.dialects.istio.write_egress import write_egress
 from migrate.dialects.istio.write_gatewayapi import write_http_routes
 from migrate.dialects.istio.write_routes import write_virtual_services
@@ -60,6 +60,7 @@ class IstioWriter:
         else:
             write_virtual_services(ctx, include_http=ctx.supports("route.http"))
         write_destination_rules(ctx)
+        withdraw_default_lb(ctx)
         write_security(ctx, namespaces, self.root_namespace)
         write_egress(ctx, namespaces, self.istio_root_namespace)
         return out

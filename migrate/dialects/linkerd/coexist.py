@@ -21,6 +21,7 @@ from migrate.dialects.coexist import (
     set_template_annotation,
 )
 from migrate.dialects.linkerd.handover import hand_over_mesh_routes
+from migrate.dialects.gatewayapi.bundle import bundle_guard
 from migrate.ir.model import FeatureUse, Namespace, Workload
 from migrate.losses import ObjectRef
 from migrate.plan.commands import Command, pipe, run
@@ -255,6 +256,7 @@ def install_commands(experimental: bool, version: str = "2.20", cni: bool = Fals
               run("kubectl", "-n", "linkerd-cni", "rollout", "status", "daemonset/linkerd-cni",
                   "--timeout=5m")] if cni else []
     return [
+        bundle_guard(bundle, experimental),
         run("kubectl", "apply", "--server-side", "-f", "https://github.com/kubernetes-sigs/"
             f"gateway-api/releases/download/{bundle}/{channel}",
             note="" if bundle == "v1.5.1" else "check the Istio version in use accepts this "

@@ -52,7 +52,6 @@ ROUTE_API = "policy.linkerd.io/v1beta3"
 # "Default policies" and "Default authorizations").
 DEFAULT_POLICY = "config.linkerd.io/default-inbound-policy"
 _PROTOCOL = {"grpc": "gRPC", "http2": "HTTP/2", "http": "HTTP/1", "tcp": "opaque", "tls": "TLS"}
-PROBE_NETWORKS = ({"cidr": "0.0.0.0/0"}, {"cidr": "::/0"})
 # policy.linkerd.io/v1beta3 HTTPRoute: spec.rules maxItems 16, rules[].matches maxItems 8
 # (linkerd2 charts/linkerd-crds/templates/policy/httproute.yaml).
 MAX_RULES, MAX_MATCHES = 16, 8
@@ -414,8 +413,11 @@ def _probe_route(ctx: PolicyContext, srv: _Server, sources: tuple[ObjectRef, ...
                             f"probes/{srv.namespace}/{srv.name}")
     matches = [_probe_match(ctx, path) for path in sorted({p.path for p in probes})]
     ctx.out.add(ctx.out.policy_staged, Manifest(_inbound_route(route, srv, matches), sources))
+    # fact: linkerd.probe-networks (the networks Linkerd's own default probe authorization
+    # admits: the route keeps probes working exactly as a Server without routes would)
+    networks = facts.value("linkerd.probe-networks", "networks")
     netauth = _authentication(ctx, srv.namespace, "NetworkAuthentication", "kubelet-probes",
-                              {"networks": [dict(n) for n in PROBE_NETWORKS]}, sources)
+                              {"networks": [{"cidr": c} for c in networks]}, sources)
     _authz_policy(ctx, srv.namespace, k8s_name(route), {"group": "policy.linkerd.io",
                                                         "kind": "HTTPRoute", "name": route},
                   [{"group": "policy.linkerd.io", "kind": "NetworkAuthentication",
@@ -425,8 +427,11 @@ def _probe_route(ctx: PolicyContext, srv: _Server, sources: tuple[ObjectRef, ...
         srv.workload.origin.path,
         f"Server {srv.name} has path or method rules, so its probe paths "
         f"({', '.join(m['path']['value'] for m in matches)}) got route {route} allowing GET "
-        "from any network",
-        "Narrow the probe networks to the node CIDRs if that matters.")
+        f"from Linkerd's default probe networks ({', '.join(networks)}, "
+        "policyController.probeNetworks), as Linkerd authorizes probes on a Server without "
+        "routes",
+        "If the Linkerd install sets policyController.probeNetworks, give NetworkAuthentication "
+        f"{srv.namespace}/{netauth} the same networks.")
 
 
 def _probe_match(ctx: PolicyContext, path: str) -> dict[str, Any]:

@@ -162,14 +162,16 @@ def _drop_shadowed(ctx: RouteContext, route: Route) -> list[Rule]:
             dropped.setdefault(rj, set()).add(mj)
             ctx.losses.report(
                 "ROUTE_RULE_UNREACHABLE", Severity.INFO, "route.http", ref, b_path,
-                f"{b_path} is never reached in Istio: the earlier {a_path} already matches every "
+                f"{b_path} is never reached in {ctx.graph.mesh.capitalize()}: the earlier "
+                f"{a_path} already matches every "
                 f"request it would; under Gateway API specificity it would win, so it is left out",
                 "Delete the unreachable match from the source too, or move it above the broader "
                 "rule if it was meant to apply.")
         else:
             ctx.losses.report(
                 "ROUTE_ORDER", Severity.DEGRADED, "route.http", ref, b_path,
-                f"a request matching both {a_path} and {b_path} went to {a_path} in Istio "
+                f"a request matching both {a_path} and {b_path} went to {a_path} in "
+                f"{ctx.graph.mesh.capitalize()} "
                 f"(first match); Gateway API prefers the more specific {b_path}",
                 "Narrow one of the two matches so they no longer overlap, then re-run.")
     kept = []
@@ -181,7 +183,14 @@ def _drop_shadowed(ctx: RouteContext, route: Route) -> list[Rule]:
         matches = tuple(m for j, m in enumerate(rule.matches) if j not in gone)
         if matches:
             kept.append(Rule(**{**rule.__dict__, "matches": matches}))
+        else:
+            # The source mesh never applied this rule: what it would have done (a rewrite,
+            # retries...) is not lost, so the capability check's losses on it are withdrawn.
+            ctx.losses.withdraw(ref, rule.origin_path, _ABOUT_REACH)
     return kept
+
+
+_ABOUT_REACH = frozenset({"ROUTE_RULE_UNREACHABLE", "ROUTE_ORDER"})
 
 
 def _match_path(rule: Rule, j: int) -> str:

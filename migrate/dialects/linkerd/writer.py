@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from migrate.dialects.base import Manifest, TargetConfig
+from migrate.dialects.linkerd.deny_subsumed import report_subsumed_denies
 from migrate.dialects.linkerd.policy import PolicyContext, write_policy
 from migrate.dialects.scope import report_headless
 from migrate.dialects.linkerd.route_policy import failure_accrual_annotations
@@ -43,6 +44,7 @@ class LinkerdWriter:
         if self.table.supports("authz.allow", self.version):
             write_policy(PolicyContext(graph, self.losses, names, out, self.trust_domain),
                          namespaces, self.root_namespace)
+            report_subsumed_denies(graph, self.losses)
         self._opaque_ports(graph, namespaces, out)
         report_headless(graph, self.losses, namespaces, "Linkerd")
         if self.table.supports("egress.mesh_only", self.version):
