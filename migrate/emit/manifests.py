@@ -14,6 +14,7 @@ from typing import Any
 
 from migrate.dialects.base import Manifest
 from migrate.gcpause import no_gc_pauses
+from migrate.losses import ObjectRef
 from migrate.plan.model import Plan, Step
 from migrate.sources.model import RawObject, strip_noise
 from migrate.yamlio import dump_document
@@ -26,11 +27,16 @@ def annotated(m: Manifest) -> dict[str, Any]:
     body = m.body
     meta = body["metadata"]
     annotations = dict(meta.get("annotations") or {})
-    annotations[SOURCE_ANNOTATION] = ",".join(
-        f"{r.kind}/{r.namespace}/{r.name}" if r.namespace else f"{r.kind}//{r.name}"
-        for r in sorted(set(m.sources)))
+    annotations[SOURCE_ANNOTATION] = ",".join(source_id(r) for r in sorted(set(m.sources)))
     meta["annotations"] = dict(sorted(annotations.items()))
     return body
+
+
+def source_id(ref: ObjectRef) -> str:
+    """A source object as :data:`SOURCE_ANNOTATION`, command ``sources`` and the ledger name
+    it: ``Kind/namespace/name``, ``Kind//name`` for one without a namespace."""
+    return f"{ref.kind}/{ref.namespace}/{ref.name}" if ref.namespace else \
+        f"{ref.kind}//{ref.name}"
 
 
 def file_name(body: dict[str, Any]) -> str:
@@ -160,6 +166,13 @@ def step_file_names(step: Step) -> tuple[list[str], list[str]]:
     # A rollback copy keeps the identity fields the name is made of: name it from the source.
     rollback = sorted({f"rollback/{source_file_name(o)}" for o in step.rollback_sources})
     return main, rollback
+
+
+def step_manifests(step: Step) -> dict[str, Manifest]:
+    """File name (relative to the step folder) -> the manifest written there: of two
+    manifests of one object, the later (as :func:`write_steps` writes them)."""
+    return {name: obj for name, obj in _file_sources(step).items()
+            if isinstance(obj, Manifest) and not name.startswith("rollback/")}
 
 
 def step_files(step: Step) -> dict[str, dict[str, Any]]:

@@ -85,7 +85,10 @@ def command_json(command: Command | str) -> dict[str, Any]:
     as ``{"manual": text}``."""
     if isinstance(command, str):
         return {"manual": command}
-    return {"run": render(command), "argv": command.argv, "note": command.note}
+    out: dict[str, Any] = {"run": render(command), "argv": command.argv, "note": command.note}
+    if command.sources:
+        out["sources"] = list(command.sources)
+    return out
 
 
 def _tail(plan: Plan, manifests: int, losses: Iterable[Any] | None = None) -> dict[str, Any]:
@@ -95,6 +98,7 @@ def _tail(plan: Plan, manifests: int, losses: Iterable[Any] | None = None) -> di
         counts[loss.severity.value] += 1
     return {
         "losses": [loss.to_json() for loss in plan.losses] if losses is None else losses,
+        "sources": [entry.to_json() for entry in plan.ledger],
         "equivalence": plan.equivalence.to_json() if plan.equivalence is not None else None,
         "coexistence": plan.coexistence,
         "summary": {
@@ -252,8 +256,10 @@ def _command_text(command: Command, newline: str) -> str:
     words = [f"[{deepest}{(',' + deepest).join(map(e, argv))}{deeper}]"
              for argv in command.pipeline]  # never empty (Command checks)
     argv = ("," + deeper).join(words)
+    sources = f',{inner}"sources": [{deeper}{("," + deeper).join(map(e, command.sources))}' \
+        f'{inner}]' if command.sources else ""
     return (f'{{{inner}"run": {e(render(command))},{inner}"argv": [{deeper}{argv}{inner}],'
-            f'{inner}"note": {e(command.note)}{newline}}}')
+            f'{inner}"note": {e(command.note)}{sources}{newline}}}')
 
 
 def _float(value: float) -> str:

@@ -54,6 +54,7 @@ def _protocols(reader: ConsulReader, names: ConsulNames, graph: MeshGraph) -> No
     for name in names.registered():
         for inst in names.instances(name):
             registered.setdefault(str(inst.key), []).append(name)
+    declared = {name for name, sd in reader.state.service_defaults.items() if sd.protocol}
     for svc in graph.of(Service):
         own = registered.get(str(svc.key), [])
         if svc.key.name in own or (not own and svc.key.name in reader.state.service_defaults):
@@ -62,7 +63,13 @@ def _protocols(reader: ConsulReader, names: ConsulNames, graph: MeshGraph) -> No
             name = own[0]  # pods renamed by connect-service: their Consul name decides
         else:
             continue  # not in the mesh
-        graph.add(replace(svc, mesh_protocol=reader.state.protocol(name)))
+        graph.add(replace(svc, mesh_protocol=reader.state.protocol(name),
+                          protocol_origin=reader.state.protocol_origin(name)))
+        declared.discard(name)
+    for name in sorted(declared):
+        # A protocol for a service the input does not show governs nothing that is planned.
+        reader.unresolved(reader.state.service_defaults[name].ref, "spec.protocol", name,
+                          "its protocol was not carried over")
 
 
 def _global_mode(reader: ConsulReader) -> tuple[str, Origin | None]:
