@@ -1,0 +1,204 @@
+"""The ledger (plan.json ``sources``): every object read is listed once with a known
+disposition, every manifest it names exists and carries it in its source annotation, and
+every field of every source mesh object is accounted for (read, or reported)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from migrate.emit.manifests import SOURCE_ANNOTATION, source_id
+from migrate.emit.output import write_output
+from migrate.ledger import DISPOSITIONS, REASONS, leaves
+from migrate.pipeline import PlanOptions, plan_migration
+from migrate.sources.files import read_files
+from tests.conftest import corpus_cases, shared_sets
+from tests.helpers import plan_yaml
+from tests.test_corpus import covered
+
+MESHES = ("istio", "linkerd", "consul")
+CASES = [(mesh, name, target) for mesh in MESHES for name in shared_sets(mesh)
+         for target in MESHES if target != mesh]
+
+
+@pytest.mark.parametrize("mesh,name,target", corpus_cases(CASES, argcount=3))
+def test_corpus_ledger_is_complete(shared: Path, tmp_path: Path, mesh: str, name: str,
+                                   target: str):
+    path = shared / "corpus" / mesh / name
+    result = plan_migration(PlanOptions(source=mesh, target=target, paths=[str(path)],
+                                        verify=False))
+    ledger = result.plan.ledger
+    # Each object of the input exactly once (copies of one object are one entry).
+    read = {o.ref for o in read_files([str(path)]).objects}
+    listed = [e.ref for e in ledger if e.ref.kind]
+    assert len(listed) == len(set(listed))
+    assert set(listed) == read
+    assert {e.disposition for e in ledger} <= set(DISPOSITIONS) - {"untraced"}, \
+        [str(e.ref) for e in ledger if e.disposition == "untraced"]
+    write_output(result.plan, tmp_path / "plan")
+    for entry in ledger:
+        assert set(entry.reasons) <= set(REASONS)
+        for step, manifest in entry.targets:
+            docs = [d for d in yaml.safe_load_all((tmp_path / "plan" / manifest).read_text())
+                    if d]
+            named = docs[0]["metadata"]["annotations"][SOURCE_ANNOTATION].split(",")
+            assert source_id(entry.ref) in named, (entry.ref, manifest)
+        assert entry.disposition != "lost" or entry.losses
+        assert entry.disposition != "not-needed" or entry.reasons
+    # Every field of every source mesh object: read or reported (the reader's accounting),
+    # and listed in the ledger with the losses covering it where nothing carries it.
+    for ref, raw in result.read.raw.items():
+        accounted = result.read.accounted[ref]
+        missing = [leaf for leaf in leaves(raw.body) if not covered(leaf, accounted)]
+        assert missing == [], f"{ref}: fields neither used nor reported: {missing}"
+        entry = next(e for e in ledger if e.ref == ref)
+        assert entry.fields is not None and set(entry.fields) == set(leaves(raw.body))
+        if entry.disposition == "lost":
+            assert all(entry.fields.values()), (ref, entry.fields)
+
+
+def test_annotate_commands_name_the_peer_authentication():
+    """STRICT mTLS becomes Linkerd's default-inbound-policy annotation: the command that sets
+    it names the PeerAuthentication, and so does its ledger entry."""
+    result = plan_yaml("""
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio-injection: enabled}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: strict, namespace: shop}
+spec: {mtls: {mode: STRICT}}
+""")
+    commands = [c for s in result.plan.steps for c in s.commands
+                if "config.linkerd.io/default-inbound-policy" in " ".join(c.pipeline[0])]
+    assert commands and all("PeerAuthentication/shop/strict" in c.sources for c in commands)
+    entry = next(e for e in result.plan.ledger if e.ref.kind == "PeerAuthentication")
+    assert entry.disposition == "converted"
+    assert any("config.linkerd.io/default-inbound-policy" in run for _, run in entry.commands)
+
+
+def test_folded_linkerd_objects_are_named_on_the_istio_policy():
+    """A Linkerd AuthorizationPolicy's Server and MeshTLSAuthentication are named in the
+    source annotation of the Istio policy written from it."""
+    result = plan_yaml("""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  template:
+    metadata: {labels: {app: web}, annotations: {linkerd.io/inject: enabled}}
+    spec: {containers: [{name: web, ports: [{containerPort: 8080, name: http}]}]}
+---
+apiVersion: policy.linkerd.io/v1beta3
+kind: Server
+metadata: {name: web-http, namespace: shop}
+spec: {podSelector: {matchLabels: {app: web}}, port: http}
+---
+apiVersion: policy.linkerd.io/v1alpha1
+kind: MeshTLSAuthentication
+metadata: {name: clients, namespace: shop}
+spec: {identities: ["*"]}
+---
+apiVersion: policy.linkerd.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: allow, namespace: shop}
+spec:
+  targetRef: {group: policy.linkerd.io, kind: Server, name: web-http}
+  requiredAuthenticationRefs:
+  - {group: policy.linkerd.io, kind: MeshTLSAuthentication, name: clients}
+""", source="linkerd", target="istio")
+    entries = {str(e.ref): e for e in result.plan.ledger}
+    for name in ("Server/shop/web-http", "MeshTLSAuthentication/shop/clients",
+                 "AuthorizationPolicy/shop/allow"):
+        assert entries[name].disposition == "converted", name
+    policies = [m for s in result.plan.steps for m in s.manifests
+                if m.kind == "AuthorizationPolicy"]
+    named = {source_id(r) for m in policies for r in m.sources}
+    assert {"Server/shop/web-http", "MeshTLSAuthentication/shop/clients"} <= named
+
+
+def test_service_defaults_protocol_has_a_disposition():
+    """A ServiceDefaults protocol the target infers from the Service's ports needs nothing;
+    one for a service the input does not show is a loss."""
+    result = plan_yaml("""
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec: {selector: {app: web}, ports: [{name: http, port: 80}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  template:
+    metadata: {labels: {app: web}, annotations: {consul.hashicorp.com/connect-inject: "true"}}
+    spec: {containers: [{name: web}]}
+---
+apiVersion: consul.hashicorp.com/v1alpha1
+kind: ServiceDefaults
+metadata: {name: web, namespace: shop}
+spec: {protocol: http}
+---
+apiVersion: consul.hashicorp.com/v1alpha1
+kind: ServiceDefaults
+metadata: {name: ghost, namespace: shop}
+spec: {protocol: http}
+""", source="consul", target="istio")
+    entries = {str(e.ref): e for e in result.plan.ledger}
+    assert entries["ServiceDefaults/shop/web"].disposition == "not-needed"
+    assert entries["ServiceDefaults/shop/web"].reasons == ["PROTOCOL_INFERRED"]
+    ghost = entries["ServiceDefaults/shop/ghost"]
+    assert ghost.disposition == "lost"
+    assert [result.plan.losses[i].code for i in ghost.losses] == ["CONSUL_SERVICE_UNRESOLVED"]
+
+
+def test_destination_rule_for_absent_service_is_a_loss():
+    result = plan_yaml("""
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio-injection: enabled}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: r, namespace: shop}
+spec:
+  hosts: [r]
+  http: [{route: [{destination: {host: r, subset: v1}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: r, namespace: shop}
+spec: {host: r, subsets: [{name: v1, labels: {version: v1}}]}
+""")
+    entry = next(e for e in result.plan.ledger if e.ref.kind == "DestinationRule")
+    assert entry.disposition == "lost"
+    assert "ROUTE_BACKEND_UNKNOWN" in {result.plan.losses[i].code for i in entry.losses}
+    assert entry.fields["spec.subsets[0].labels.version"]
+
+
+def test_every_object_has_one_entry_with_its_place():
+    """Outside objects, input problems and duplicate copies are in the ledger too."""
+    result = plan_yaml("""
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio-injection: enabled}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: shop}
+data: {a: b}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: Bad_Name, namespace: shop}
+spec: {ports: [{port: 80}]}
+""")
+    by_kind = {e.ref.kind: e for e in result.plan.ledger}
+    assert by_kind["ConfigMap"].disposition == "outside"
+    assert by_kind["ConfigMap"].reasons == ["OTHER_KIND"]
+    assert by_kind["Service"].disposition == "input-problem" and by_kind["Service"].problems
+    assert by_kind["Namespace"].disposition == "converted"  # the injection commands
+    assert all(e.line > 0 for e in result.plan.ledger)
