@@ -31,8 +31,8 @@ from migrate.dialects.fields import NOISE
 from migrate.emit.manifests import source_id, step_manifests
 from migrate.errors import InputProblem
 from migrate.ir.graph import MeshGraph
-from migrate.ir.model import DestinationPolicy, Route, Service
-from migrate.losses import Loss, ObjectRef
+from migrate.ir.model import DestinationPolicy, MTLSPolicy, Route, Service
+from migrate.losses import Loss, ObjectRef, natural
 from migrate.plan.commands import Command, render
 from migrate.plan.model import Step
 from migrate.sources.files import relative
@@ -48,6 +48,8 @@ REASONS = {
                             "only the requests a route sends to it, so none changes",
     "PROTOCOL_INFERRED": "the protocol it declares is the one the target reads from the "
                          "Service's ports (port name or appProtocol)",
+    "MTLS_DEFAULT": "the mTLS mode it sets is the one the target applies with no "
+                    "configuration (Linkerd: PERMISSIVE; Consul: STRICT)",
     "NO_SETTINGS": "it sets nothing (no spec): the target's defaults are the same",
     "KUBERNETES_OBJECT": "a Kubernetes object the migration leaves as it is; the mesh fields "
                          "it holds are read, and carried by the commands or objects named",
@@ -307,7 +309,8 @@ def _fields(raw: RawObject, entry: Entry, own: set[int], paths: dict[int, str]
     the field or an ancestor; for an object nothing carries (``lost``), a field none of them
     names is covered by all of its losses, which together say why the object is gone."""
     out = {}
-    for path in leaves(raw.body):
+    # Sorted: the input's key order is no part of the object (any order gives the same plan).
+    for path in sorted(leaves(raw.body), key=natural):
         found = [i for i in sorted(own) if covers(paths[i], path)]
         out[path] = found or (entry.losses if entry.disposition == "lost" else [])
     return out
@@ -332,10 +335,14 @@ def _core(ref: ObjectRef) -> bool:
         kube.VERSIONS.get(group, ())
 
 
-# Meshes that encrypt and authenticate every call between meshed pods with no configuration:
-# Linkerd (linkerd.io/2/features/automatic-mtls/) and Consul service mesh (every connection
-# between sidecars is mTLS; developer.hashicorp.com/consul/docs/connect).
+# Meshes that encrypt and authenticate every call between meshed pods with no configuration.
+# fact: linkerd.automatic-mtls
+# fact: consul.mtls-strict-default
 _AUTOMATIC_MTLS = frozenset({"linkerd", "consul"})
+# The mTLS mode each target applies with no configuration.
+# fact: linkerd.default-inbound-policy
+# fact: consul.mtls-strict-default
+_DEFAULT_MODE = {"linkerd": "PERMISSIVE", "consul": "STRICT"}
 
 
 def not_needed(raw: RawObject, graph: MeshGraph, target_mesh: str) -> list[str]:
@@ -360,6 +367,13 @@ def not_needed(raw: RawObject, graph: MeshGraph, target_mesh: str) -> list[str]:
             if dp.service is None or _subset_routed(graph, dp):
                 return []
             reasons.add("SUBSETS_UNREFERENCED")
+        explained = True
+    for mtls in graph.of(MTLSPolicy):
+        if mtls.origin.ref != ref:
+            continue
+        if mtls.port_modes or mtls.mode != _DEFAULT_MODE.get(target_mesh):
+            return []
+        reasons.add("MTLS_DEFAULT")
         explained = True
     for svc in graph.of(Service):
         if svc.protocol_origin is not None and svc.protocol_origin.ref == ref:

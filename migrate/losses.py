@@ -105,6 +105,12 @@ def _natural(path: str) -> str:
     return _DIGITS.sub(_pad, path)
 
 
+def natural(path: str) -> str:
+    """A field path as sorted for people: list indices in numeric order (``[9]`` before
+    ``[10]``)."""
+    return _natural(path)
+
+
 _DIGITS = re.compile(r"\d+")
 
 
