@@ -59,9 +59,6 @@ REASONS = {
 """Reason code -> what it means: ``not-needed`` and ``outside`` entries name one or more
 (docs/ledger.md lists them)."""
 
-CARRIED = "carried"
-"""What :func:`field_story` says of a field no loss covers in a converted object."""
-
 
 @dataclass
 class Entry:
@@ -280,7 +277,9 @@ def build_ledger(steps: list[Step], losses: list[Loss], read: ReadResult, target
         entry.targets = sorted(set(targets.get(ref, [])))
         entry.commands = sorted(set(commands.get(source_id(ref), [])))
         own = set(caused.get(ref, []))
-        entry.losses = sorted(own | inherited.get(ref, set()))
+        # Folded into objects that were lost: their losses say what became of it too.
+        entry.losses = sorted(own if entry.targets or entry.commands else
+                              own | inherited.get(ref, set()))
         raw = read.raw.get(ref)
         if entry.targets or entry.commands:
             entry.disposition = "converted"
@@ -410,18 +409,6 @@ def covers(loss_path: str, path: str) -> bool:
     one of its ancestors (``spec`` covers ``spec.http[0].route``)."""
     return path == loss_path or path.startswith(loss_path + ".") or \
         path.startswith(loss_path + "[")
-
-
-def field_story(entry: Entry, path: str, losses: list[Loss]) -> str:
-    """One line on what became of one field of a source mesh object."""
-    found = (entry.fields or {}).get(path, [])
-    if found:
-        return "; ".join(f"{losses[i].code} ({losses[i].severity.value})" for i in found)
-    if entry.disposition == "converted":
-        return CARRIED
-    if entry.disposition == "not-needed":
-        return "not needed: " + ", ".join(entry.reasons)
-    return entry.disposition
 
 
 def by_namespace(entries: list[Entry]) -> dict[str, list[Entry]]:
