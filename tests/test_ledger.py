@@ -19,14 +19,41 @@ from tests.helpers import plan_yaml
 from tests.test_corpus import covered
 
 MESHES = ("istio", "linkerd", "consul")
+PAIRS = {f"{a}-to-{b}" for a in MESHES for b in MESHES if a != b}
 CASES = [(mesh, name, target) for mesh in MESHES for name in shared_sets(mesh)
          for target in MESHES if target != mesh]
+
+
+REPO = Path(__file__).resolve().parent.parent
+LOCAL = [(mesh, str(p.relative_to(REPO)), target)
+         for mesh in MESHES for p in sorted((REPO / "samples" / mesh).iterdir()) if p.is_dir()
+         for target in MESHES if target != mesh] + [
+    (case.parent.name.split("-to-")[0] if case.parent.name in PAIRS else "istio",
+     str(case.relative_to(REPO)), target)
+    for case in sorted((REPO / "tests" / "golden").glob("*")) +
+    sorted((REPO / "tests" / "golden_pairs").glob("*/*"))
+    if (case / "input.yaml").is_file()
+    for target in MESHES
+    if target != (case.parent.name.split("-to-")[0] if case.parent.name in PAIRS else "istio")]
 
 
 @pytest.mark.parametrize("mesh,name,target", corpus_cases(CASES, argcount=3))
 def test_corpus_ledger_is_complete(shared: Path, tmp_path: Path, mesh: str, name: str,
                                    target: str):
-    path = shared / "corpus" / mesh / name
+    check_ledger(shared / "corpus" / mesh / name, mesh, target, tmp_path)
+
+
+@pytest.mark.parametrize("mesh,name,target", LOCAL)
+def test_sample_and_golden_ledgers_are_complete(tmp_path: Path, mesh: str, name: str,
+                                                target: str):
+    path = REPO / name
+    check_ledger(path / "input.yaml" if (path / "input.yaml").is_file() else path, mesh,
+                 target, tmp_path)
+
+
+def check_ledger(path: Path, mesh: str, target: str, tmp_path: Path) -> None:
+    """The ledger of one plan: complete, known dispositions, consistent annotations, every
+    field of every source mesh object accounted for."""
     result = plan_migration(PlanOptions(source=mesh, target=target, paths=[str(path)],
                                         verify=False))
     ledger = result.plan.ledger
