@@ -308,11 +308,40 @@ def _fields(raw: RawObject, entry: Entry, own: set[int], paths: dict[int, str]
     the field or an ancestor; for an object nothing carries (``lost``), a field none of them
     names is covered by all of its losses, which together say why the object is gone."""
     out = {}
+    body = raw.body
+    nodes = set(_nodes(body))
+    # A loss may name a field in the target's vocabulary (``spec.sources[0].principals[0]`` of
+    # a Consul intention): it speaks for the deepest field of the object its path names.
+    where = {i: _existing(paths[i], nodes) for i in own}
     # Sorted: the input's key order is no part of the object (any order gives the same plan).
-    for path in sorted(leaves(raw.body), key=natural):
-        found = [i for i in sorted(own) if covers(paths[i], path)]
+    for path in sorted(leaves(body), key=natural):
+        found = [i for i in sorted(own) if covers(where[i], path)]
         out[path] = found or (entry.losses if entry.disposition == "lost" else [])
     return out
+
+
+def _nodes(value: Any, path: str = "", depth: int = MAX_DEPTH) -> Iterator[str]:
+    """Every field path of an object, mappings and lists included (bookkeeping too)."""
+    if path:
+        yield path
+    if depth <= 0:
+        return
+    if isinstance(value, dict):
+        for key, child in value.items():
+            yield from _nodes(child, f"{path}.{key}" if path else str(key), depth - 1)
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            yield from _nodes(child, f"{path}[{i}]", depth - 1)
+
+
+def _existing(path: str, nodes: set[str]) -> str:
+    """``path`` cut back to the deepest field the object has (itself when it has it)."""
+    while path and path not in nodes:
+        cut = max(path.rfind("."), path.rfind("["))
+        if cut <= 0:
+            return path  # names nothing of the object: covers only itself
+        path = path[:cut]
+    return path
 
 
 def _entry(item: Listed) -> Entry:

@@ -229,3 +229,54 @@ spec: {ports: [{port: 80}]}
     assert by_kind["Service"].disposition == "input-problem" and by_kind["Service"].problems
     assert by_kind["Namespace"].disposition == "converted"  # the injection commands
     assert all(e.line > 0 for e in result.plan.ledger)
+
+
+INTENTIONS = """
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec: {selector: {app: web}, ports: [{name: http, port: 80, targetPort: 8080}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  template:
+    metadata: {labels: {app: web}, annotations: {consul.hashicorp.com/connect-inject: "true"}}
+    spec: {serviceAccountName: web, containers: [{name: web, ports: [{containerPort: 8080}]}]}
+---
+apiVersion: consul.hashicorp.com/v1alpha1
+kind: ServiceIntentions
+metadata: {name: web, namespace: shop}
+spec:
+  destination: {name: web}
+  sources:
+  - {name: ghost, action: allow}
+  - {name: api, namespace: other, action: allow}
+"""
+
+
+def test_explain_tells_each_field_of_an_object(tmp_path: Path):
+    """A Consul intention source that has no Linkerd identity: its fields are covered by the
+    loss (named in the target's vocabulary, principals), the others went into the policy."""
+    from click.testing import CliRunner
+
+    from migrate.cli import main
+
+    src = tmp_path / "in.yaml"
+    src.write_text(INTENTIONS)
+    runner = CliRunner()
+    planned = runner.invoke(main, ["plan", "--from", "consul", "--to", "linkerd", "-f",
+                                   str(src), "-o", str(tmp_path / "out"), "-q"])
+    assert planned.exit_code == 0, planned.output
+    told = runner.invoke(main, ["explain", "ServiceIntentions/shop/web", "--plan",
+                                str(tmp_path / "out")])
+    assert told.exit_code == 0, told.output
+    lines = told.output.splitlines()
+    assert lines[1] == "disposition: converted"
+    assert "  spec.sources[0].name: [0] AUTHZ_PRINCIPAL" in lines
+    assert "  spec.sources[1].namespace: carried into the target objects above" in lines
+    missing = runner.invoke(main, ["explain", "ServiceIntentions/shop/wbe", "--plan",
+                                   str(tmp_path / "out")])
+    assert missing.exit_code == 2
+    assert "did you mean ServiceIntentions/shop/web" in missing.output
