@@ -147,14 +147,11 @@ spec:
     assert {"Server/shop/web-http", "MeshTLSAuthentication/shop/clients"} <= named
 
 
-def test_service_defaults_protocol_has_a_disposition():
-    """A ServiceDefaults protocol the target infers from the Service's ports needs nothing;
-    one for a service the input does not show is a loss."""
-    result = plan_yaml("""
+CONSUL_WEB = """
 apiVersion: v1
 kind: Service
 metadata: {name: web, namespace: shop}
-spec: {selector: {app: web}, ports: [{name: http, port: 80}]}
+spec: {selector: {app: web}, ports: [{name: http, port: 80, targetPort: 8080}]}
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -162,7 +159,15 @@ metadata: {name: web, namespace: shop}
 spec:
   template:
     metadata: {labels: {app: web}, annotations: {consul.hashicorp.com/connect-inject: "true"}}
-    spec: {containers: [{name: web}]}
+    spec: {serviceAccountName: web, containers: [{name: web, ports: [{containerPort: 8080}]}]}
+"""
+"""A Consul-injected web Service and Deployment in namespace shop."""
+
+
+def test_service_defaults_protocol_has_a_disposition():
+    """A ServiceDefaults protocol the target infers from the Service's ports needs nothing;
+    one for a service the input does not show is a loss."""
+    result = plan_yaml(CONSUL_WEB + """
 ---
 apiVersion: consul.hashicorp.com/v1alpha1
 kind: ServiceDefaults
@@ -231,19 +236,7 @@ spec: {ports: [{port: 80}]}
     assert all(e.line > 0 for e in result.plan.ledger)
 
 
-INTENTIONS = """
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: shop}
-spec: {selector: {app: web}, ports: [{name: http, port: 80, targetPort: 8080}]}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, namespace: shop}
-spec:
-  template:
-    metadata: {labels: {app: web}, annotations: {consul.hashicorp.com/connect-inject: "true"}}
-    spec: {serviceAccountName: web, containers: [{name: web, ports: [{containerPort: 8080}]}]}
+INTENTIONS = CONSUL_WEB + """
 ---
 apiVersion: consul.hashicorp.com/v1alpha1
 kind: ServiceIntentions

@@ -53,6 +53,7 @@ from migrate.ir.model import (
 from migrate.losses import ObjectRef, Severity
 
 if TYPE_CHECKING:
+    from migrate.dialects.consul.read_state import ConsulState
     from migrate.dialects.consul.reader import ConsulReader
 
 _MAX_HOPS = 16
@@ -70,6 +71,17 @@ class Leg:
     response_headers: HeaderOps
     path: str
     """Where in the dialled service's objects the leg comes from."""
+
+
+def reached_from_others(state: ConsulState) -> set[str]:
+    """Services another service's router or splitter sends traffic to (a service with no
+    instances of its own, reached that way, is a virtual service: a splitter behind a
+    router, hashicorp/consul#7688)."""
+    found = {r.target.service for name, router in state.routers.items()
+             for r in router.routes if r.target.service not in ("", name)}
+    found |= {s.target.service for name, splitter in state.splitters.items()
+              for s in splitter.splits if s.target.service not in ("", name)}
+    return found
 
 
 class ChainCompiler:
@@ -95,14 +107,7 @@ class ChainCompiler:
     # -- routes -------------------------------------------------------------------------------
     @functools.cached_property
     def _reached_from_others(self) -> set[str]:
-        """Services another service's router or splitter sends traffic to (a service with no
-        instances of its own, reached that way, is a virtual service: a splitter behind a
-        router, hashicorp/consul#7688)."""
-        found = {r.target.service for name, router in self.state.routers.items()
-                 for r in router.routes if r.target.service not in ("", name)}
-        found |= {s.target.service for name, splitter in self.state.splitters.items()
-                  for s in splitter.splits if s.target.service not in ("", name)}
-        return found
+        return reached_from_others(self.state)
 
     def _routes(self, name: str) -> None:
         router = self.state.routers.get(name)
@@ -202,6 +207,9 @@ class ChainCompiler:
         if split is None or depth > _MAX_HOPS:
             return [Leg(1.0, self._resolve(target), HeaderOps(), HeaderOps(), path)]
         self._used.add(split.ref)
+        declared = self.state.service_defaults.get(target.service)
+        if declared is not None and declared.protocol:
+            self._used.add(declared.ref)  # the L7 protocol Consul needs to accept the split
         total = sum(s.weight for s in split.splits) or 1.0
         legs: list[Leg] = []
         for s in split.splits:

@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from migrate.dialects.consul.names import UPSTREAMS_ANNOTATION, ConsulNames, annotation
-from migrate.dialects.consul.read_chain import ChainCompiler
+from migrate.dialects.consul.read_chain import ChainCompiler, reached_from_others
 from migrate.dialects.consul.read_intentions import IntentionCompiler
 from migrate.dialects.consul.read_workloads import parse_upstreams, pod_prefix_of
 from migrate.ir.graph import MeshGraph
@@ -54,7 +54,10 @@ def _protocols(reader: ConsulReader, names: ConsulNames, graph: MeshGraph) -> No
     for name in names.registered():
         for inst in names.instances(name):
             registered.setdefault(str(inst.key), []).append(name)
-    declared = {name for name, sd in reader.state.service_defaults.items() if sd.protocol}
+    # A virtual service (a splitter behind another service's router) has no Service; its
+    # protocol is what lets Consul accept the split, credited on the routes through it.
+    declared = {name for name, sd in reader.state.service_defaults.items()
+                if sd.protocol} - reached_from_others(reader.state)
     for svc in graph.of(Service):
         own = registered.get(str(svc.key), [])
         if svc.key.name in own or (not own and svc.key.name in reader.state.service_defaults):
