@@ -28,7 +28,7 @@ from migrate.depth import MAX_DEPTH
 from migrate.dialects import kube
 from migrate.dialects.base import ReadResult, TargetConfig
 from migrate.dialects.fields import NOISE
-from migrate.emit.manifests import source_id, step_manifests
+from migrate.emit.manifests import step_manifests
 from migrate.errors import InputProblem
 from migrate.ir.graph import MeshGraph
 from migrate.ir.model import DestinationPolicy, MTLSPolicy, Route, Service
@@ -206,9 +206,9 @@ def _with_sources(command: Command, target: TargetConfig, namespaces: set[str],
             key = word.split("=", 1)[0].removesuffix("-")
             named = target.namespace_sources.get((ns, key))
             if named:
-                refs.update(source_id(r) for r in named)
+                refs.update(r.source_id for r in named)
             elif ns in namespaces:
-                refs.add(source_id(ObjectRef("Namespace", "", ns, "v1")))
+                refs.add(ObjectRef("Namespace", "", ns, "v1").source_id)
     elif verb in ("rollout", "patch"):
         words = [w for w in argv[2:] if not w.startswith("-")]
         ns = argv[argv.index("-n") + 1] if "-n" in argv[:-1] else "default"
@@ -220,7 +220,7 @@ def _with_sources(command: Command, target: TargetConfig, namespaces: set[str],
             return command
         found = workloads.get((kind, ns, name))
         if found is not None:
-            refs.add(source_id(found))
+            refs.add(found.source_id)
     if not refs:
         return command
     return Command(command.pipeline, command.note,
@@ -275,7 +275,7 @@ def build_ledger(steps: list[Step], losses: list[Loss], read: ReadResult, target
             entries.append(entry)
             continue
         entry.targets = sorted(set(targets.get(ref, [])))
-        entry.commands = sorted(set(commands.get(source_id(ref), [])))
+        entry.commands = sorted(set(commands.get(ref.source_id, [])))
         own = set(caused.get(ref, []))
         # Folded into objects that were lost: their losses say what became of it too.
         entry.losses = sorted(own if entry.targets or entry.commands else

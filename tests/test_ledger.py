@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from migrate.emit.manifests import SOURCE_ANNOTATION, source_id
+from migrate.emit.manifests import SOURCE_ANNOTATION
 from migrate.emit.output import write_output
 from migrate.ledger import DISPOSITIONS, REASONS, leaves
 from migrate.pipeline import PlanOptions, plan_migration
@@ -71,7 +71,7 @@ def check_ledger(path: Path, mesh: str, target: str, tmp_path: Path) -> None:
             docs = [d for d in yaml.safe_load_all((tmp_path / "plan" / manifest).read_text())
                     if d]
             named = docs[0]["metadata"]["annotations"][SOURCE_ANNOTATION].split(",")
-            assert source_id(entry.ref) in named, (entry.ref, manifest)
+            assert entry.ref.source_id in named, (entry.ref, manifest)
         assert entry.disposition != "lost" or entry.losses
         assert entry.disposition != "not-needed" or entry.reasons
     # Every field of every source mesh object: read or reported (the reader's accounting),
@@ -143,7 +143,7 @@ spec:
         assert entries[name].disposition == "converted", name
     policies = [m for s in result.plan.steps for m in s.manifests
                 if m.kind == "AuthorizationPolicy"]
-    named = {source_id(r) for m in policies for r in m.sources}
+    named = {r.source_id for m in policies for r in m.sources}
     assert {"Server/shop/web-http", "MeshTLSAuthentication/shop/clients"} <= named
 
 

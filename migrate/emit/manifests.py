@@ -14,7 +14,6 @@ from typing import Any
 
 from migrate.dialects.base import Manifest
 from migrate.gcpause import no_gc_pauses
-from migrate.losses import ObjectRef
 from migrate.plan.model import Plan, Step
 from migrate.sources.model import RawObject, strip_noise
 from migrate.yamlio import dump_document
@@ -27,16 +26,9 @@ def annotated(m: Manifest) -> dict[str, Any]:
     body = m.body
     meta = body["metadata"]
     annotations = dict(meta.get("annotations") or {})
-    annotations[SOURCE_ANNOTATION] = ",".join(source_id(r) for r in sorted(set(m.sources)))
+    annotations[SOURCE_ANNOTATION] = ",".join(r.source_id for r in sorted(set(m.sources)))
     meta["annotations"] = dict(sorted(annotations.items()))
     return body
-
-
-def source_id(ref: ObjectRef) -> str:
-    """A source object as :data:`SOURCE_ANNOTATION`, command ``sources`` and the ledger name
-    it: ``Kind/namespace/name``, ``Kind//name`` for one without a namespace."""
-    return f"{ref.kind}/{ref.namespace}/{ref.name}" if ref.namespace else \
-        f"{ref.kind}//{ref.name}"
 
 
 def file_name(body: dict[str, Any]) -> str:
