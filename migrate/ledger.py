@@ -233,19 +233,20 @@ def build_ledger(steps: list[Step], losses: list[Loss], read: ReadResult, target
     namespace, kind and name. ``read.raw`` holds the source mesh's objects (their fields are
     listed); ``listed`` every object (:func:`listing`)."""
     graph = read.graph
+    resolve = _resolver(listed)
     targets: dict[ObjectRef, list[tuple[str, str]]] = {}
     commands: dict[str, list[tuple[str, str]]] = {}
     for step in steps:
         folder = f"steps/{step.id}/"
         for name, m in step_manifests(step).items():
             for ref in set(m.sources):
-                targets.setdefault(ref, []).append((step.id, folder + name))
+                targets.setdefault(resolve(ref), []).append((step.id, folder + name))
         for c in step.commands:
             for sid in c.sources:
                 commands.setdefault(sid, []).append((step.id, render(c)))
     caused: dict[ObjectRef, list[int]] = {}
     for i, loss in enumerate(losses):
-        caused.setdefault(loss.object, []).append(i)
+        caused.setdefault(resolve(loss.object), []).append(i)
     paths = {i: loss.path for i, loss in enumerate(losses)}
     for svc in graph.of(Service):
         if svc.protocol_origin is not None:
@@ -318,6 +319,24 @@ def _fields(raw: RawObject, entry: Entry, own: set[int], paths: dict[int, str]
         found = [i for i in sorted(own) if covers(where[i], path)]
         out[path] = found or (entry.losses if entry.disposition == "lost" else [])
     return out
+
+
+def _resolver(listed: list[Listed]) -> Any:
+    """A function giving the object read that a reference names: itself when it is one, else
+    the one object read of that kind, namespace and name (a writer or planner may name a
+    Namespace without the API version it was read at)."""
+    known = {item.ref for item in listed}
+    by_id: dict[str, list[ObjectRef]] = {}
+    for ref in known:
+        by_id.setdefault(ref.source_id, []).append(ref)
+
+    def resolve(ref: ObjectRef) -> ObjectRef:
+        if ref in known:
+            return ref
+        found = by_id.get(ref.source_id, [])
+        return found[0] if len(found) == 1 else ref
+
+    return resolve
 
 
 def _nodes(value: Any, path: str = "", depth: int = MAX_DEPTH) -> Iterator[str]:

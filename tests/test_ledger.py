@@ -74,6 +74,21 @@ def check_ledger(path: Path, mesh: str, target: str, tmp_path: Path) -> None:
             assert entry.ref.source_id in named, (entry.ref, manifest)
         assert entry.disposition != "lost" or entry.losses
         assert entry.disposition != "not-needed" or entry.reasons
+    # And the other way: every object an annotation names lists that file. Objects written
+    # for a whole namespace (Consul's Mesh entry) may name a namespace the input has no
+    # Namespace object for; nothing else may name an object that was not read.
+    named_in = {(e.ref.source_id, path) for e in ledger for _, path in e.targets}
+    read_ids = {e.ref.source_id for e in ledger}
+    for step in result.plan.steps:
+        for file in (tmp_path / "plan" / "steps" / step.id).rglob("*.yaml"):
+            rel = str(file.relative_to(tmp_path / "plan"))
+            if "/rollback/" in rel or file.name == "kustomization.yaml":
+                continue
+            doc = yaml.safe_load(file.read_text())
+            for source in doc["metadata"]["annotations"][SOURCE_ANNOTATION].split(","):
+                if source not in read_ids and source.startswith("Namespace//"):
+                    continue
+                assert (source, rel) in named_in, (source, rel)
     # Every field of every source mesh object: read or reported (the reader's accounting),
     # and listed in the ledger with the losses covering it where nothing carries it.
     for ref, raw in result.read.raw.items():
