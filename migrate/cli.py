@@ -334,7 +334,9 @@ def plan(source: str, target: str, paths: tuple[str, ...], output: Path, target_
          request_timeout: float) -> None:
     """Plan a migration and write RUNBOOK.md, plan.json and steps/ to -o DIR.
 
-    Reads -f files, or else the cluster the kubeconfig points at (read-only).
+    Reads -f files, or else the cluster the kubeconfig points at (read-only). Every object
+    read is listed once with what became of it (plan.json sources, the runbook's appendix;
+    meshmigrate explain tells one object's story).
 
     Example: meshmigrate plan --from istio --to linkerd -f samples/istio/bookinfo -o out
     """

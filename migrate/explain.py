@@ -64,6 +64,9 @@ def story(document: dict[str, Any], entry: dict[str, Any]) -> Iterator[str]:
     if entry.get("targets"):
         yield "target objects:"
         yield from (f"  {t['manifest']}" for t in entry["targets"])
+    if entry.get("rewritten"):
+        yield "rewritten by the plan (the object itself, not a target object):"
+        yield from (f"  {t['manifest']}" for t in entry["rewritten"])
     if entry.get("commands"):
         yield "commands:"
         yield from (f"  step {c['step']}: {c['run']}" for c in entry["commands"])

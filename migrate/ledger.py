@@ -73,6 +73,10 @@ class Entry:
     disposition: str
     targets: list[tuple[str, str]] = field(default_factory=list)
     """(step id, manifest path under the plan folder) of each target object it shaped."""
+    rewritten: list[tuple[str, str]] = field(default_factory=list)
+    """(step id, manifest path) of the object itself as the plan rewrites it: a source mesh
+    object's copy applied while both meshes run (a DestinationRule without ISTIO_MUTUAL, a
+    route handed over), or metadata added to a workload. Not target objects."""
     commands: list[tuple[str, str]] = field(default_factory=list)
     """(step id, rendered command) of each command that carries its meaning."""
     losses: list[int] = field(default_factory=list)
@@ -102,6 +106,7 @@ class Entry:
         out: dict[str, Any] = {
             **self.ref.to_json(), "read": read, "disposition": self.disposition,
             "targets": [{"step": s, "manifest": p} for s, p in self.targets],
+            "rewritten": [{"step": s, "manifest": p} for s, p in self.rewritten],
             "commands": [{"step": s, "run": r} for s, r in self.commands],
             "losses": self.losses, "reasons": self.reasons, "problems": self.problems,
             "copies": self.copies}
@@ -235,12 +240,17 @@ def build_ledger(steps: list[Step], losses: list[Loss], read: ReadResult, target
     graph = read.graph
     resolve = _resolver(listed)
     targets: dict[ObjectRef, list[tuple[str, str]]] = {}
+    rewritten: dict[ObjectRef, list[tuple[str, str]]] = {}
     commands: dict[str, list[tuple[str, str]]] = {}
     for step in steps:
         folder = f"steps/{step.id}/"
         for name, m in step_manifests(step).items():
             for ref in set(m.sources):
-                targets.setdefault(resolve(ref), []).append((step.id, folder + name))
+                ref = resolve(ref)
+                copy = (m.kind, m.namespace, m.name, _group(m.api_version)) == (
+                    ref.kind, ref.namespace, ref.name, _group(ref.api_version))
+                (rewritten if copy else targets).setdefault(ref, []).append(
+                    (step.id, folder + name))
         for c in step.commands:
             for sid in c.sources:
                 commands.setdefault(sid, []).append((step.id, render(c)))
@@ -276,6 +286,7 @@ def build_ledger(steps: list[Step], losses: list[Loss], read: ReadResult, target
             entries.append(entry)
             continue
         entry.targets = sorted(set(targets.get(ref, [])))
+        entry.rewritten = sorted(set(rewritten.get(ref, [])))
         entry.commands = sorted(set(commands.get(ref.source_id, [])))
         own = set(caused.get(ref, []))
         # Folded into objects that were lost: their losses say what became of it too.
@@ -284,11 +295,14 @@ def build_ledger(steps: list[Step], losses: list[Loss], read: ReadResult, target
         raw = read.raw.get(ref)
         if entry.targets or entry.commands:
             entry.disposition = "converted"
+        elif raw is not None and (reasons := not_needed(raw, graph, target_mesh)):
+            # What it asked for holds in the target without it (its losses are still listed:
+            # a DestinationRule's ISTIO_MUTUAL is reported for the coexistence window).
+            entry.disposition, entry.reasons = "not-needed", reasons
         elif entry.losses:
             entry.disposition = "lost"
         elif raw is not None:
-            entry.reasons = not_needed(raw, graph, target_mesh)
-            entry.disposition = "not-needed" if entry.reasons else "untraced"
+            entry.disposition = "untraced"
         else:
             entry.disposition = "outside"
             entry.reasons = ["KUBERNETES_OBJECT" if _core(ref) else "OTHER_KIND"]
@@ -375,10 +389,13 @@ def _where(source: str, line: int) -> str:
     return f"{relative(source)}:{line}" if line else relative(source)
 
 
+def _group(api_version: str) -> str:
+    return api_version.split("/", 1)[0] if "/" in api_version else ""
+
+
 def _core(ref: ObjectRef) -> bool:
-    api = ref.api_version
-    group = api.split("/", 1)[0] if "/" in api else ""
-    return (group, ref.kind) in kube.HANDLERS and api.rsplit("/", 1)[-1] in \
+    group = _group(ref.api_version)
+    return (group, ref.kind) in kube.HANDLERS and ref.api_version.rsplit("/", 1)[-1] in \
         kube.VERSIONS.get(group, ())
 
 

@@ -67,7 +67,7 @@ def check_ledger(path: Path, mesh: str, target: str, tmp_path: Path) -> None:
     write_output(result.plan, tmp_path / "plan")
     for entry in ledger:
         assert set(entry.reasons) <= set(REASONS)
-        for step, manifest in entry.targets:
+        for step, manifest in entry.targets + entry.rewritten:
             docs = [d for d in yaml.safe_load_all((tmp_path / "plan" / manifest).read_text())
                     if d]
             named = docs[0]["metadata"]["annotations"][SOURCE_ANNOTATION].split(",")
@@ -77,7 +77,7 @@ def check_ledger(path: Path, mesh: str, target: str, tmp_path: Path) -> None:
     # And the other way: every object an annotation names lists that file. Objects written
     # for a whole namespace (Consul's Mesh entry) may name a namespace the input has no
     # Namespace object for; nothing else may name an object that was not read.
-    named_in = {(e.ref.source_id, path) for e in ledger for _, path in e.targets}
+    named_in = {(e.ref.source_id, path) for e in ledger for _, path in e.targets + e.rewritten}
     read_ids = {e.ref.source_id for e in ledger}
     for step in result.plan.steps:
         for file in (tmp_path / "plan" / "steps" / step.id).rglob("*.yaml"):
@@ -288,3 +288,21 @@ def test_explain_tells_each_field_of_an_object(tmp_path: Path):
                                    str(tmp_path / "out")])
     assert missing.exit_code == 2
     assert "did you mean ServiceIntentions/shop/web" in missing.output
+
+
+def test_a_neutralized_destination_rule_is_not_needed_not_converted():
+    """Step 00 rewrites an ISTIO_MUTUAL DestinationRule for the window: that copy is the
+    object itself, no target object; under Linkerd's automatic mTLS it is not needed."""
+    result = plan_yaml("""
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio-injection: enabled}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: mtls, namespace: shop}
+spec: {host: absent, trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}}
+""")
+    entry = next(e for e in result.plan.ledger if e.ref.kind == "DestinationRule")
+    assert entry.disposition == "not-needed" and entry.reasons == ["MTLS_AUTOMATIC"]
+    assert entry.targets == [] and [s for s, _ in entry.rewritten] == ["00-prerequisites"]
