@@ -324,7 +324,7 @@ def _fields(raw: RawObject, entry: Entry, own: set[int], paths: dict[int, str]
     names is covered by all of its losses, which together say why the object is gone."""
     out = {}
     body = raw.body
-    nodes = set(_nodes(body))
+    nodes = set(_nodes(body)) if own else set()
     # A loss may name a field in the target's vocabulary (``spec.sources[0].principals[0]`` of
     # a Consul intention): it speaks for the deepest field of the object its path names.
     where = {i: _existing(paths[i], nodes) for i in own}
