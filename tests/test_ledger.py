@@ -101,13 +101,18 @@ def check_ledger(path: Path, mesh: str, target: str, tmp_path: Path) -> None:
             assert all(entry.fields.values()), (ref, entry.fields)
 
 
-def test_annotate_commands_name_the_peer_authentication():
-    """STRICT mTLS becomes Linkerd's default-inbound-policy annotation: the command that sets
-    it names the PeerAuthentication, and so does its ledger entry."""
-    result = plan_yaml("""
+ISTIO_SHOP = """
 apiVersion: v1
 kind: Namespace
 metadata: {name: shop, labels: {istio-injection: enabled}}
+"""
+"""Namespace shop, injected by Istio."""
+
+
+def test_annotate_commands_name_the_peer_authentication():
+    """STRICT mTLS becomes Linkerd's default-inbound-policy annotation: the command that sets
+    it names the PeerAuthentication, and so does its ledger entry."""
+    result = plan_yaml(ISTIO_SHOP + """
 ---
 apiVersion: security.istio.io/v1
 kind: PeerAuthentication
@@ -203,10 +208,7 @@ spec: {protocol: http}
 
 
 def test_destination_rule_for_absent_service_is_a_loss():
-    result = plan_yaml("""
-apiVersion: v1
-kind: Namespace
-metadata: {name: shop, labels: {istio-injection: enabled}}
+    result = plan_yaml(ISTIO_SHOP + """
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -228,10 +230,7 @@ spec: {host: r, subsets: [{name: v1, labels: {version: v1}}]}
 
 def test_every_object_has_one_entry_with_its_place():
     """Outside objects, input problems and duplicate copies are in the ledger too."""
-    result = plan_yaml("""
-apiVersion: v1
-kind: Namespace
-metadata: {name: shop, labels: {istio-injection: enabled}}
+    result = plan_yaml(ISTIO_SHOP + """
 ---
 apiVersion: v1
 kind: ConfigMap
@@ -293,10 +292,7 @@ def test_explain_tells_each_field_of_an_object(tmp_path: Path):
 def test_a_neutralized_destination_rule_is_not_needed_not_converted():
     """Step 00 rewrites an ISTIO_MUTUAL DestinationRule for the window: that copy is the
     object itself, no target object; under Linkerd's automatic mTLS it is not needed."""
-    result = plan_yaml("""
-apiVersion: v1
-kind: Namespace
-metadata: {name: shop, labels: {istio-injection: enabled}}
+    result = plan_yaml(ISTIO_SHOP + """
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
