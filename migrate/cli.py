@@ -140,7 +140,7 @@ class Progress:
 # shown the way the user invoked us: `kubectl meshmigrate verify` under kubectl.
 _COMMAND_MENTION = re.compile(
     r"(?<![\w./-])(?<!kubectl )(?<!a )(?<!no )meshmigrate"
-    r"(?=\s+(plan|verify|export|rbac|meshes|completion|graph)\b)")
+    r"(?=\s+(plan|verify|export|rbac|meshes|completion|graph|explain)\b)")
 
 
 def _as_invoked(text: str) -> str:
@@ -336,7 +336,9 @@ def plan(source: str, target: str, paths: tuple[str, ...], output: Path, target_
          request_timeout: float) -> None:
     """Plan a migration and write RUNBOOK.md, plan.json and steps/ to -o DIR.
 
-    Reads -f files, or else the cluster the kubeconfig points at (read-only).
+    Reads -f files, or else the cluster the kubeconfig points at (read-only). Every object
+    read is listed once with what became of it (plan.json sources, the runbook's appendix;
+    meshmigrate explain tells one object's story).
 
     Example: meshmigrate plan --from istio --to linkerd -f samples/istio/bookinfo -o out
     """
@@ -616,6 +618,37 @@ def graph(plan_dir: str, output: str, fmt: str | None) -> None:
         return ExitStatus.OK
 
     sys.exit(int(_run(draw)))
+
+
+@main.command()
+@click.argument("obj", metavar="KIND/NAMESPACE/NAME")
+@click.option("--plan", "plan_dir", required=True, metavar="DIR",
+              type=click.Path(file_okay=False, exists=True),
+              help="A folder written by meshmigrate plan.")
+def explain(obj: str, plan_dir: str) -> None:
+    """Tell what became of one object of a plan's input.
+
+    Where it was read, its disposition (converted, not-needed, lost, outside,
+    input-problem), the target objects and commands that carry it, the losses it caused,
+    and for each of its fields where it went or which loss covers it. KIND//NAME names an
+    object without a namespace. Example: meshmigrate explain VirtualService/shop/reviews
+    --plan out
+    """
+    def tell() -> ExitStatus:
+        import json
+
+        from migrate.errors import SourceError
+        from migrate.explain import explain as story
+
+        path = Path(plan_dir) / "plan.json"
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SourceError(f"{path}: not a meshmigrate plan ({exc})") from None
+        click.echo(story(document, obj), nl=False)
+        return ExitStatus.OK
+
+    sys.exit(int(_run(tell)))
 
 
 def _verify_report(source: str, plan_dir: str, result: Any, status: ExitStatus) -> dict[str, Any]:

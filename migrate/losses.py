@@ -50,6 +50,13 @@ class ObjectRef:
             return f"{self.kind}/{self.namespace}/{self.name}"
         return f"{self.kind}/{self.name}"
 
+    @property
+    def source_id(self) -> str:
+        """The object as the ``meshmigrate.io/source`` annotation, command ``sources`` and
+        the ledger name it: ``Kind/namespace/name``, ``Kind//name`` without a namespace."""
+        return f"{self.kind}/{self.namespace}/{self.name}" if self.namespace else \
+            f"{self.kind}//{self.name}"
+
     def to_json(self) -> dict[str, str]:
         """The ``object`` member of a loss in plan.json."""
         return {
@@ -103,6 +110,12 @@ class Loss:
 def _natural(path: str) -> str:
     """Pad list indices (every run of digits) so that "[10]" sorts after "[9]"."""
     return _DIGITS.sub(_pad, path)
+
+
+def natural(path: str) -> str:
+    """A field path as sorted for people: list indices in numeric order (``[9]`` before
+    ``[10]``)."""
+    return _natural(path)
 
 
 _DIGITS = re.compile(r"\d+")

@@ -10,7 +10,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
-from migrate import mappings
+from migrate import ledger, mappings
 from migrate.check import check_capabilities
 from migrate.dialects.base import Reader, ReadResult
 from migrate.depth import is_too_deep, too_deep_message
@@ -235,6 +235,7 @@ def _plan_migration(options: PlanOptions) -> PlanResult:
     stage("mapping to " + options.target)
     problems = [InputProblem(relative(pr.source), pr.line, pr.column, pr.message)
                 for pr in source.problems]
+    unreadable = list(problems)  # documents with no object to name (the ledger lists them)
     settings = apply_settings(options, SOURCES[options.source].install_settings(source.objects),
                               SOURCES[options.source].SETTINGS)
     root = root_namespace(options)
@@ -244,6 +245,7 @@ def _plan_migration(options: PlanOptions) -> PlanResult:
     if options.paths:
         require_source_mesh(options.source, reader, read, source, problems)
     digest = input_digest(o.body for o in source.objects)
+    listed = ledger.listing(read)
     if not options.verify and not options.keep_objects:
         # The source lists every object read; only the source mesh's own objects stay (for
         # rollback copies), packed: as dicts they were a sixth of a plan's peak memory.
@@ -254,6 +256,7 @@ def _plan_migration(options: PlanOptions) -> PlanResult:
     check_capabilities(graph, table, version, losses)
     namespaces, outside = _namespaces(graph, root)
     target = make_writer(options, losses, table, version).write(graph, namespaces)
+    ledger.credit_contributors(target, graph)
     deps = graph.namespace_dependencies(namespaces)
     ingress = graph.ingress_namespaces() & set(namespaces)
     computed = migration_order(deps, ingress)
@@ -278,6 +281,7 @@ def _plan_migration(options: PlanOptions) -> PlanResult:
     pin = PlanInput(graph, read, target, losses, groups, deps, ingress, root,
                     COEXISTENCE[options.source], COEXISTENCE[options.target], version)
     steps = build_steps(pin)
+    ledger.name_command_sources(steps, target, listed)
     plaintext_hops(pin, steps)
     assign_losses(pin, steps)
     plan = Plan(
@@ -288,6 +292,8 @@ def _plan_migration(options: PlanOptions) -> PlanResult:
         override_cost=cost, steps=steps, losses=list(losses), outside=outside,
         input_problems=[str(p) for p in problems],
         skipped=dict(sorted(read.skipped.items())), settings=settings, input_digest=digest)
+    plan.ledger = ledger.build_ledger(steps, plan.losses, read, options.target, listed,
+                                      unreadable)
     if options.verify:
         stage("checking equivalence")
         plan.equivalence = verify_plan(read.objects, plan, options)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from typing import Any, Iterable
 
 import yaml
@@ -38,3 +39,19 @@ def docs(text: str) -> list[dict[str, Any]]:
 def texts(commands: Iterable[Command | str]) -> list[str]:
     """Step commands as the runbook shows them (a rollback sentence as it is)."""
     return [c if isinstance(c, str) else render(c) for c in commands]
+
+
+def without_read_places(files: dict[str, bytes]) -> dict[str, bytes]:
+    """A written plan's files with where each object was read blanked (plan.json's ledger
+    ``read`` and the runbook appendix's "read from" cell): the same objects read from a file
+    in another order, or from a cluster, are the same plan."""
+    out = dict(files)
+    out["plan.json"] = without_read_place(files["plan.json"].decode()).encode()
+    out["RUNBOOK.md"] = re.sub(rb"^(\| \[ \] \| [^|]*\| )`[^`]*`", rb"\1``",
+                               files["RUNBOOK.md"], flags=re.M)
+    return out
+
+
+def without_read_place(plan_json: str) -> str:
+    """plan.json text with each ledger entry's ``read`` (file, line, or cluster) blanked."""
+    return re.sub(r'"read": \{[^}]*\}', '"read": {}', plan_json)

@@ -11,6 +11,7 @@ from migrate.emit.planjson import dump_plan
 from migrate.pipeline import PlanOptions, PlanResult, plan_migration
 from tests.benchmarks.served import as_served, as_served_json
 from tests.benchmarks.synth import as_yaml, generate
+from tests.helpers import without_read_place
 
 MESHES = ("istio", "linkerd", "consul")
 PAIRS = [(s, t) for s in MESHES for t in MESHES if s != t]
@@ -96,4 +97,6 @@ def test_a_dump_taken_from_a_cluster_plans_as_the_objects_it_applied(source: str
     from_cluster = plan_migration(PlanOptions(source, target, ["-"],
                                               stdin=io.BytesIO(text.encode())))
     assert from_cluster.problems == []
-    assert dump_plan(from_cluster.plan) == dump_plan(plan(source, target, objects).plan)
+    # Read from another text (JSON, not YAML): the same objects at other lines.
+    assert without_read_place(dump_plan(from_cluster.plan)) == \
+        without_read_place(dump_plan(plan(source, target, objects).plan))

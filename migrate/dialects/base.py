@@ -85,6 +85,10 @@ class ReadResult:
     """The source mesh's own objects as read (for rollback copies and neutralizing)."""
     objects: list[RawObject] = field(default_factory=list)
     """Every object planned from, one per identity (duplicates resolved)."""
+    refused: list[tuple[RawObject, list[str]]] = field(default_factory=list)
+    """Objects not planned because of an input problem, with the problems."""
+    copies: list[RawObject] = field(default_factory=list)
+    """Copies of an object another copy was planned from (see :meth:`Reader._unique`)."""
 
 
 class Reader:
@@ -111,8 +115,18 @@ class Reader:
         """Turn raw objects into a :class:`MeshGraph`; report what cannot be used."""
         graph = MeshGraph(self.MESH)
         result = ReadResult(graph, skipped=dict(source.skipped))
-        objects = self._unique([raw for raw in source.objects if self._valid(raw)])
+        valid = []
+        for raw in source.objects:
+            before = len(self.problems)
+            if self._valid(raw):
+                valid.append(raw)
+            else:
+                result.refused.append((raw, [p.message for p in self.problems[before:]]))
+        objects = self._unique(valid)
         result.objects = objects
+        if len(objects) < len(valid):
+            kept = {id(raw) for raw in objects}
+            result.copies = [raw for raw in valid if id(raw) not in kept]
         for raw in objects:
             # RawObject's group, version and kind, from its ref (made once per object) rather
             # than from the body at each use.
@@ -134,10 +148,12 @@ class Reader:
                 continue
             if version not in self.GROUPS[group]:
                 known = ", ".join(sorted(self.GROUPS[group]))
-                self.problems.append(InputProblem(
+                problem = InputProblem(
                     raw.source, raw.line or None, None,
                     f"{kind} {raw.ref.namespace}/{raw.ref.name}: unknown apiVersion "
-                    f"{raw.api_version} (known versions of {group}: {known}); object not planned"))
+                    f"{raw.api_version} (known versions of {group}: {known}); object not planned")
+                self.problems.append(problem)
+                result.refused.append((raw, [problem.message]))
                 continue
             self._report_repeated_keys(raw)
             f = Fields(raw, self.losses, self.MESH)
@@ -311,6 +327,10 @@ class TargetConfig:
     """Namespace annotations set when the namespace switches (besides injection)."""
     namespace_final: dict[str, dict[str, str]] = field(default_factory=dict)
     """Namespace annotations set when the namespace enforces."""
+    namespace_sources: dict[tuple[str, str], tuple[ObjectRef, ...]] = field(
+        default_factory=dict)
+    """(namespace, annotation) of ``namespace_staged`` / ``namespace_final`` -> the source
+    objects whose meaning the annotation carries (named on the commands that set it)."""
     neutralized: list[ObjectRef] = field(default_factory=list)
     """Source objects the prerequisites step replaced."""
     install_extra: list[Command] = field(default_factory=list)

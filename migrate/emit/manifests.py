@@ -26,9 +26,7 @@ def annotated(m: Manifest) -> dict[str, Any]:
     body = m.body
     meta = body["metadata"]
     annotations = dict(meta.get("annotations") or {})
-    annotations[SOURCE_ANNOTATION] = ",".join(
-        f"{r.kind}/{r.namespace}/{r.name}" if r.namespace else f"{r.kind}//{r.name}"
-        for r in sorted(set(m.sources)))
+    annotations[SOURCE_ANNOTATION] = ",".join(r.source_id for r in sorted(set(m.sources)))
     meta["annotations"] = dict(sorted(annotations.items()))
     return body
 
@@ -161,6 +159,13 @@ def step_file_names(step: Step) -> tuple[list[str], list[str]]:
     # A rollback copy keeps the identity fields the name is made of: name it from the source.
     rollback = sorted({f"rollback/{source_file_name(o)}" for o in step.rollback_sources})
     return main, rollback
+
+
+def step_manifests(step: Step) -> dict[str, Manifest]:
+    """File name (relative to the step folder) -> the manifest written there: of two
+    manifests of one object, the later (as :func:`write_steps` writes them)."""
+    return {name: obj for name, obj in _file_sources(step).items()
+            if isinstance(obj, Manifest) and not name.startswith("rollback/")}
 
 
 def step_files(step: Step) -> dict[str, dict[str, Any]]:

@@ -85,16 +85,22 @@ def command_json(command: Command | str) -> dict[str, Any]:
     as ``{"manual": text}``."""
     if isinstance(command, str):
         return {"manual": command}
-    return {"run": render(command), "argv": command.argv, "note": command.note}
+    out: dict[str, Any] = {"run": render(command), "argv": command.argv, "note": command.note}
+    if command.sources:
+        out["sources"] = list(command.sources)
+    return out
 
 
 def _tail(plan: Plan, manifests: int, losses: Iterable[Any] | None = None) -> dict[str, Any]:
-    """The members after ``steps``; ``losses`` replaces the list of losses when given."""
+    """The members after ``steps``; ``losses``, when given, replaces the list of losses and
+    leaves ``sources`` empty (:func:`write_plan` writes both lists itself, a batch at a
+    time)."""
     counts = {s.value: 0 for s in Severity}
     for loss in plan.losses:
         counts[loss.severity.value] += 1
     return {
         "losses": [loss.to_json() for loss in plan.losses] if losses is None else losses,
+        "sources": [entry.to_json() for entry in plan.ledger] if losses is None else (),
         "equivalence": plan.equivalence.to_json() if plan.equivalence is not None else None,
         "coexistence": plan.coexistence,
         "summary": {
@@ -142,6 +148,10 @@ def write_plan(plan: Plan, path: Path) -> None:
             fh.write(f"{separator}{json.dumps(key)}: ")
             if key == "losses":
                 _write_losses(fh, plan.losses)
+                continue
+            if key == "sources":
+                # An entry per object read: a batch at a time, as the steps.
+                _write_list(fh, (entry.to_json() for entry in plan.ledger), batch=500)
                 continue
             if key == "summary":
                 value["manifests"] = sum(counts)
@@ -252,8 +262,10 @@ def _command_text(command: Command, newline: str) -> str:
     words = [f"[{deepest}{(',' + deepest).join(map(e, argv))}{deeper}]"
              for argv in command.pipeline]  # never empty (Command checks)
     argv = ("," + deeper).join(words)
+    sources = f',{inner}"sources": [{deeper}{("," + deeper).join(map(e, command.sources))}' \
+        f'{inner}]' if command.sources else ""
     return (f'{{{inner}"run": {e(render(command))},{inner}"argv": [{deeper}{argv}{inner}],'
-            f'{inner}"note": {e(command.note)}{newline}}}')
+            f'{inner}"note": {e(command.note)}{sources}{newline}}}')
 
 
 def _float(value: float) -> str:

@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 from migrate.emit.manifests import step_file_names
 from migrate.emit.multicluster import other_clusters
+from migrate.ledger import by_namespace
 from migrate.losses import Loss, Severity
 from migrate.plan.commands import Command, render, visible
 from migrate.wording import counted
@@ -161,6 +162,7 @@ def _lines(plan: Plan) -> Iterator[str]:
             current = ns
         yield _loss_row(loss)
     yield ""
+    yield from _ledger_appendix(plan)
 
 
 def _visible_data(value: Any) -> Any:
@@ -315,3 +317,44 @@ def _loss_row(loss: Loss) -> str:
 
     return (f"| {_ICON[loss.severity]} | {loss.code} | {cell(str(loss.object))} | "
             f"{_code(cell(loss.path))} | {cell(loss.message)} | {cell(loss.action)} |")
+
+
+def _ledger_appendix(plan: Plan) -> Iterator[str]:
+    """Every object read, once, per namespace, with what became of it (plan.json
+    ``sources``; docs/ledger.md): a table a reviewer ticks off row by row."""
+    if not plan.ledger:
+        return
+    yield "## Appendix: every object read"
+    yield ""
+    yield ("Each object of the input once, with what became of it: `converted` (the files and "
+           "commands that carry it), `not-needed` (why the target needs no counterpart), "
+           "`lost` (the losses that say why), `outside` (not mesh configuration) or "
+           "`input-problem` (refused). `meshmigrate explain KIND/NAMESPACE/NAME --plan .` "
+           "tells one object's story field by field.")
+    for namespace, entries in by_namespace(plan.ledger).items():
+        yield ""
+        yield f"### {namespace or '(cluster)'}"
+        yield ""
+        yield "| checked | object | read from | disposition | where it went |"
+        yield "|---|---|---|---|---|"
+        for e in entries:
+            name = str(e.ref) if e.ref.kind else "(unreadable document)"
+            where = f"{e.file}:{e.line}" if e.file and e.line else e.file or e.origin
+            yield (f"| [ ] | {_cell(name)} | {_code(_cell(where))} | {e.disposition} | "
+                   f"{_went(e, plan)} |")
+    yield ""
+
+
+def _went(e: Any, plan: Plan) -> str:
+    """The last cell of a ledger row."""
+    said = [_code(_cell(path)) for _, path in e.targets]
+    if e.commands:
+        steps = sorted({step for step, _ in e.commands})
+        said.append(f"{counted(len(e.commands), 'command')} in step(s) {', '.join(steps)}")
+    said += sorted({plan.losses[i].code for i in e.losses})
+    said += e.reasons + [_cell(p) for p in e.problems]
+    return "; ".join(said)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")

@@ -30,6 +30,7 @@ from migrate.ir.model import (
     ServiceKey,
     Workload,
 )
+from migrate.losses import ObjectRef
 
 T = TypeVar("T")
 
@@ -88,6 +89,10 @@ class MeshGraph:
         """Workload node key -> the Services selecting it (filled by link())."""
         self._derived: set[str] = set()
         """Edge types already added to ``g`` (see :meth:`link`)."""
+        self.contributors: dict[ObjectRef, set[ObjectRef]] = {}
+        """Source object -> the other source objects its IR records were read together
+        with (a Linkerd AuthorizationPolicy's Server, routes and authentications): whatever
+        is written from the first is written from them too (:meth:`contribute`)."""
 
     # -- building -------------------------------------------------------------------------
     def add(self, record: object) -> None:
@@ -96,6 +101,16 @@ class MeshGraph:
         self._by_type.clear()
         self._by_namespace.clear()
         self._indexed.clear()
+
+    def contribute(self, primary: ObjectRef, *others: ObjectRef) -> None:
+        """Record that records whose origin is ``primary`` also carry ``others``' meaning.
+
+        Records keep one origin; the writers name it on what they emit, and the pipeline adds
+        these (:func:`migrate.ledger.credit_contributors`), so every object that shaped a
+        target object is named on it and in the plan's ledger.
+        """
+        found = self.contributors.setdefault(primary, set())
+        found.update(o for o in others if o != primary)
 
     def use(self, use: FeatureUse) -> None:
         """Record that the configuration uses a feature at an origin."""

@@ -104,6 +104,9 @@ class Service:
     """Protocol the source mesh declares for the whole Service (Consul ServiceDefaults /
     ProxyDefaults ``protocol``: http, http2, grpc or tcp); empty when the mesh infers it
     from the ports."""
+    protocol_origin: Origin | None = None
+    """Where ``mesh_protocol`` was declared (None: Consul's default, tcp, or no declaration):
+    the object the ledger credits with what the target does about the protocol."""
 
 
 @dataclass(frozen=True, slots=True)

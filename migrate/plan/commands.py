@@ -30,6 +30,10 @@ class Command:
 
     pipeline: tuple[tuple[str, ...], ...]
     note: str = ""
+    sources: tuple[str, ...] = ()
+    """The source objects (``Kind/namespace/name``) whose meaning the command carries (a
+    namespace annotation set from a PeerAuthentication, a restart that moves a workload);
+    named in plan.json and the ledger (:mod:`migrate.ledger`), never rendered."""
 
     def __post_init__(self) -> None:
         # Words are checked to be strings where they are rendered (shlex.join refuses others).
@@ -82,7 +86,7 @@ def pipe(*argvs: Sequence[str], note: str = "") -> Command:
 
 def noted(command: Command, note: str) -> Command:
     """The same command with another note."""
-    return Command(command.pipeline, note)
+    return Command(command.pipeline, note, command.sources)
 
 
 def render(command: Command) -> str:

@@ -95,6 +95,8 @@ class Plan:
     input_digest: str = ""
     """Digest of the input objects (:func:`migrate.verify.digest.input_digest`): `verify`
     refuses an input that does not match it."""
+    ledger: list[Any] = field(default_factory=list)
+    """Every object read and what became of it (:class:`migrate.ledger.Entry`)."""
     coexistence: list[dict[str, Any]] | None = None
     """Per step, the calls between namespaces checked in the mixed state
     (:func:`migrate.verify.coexist.coexistence`), when computed."""

@@ -53,6 +53,7 @@ from migrate.ir.model import (
 from migrate.losses import ObjectRef, Severity
 
 if TYPE_CHECKING:
+    from migrate.dialects.consul.read_state import ConsulState
     from migrate.dialects.consul.reader import ConsulReader
 
 _MAX_HOPS = 16
@@ -72,6 +73,17 @@ class Leg:
     """Where in the dialled service's objects the leg comes from."""
 
 
+def reached_from_others(state: ConsulState) -> set[str]:
+    """Services another service's router or splitter sends traffic to (a service with no
+    instances of its own, reached that way, is a virtual service: a splitter behind a
+    router, hashicorp/consul#7688)."""
+    found = {r.target.service for name, router in state.routers.items()
+             for r in router.routes if r.target.service not in ("", name)}
+    found |= {s.target.service for name, splitter in state.splitters.items()
+              for s in splitter.splits if s.target.service not in ("", name)}
+    return found
+
+
 class ChainCompiler:
     """Builds routes and destination policies from the parsed routing entries."""
 
@@ -80,6 +92,8 @@ class ChainCompiler:
         self.state = reader.state
         self.names = names
         self.graph = graph
+        self._used: set[ObjectRef] = set()
+        """The entries the chain being compiled went through (credited on its routes)."""
 
     def compile(self) -> None:
         """Every service with routing config: its routes, then every resolver's subsets."""
@@ -93,14 +107,7 @@ class ChainCompiler:
     # -- routes -------------------------------------------------------------------------------
     @functools.cached_property
     def _reached_from_others(self) -> set[str]:
-        """Services another service's router or splitter sends traffic to (a service with no
-        instances of its own, reached that way, is a virtual service: a splitter behind a
-        router, hashicorp/consul#7688)."""
-        found = {r.target.service for name, router in self.state.routers.items()
-                 for r in router.routes if r.target.service not in ("", name)}
-        found |= {s.target.service for name, splitter in self.state.splitters.items()
-                  for s in splitter.splits if s.target.service not in ("", name)}
-        return found
+        return reached_from_others(self.state)
 
     def _routes(self, name: str) -> None:
         router = self.state.routers.get(name)
@@ -115,6 +122,7 @@ class ChainCompiler:
                                        "its routing was not converted")
             return
         self._check_protocol(name, router)
+        self._used = set()
         rules: list[Rule] = []
         changed = router is not None
         if router is not None:
@@ -158,6 +166,9 @@ class ChainCompiler:
             # Only a resolver changes this service's routing (redirect, default subset,
             # timeout); the router and splitter handlers note route.http themselves.
             self.graph.use(FeatureUse("route.http", Origin(origin_ref, origin_path)))
+        # The splitters and resolvers of the chain are folded into routes whose origin is the
+        # first entry: they are named on what is written from it.
+        self.graph.contribute(origin_ref, *self._used)
         for inst in instances:
             route_name = name if inst.key.name == name else f"{name}-{inst.key.name}"
             self.graph.add(Route(inst.key.namespace, route_name, protocol, (inst.key,),
@@ -195,6 +206,10 @@ class ChainCompiler:
             and not target.subset and not target.remote else None
         if split is None or depth > _MAX_HOPS:
             return [Leg(1.0, self._resolve(target), HeaderOps(), HeaderOps(), path)]
+        self._used.add(split.ref)
+        declared = self.state.service_defaults.get(target.service)
+        if declared is not None and declared.protocol:
+            self._used.add(declared.ref)  # the L7 protocol Consul needs to accept the split
         total = sum(s.weight for s in split.splits) or 1.0
         legs: list[Leg] = []
         for s in split.splits:
@@ -218,6 +233,8 @@ class ChainCompiler:
             if resolver is None:
                 return target
             redirect = resolver.redirect
+            if redirect is not None or resolver.default_subset:
+                self._used.add(resolver.ref)
             if redirect is not None:
                 service = redirect.service or target.service
                 subset = redirect.subset or ("" if service != target.service else target.subset)
@@ -238,6 +255,8 @@ class ChainCompiler:
         if len(services) != 1:
             return ""
         resolver = self.state.resolvers.get(services.pop())
+        if resolver is not None and resolver.request_timeout:
+            self._used.add(resolver.ref)
         return resolver.request_timeout if resolver else ""
 
     def _backends(self, ref: ObjectRef, legs: list[Leg], dialled: str) -> tuple[Backend, ...]:

@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from migrate.dialects.consul.names import UPSTREAMS_ANNOTATION, ConsulNames, annotation
-from migrate.dialects.consul.read_chain import ChainCompiler
+from migrate.dialects.consul.read_chain import ChainCompiler, reached_from_others
 from migrate.dialects.consul.read_intentions import IntentionCompiler
 from migrate.dialects.consul.read_workloads import parse_upstreams, pod_prefix_of
 from migrate.ir.graph import MeshGraph
@@ -54,6 +54,10 @@ def _protocols(reader: ConsulReader, names: ConsulNames, graph: MeshGraph) -> No
     for name in names.registered():
         for inst in names.instances(name):
             registered.setdefault(str(inst.key), []).append(name)
+    # A virtual service (a splitter behind another service's router) has no Service; its
+    # protocol is what lets Consul accept the split, credited on the routes through it.
+    declared = {name for name, sd in reader.state.service_defaults.items()
+                if sd.protocol} - reached_from_others(reader.state)
     for svc in graph.of(Service):
         own = registered.get(str(svc.key), [])
         if svc.key.name in own or (not own and svc.key.name in reader.state.service_defaults):
@@ -62,7 +66,13 @@ def _protocols(reader: ConsulReader, names: ConsulNames, graph: MeshGraph) -> No
             name = own[0]  # pods renamed by connect-service: their Consul name decides
         else:
             continue  # not in the mesh
-        graph.add(replace(svc, mesh_protocol=reader.state.protocol(name)))
+        graph.add(replace(svc, mesh_protocol=reader.state.protocol(name),
+                          protocol_origin=reader.state.protocol_origin(name)))
+        declared.discard(name)
+    for name in sorted(declared):
+        # A protocol for a service the input does not show governs nothing that is planned.
+        reader.unresolved(reader.state.service_defaults[name].ref, "spec.protocol", name,
+                          "its protocol was not carried over")
 
 
 def _global_mode(reader: ConsulReader) -> tuple[str, Origin | None]:

@@ -222,7 +222,12 @@ def _retry(f: Fields, dest: str) -> Retry | None:
     if not attempts and not conditions:
         return None
     f.note("route.retry", dest)
-    return Retry(attempts=attempts or 1, retry_on=tuple(conditions), origin_path=dest)
+    # A loss about the conditions names the field that set them: status codes carry over to
+    # every target, so it is about retryOn or retryOnConnectFailure (both: the destination).
+    set_by = [join(dest, key) for key in ("retryOn", "retryOnConnectFailure")
+              if f.peek(join(dest, key))] or [join(dest, "retryOnStatusCodes")]
+    return Retry(attempts=attempts or 1, retry_on=tuple(conditions), origin_path=dest,
+                 field_paths=(("retryOn", set_by[0] if len(set_by) == 1 else dest),))
 
 
 def read_service_splitter(reader: ConsulReader, f: Fields, graph: MeshGraph) -> None:

@@ -69,3 +69,12 @@ class ConsulState:
         if self.proxy_defaults is not None and self.proxy_defaults.protocol:
             return self.proxy_defaults.protocol
         return "tcp"
+
+    def protocol_origin(self, name: str) -> Origin | None:
+        """The entry that declared :meth:`protocol` (None: Consul's default, tcp)."""
+        sd = self.service_defaults.get(name)
+        if sd is not None and sd.protocol:
+            return Origin(sd.ref, "spec.protocol")
+        if self.proxy_defaults is not None and self.proxy_defaults.protocol:
+            return Origin(self.proxy_defaults.ref, "spec.config.protocol")
+        return None

@@ -97,6 +97,14 @@ def write_resolvers(ctx: ConsulContext) -> None:
     patches: dict[tuple[str, str, str], tuple[Workload, dict[str, str], set[ObjectRef]]] = {}
     for key in sorted(ctx.policies):
         dp = ctx.policies[key]
+        if dp.subsets and ctx.migrated(key) and ctx.graph.service(key) is None:
+            ctx.losses.report(
+                "ROUTE_BACKEND_UNKNOWN", Severity.MANUAL, "destination.subsets", dp.origin.ref,
+                f"{dp.origin.path}.subsets",
+                f"subsets of {key} are not written: the Service is not in the input, so no "
+                "ServiceResolver or pod annotation can be made for them",
+                "Add the Service and its workloads to the input and re-run, or write the "
+                "ServiceResolver subsets by hand.")
         if not dp.subsets or not ctx.migrated(key) or not ctx.owns(key):
             continue
         names = subset_names(dp)

@@ -400,6 +400,12 @@ def _subset_service(ctx: WriteContext, ref: ObjectRef, b: Backend,
             f"subset {b.subset!r} of {b.service} cannot become a Service: {why}",
             "Add the DestinationRule and Service to the input, or create the subset Service by "
             "hand (selector = Service selector plus subset labels).")
+        if dp is not None and subset is not None:
+            # The subset is lost with the route's backend: said on the object defining it.
+            ctx.losses.report(
+                "ROUTE_BACKEND_UNKNOWN", Severity.MANUAL, "destination.subsets", dp.origin.ref,
+                subset.origin_path, f"subset {b.subset!r} of {b.service} is not written: {why}",
+                "Add the Service to the input and re-run, or create the subset Service by hand.")
         made[key] = None
         return None
     name = ctx.names.claim("Service", b.service.namespace, k8s_name(b.service.name, b.subset),

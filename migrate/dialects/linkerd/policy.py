@@ -174,6 +174,8 @@ def _namespace(ctx: PolicyContext, ns: str, mesh_mode: str, mtls: list[MTLSPolic
     if default is not None:
         staged, final = default
         ctx.out.namespace_staged.setdefault(ns, {})[DEFAULT_POLICY] = staged
+        ctx.out.namespace_sources[(ns, DEFAULT_POLICY)] = _default_sources(
+            [p for p in allows if p.selector is None], ns_policy, _mesh_mtls(ctx, mesh_mode))
         if final != staged:  # the enforce step restarts the pods to apply it
             ctx.out.namespace_final.setdefault(ns, {})[DEFAULT_POLICY] = final
     wanted: list[tuple[Workload, str, int, str, list[AuthzPolicy], MTLSPolicy | None]] = []
@@ -252,6 +254,23 @@ def _server_selector(w: Workload, port: int, applying: list[AuthzPolicy],
         if meaning.get((id(other), port), None) != mine:
             return w.pod_labels
     return joint
+
+
+def _mesh_mtls(ctx: PolicyContext, mode: str) -> list[MTLSPolicy]:
+    """The mesh-wide mTLS policies that set ``mode`` (what a namespace inherits)."""
+    return [p for p in ctx.graph.of(MTLSPolicy) if p.mesh_wide and p.mode == mode]
+
+
+def _default_sources(ns_wide: list[AuthzPolicy], ns_policy: MTLSPolicy | None,
+                     mesh: list[MTLSPolicy]) -> tuple[ObjectRef, ...]:
+    """The source objects :func:`namespace_default` decided from: the namespace-wide ALLOW
+    policies when there are any, else the mTLS policy that made the namespace STRICT (its
+    own, or the mesh-wide one it inherits)."""
+    if ns_wide:
+        return tuple(sorted({p.origin.ref for p in ns_wide}))
+    if ns_policy is not None and ns_policy.mode not in ("UNSET",):
+        return (ns_policy.origin.ref,)
+    return tuple(sorted({p.origin.ref for p in mesh}))
 
 
 def namespace_default(ctx: PolicyContext, ns: str, ns_mode: str,

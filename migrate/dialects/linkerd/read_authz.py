@@ -26,6 +26,7 @@ from migrate.dialects.linkerd.read_policy import covers_every_address
 from migrate.dialects.linkerd.read_state import (
     InboundRoute,
     Names,
+    PolicyFacts,
     ServerFacts,
     WorkloadFacts,
     note_use,
@@ -226,8 +227,13 @@ def _intersect(a: list[AuthzSource], b: list[AuthzSource], narrowing: set[str]
 
 def _emit(graph: MeshGraph, names: Names, ref: ObjectRef, base: str, server: _Server,
           rule: AuthzRule | None, path: str = "spec") -> None:
-    """One ALLOW policy per selector alternative of a Server (``rule`` None: allow nothing)."""
+    """One ALLOW policy per selector alternative of a Server (``rule`` None: allow nothing).
+
+    The Server and the inbound routes that narrow it are folded into the record: they are
+    credited with what is written from it.
+    """
     ns = server.facts.ref.namespace
+    graph.contribute(ref, server.facts.ref, *(r.ref for r in server.routes))
     many = len(server.selectors) > 1
     for k, selector in enumerate(server.selectors):
         name = names.claim("AuthzPolicy", ns, f"{base}-{k + 1}" if many else base)
@@ -243,6 +249,10 @@ def _authorizations(reader: LinkerdReader, graph: MeshGraph, names: Names,
     state = reader.state
     for p in sorted(state.policies, key=lambda p: (p.ref.namespace, p.ref.name)):
         ns = p.ref.namespace
+        # What the policy names is read with it, whatever becomes of it (written or lost).
+        named = (state.inbound.get((ns, p.target_kind, p.target_name)),
+                 state.servers.get((ns, p.target_name)) if p.target_kind == "Server" else None)
+        graph.contribute(p.ref, *_authn_refs(reader, p), *(x.ref for x in named if x))
         targets: list[tuple[_Server, tuple[AuthzOperation, ...], tuple[str, ...]]] = []
         if p.target_kind == "Server":
             server = servers.get((ns, p.target_name))
@@ -301,6 +311,7 @@ def _authorizations(reader: LinkerdReader, graph: MeshGraph, names: Names,
         chosen = [s for (sns, sname), s in sorted(servers.items()) if sns == ns and (
             sname == sa.server_name if sa.server_selector is None
             else selector_matches(sa.server_selector, s.facts.labels))]
+        graph.contribute(sa.ref, *(s.facts.ref for s in chosen))
         if not chosen and not any(sns == ns and (sname == sa.server_name or sa.server_selector
                                                  is not None) for sns, sname in state.servers):
             reader.losses.report(
@@ -327,6 +338,12 @@ def _authorizations(reader: LinkerdReader, graph: MeshGraph, names: Names,
                              tuple(sorted(set(sa.narrowing) | set(extra))))
             _emit(graph, names, sa.ref, base, server, rule)
     return granted
+
+
+def _authn_refs(reader: LinkerdReader, policy: PolicyFacts) -> tuple[ObjectRef, ...]:
+    """The MeshTLS- and NetworkAuthentications a policy requires (as read)."""
+    found = (reader.state.authn.get((kind, ns, name)) for kind, ns, name, _ in policy.authn)
+    return tuple(facts.ref for facts in found if facts is not None)
 
 
 def _orphan_routes(reader: LinkerdReader) -> None:

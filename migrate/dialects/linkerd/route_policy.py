@@ -126,7 +126,7 @@ def policy_annotations(ctx: RouteContext, ref: ObjectRef, rule: Rule,
         if lost:
             ctx.losses.report(
                 "ROUTE_RETRY_CONDITION", Severity.DEGRADED, "route.retry", ref,
-                f"{r.origin_path}.retryOn",
+                r.path_of("retryOn"),
                 f"retry conditions {','.join(lost)} have no Linkerd form"
                 f"{'' if conditions or grpc_conditions else '; this rule is no longer retried'}",
                 "Linkerd retries on HTTP status conditions (5xx, gateway-error, codes) and, on "
@@ -134,7 +134,7 @@ def policy_annotations(ctx: RouteContext, ref: ObjectRef, rule: Rule,
         if grpc_conditions:
             ctx.losses.report(
                 "ROUTE_RETRY_CONDITION", Severity.DEGRADED, "route.retry", ref,
-                f"{r.origin_path}.retryOn",
+                r.path_of("retryOn"),
                 f"gRPC retry conditions {','.join(grpc_conditions)} apply from the cleanup step, "
                 "when the route becomes a GRPCRoute; the coexistence HTTPRoute cannot carry them",
                 "Keep the window short, or accept no gRPC retries for these calls until cleanup.")

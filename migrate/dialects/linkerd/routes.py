@@ -385,6 +385,12 @@ def write_subset_service(ctx: RouteContext, ref: ObjectRef, b: Backend) -> str |
             f"subset {b.subset!r} of {b.service} cannot become a Service: {why}",
             "Add the DestinationRule and Service to the input, or create the subset Service by "
             "hand (selector = Service selector plus subset labels).")
+        if dp is not None and subset is not None:
+            # The subset is lost with the route's backend: said on the object defining it.
+            ctx.losses.report(
+                "ROUTE_BACKEND_UNKNOWN", Severity.MANUAL, "destination.subsets", dp.origin.ref,
+                subset.origin_path, f"subset {b.subset!r} of {b.service} is not written: {why}",
+                "Add the Service to the input and re-run, or create the subset Service by hand.")
         ctx.subset_services[key] = None  # type: ignore[assignment]
         return None
     name = ctx.names.claim("Service", b.service.namespace, k8s_name(b.service.name, b.subset),

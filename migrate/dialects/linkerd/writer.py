@@ -11,7 +11,7 @@ from migrate.dialects.linkerd.routes import RouteContext, write_routes
 from migrate.dialects.linkerd.write_egress import EgressContext, write_egress
 from migrate.ir.graph import MeshGraph
 from migrate.ir.model import DestinationPolicy, Service
-from migrate.losses import LossLog
+from migrate.losses import LossLog, ObjectRef
 from migrate.mappings import CapabilityTable
 from migrate.names import NameRegistry
 
@@ -61,6 +61,7 @@ class LinkerdWriter:
         """
         for ns in namespaces:
             ports, l7 = set(), set()
+            declared: dict[int, set[ObjectRef]] = {}
             for svc in graph.in_namespace(Service, ns):
                 for p in svc.ports:
                     if p.protocol != "TCP":
@@ -70,6 +71,10 @@ class LinkerdWriter:
                     # ServiceDefaults) wins over the port's name.
                     if (svc.mesh_protocol or p.l7) == "tcp":
                         ports.add(target)
+                        # The object that declared tcp (Consul ServiceDefaults), else the
+                        # Service whose port name or appProtocol said it.
+                        declared.setdefault(target, set()).add(
+                            (svc.protocol_origin or svc.origin).ref)
                     elif svc.mesh_protocol in ("http", "http2", "grpc"):
                         l7.add(target)
             # The annotation covers every pod of the namespace: a port another Service
@@ -78,6 +83,8 @@ class LinkerdWriter:
             if ports - LINKERD_OPAQUE_DEFAULT:
                 out.namespace_staged.setdefault(ns, {})["config.linkerd.io/opaque-ports"] = \
                     ",".join(str(x) for x in sorted(ports | LINKERD_OPAQUE_DEFAULT))
+                out.namespace_sources[(ns, "config.linkerd.io/opaque-ports")] = tuple(sorted(
+                    {ref for port in ports - LINKERD_OPAQUE_DEFAULT for ref in declared[port]}))
 
     def _failure_accrual(self, graph: MeshGraph, out: TargetConfig) -> None:
         """Outlier detection -> failure accrual annotations on the Service itself."""
