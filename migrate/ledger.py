@@ -155,6 +155,7 @@ def listing(read: ReadResult) -> list[Listed]:
     out += [Listed(raw.ref, raw.source, raw.line) for raw in read.objects
             if id(raw) not in seen]  # an object of an unknown version is read and refused
     out += [Listed(raw.ref, raw.source, raw.line, copy=True) for raw in read.copies]
+    out += [Listed(raw.ref, raw.source, raw.line) for raw in read.set_aside]
     return out
 
 

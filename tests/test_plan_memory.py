@@ -37,6 +37,7 @@ from migrate.losses import LossLog, ObjectRef, Severity
 from migrate.names import k8s_name
 from migrate.packing import pack, unpack
 from migrate.pipeline import PlanOptions, _no_gc_pauses, plan_migration
+from migrate.plan.model import restorable
 from migrate.sources.files import MAX_OBJECT_CHARS, _has_oversized_document
 from migrate.sources.model import RawObject, strip_noise
 from migrate.yamlio import split_documents
@@ -88,8 +89,10 @@ def test_packed_source_object_reads_back_as_read_and_keeps_its_identity():
     assert packed.body == raw.body and packed.body is not packed.body  # a new copy each time
     assert (packed.ref, packed.source, packed.line, packed.written_namespace) == \
         (raw.ref, "dr.yaml", 3, "")
-    assert raw.ref.namespace == "default"  # as Kubernetes names it; the file keeps "cluster"
-    assert source_file_name(packed) == file_name(raw.body)
+    assert raw.ref.namespace == "default"  # as Kubernetes names it
+    # The rollback copy is restored into that namespace (restorable), and named after it.
+    assert source_file_name(packed) == file_name(restorable(raw)) == \
+        "default/destinationrule.networking.istio.io_reviews.yaml"
     assert packed.packed() is packed and packed == raw
     packed.body["spec"]["host"] = "changed"
     assert packed.body["spec"]["host"] == "reviews"

@@ -89,6 +89,10 @@ class ReadResult:
     """Objects not planned because of an input problem, with the problems."""
     copies: list[RawObject] = field(default_factory=list)
     """Copies of an object another copy was planned from (see :meth:`Reader._unique`)."""
+    set_aside: list[RawObject] = field(default_factory=list)
+    """Objects read but kept out of planning by the mesh's reader (e.g. a Linkerd mirror of
+    another cluster's Service), each reported by a loss: listed in the ledger, never planned
+    or evaluated."""
 
 
 class Reader:

@@ -165,7 +165,7 @@ def need_l7(ctx: ConsulContext, key: ServiceKey, ref: ObjectRef, path: str,
         detector = _DETECTS.get(ctx.graph.mesh, "the source mesh")
         ctx.losses.report(
             "CONSUL_PROTOCOL", Severity.DEGRADED, feature, ref, path,
-            f"Service {key} " + (f"declares no protocol ({detector} detected it)" if svc else
+            f"Service {key} " + (f"declares no protocol ({detector} detected it on each connection)" if svc else
                                  "is not in the input, so its protocol is unknown")
             + "; its ServiceDefaults declare http so that the L7 configuration applies",
             "Name the Service port http-*/grpc-* (or set appProtocol) and check that it speaks "

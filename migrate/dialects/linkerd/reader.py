@@ -27,7 +27,12 @@ from migrate.dialects.linkerd.read_egress import (
 )
 from migrate.dialects.linkerd.read_finish import finish
 from migrate.dialects.linkerd.read_multicluster import GROUP as MULTICLUSTER
-from migrate.dialects.linkerd.read_multicluster import exported_detail, read_link, split_mirrored
+from migrate.dialects.linkerd.read_multicluster import (
+    exported_detail,
+    mirrored_detail,
+    read_link,
+    split_mirrored,
+)
 from migrate.dialects.linkerd.read_opaque import read_opaque
 from migrate.dialects.linkerd.read_policy import (
     read_authorization_policy,
@@ -137,6 +142,7 @@ class LinkerdReader(Reader):
         # (read_multicluster.py); their uses are added in finish().
         kept, self.mirrored = split_mirrored(source.objects)
         result = super().read(dataclasses.replace(source, objects=kept))
+        result.set_aside = [raw for raw in source.objects if mirrored_detail(raw) is not None]
         self._namespace_less(result)
         return result
 
