@@ -132,6 +132,9 @@ class PlanOptions:
     """Consul as the source: Helm ``connectInject.k8sDenyNamespaces``."""
     istio_routes: str = "virtualservice"
     """Istio as the target: ``virtualservice`` or ``gateway-api`` (HTTPRoutes)."""
+    staging: str = "strict"
+    """Linkerd as the target: ``strict`` staged policy, or ``audit`` (admits every request
+    from the move to the enforce step; for operators who accept that knowingly)."""
     stdin: IO[bytes] | None = None
     cluster: ClusterOptions | None = None
     """Read this cluster when ``paths`` is empty."""
@@ -208,8 +211,14 @@ def make_reader(options: PlanOptions, losses: LossLog, problems: list[InputProbl
 def make_writer(options: PlanOptions, losses: LossLog, table: mappings.CapabilityTable,
                 version: str) -> Any:
     """The target mesh's writer with the settings it takes."""
-    extra = {"routes_api": options.istio_routes, "istio_root_namespace": options.root_namespace} \
+    extra: dict[str, Any] = {"routes_api": options.istio_routes,
+                             "istio_root_namespace": options.root_namespace} \
         if options.target == "istio" else {}
+    if options.staging != "strict":
+        if options.target != "linkerd":
+            raise UsageError(f"--staging {options.staging} is for --to linkerd (its Servers' "
+                             f"audit access policy); {options.target} has no audit form")
+        extra["staging"] = options.staging
     return TARGETS[options.target](losses, table, version, trust_domain=options.trust_domain,
                                    root_namespace=root_namespace(options), **extra)
 
@@ -388,7 +397,7 @@ def check_coexistence(objects: list[RawObject], plan: Plan,
     result = coexistence(steps, [o.body for o in objects],
                          [(a, b) for a, b, _ in plan.dependencies],
                          source_mesh=options.source, target_mesh=options.target,
-                         settings=verify_settings(options))
+                         settings=verify_settings(options), losses=plan.losses)
     for record, step in zip(result, plan.steps):
         record["step"] = step.number  # the runbook's numbering (00 is the prerequisites)
     return result
