@@ -15,43 +15,10 @@ from migrate.errors import UsageError
 from migrate.pipeline import PlanResult
 from migrate.verify.admits import unexplained
 from tests.helpers import plan_yaml, texts
+from tests.test_authz_scope import SHOP
 
-NAMESPACES = """
-apiVersion: v1
-kind: Namespace
-metadata: {name: shop, labels: {istio-injection: enabled}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: web, labels: {istio-injection: enabled}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: api, namespace: shop}
-spec:
-  selector: {app: api}
-  ports: [{name: http, port: 8080}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: api, namespace: shop}
-spec:
-  selector: {matchLabels: {app: api}}
-  template:
-    metadata: {labels: {app: api}}
-    spec: {containers: [{name: api, image: api, ports: [{containerPort: 8080}]}]}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: front, namespace: web}
-spec:
-  selector: {matchLabels: {app: front}}
-  template:
-    metadata: {labels: {app: front}}
-    spec:
-      containers:
-      - {name: front, image: front, env: [{name: API, value: "http://api.shop:8080"}]}
-"""
+# shop/api (Deployment api-v1, app: api) called from web/front (tests/test_authz_scope.py)
+NAMESPACES = SHOP
 
 
 def policy(*principals: str, path: str = "/items") -> str:
@@ -219,16 +186,16 @@ def test_pods_under_an_allow_policy_default_to_deny_before_they_restart():
     result = plan_yaml(NAMESPACES + policy(WEB))
     move = step(result, "move-shop")
     cmds = texts(move.commands)
-    patch = next(i for i, c in enumerate(cmds) if c.startswith("kubectl patch deployment api")
+    patch = next(i for i, c in enumerate(cmds) if c.startswith("kubectl patch deployment api-v1")
                  and f'"{ANNOTATION}":"deny"' in c)
-    restart = next(i for i, c in enumerate(cmds) if "rollout restart deployment/api" in c)
+    restart = next(i for i, c in enumerate(cmds) if "rollout restart deployment/api-v1" in c)
     assert patch < restart  # Linkerd reads the annotation when the pod is created
-    assert any(c.startswith("kubectl patch deployment api") and '"op":"remove"' in c
+    assert any(c.startswith("kubectl patch deployment api-v1") and '"op":"remove"' in c
                and "config.linkerd.io~1default-inbound-policy" in c
                for c in texts(move.rollback))
     # the rule admits on any port (no ports field): undeclared ports now refuse it, reported
     found = [loss for loss in result.losses if loss.code == "AUTHZ_WORKLOAD_DEFAULT"]
-    assert [str(loss.object) for loss in found] == ["Deployment/shop/api"]
+    assert [str(loss.object) for loss in found] == ["Deployment/shop/api-v1"]
     # the front Deployment has no policy: nothing set on it
     assert not any("deployment front" in c and ANNOTATION in c
                    for c in texts(step(result, "move-web").commands))

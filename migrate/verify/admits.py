@@ -28,7 +28,7 @@ from typing import Any, Iterable
 from migrate.aspects import declarations
 from migrate.losses import Loss
 from migrate.verify.compare import ClusterState, object_key, target_world
-from migrate.verify.model import Client, Probe
+from migrate.verify.model import Client, Outcome, Probe
 from migrate.verify.probes import ANONYMOUS, UNKNOWN
 from migrate.verify.registry import EVALUATORS, Evaluator, Settings, generate
 from migrate.verify.world import World
@@ -61,21 +61,23 @@ def refused_requests(mesh: str, objects: list[dict[str, Any]], world: World,
     out: list[Refused] = []
     for probe in _with_members(generate(mesh, objects, world), world):
         try:
-            outcome = baseline.route(probe)
-            if outcome.status != "routed":
-                continue
-            for backend, _ in outcome.backends:
-                for wid in backend.split("+"):
-                    if not wid or wid.startswith(("Service/", "pods/")):
-                        continue
-                    ok, why = baseline.allowed(probe, wid, probe.port)
-                    if not ok:
-                        out.append(Refused(probe, wid, tuple(why)))
+            for wid in _receivers(baseline.route(probe)):
+                ok, why = baseline.allowed(probe, wid, probe.port)
+                if not ok:
+                    out.append(Refused(probe, wid, tuple(why)))
         except _DAMAGED:
             continue
         if len(out) >= MAX_REFUSED:
             break
     return out
+
+
+def _receivers(outcome: Outcome) -> list[str]:
+    """The workloads a routed request reaches (``Kind/ns/name``), not Services or pod sets."""
+    if outcome.status != "routed":
+        return []
+    return [wid for backend, _ in outcome.backends for wid in backend.split("+")
+            if wid and not wid.startswith(("Service/", "pods/"))]
 
 
 def _with_members(probes: list[Probe], world: World) -> list[Probe]:
