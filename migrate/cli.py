@@ -573,7 +573,8 @@ def verify(source: str, paths: tuple[str, ...], plan_dir: str, trust_domain: str
     """Check that a plan keeps behaviour: evaluate generated requests against the source
     (with its mesh's semantics) and against the plan's final state (with the target's).
 
-    Exits 3 when a divergence is explained by no loss (a conversion bug), and 2 when --from
+    Exits 3 when a divergence is explained by no loss (a conversion bug) or when a step
+    admits a request the source refused that no loss explains (coexistence), and 2 when --from
     or the input is not the one the plan was made from (plan.json records its digest).
     """
     cluster = _cluster(kubeconfig, context, namespaces, all_namespaces, request_timeout, True)
@@ -586,13 +587,20 @@ def verify(source: str, paths: tuple[str, ...], plan_dir: str, trust_domain: str
                               consul_default_intention=consul_default_intention,
                               consul_inject_default=consul_inject_default,
                               stdin=sys.stdin.buffer, cluster=None if paths else cluster)
-        result = verify_against_plan(options, plan_dir)
+        mixed: list[dict[str, Any]] = []
+        result = verify_against_plan(options, plan_dir, mixed)
+        from migrate.verify.admits import unexplained as admitted_unexplained
         from migrate.verify.compare import render_text  # only `verify` prints this
 
         text = render_text(result)
         # With --report, stdout is the report's; the table is for people, on stderr.
         click.echo(text.splitlines()[-1] if quiet else text, nl=quiet, err=bool(report_format))
-        status = ExitStatus.LOSSES if result.unexplained else ExitStatus.OK
+        wider = admitted_unexplained(mixed)
+        for number, record in wider:
+            click.echo(f"admits more: step {number}: {record['request']} from "
+                       f"{record['client']} at {record['workload']}: {record['why']} (the "
+                       "source refused it; no loss explains it)", err=True)
+        status = ExitStatus.LOSSES if result.unexplained or wider else ExitStatus.OK
         if report_format:
             _emit_report(report_format, _verify_report(source, plan_dir, result, status))
         return status

@@ -523,8 +523,13 @@ def _istio_labels(body: dict[str, object]) -> bool:
         or labels.get("istio.io/dataplane-mode") == "ambient")
 
 
-def verify_against_plan(options: PlanOptions, plan_dir: str) -> Equivalence:
-    """Compare a source (files or cluster) with a plan folder written earlier."""
+def verify_against_plan(options: PlanOptions, plan_dir: str,
+                        coexistence_out: list[dict[str, Any]] | None = None) -> Equivalence:
+    """Compare a source (files or cluster) with a plan folder written earlier.
+
+    With ``coexistence_out``, the coexistence check of the plan's steps (with the requests
+    the source refused, explained by the plan's losses) is appended to it too.
+    """
     import json
     from pathlib import Path
 
@@ -574,7 +579,25 @@ def verify_against_plan(options: PlanOptions, plan_dir: str) -> Equivalence:
                      ObjectRef(x["object"]["kind"], x["object"]["namespace"],
                                x["object"]["name"], x["object"]["apiVersion"]),
                      x["path"], x["message"], x["action"]) for x in document.get("losses", [])]
+    target_mesh = str(document.get("target", {}).get("mesh", "linkerd"))
+    if coexistence_out is not None:
+        from migrate.verify.coexist import coexistence
+
+        moved: list[str] = []
+        mixed = []
+        for step, (manifests, commands) in zip(document.get("steps", []), steps):
+            if step.get("kind") == "move":
+                moved = moved + [str(ns) for ns in step.get("namespaces", [])]
+            mixed.append((manifests, commands, list(moved)))
+        deps = [(str(d.get("caller")), str(d.get("callee")))
+                for d in dig(document, "order", "dependencies", default=[])
+                if isinstance(d, dict)]
+        checked = coexistence(
+            mixed, [o.body for o in objects], deps, source_mesh=options.source,
+            target_mesh=target_mesh, settings=verify_settings(options), losses=recorded)
+        for number, record in enumerate(checked):
+            record["step"] = number  # the runbook's numbering (00 is the prerequisites)
+        coexistence_out.extend(checked)
     return compare([o.body for o in objects], target, annotations, recorded,
-                   source_mesh=options.source,
-                   target_mesh=str(document.get("target", {}).get("mesh", "linkerd")),
+                   source_mesh=options.source, target_mesh=target_mesh,
                    settings=verify_settings(options))

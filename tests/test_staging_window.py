@@ -210,3 +210,22 @@ def test_a_port_restricted_rule_is_not_reported_and_audit_sets_no_workload_defau
     audit = plan_yaml(text, staging="audit")
     assert not any(c.startswith("kubectl patch") and ANNOTATION in c
                    for c in texts(step(audit, "move-shop").commands))
+
+
+def test_verify_exits_3_when_the_plan_no_longer_reports_what_a_step_admits(tmp_path: Path):
+    import json
+
+    src = tmp_path / "in.yaml"
+    src.write_text(NAMESPACES + policy(WEB))
+    out = tmp_path / "out"
+    runner = CliRunner()
+    assert runner.invoke(main, ["plan", "--from", "istio", "--to", "linkerd", "-f", str(src),
+                                "-o", str(out)]).exit_code == 0
+    verify = ["verify", "--from", "istio", "-f", str(src), "--plan", str(out), "-q"]
+    assert runner.invoke(main, verify).exit_code == 0
+    plan = json.loads((out / "plan.json").read_text())
+    plan["losses"] = [x for x in plan["losses"] if x["code"] != "PLAN_STAGING_OPEN"]
+    (out / "plan.json").write_text(json.dumps(plan))
+    edited = runner.invoke(main, verify)
+    assert edited.exit_code == 3
+    assert "admits more: step 1:" in edited.output

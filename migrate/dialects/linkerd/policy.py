@@ -241,7 +241,10 @@ def _namespace(ctx: PolicyContext, ns: str, mesh_mode: str, mtls: list[MTLSPolic
 def _workload_default(ctx: PolicyContext, w: Workload, applying: list[AuthzPolicy]) -> None:
     """``default-inbound-policy: deny`` on the pods of a workload an ALLOW policy selects.
 
-    Istio refuses, on every port of such a pod, what no ALLOW rule matches; Linkerd decides a
+    Istio refuses, on every port of such a pod, what no ALLOW rule matches ("If there are no
+    ALLOW policies for the workload, allow the request. If any of the ALLOW policies match the
+    request, allow the request. Deny the request.": istio.io/latest/docs/reference/config/
+    security/authorization-policy/); Linkerd decides a
     port no Server covers (one no container or Service declares) by the pod's default policy,
     the pod annotation before the namespace's and the install's
     (linkerd.io/2-edge/reference/authorization-policy/, "Default policies";
