@@ -38,6 +38,8 @@ _WINDOW = re.compile(r"from step (\d+) to step (\d+)")
 MAX_REFUSED = 2000
 """Refused probes followed through the steps (the first in sorted order): each is evaluated
 again at every step touching its namespaces."""
+MEMBER_NAMESPACES = 8
+"""Namespaces whose identity re-sends each unknown-identity probe (its own first)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,10 +88,17 @@ def _with_members(probes: list[Probe], world: World) -> list[Probe]:
     and none), while in the mixed state what matters is a caller of a namespace that has
     moved, whose identity the target sees, and the source refused."""
     authz = [p for p in probes if p.why == "authorization"]
-    members = [Client(ns, sorted({w.service_account for w in ws})[0])
-               for ns, ws in sorted(world.workloads.items()) if ws]
-    extra = {dataclasses.replace(p, client=c) for p in authz if p.client == UNKNOWN
-             for c in members}
+    members = {ns: Client(ns, sorted({w.service_account for w in ws})[0])
+               for ns, ws in sorted(world.workloads.items()) if ws}
+    extra: set[Probe] = set()
+    for p in authz:
+        if p.client == UNKNOWN:
+            # The callee's own namespace first, then the others by name, a few of them: a
+            # mesh of thousands of namespaces would otherwise multiply the probes by them.
+            names = ([p.namespace] if p.namespace in members else []) + \
+                [ns for ns in members if ns != p.namespace]
+            extra |= {dataclasses.replace(p, client=members[ns])
+                      for ns in names[:MEMBER_NAMESPACES]}
     return sorted(set(authz) | extra)
 
 
@@ -174,9 +183,8 @@ class AdmitsCheck:
                       if object_key(o) not in state.deleted]
             # Mesh-wide configuration lives in namespaces without workloads (Consul's Mesh
             # entry in its install namespace): the target evaluator needs it too.
-            target = [o for o in state.target_objects(None)
-                      if object_key(o)[2] in scope or object_key(o)[2] not in
-                      self.world.workloads] + state.patched(scope)
+            mesh_wide = {ns for ns in state.namespaces() if ns not in self.world.workloads}
+            target = state.target_objects(scope | mesh_wide) + state.patched(scope)
             now = {"source": EVALUATORS[self.meshes[0]](source, self.world, self.settings),
                    "target": EVALUATORS[self.meshes[1]](
                        target, target_world(source, target, state.annotations),

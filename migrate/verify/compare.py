@@ -198,6 +198,10 @@ class ClusterState:
                 for (kind, ns, name), patch in sorted(self.patches.items())
                 if namespaces is None or ns in namespaces]
 
+    def namespaces(self) -> set[str]:
+        """The namespaces holding applied objects (``""``: cluster-scoped ones)."""
+        return {ns for ns, keys in self._by_ns.items() if keys}
+
     def target_objects(self, namespaces: set[str] | None = None) -> list[dict[str, Any]]:
         """Applied objects still present (of these namespaces and cluster-scoped ones).
 
