@@ -117,8 +117,10 @@ def test_no_step_admits_what_the_source_refused_without_a_loss_saying_so(
 
 
 def test_the_property_has_teeth():
-    """The same check on a mesh whose staging twins are not reported fails: it is not
-    vacuous (a grant from another namespace, so the twin exists for a window)."""
+    """The property is not vacuous: on a mesh with a grant from another namespace, the check
+    finds requests a step admits that the source refused (the twin's window), and they pass
+    only because PLAN_STAGING_OPEN explains them (test_staging_window.py shows the same plan
+    failing with exit 3 once that loss is gone)."""
     objects = cluster([("alpha", "beta")]) + [{
         "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
         "metadata": {"name": "allow-alpha", "namespace": "beta"},
