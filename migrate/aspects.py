@@ -33,6 +33,9 @@ class Declaration:
     """allow-more, refuse-more or either; empty when authorization is not among the aspects."""
     plaintext_only: bool = False
     """The loss concerns only callers without a mesh identity (an mTLS mode)."""
+    windowed: bool = False
+    """The loss holds only between the steps its message names ("from step N to step M"):
+    the coexistence check uses it within them, the final-state equivalence check never."""
 
     def covers(self, aspect: str, direction: str = "", identified: bool = False) -> bool:
         """Whether the loss may explain a divergence of this aspect (and, for authorization,
@@ -59,6 +62,8 @@ class Declaration:
             if self.plaintext_only:
                 way += ", for callers without a mesh identity only"
             text += ("; " if text else "") + f"authorization ({way})"
+        if self.windowed:
+            text += ", only between the steps its message names (coexistence check only)"
         return text
 
 
@@ -94,5 +99,9 @@ def declarations() -> dict[str, Declaration]:
         callers = entry.get("callers")
         if callers not in (None, "plaintext") or (callers and not direction):
             raise MappingError(f"{_FILE}: {code}: callers may only be plaintext, with authz")
-        out[code] = Declaration(code, frozenset(aspects), direction, callers == "plaintext")
+        window = entry.get("window", False)
+        if not isinstance(window, bool):
+            raise MappingError(f"{_FILE}: {code}: window must be true or false")
+        out[code] = Declaration(code, frozenset(aspects), direction, callers == "plaintext",
+                                window)
     return out

@@ -311,6 +311,12 @@ def _target_versions() -> str:
 @click.option("--istio-routes", default="virtualservice", show_default=True,
               type=click.Choice(["virtualservice", "gateway-api"]),
               help="Writing Istio: routes as VirtualServices or as Gateway API HTTPRoutes.")
+@click.option("--staging", default="strict", show_default=True,
+              type=click.Choice(["strict", "audit"]),
+              help="Writing Linkerd: how policy is staged from a namespace's move to its "
+                   "enforce step. strict refuses what the source refused except the identity "
+                   "check of callers still on the source mesh; audit admits every request "
+                   "from every client (only logged), which the runbook and a loss state.")
 @click.option("--validate-with", "validate_with", multiple=True, metavar="PATH|cluster",
               help="Check every emitted manifest against the CRDs in these files or folders "
                    "(e.g. `linkerd install --crds` output), or against the target's CRDs "
@@ -329,7 +335,7 @@ def _target_versions() -> str:
 def plan(source: str, target: str, paths: tuple[str, ...], output: Path, target_version: str,
          order: str, fail_on: str | None, trust_domain: str, root_namespace: str,
          linkerd_default_policy: str, istio_outbound_policy: str, consul_default_intention: str,
-         consul_inject_default: bool, istio_routes: str,
+         consul_inject_default: bool, istio_routes: str, staging: str,
          validate_with: tuple[str, ...], no_verify: bool, quiet: bool,
          report_format: str | None, kubeconfig: str | None,
          context: str | None, namespaces: tuple[str, ...], all_namespaces: bool,
@@ -357,7 +363,7 @@ def plan(source: str, target: str, paths: tuple[str, ...], output: Path, target_
                           istio_outbound_policy=istio_outbound_policy,
                           consul_default_intention=consul_default_intention,
                           consul_inject_default=consul_inject_default,
-                          istio_routes=istio_routes, verify=not no_verify,
+                          istio_routes=istio_routes, staging=staging, verify=not no_verify,
                           keep_objects=False,  # nothing reads them after the plan is written
                           stdin=sys.stdin.buffer, cluster=None if paths else cluster,
                           explicit=_typed_options(), stage=progress.stage)
@@ -418,6 +424,16 @@ def _plan(options: PlanOptions, output: Path, fail_on: str | None,
                    f"{counted(len(equivalence.divergences), 'divergence')}, "
                    f"{len(equivalence.unexplained)} unexplained", err=True)
         if equivalence.unexplained and status is ExitStatus.OK:
+            status = ExitStatus.LOSSES
+    if result.plan.coexistence is not None:
+        from migrate.verify.admits import unexplained as admitted_unexplained
+
+        wider = admitted_unexplained(result.plan.coexistence)
+        for number, record in wider:
+            click.echo(f"admits more: step {number}: {record['request']} from "
+                       f"{record['client']} at {record['workload']}: {record['why']} (the "
+                       "source refused it; no loss explains it)", err=True)
+        if wider and status is ExitStatus.OK:
             status = ExitStatus.LOSSES
     if result.problems:
         status = ExitStatus.ERROR
@@ -561,7 +577,8 @@ def verify(source: str, paths: tuple[str, ...], plan_dir: str, trust_domain: str
     """Check that a plan keeps behaviour: evaluate generated requests against the source
     (with its mesh's semantics) and against the plan's final state (with the target's).
 
-    Exits 3 when a divergence is explained by no loss (a conversion bug), and 2 when --from
+    Exits 3 when a divergence is explained by no loss (a conversion bug) or when a step
+    admits a request the source refused that no loss explains (coexistence), and 2 when --from
     or the input is not the one the plan was made from (plan.json records its digest).
     """
     cluster = _cluster(kubeconfig, context, namespaces, all_namespaces, request_timeout, True)
@@ -574,13 +591,20 @@ def verify(source: str, paths: tuple[str, ...], plan_dir: str, trust_domain: str
                               consul_default_intention=consul_default_intention,
                               consul_inject_default=consul_inject_default,
                               stdin=sys.stdin.buffer, cluster=None if paths else cluster)
-        result = verify_against_plan(options, plan_dir)
+        mixed: list[dict[str, Any]] = []
+        result = verify_against_plan(options, plan_dir, mixed)
+        from migrate.verify.admits import unexplained as admitted_unexplained
         from migrate.verify.compare import render_text  # only `verify` prints this
 
         text = render_text(result)
         # With --report, stdout is the report's; the table is for people, on stderr.
         click.echo(text.splitlines()[-1] if quiet else text, nl=quiet, err=bool(report_format))
-        status = ExitStatus.LOSSES if result.unexplained else ExitStatus.OK
+        wider = admitted_unexplained(mixed)
+        for number, record in wider:
+            click.echo(f"admits more: step {number}: {record['request']} from "
+                       f"{record['client']} at {record['workload']}: {record['why']} (the "
+                       "source refused it; no loss explains it)", err=True)
+        status = ExitStatus.LOSSES if result.unexplained or wider else ExitStatus.OK
         if report_format:
             _emit_report(report_format, _verify_report(source, plan_dir, result, status))
         return status

@@ -169,6 +169,24 @@ CODES: dict[str, Code] = {
     "PLAN_PLAINTEXT_HOP": Code("plan", "Plaintext hop during coexistence",
                                "Traffic between the two meshes is plaintext and carries no peer "
                                "identity while both run."),
+    "AUTHZ_WORKLOAD_DEFAULT": Code("write", "Workload default deny on undeclared ports",
+                                   "Pods an ALLOW policy selects get the default inbound "
+                                   "policy deny, so ports no container or Service declares "
+                                   "refuse what a rule admitted there on any port."),
+    "PLAN_STAGING_OPEN": Code("plan", "A staging grant admits more than the callers it is for",
+                              "During its window a grant made for callers still on the source "
+                              "mesh admits more than them: a Linkerd twin authenticates by "
+                              "network, so any in-cluster client, meshed or not, passes it on "
+                              "the grant's ports, paths and methods."),
+    "PLAN_STAGING_PLAINTEXT": Code("plan", "Staged policy admits requests without identity",
+                                   "From a namespace's move to its enforce step its policy is "
+                                   "staged: requests without a mesh identity (the plaintext of "
+                                   "callers still on the source mesh) pass where the final "
+                                   "policy refuses them."),
+    "PLAN_STAGING_AUDIT": Code("plan", "Staged policy in audit mode admits everything",
+                               "With --staging audit, from a namespace's move to its enforce "
+                               "step every request from every client is admitted (and only "
+                               "logged), including what the source refused."),
     "PLAN_ORDER_OVERRIDE": Code("plan", "Order override exposes a hop",
                                 "With --order a caller moves before its callee: for some steps "
                                 "the callee (still on the source mesh) receives plaintext with no "

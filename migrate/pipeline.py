@@ -132,6 +132,9 @@ class PlanOptions:
     """Consul as the source: Helm ``connectInject.k8sDenyNamespaces``."""
     istio_routes: str = "virtualservice"
     """Istio as the target: ``virtualservice`` or ``gateway-api`` (HTTPRoutes)."""
+    staging: str = "strict"
+    """Linkerd as the target: ``strict`` staged policy, or ``audit`` (admits every request
+    from the move to the enforce step; for operators who accept that knowingly)."""
     stdin: IO[bytes] | None = None
     cluster: ClusterOptions | None = None
     """Read this cluster when ``paths`` is empty."""
@@ -208,8 +211,14 @@ def make_reader(options: PlanOptions, losses: LossLog, problems: list[InputProbl
 def make_writer(options: PlanOptions, losses: LossLog, table: mappings.CapabilityTable,
                 version: str) -> Any:
     """The target mesh's writer with the settings it takes."""
-    extra = {"routes_api": options.istio_routes, "istio_root_namespace": options.root_namespace} \
+    extra: dict[str, Any] = {"routes_api": options.istio_routes,
+                             "istio_root_namespace": options.root_namespace} \
         if options.target == "istio" else {}
+    if options.staging != "strict":
+        if options.target != "linkerd":
+            raise UsageError(f"--staging {options.staging} is for --to linkerd (its Servers' "
+                             f"audit access policy); {options.target} has no audit form")
+        extra["staging"] = options.staging
     return TARGETS[options.target](losses, table, version, trust_domain=options.trust_domain,
                                    root_namespace=root_namespace(options), **extra)
 
@@ -395,7 +404,8 @@ def check_coexistence(objects: list[RawObject], plan: Plan,
                          [(a, b) for a, b, _ in plan.dependencies],
                          source_mesh=options.source, target_mesh=options.target,
                          settings=verify_settings(options),
-                         source_groups=COEXISTENCE[options.source].GROUP_SUFFIXES)
+                         source_groups=COEXISTENCE[options.source].GROUP_SUFFIXES,
+                         losses=plan.losses)
     for record, step in zip(result, plan.steps):
         record["step"] = step.number  # the runbook's numbering (00 is the prerequisites)
     return result
@@ -532,8 +542,13 @@ def _istio_labels(body: dict[str, object]) -> bool:
         or labels.get("istio.io/dataplane-mode") == "ambient")
 
 
-def verify_against_plan(options: PlanOptions, plan_dir: str) -> Equivalence:
-    """Compare a source (files or cluster) with a plan folder written earlier."""
+def verify_against_plan(options: PlanOptions, plan_dir: str,
+                        coexistence_out: list[dict[str, Any]] | None = None) -> Equivalence:
+    """Compare a source (files or cluster) with a plan folder written earlier.
+
+    With ``coexistence_out``, the coexistence check of the plan's steps (with the requests
+    the source refused, explained by the plan's losses) is appended to it too.
+    """
     import json
     from pathlib import Path
 
@@ -583,7 +598,26 @@ def verify_against_plan(options: PlanOptions, plan_dir: str) -> Equivalence:
                      ObjectRef(x["object"]["kind"], x["object"]["namespace"],
                                x["object"]["name"], x["object"]["apiVersion"]),
                      x["path"], x["message"], x["action"]) for x in document.get("losses", [])]
+    target_mesh = str(document.get("target", {}).get("mesh", "linkerd"))
+    if coexistence_out is not None:
+        from migrate.verify.coexist import coexistence
+
+        moved: list[str] = []
+        mixed = []
+        for step, (manifests, commands) in zip(document.get("steps", []), steps):
+            if step.get("kind") == "move":
+                moved = moved + [str(ns) for ns in step.get("namespaces", [])]
+            mixed.append((manifests, commands, list(moved)))
+        deps = [(str(d.get("caller")), str(d.get("callee")))
+                for d in dig(document, "order", "dependencies", default=[])
+                if isinstance(d, dict)]
+        checked = coexistence(
+            mixed, [o.body for o in objects], deps, source_mesh=options.source,
+            target_mesh=target_mesh, settings=verify_settings(options), losses=recorded,
+            source_groups=COEXISTENCE[options.source].GROUP_SUFFIXES)
+        for number, record in enumerate(checked):
+            record["step"] = number  # the runbook's numbering (00 is the prerequisites)
+        coexistence_out.extend(checked)
     return compare([o.body for o in objects], target, annotations, recorded,
-                   source_mesh=options.source,
-                   target_mesh=str(document.get("target", {}).get("mesh", "linkerd")),
+                   source_mesh=options.source, target_mesh=target_mesh,
                    settings=verify_settings(options))

@@ -74,4 +74,4 @@ def test_quiet_prints_errors_and_the_summary_lines_only(tmp_path: Path):
     assert lines[4].startswith("meshmigrate: equivalence: ")
     verified = CliRunner().invoke(main, ["verify", "--from", "istio", "-f", SHOP, "--plan",
                                          str(tmp_path / "out"), "-q"])
-    assert verified.stdout.splitlines() == ["111 probes, 6 divergences, 0 unexplained"]
+    assert verified.stdout.splitlines() == ["115 probes, 6 divergences, 0 unexplained"]

@@ -36,6 +36,9 @@ class Expected:
     home_gained: list[str]
 
 
+# Every plan whose target stages policy for a namespace reports PLAN_STAGING_PLAINTEXT (info:
+# from its move to its enforce step, requests without an identity pass the staged form; issue
+# 15). It changes no fact of the round trip, only the loss lists.
 EXPECTED: dict[tuple[str, str, str], Expected] = {
     # The catch-all rule has no retries, so Istio retried it by its default policy, which
     # Linkerd lacks (ROUTE_RETRY_DEFAULT, info).
@@ -56,9 +59,24 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
     # Linkerd authorizes per Server, i.e. per port: the ledger's only port (8080) joins its
     # operations; the teller's STRICT-only access becomes an all-authenticated Server, read
     # back as "any authenticated principal" (the same thing under STRICT).
+    # Issue 15, workload default: a Linkerd plan gives the pods an ALLOW policy selects
+    # config.linkerd.io/default-inbound-policy=deny (AUTHZ_WORKLOAD_DEFAULT when a rule would
+    # admit on undeclared ports), and the Linkerd reader reads that annotation back as
+    # (a) "ALLOW nothing" on the workload: an ALLOW without rules matches no request, and the
+    #     workload already has ALLOW policies, so each request on a declared port is decided
+    #     as before; on ports no Server selects Linkerd applies the pod's own default before
+    #     the namespace's (linkerd.io/2-edge/reference/authorization-policy/, "Default
+    #     policies"), i.e. refuses them, as Istio refused what no ALLOW rule matched;
+    # (b) the pod's own mTLS record, PERMISSIVE (deny names no mTLS requirement), in place of
+    #     the namespace's STRICT/UNSET. In Linkerd a namespace default never decides a port
+    #     that has a Server (the Server does), and on the others the pod's deny refuses
+    #     plaintext and mTLS alike; on the Server port every grant names identities, which
+    #     plaintext never matches. A record changes, no admission: both plans' equivalence
+    #     and coexistence checks stay at zero unexplained.
+    # Here: (a) and (b) on the ledger, both in the middle and at home.
     ('istio', 'linkerd', '02-security'): Expected(
-        there=[],
-        back=[],
+        there=['AUTHZ_WORKLOAD_DEFAULT', 'PLAN_STAGING_PLAINTEXT'],
+        back=['PLAN_STAGING_PLAINTEXT'],
         first=[
             'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts/*',
             'authz bank/ledger ALLOW sa:bank/teller -> POST /transfer',
@@ -68,28 +86,37 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
         middle_lost=[
             'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts/*',
             'authz bank/ledger ALLOW sa:bank/teller -> POST /transfer',
+            'mtls bank/ledger:8080 STRICT',
         ],
         middle_gained=[
+            'authz bank/ledger ALLOW nothing',
             'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts/* :8080',
             'authz bank/ledger ALLOW sa:bank/teller -> POST /transfer :8080',
             'authz bank/teller ALLOW principal=* -> :8080',
+            'mtls bank/ledger:8080 PERMISSIVE',
         ],
         home_lost=[
             'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts/*',
             'authz bank/ledger ALLOW sa:bank/teller -> POST /transfer',
+            'mtls bank/ledger:8080 STRICT',
         ],
         home_gained=[
+            'authz bank/ledger ALLOW nothing',
             'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts/* :8080',
             'authz bank/ledger ALLOW sa:bank/teller -> POST /transfer :8080',
             'authz bank/teller ALLOW principal=* -> :8080',
+            'mtls bank/ledger:8080 PERMISSIVE',
         ],
     ),
     # Consul has no per-try timeout (CONSUL_RETRY), enforces mTLS where Istio's default
     # was PERMISSIVE (CONSUL_MTLS_MODE) and does not retry the catch-all rule Istio retried
     # by default (ROUTE_RETRY_DEFAULT); everything else survives both ways.
     ('istio', 'consul', '01-routing'): Expected(
-        there=['CONSUL_MTLS_MODE', 'CONSUL_RETRY', 'CONSUL_SUBSET_META', 'ROUTE_RETRY_DEFAULT'],
-        back=[],
+        there=[
+            'CONSUL_MTLS_MODE', 'CONSUL_RETRY', 'CONSUL_SUBSET_META', 'PLAN_STAGING_PLAINTEXT',
+            'ROUTE_RETRY_DEFAULT',
+        ],
+        back=['PLAN_STAGING_PLAINTEXT'],
         first=[
             'mtls shop/reviews-v1:9080 UNSET',
             'mtls shop/reviews-v2:9080 UNSET',
@@ -118,8 +145,8 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
         ],
     ),
     ('istio', 'consul', '02-security'): Expected(
-        there=[],
-        back=[],
+        there=['PLAN_STAGING_PLAINTEXT'],
+        back=['PLAN_STAGING_PLAINTEXT'],
         first=[
             'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts/*',
             'authz bank/ledger ALLOW sa:bank/teller -> POST /transfer',
@@ -156,9 +183,11 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
     ),
     # A PathPrefix is Istio's exact + prefix pair, which comes back as two operations (same
     # requests); the teller's all-authenticated default comes back as its own Server.
+    # Issue 15 (see istio/linkerd/02-security): the way home is a Linkerd plan, so (a) and (b)
+    # on the ledger at home.
     ('linkerd', 'istio', '02-security'): Expected(
-        there=[],
-        back=[],
+        there=['PLAN_STAGING_PLAINTEXT'],
+        back=['PLAN_STAGING_PLAINTEXT'],
         first=[
             'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts|/accounts/* :8080',
             'authz bank/ledger ALLOW sa:bank/teller -> POST /transfer :8080',
@@ -169,11 +198,14 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
         middle_gained=[],
         home_lost=[
             'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts|/accounts/* :8080',
+            'mtls bank/ledger:8080 STRICT',
         ],
         home_gained=[
+            'authz bank/ledger ALLOW nothing',
             'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts :8080',
             'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts/* :8080',
             'authz bank/teller ALLOW principal=* -> :8080',
+            'mtls bank/ledger:8080 PERMISSIVE',
         ],
     ),
     # Consul routes per service (no loss: the parentRef port is reviews' only one), has no
@@ -182,8 +214,11 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
     # all-authenticated Servers. consul-k8s cannot register pods under two Services (reviews
     # and reviews-v1): CONSUL_POD_SERVICES.
     ('linkerd', 'consul', '01-routing'): Expected(
-        there=['CONSUL_MTLS_MODE', 'CONSUL_POD_SERVICES', 'CONSUL_POD_SERVICES', 'CONSUL_RETRY'],
-        back=[],
+        there=[
+            'CONSUL_MTLS_MODE', 'CONSUL_POD_SERVICES', 'CONSUL_POD_SERVICES', 'CONSUL_RETRY',
+            'PLAN_STAGING_PLAINTEXT',
+        ],
+        back=['PLAN_STAGING_PLAINTEXT'],
         first=[
             'mtls shop/reviews-v1:9080 UNSET',
             'mtls shop/reviews-v2:9080 UNSET',
@@ -219,9 +254,11 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
     ),
     # Intentions carry no port (the ledger has one); PathPrefix /accounts/ is Consul's exact
     # /accounts plus prefix /accounts/, two permissions that come back as two operations.
+    # Issue 15 (see istio/linkerd/02-security): the way back writes Linkerd, so (a) and (b) on
+    # the ledger at home, and AUTHZ_WORKLOAD_DEFAULT in the way back.
     ('linkerd', 'consul', '02-security'): Expected(
-        there=[],
-        back=[],
+        there=['PLAN_STAGING_PLAINTEXT'],
+        back=['AUTHZ_WORKLOAD_DEFAULT', 'PLAN_STAGING_PLAINTEXT'],
         first=[
             'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts|/accounts/* :8080',
             'authz bank/ledger ALLOW sa:bank/teller -> POST /transfer :8080',
@@ -239,16 +276,19 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
         ],
         home_lost=[
             'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts|/accounts/* :8080',
+            'mtls bank/ledger:8080 STRICT',
         ],
         home_gained=[
+            'authz bank/ledger ALLOW nothing',
             'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts :8080',
             'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts/* :8080',
             'authz bank/teller ALLOW principal=* -> :8080',
+            'mtls bank/ledger:8080 PERMISSIVE',
         ],
     ),
     ('consul', 'istio', '01-routing'): Expected(
-        there=[],
-        back=['CONSUL_SUBSET_META'],
+        there=['PLAN_STAGING_PLAINTEXT'],
+        back=['CONSUL_SUBSET_META', 'PLAN_STAGING_PLAINTEXT'],
         first=[
             'authz shop/reviews-v1 ALLOW nothing',
             'authz shop/reviews-v2 ALLOW nothing',
@@ -265,8 +305,8 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
     # The teller has no ServiceDefaults, so Consul handles it as tcp; Istio would read its
     # port named http as HTTP (SERVICE_PROTOCOL).
     ('consul', 'istio', '02-security'): Expected(
-        there=['SERVICE_PROTOCOL'],
-        back=[],
+        there=['PLAN_STAGING_PLAINTEXT', 'SERVICE_PROTOCOL'],
+        back=['PLAN_STAGING_PLAINTEXT'],
         first=[
             'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts/*',
             'authz bank/ledger ALLOW sa:bank/teller -> POST /transfer',
@@ -281,9 +321,20 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
     ),
     # Linkerd spells subsets as per-version Services, which consul-k8s cannot register next to
     # reviews (CONSUL_POD_SERVICES) on the way back; the routing itself survives.
+    # Issue 15 (see istio/linkerd/02-security): (b) on the reviews pods in the middle (they
+    # already had ALLOW nothing from the default intention, so no (a)); Consul, planned back
+    # from those PERMISSIVE records under authorization, enforces strict and says so
+    # (CONSUL_MTLS_MODE, one per workload): Consul ignores intentions on plaintext.
     ('consul', 'linkerd', '01-routing'): Expected(
-        there=[],
-        back=['CONSUL_POD_SERVICES', 'CONSUL_POD_SERVICES'],
+        there=['PLAN_STAGING_PLAINTEXT'],
+        back=[
+            'CONSUL_MTLS_MODE',
+            'CONSUL_MTLS_MODE',
+            'CONSUL_MTLS_MODE',
+            'CONSUL_POD_SERVICES',
+            'CONSUL_POD_SERVICES',
+            'PLAN_STAGING_PLAINTEXT',
+        ],
         first=[
             'authz shop/reviews-v1 ALLOW nothing',
             'authz shop/reviews-v2 ALLOW nothing',
@@ -292,17 +343,25 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
             'route shop/reviews [*] reviews-v1:80% reviews-v2:20% t=5000ms r=-',
             'route shop/reviews [end-user=jason] reviews-v2:100% t=2000ms r=3/-/5xx',
         ],
-        middle_lost=[],
-        middle_gained=[],
+        middle_lost=[
+            'mtls shop/reviews-v1:9080 STRICT',
+            'mtls shop/reviews-v2:9080 STRICT',
+        ],
+        middle_gained=[
+            'mtls shop/reviews-v1:9080 PERMISSIVE',
+            'mtls shop/reviews-v2:9080 PERMISSIVE',
+        ],
         home_lost=[],
         home_gained=[],
     ),
     # Linkerd authorizes per Server, so the ledger's only port joins the operations. The
     # teller is tcp under Consul (no ServiceDefaults): its Server is opaque, which Consul,
     # reading the port name http on the way back, cannot keep (PROTOCOL_OPAQUE).
+    # Issue 15 (see istio/linkerd/02-security): (a) and (b) in the middle, AUTHZ_WORKLOAD_DEFAULT
+    # on the way there, CONSUL_MTLS_MODE on the way back (as for 01-routing).
     ('consul', 'linkerd', '02-security'): Expected(
-        there=[],
-        back=['PROTOCOL_OPAQUE'],
+        there=['AUTHZ_WORKLOAD_DEFAULT', 'PLAN_STAGING_PLAINTEXT'],
+        back=['CONSUL_MTLS_MODE', 'CONSUL_MTLS_MODE', 'PLAN_STAGING_PLAINTEXT', 'PROTOCOL_OPAQUE'],
         first=[
             'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts/*',
             'authz bank/ledger ALLOW sa:bank/teller -> POST /transfer',
@@ -313,10 +372,15 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
         middle_lost=[
             'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts/*',
             'authz bank/ledger ALLOW sa:bank/teller -> POST /transfer',
+            'mtls bank/ledger:8080 STRICT',
+            'mtls bank/teller:8080 STRICT',
         ],
         middle_gained=[
+            'authz bank/ledger ALLOW nothing',
             'authz bank/ledger ALLOW sa:bank/teller -> GET /accounts/* :8080',
             'authz bank/ledger ALLOW sa:bank/teller -> POST /transfer :8080',
+            'mtls bank/ledger:8080 PERMISSIVE',
+            'mtls bank/teller:8080 PERMISSIVE',
         ],
         home_lost=[],
         home_gained=[],
@@ -346,10 +410,10 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
     ('istio', 'consul', '03-losses'): Expected(
         there=[
             'CONSUL_AUTHZ_SOURCE', 'CONSUL_MTLS_MODE', 'DESTINATION_CONNECTION_POOL',
-            'DESTINATION_OUTLIER_DETECTION', 'ROUTE_FAULT_DELAY', 'ROUTE_MIRROR',
-            'ROUTE_RETRY_DEFAULT',
+            'DESTINATION_OUTLIER_DETECTION', 'PLAN_STAGING_PLAINTEXT', 'ROUTE_FAULT_DELAY',
+            'ROUTE_MIRROR', 'ROUTE_RETRY_DEFAULT',
         ],
-        back=[],
+        back=['PLAN_STAGING_PLAINTEXT'],
         first=[
             'authz shop/reviews DENY ip:10.8.0.0/16 -> *',
             'mtls shop/reviews-shadow:9080 UNSET',
@@ -374,9 +438,11 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
             'mtls shop/reviews:9080 STRICT',
         ],
     ),
+    # Issue 15 (see istio/linkerd/02-security): (a) and (b) on reviews at home; UNSET in a
+    # namespace without STRICT was PERMISSIVE already.
     ('linkerd', 'istio', '03-losses'): Expected(
-        there=['DESTINATION_RETRY_BUDGET', 'ROUTE_SHADOWED'],
-        back=[],
+        there=['DESTINATION_RETRY_BUDGET', 'PLAN_STAGING_PLAINTEXT', 'ROUTE_SHADOWED'],
+        back=['PLAN_STAGING_PLAINTEXT'],
         first=[
             'authz shop/reviews ALLOW ip:10.8.0.0/16 -> :9080',
             'mtls shop/reviews:9080 UNSET',
@@ -384,17 +450,24 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
         ],
         middle_lost=[],
         middle_gained=[],
-        home_lost=[],
-        home_gained=[],
+        home_lost=[
+            'mtls shop/reviews:9080 UNSET',
+        ],
+        home_gained=[
+            'authz shop/reviews ALLOW nothing',
+            'mtls shop/reviews:9080 PERMISSIVE',
+        ],
     ),
     # Intentions cannot match client addresses: the CIDR-only allow fails closed
     # (CONSUL_AUTHZ_SOURCE); Consul enforces mTLS (CONSUL_MTLS_MODE).
+    # Issue 15 (see istio/linkerd/02-security): (b) at home, PERMISSIVE where Consul's strict
+    # came back as STRICT before; reviews already had ALLOW policies.
     ('linkerd', 'consul', '03-losses'): Expected(
         there=[
             'CONSUL_AUTHZ_SOURCE', 'CONSUL_MTLS_MODE', 'DESTINATION_RETRY_BUDGET',
-            'ROUTE_SHADOWED',
+            'PLAN_STAGING_PLAINTEXT', 'ROUTE_SHADOWED',
         ],
-        back=[],
+        back=['PLAN_STAGING_PLAINTEXT'],
         first=[
             'authz shop/reviews ALLOW ip:10.8.0.0/16 -> :9080',
             'mtls shop/reviews:9080 UNSET',
@@ -414,7 +487,7 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
         ],
         home_gained=[
             'authz shop/reviews ALLOW nothing',
-            'mtls shop/reviews:9080 STRICT',
+            'mtls shop/reviews:9080 PERMISSIVE',
         ],
     ),
     # The header-narrowed permission has no IR form and fails closed (AUTHZ_OPERATION_REGEX).
@@ -423,9 +496,9 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
     ('consul', 'istio', '03-losses'): Expected(
         there=[
             'AUTHZ_OPERATION_REGEX', 'DESTINATION_CONNECTION_POOL', 'MULTICLUSTER',
-            'SERVICE_PROTOCOL',
+            'PLAN_STAGING_PLAINTEXT', 'SERVICE_PROTOCOL',
         ],
-        back=[],
+        back=['PLAN_STAGING_PLAINTEXT'],
         first=[
             'authz shop/reviews ALLOW sa:shop/web -> /*',
             'authz shop/web ALLOW nothing',
@@ -450,12 +523,20 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
     # /v1 (ROUTE_PREFIX_SEGMENT), and the prefixRewrite lost (ROUTE_REWRITE: Linkerd has none).
     # The web service is tcp under Consul: an opaque Server and opaque port, which Consul
     # cannot keep next to the port name http on the way back (PROTOCOL_OPAQUE, twice).
+    # Issue 15 (see istio/linkerd/02-security): (b) on reviews and web in the middle,
+    # CONSUL_MTLS_MODE on the way back (as for 01-routing).
     ('consul', 'linkerd', '03-losses'): Expected(
         there=[
             'AUTHZ_OPERATION_REGEX', 'DESTINATION_CONNECTION_POOL', 'MULTICLUSTER',
-            'ROUTE_PREFIX_SEGMENT', 'ROUTE_REWRITE',
+            'PLAN_STAGING_PLAINTEXT', 'ROUTE_PREFIX_SEGMENT', 'ROUTE_REWRITE',
         ],
-        back=['PROTOCOL_OPAQUE', 'PROTOCOL_OPAQUE'],
+        back=[
+            'CONSUL_MTLS_MODE',
+            'CONSUL_MTLS_MODE',
+            'PLAN_STAGING_PLAINTEXT',
+            'PROTOCOL_OPAQUE',
+            'PROTOCOL_OPAQUE',
+        ],
         first=[
             'authz shop/reviews ALLOW sa:shop/web -> /*',
             'authz shop/web ALLOW nothing',
@@ -465,10 +546,14 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
         ],
         middle_lost=[
             'authz shop/reviews ALLOW sa:shop/web -> /*',
+            'mtls shop/reviews:9080 STRICT',
+            'mtls shop/web:8080 STRICT',
             'route shop/reviews [path=prefix:/v1/] reviews:100% t=- r=- rw=/',
         ],
         middle_gained=[
             'authz shop/reviews ALLOW nothing',
+            'mtls shop/reviews:9080 PERMISSIVE',
+            'mtls shop/web:8080 PERMISSIVE',
             'route shop/reviews [path=/v1] reviews:100% t=- r=-',
             'route shop/reviews [path=prefix:/v1/] reviews:100% t=- r=-',
         ],

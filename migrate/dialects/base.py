@@ -323,6 +323,18 @@ class TargetConfig:
     """The same policy enforcing: applied once the namespace's last source caller moved."""
     remove_at_enforce: dict[str, list[Manifest]] = field(default_factory=dict)
     """Staging-only objects deleted when the namespace enforces."""
+    staging_grantees: dict[tuple[str, str, str], frozenset[str] | None] = field(
+        default_factory=dict)
+    """Staging-only grants (kind, namespace, name) made for callers still on the source mesh
+    -> the namespaces those callers run in (None: any namespace). The planner applies one only
+    while one of its namespaces is still on the source mesh, and deletes it at the step that
+    moves the last of them (migrate/plan/staging.py)."""
+    staging_mode: str = "strict"
+    """``strict`` (staged policy refuses all the source refused but the identity check of
+    plaintext callers) or ``audit`` (``--staging audit``: staged policy admits everything)."""
+    staging_admits: str = ""
+    """What such a grant admits besides the callers it is for (empty: nothing more); the
+    planner reports it with the grant's step window (``PLAN_STAGING_OPEN``)."""
     routing_final: dict[str, list[Manifest]] = field(default_factory=dict)
     """Routing in its long-term form, applied at cleanup (replacing ``routing`` objects)."""
     remove_at_cleanup: dict[str, list[Manifest]] = field(default_factory=dict)
@@ -335,6 +347,9 @@ class TargetConfig:
         default_factory=dict)
     """(namespace, annotation) of ``namespace_staged`` / ``namespace_final`` -> the source
     objects whose meaning the annotation carries (named on the commands that set it)."""
+    workload_staged: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
+    """namespace -> ``Kind/name`` of a workload -> pod-template annotations the move step
+    sets before the workload restarts, and its rollback removes."""
     neutralized: list[ObjectRef] = field(default_factory=list)
     """Source objects the prerequisites step replaced."""
     install_extra: list[Command] = field(default_factory=list)

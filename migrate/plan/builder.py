@@ -30,6 +30,7 @@ from migrate.ir.graph import MeshGraph
 from migrate.ir.model import AuthzPolicy, DestinationPolicy, Opaque, Route, Workload
 from migrate.losses import LossLog, ObjectRef, Severity
 from migrate.names import k8s_name
+from migrate.plan import staging
 from migrate.plan.commands import Command, noted, pipe, render, run
 from migrate.plan.disruption import restart_notes, waits_for_rollout
 from migrate.plan.model import Step
@@ -61,6 +62,8 @@ class PlanInput:
     handed_over: dict[ObjectRef, Manifest] = field(default_factory=dict)
     """Source routes the prerequisites step replaced with a copy only the source mesh reads
     (``Coexistence.hand_over_mesh_routes``): later steps delete and restore the copy."""
+    spans: dict[staging.Key, staging.Window | None] = field(default_factory=dict)
+    """Each staging-only grant's window (plan/staging.py)."""
     _raw_by_ns: dict[str, list[ObjectRef]] = field(default_factory=dict)
     _routing_by_ns: dict[str, set[ObjectRef]] = field(default_factory=dict)
 
@@ -105,6 +108,7 @@ def build_steps(p: PlanInput) -> list[Step]:
         if any(ns in p.ingress_namespaces for ns in group):
             last = max(last, len(p.groups))  # the ingress moves after every group
         last_caller[i] = last
+    p.spans = staging.windows(p.target, p.groups, last_caller)
     has_ingress = bool(p.ingress_namespaces) or any(
         o.role == "ingress" for o in p.graph.of(Opaque))
     moved: dict[str, str] = {}
@@ -123,15 +127,35 @@ def build_steps(p: PlanInput) -> list[Step]:
     for i, group in enumerate(p.groups):
         step = _move(p, group, len(steps), position,
                      sorted(ns for ns, h in home.items() if h == i))
-        steps.append(step)
         moved.update({ns: step.id for ns in group})
+        _end_staging(p, step, i, moved)
+        steps.append(step)
         enforce_after(i)
     if has_ingress:
         steps.append(_ingress(p, len(steps)))
     enforce_after(len(p.groups))
     steps.append(_cleanup(p, len(steps), steps))
     add_operations(p, steps)
+    moves = {i: next(s.number for s in steps if s.kind == "move" and g[0] in s.namespaces)
+             for i, g in enumerate(p.groups)}
+    enforces = {i: s.number for i, g in enumerate(p.groups) for s in steps
+                if s.kind == "enforce" and g[0] in s.namespaces}
+    staging.report(p.losses, p.target, p.spans, moves, enforces, p.source.TITLE)
+    staging.report_plaintext(p.losses, p.target, p.groups, moves, enforces, p.source.TITLE,
+                             p.target_side.TITLE)
     return steps
+
+
+def _end_staging(p: PlanInput, step: Step, group: int, moved: dict[str, str]) -> None:
+    """Delete the staging-only grants whose last caller this step moved (once its pods run
+    on the target); the rollback restores them before the pods go back."""
+    ending = staging.removed_by_move(p.target, p.spans, group)
+    if not ending:
+        return
+    step.commands += [noted(_delete(m), "its last caller on the source mesh moved")
+                      for m in ending]
+    step.rollback = [_server_side("-f", f"steps/{moved[m.namespace]}/{manifest_file_name(m)}")
+                     for m in ending] + step.rollback
 
 
 def _apply(step_id: str, verb: str = "apply", note: str = "") -> Command:
@@ -261,7 +285,7 @@ def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int],
     for ns in routing_for:
         step.manifests += p.target.routing.get(ns, [])
     for ns in group:
-        step.manifests += p.target.policy_staged.get(ns, [])
+        step.manifests += staging.applied(p.target.policy_staged.get(ns, []), p.spans)
     inbound = _source_objects(p, set(group), src.INBOUND_KINDS)
     step.rollback_sources = [p.read.raw[r] for r in inbound]
     policy = any(p.target.policy_staged.get(ns) for ns in group)
@@ -273,7 +297,10 @@ def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int],
         f"pods from {src.TITLE}'s proxy to {dst.TITLE}'s, and removes the {src.TITLE} "
         "objects that configured these pods' own proxies."
         + (f" Callers still on {src.TITLE} ({', '.join(callers)}) reach them in plaintext until "
-           "they move." if callers else ""))
+           "they move." if callers else "")
+        + (" Staged with --staging audit: until the enforce step these namespaces admit every "
+           "request from every client and only log what the final policy will refuse."
+           if policy and p.target.staging_mode == "audit" else ""))
     if step.manifests:
         step.commands.append(_apply(step.id))
     # Rollback: the source's objects back first, then the pods back, then the target's out.
@@ -288,9 +315,11 @@ def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int],
         outside = [w for w in workloads if not p.graph.in_mesh(w)]
         step.commands += src.leave_commands(ns, record, meshed)
         step.commands += dst.join_commands(ns, staged, meshed)
+        step.commands += staging.workload_annotations(p.target, meshed)
         step.commands += dst.keep_out_commands(outside)
         step.manual += dst.join_manual(ns, meshed)
         rollback += dst.unjoin_commands(ns, staged, meshed) + \
+            staging.workload_annotations_undone(p.target, meshed) + \
             dst.keep_out_rollback(outside) + src.rejoin_commands(ns, record, meshed)
         if outside:
             step.summary += (f" Not in {src.TITLE} and kept out of {dst.TITLE} in {ns}: "
@@ -345,7 +374,7 @@ def _enforce(p: PlanInput, group: list[str], number: int, moved: dict[str, str])
     if step.manifests:
         step.commands.append(_apply(step.id))
     for ns in group:
-        for m in p.target.remove_at_enforce.get(ns, []):
+        for m in staging.removed_by_enforce(p.target.remove_at_enforce.get(ns, []), p.spans):
             step.commands.append(_delete(m))
         final = p.target.namespace_final.get(ns, {})
         if final:
@@ -383,6 +412,11 @@ def _enforce(p: PlanInput, group: list[str], number: int, moved: dict[str, str])
     step.rollback = [_restore(step.id)] if routing_refs else []
     step.rollback += _sorted_unique(_apply(moved[ns], note="staged policy back") for ns in group
                                     if p.target.policy_enforced.get(ns))
+    # The move folder also holds grants an earlier step deleted: they stay deleted.
+    step.rollback += [_delete(m) for ns in group if p.target.policy_enforced.get(ns)
+                      for m in staging.gone_before_enforce(
+                          staging.applied(p.target.remove_at_enforce.get(ns, []), p.spans),
+                          p.spans)]
     for ns in group:
         staged = p.target.namespace_staged.get(ns, {})
         final = p.target.namespace_final.get(ns, {})

@@ -16,6 +16,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterable, Sequence
 
+from migrate.losses import Loss
+from migrate.verify.admits import AdmitsCheck
+from migrate.verify.admits import render_lines as render_admits
 from migrate.verify.compare import ClusterState, object_key, target_world
 from migrate.verify.model import Client, Outcome, Probe
 from migrate.verify.probes import ANONYMOUS
@@ -31,7 +34,8 @@ MAX_PROBES_PER_EDGE = 40
 def coexistence(steps: Sequence[Step], source_objects: list[dict[str, Any]],
                 deps: Iterable[tuple[str, str]], *, source_mesh: str = "istio",
                 target_mesh: str = "linkerd", settings: Settings | None = None,
-                source_groups: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+                source_groups: tuple[str, ...] = (),
+                losses: Iterable[Loss] | None = None) -> list[dict[str, Any]]:
     """For each step, the calls checked and those refused or rerouted, as plain data:
     ``[{"step": 1, "moved": [...], "calls_checked": n, "refused": [...],
     "routing_changed": [...]}]``; each refusal names caller, callee, Service, workload,
@@ -41,11 +45,15 @@ def coexistence(steps: Sequence[Step], source_objects: list[dict[str, Any]],
     touch its caller's or callee's namespace (or the whole cluster); the evaluators for that
     step see only the namespaces those calls reach. Re-evaluating every call over the whole
     cluster at every step made the check grow with the square of the mesh.
-   
+
     ``source_groups`` are the API group suffixes of the source mesh's own objects: such an
     object a step applies (a route re-created in the source's own flavour at step 00, a
     rewritten DestinationRule) is configuration the source side's proxies read from then on,
     in place of the source object of the same name.
+
+    With ``losses`` (a plan's), each step also lists under ``admits_more`` the requests the
+    source refused that the mixed state admits, each with the losses explaining it
+    (admits.py).
     """
     settings = settings or Settings()
     if source_mesh not in EVALUATORS or target_mesh not in EVALUATORS:
@@ -66,6 +74,8 @@ def coexistence(steps: Sequence[Step], source_objects: list[dict[str, Any]],
     current: dict[tuple[str, str], tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
     moved_before: set[str] = set()
     out = []
+    admits = None if losses is None else AdmitsCheck(
+        (source_mesh, target_mesh), source_objects, world, baseline, settings, losses)
     for index, (manifests, commands, moved_now) in enumerate(steps):
         moved = set(moved_now)
         touched = state.apply(manifests, commands) | (moved ^ moved_before)
@@ -98,6 +108,8 @@ def coexistence(steps: Sequence[Step], source_objects: list[dict[str, Any]],
                     "calls_checked": sum(len(probes.get(e, [])) for e in edges),
                     "refused": [r for e in edges for r in current.get(e, ([], []))[0]],
                     "routing_changed": [r for e in edges for r in current.get(e, ([], []))[1]]})
+        if admits is not None:
+            out[-1]["admits_more"] = admits.step(index, state, touched, everywhere, moved)
     return out
 
 
@@ -195,4 +207,5 @@ def render_markdown(result: list[dict[str, Any]]) -> str:
     for text, steps in sorted(spans.items(), key=lambda item: (item[1][0], item[0])):
         where = f"step {steps[0]}" if len(steps) == 1 else f"steps {steps[0]}-{steps[-1]}"
         lines.append(f"- {where}: {text}")
+    lines += render_admits(result)
     return "\n".join(lines) + "\n"

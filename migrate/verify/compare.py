@@ -198,6 +198,10 @@ class ClusterState:
                 for (kind, ns, name), patch in sorted(self.patches.items())
                 if namespaces is None or ns in namespaces]
 
+    def namespaces(self) -> set[str]:
+        """The namespaces holding applied objects (``""``: cluster-scoped ones)."""
+        return {ns for ns, keys in self._by_ns.items() if keys}
+
     def target_objects(self, namespaces: set[str] | None = None) -> list[dict[str, Any]]:
         """Applied objects still present (of these namespaces and cluster-scoped ones).
 
@@ -432,7 +436,7 @@ def _explain_by_name(d: Divergence, by_name: dict[str, list[str]],
         names |= named.get(wid, set())
     declared = declarations()
     return {text for name in names for text in by_name[name]
-            if text.split()[0] in declared and
+            if text.split()[0] in declared and not declared[text.split()[0]].windowed and
             declared[text.split()[0]].covers(d.aspect, d.direction,
                                              d.probe.client.authenticated)}
 
@@ -450,7 +454,7 @@ def _explain(d: Divergence, by_object: dict[str, list[Loss]],
     for ref in sorted(d.candidates):
         for loss in by_object.get(ref, []):
             can = declared.get(loss.code)
-            if can is None or not (can.covers(d.aspect, d.direction,
+            if can is None or can.windowed or not (can.covers(d.aspect, d.direction,
                                               d.probe.client.authenticated) or
                     (d.other_rule and d.aspect != "authorization" and can.covers("match"))):
                 continue

@@ -65,9 +65,10 @@ class LinkerdCoexistence(Coexistence):
     # (https://linkerd.io/2/features/proxy-injection/).
     KEEP_OUT = ("annotations", "linkerd.io/inject", "disabled")
     INGRESS = "the ingress controller meshed with linkerd.io/inject: ingress"
-    STAGED_POLICY = ("Servers enforce the source's ports, paths and methods; each grant's "
-                     "`-plaintext` twin admits the same requests without a peer identity, for "
-                     "callers still on the source mesh (docs/coexistence.md)")
+    STAGED_POLICY = ("Servers enforce the source's ports, paths and methods; while a grant's "
+                     "callers remain on the source mesh, its `-plaintext` twin admits the same "
+                     "requests from any client in the cluster networks, with or without a peer "
+                     "identity (docs/coexistence.md)")
     ENFORCED_POLICY = ("the `-plaintext` twins are deleted, so every grant requires its identity "
                        "again, and the namespace's final default applies to restarted pods")
     # policy-controller outbound/index/http.rs indexes Service-parented gateway.networking.k8s.io

@@ -99,6 +99,9 @@ class PolicyContext:
     give several (Consul intentions)."""
     _route_plans: dict[tuple[tuple[Atom, ...], ...], RoutePlan] = field(default_factory=dict)
     """Grants' atoms -> their inbound routes: Servers under the same rules share a plan."""
+    _grantees: dict[tuple[str, str], frozenset[str] | None] = field(default_factory=dict)
+    """(namespace, MeshTLSAuthentication name) -> the namespaces of the identities it names
+    (None: an identity of any namespace, or one this cluster cannot place)."""
 
 
 @dataclass
@@ -111,6 +114,8 @@ class _Server:
     final: str
     protocol: str
     workload: Workload
+    strict: bool = False
+    """STRICT mTLS on the port: the source refused plaintext whatever the ALLOW rules say."""
     sources: set[ObjectRef] = field(default_factory=set)
     others: list[Workload] = field(default_factory=list)
     """Further workloads of the input the Server's selector covers (the same policies)."""
@@ -173,12 +178,15 @@ def _namespace(ctx: PolicyContext, ns: str, mesh_mode: str, mtls: list[MTLSPolic
     default = namespace_default(ctx, ns, ns_mode, [p for p in allows if p.selector is None])
     if default is not None:
         staged, final = default
+        if ctx.out.staging_mode == "audit":
+            staged = "audit"  # fact: linkerd.audit-policy
         ctx.out.namespace_staged.setdefault(ns, {})[DEFAULT_POLICY] = staged
         ctx.out.namespace_sources[(ns, DEFAULT_POLICY)] = _default_sources(
             [p for p in allows if p.selector is None], ns_policy, _mesh_mtls(ctx, mesh_mode))
         if final != staged:  # the enforce step restarts the pods to apply it
             ctx.out.namespace_final.setdefault(ns, {})[DEFAULT_POLICY] = final
-    wanted: list[tuple[Workload, str, int, str, list[AuthzPolicy], MTLSPolicy | None]] = []
+    wanted: list[tuple[Workload, str, int, str, list[AuthzPolicy], MTLSPolicy | None,
+                       bool]] = []
     meaning: dict[tuple[int, int], tuple[Any, ...]] = {}
     workloads = ctx.graph.workloads_selected(ns, None)
     for w in workloads:
@@ -196,16 +204,17 @@ def _namespace(ctx: PolicyContext, ns: str, mesh_mode: str, mtls: list[MTLSPolic
                 "selects it; no Server could be written, so its policy is not converted",
                 "Declare containerPorts on the pod template and re-run.")
             continue
+        _workload_default(ctx, w, applying)
         for port_name, port in ports:
             pmode = port_modes.get(port, "UNSET")
             pmode = mode if pmode == "UNSET" else ("PERMISSIVE" if pmode == "DISABLE" else pmode)
             final = "deny" if applying else (
                 "all-authenticated" if pmode == "STRICT" else "all-unauthenticated")
             meaning[(id(w), port)] = (tuple(id(p) for p in applying), final,
-                                      id(w_policy) if w_policy else None)
-            wanted.append((w, port_name, port, final, applying, w_policy))
+                                      id(w_policy) if w_policy else None, pmode == "STRICT")
+            wanted.append((w, port_name, port, final, applying, w_policy, pmode == "STRICT"))
     servers: dict[tuple[tuple[tuple[str, str], ...], int], _Server] = {}
-    for w, port_name, port, final, applying, w_policy in wanted:
+    for w, port_name, port, final, applying, w_policy, strict in wanted:
         selector = _server_selector(w, port, applying, w_policy, workloads, meaning)
         key = (selector, port)
         if key in servers:
@@ -215,7 +224,7 @@ def _namespace(ctx: PolicyContext, ns: str, mesh_mode: str, mtls: list[MTLSPolic
         name = ctx.names.claim("Server", ns, k8s_name(w.name, port_name or port),
                                f"{w.ref}/{port}")
         srv = _Server(name, ns, port, port_name, dict(selector), final,
-                      _protocol(ctx, w, port, port_name), w)
+                      _protocol(ctx, w, port, port_name), w, strict=strict)
         srv.sources.update(p.origin.ref for p in applying)
         if w_policy:
             srv.sources.add(w_policy.origin.ref)
@@ -228,6 +237,46 @@ def _namespace(ctx: PolicyContext, ns: str, mesh_mode: str, mtls: list[MTLSPolic
     _check_overlap(ctx, list(servers.values()))
     for srv in sorted(servers.values(), key=lambda s: s.name):
         _emit_server(ctx, srv)
+
+
+def _workload_default(ctx: PolicyContext, w: Workload, applying: list[AuthzPolicy]) -> None:
+    """``default-inbound-policy: deny`` on the pods of a workload an ALLOW policy selects.
+
+    Istio refuses, on every port of such a pod, what no ALLOW rule matches ("If there are no
+    ALLOW policies for the workload, allow the request. If any of the ALLOW policies match the
+    request, allow the request. Deny the request.": istio.io/latest/docs/reference/config/
+    security/authorization-policy/); Linkerd decides a
+    port no Server covers (one no container or Service declares) by the pod's default policy,
+    the pod annotation before the namespace's and the install's
+    (linkerd.io/2-edge/reference/authorization-policy/, "Default policies";
+    policy-controller k8s/index/src/inbound/index.rs, ``default_policy``). Without it such a
+    port would fall to the namespace default, usually ``all-unauthenticated``. ``deny`` fails
+    closed: a rule admitting some callers on any port is refused there too, which is
+    reported. Kubelet probes stay authorized under ``deny`` on ports without a Server
+    (linkerd.io/2-edge/features/server-policy/, "Default authorizations"). Namespace-wide
+    policies are the namespace default's business (``namespace_default``); ``--staging
+    audit`` leaves pods to the namespace default, which the operator asked to be audit.
+    """
+    # fact: linkerd.default-policy-precedence
+    selected = [p for p in applying if p.selector is not None]
+    if not selected or ctx.out.staging_mode == "audit" or w.kind == "Pod":
+        return
+    ctx.out.workload_staged.setdefault(w.namespace, {})[f"{w.kind}/{w.name}"] = {
+        DEFAULT_POLICY: "deny"}
+    opening = next((p for p in selected for r in p.rules if not r.inexpressible and (
+        not r.operations or any(not op.ports for op in r.operations))), None)
+    if opening is not None:
+        ctx.losses.report(
+            "AUTHZ_WORKLOAD_DEFAULT", Severity.INFO, "authz.allow", w.ref, w.origin.path,
+            f"{w.kind} {w.namespace}/{w.name} gets {DEFAULT_POLICY}=deny on its pod template: "
+            f"ports its containers and Services do not declare get no Server, and refuse the "
+            f"callers {p_name(opening)} admits on any port",
+            "Declare every port the pods serve (containerPorts or a Service) and re-run.")
+
+
+def p_name(p: AuthzPolicy) -> str:
+    """``Kind ns/name`` of a policy's source object."""
+    return f"{p.origin.ref.kind} {p.origin.ref.namespace}/{p.origin.ref.name}"
 
 
 def _server_selector(w: Workload, port: int, applying: list[AuthzPolicy],
@@ -380,7 +429,7 @@ def _overlapping(servers: list[_Server]) -> Iterator[tuple[_Server, _Server]]:
                 yield a, b
 
 
-def _staged_access(srv: _Server) -> str:
+def _staged_access(srv: _Server, audit: bool = False) -> str:
     """The Server's ``accessPolicy`` while callers on the source mesh arrive in plaintext.
 
     The staged form admits no more than the source did, except the identity check those
@@ -388,8 +437,13 @@ def _staged_access(srv: _Server) -> str:
     - under STRICT only (final ``all-authenticated``): ``cluster-unauthenticated``, plaintext
       from the cluster's networks, rather than ``audit``, which admits anyone;
     - under ALLOW policies (final ``deny``): ``deny`` at once, with each grant's plaintext
-      twin (``_grant``) admitting the identity-less calls on what the grant covers.
+      twin (``_grant``) admitting the identity-less calls on what the grant covers;
+    - with ``--staging audit``, ``audit`` wherever the final form refuses anything: the
+      operator asked for it, and the plan reports that it admits every request.
     """
+    if audit and srv.final != "all-unauthenticated":
+        # fact: linkerd.audit-policy
+        return "audit"
     if srv.final == "all-authenticated":
         return "cluster-unauthenticated"
     return srv.final
@@ -397,7 +451,7 @@ def _staged_access(srv: _Server) -> str:
 
 def _emit_server(ctx: PolicyContext, srv: _Server) -> None:
     # fact: linkerd.audit-policy (audit admits everyone: not a staged form, see _staged_access)
-    staged = _staged_access(srv)
+    staged = _staged_access(srv, ctx.out.staging_mode == "audit")
     sources = tuple(sorted(srv.sources | {srv.workload.ref}))
     # The staged and the enforced Server differ only in accessPolicy, so they share the rest:
     # nothing changes a manifest body once it is written (annotated() copies what it
@@ -491,6 +545,18 @@ def _authorize(ctx: PolicyContext, srv: _Server, policy: AuthzPolicy) -> None:
             refs = ctx._source_refs[key]
             if refs is None:
                 continue
+            if srv.strict and not any(r["kind"] == "MeshTLSAuthentication" for r in refs):
+                # Under STRICT the source refused plaintext before any ALLOW rule was read
+                # (istio/api security/v1beta1/peer_authentication.proto): a rule naming no
+                # identity still needs one. MeshTLSAuthentication identity "*" is any
+                # authenticated client (linkerd2 charts/linkerd-crds/templates/policy/
+                # meshtls-authentication.yaml).
+                refs = refs + [{"group": "policy.linkerd.io", "kind": "MeshTLSAuthentication",
+                                "name": _authentication(ctx, srv.namespace,
+                                                        "MeshTLSAuthentication",
+                                                        "all-authenticated",
+                                                        {"identities": ["*"]}, (ref,))}]
+                ctx._grantees[(srv.namespace, refs[-1]["name"])] = None
             if whole_server:
                 srv.server_level_authz = True
                 _grant(ctx, srv.namespace, k8s_name(policy.name, f"r{i}s{j}", srv.name),
@@ -575,9 +641,11 @@ def _source_refs(ctx: PolicyContext, policy: AuthzPolicy, i: int, j: int,
             identity_refs = []
         spec = ({"identities": sorted(set(identities))} if identities else
                 {"identityRefs": identity_refs})
+        name = _authentication(ctx, ns, "MeshTLSAuthentication",
+                               k8s_name(policy.name, f"r{i}s{j}"), spec, (ref,))
+        ctx._grantees[(ns, name)] = _namespaces_of(ctx, spec)
         refs.append({"group": "policy.linkerd.io", "kind": "MeshTLSAuthentication",
-                     "name": _authentication(ctx, ns, "MeshTLSAuthentication",
-                                             k8s_name(policy.name, f"r{i}s{j}"), spec, (ref,))})
+                     "name": name})
     if src.ip_blocks:
         networks = [{"cidr": b if "/" in b else (f"{b}/128" if ":" in b else f"{b}/32")}
                     for b in src.ip_blocks]
@@ -647,6 +715,22 @@ def _identities(ctx: PolicyContext, ref: ObjectRef,
     return [refs[k] for k in sorted(refs)], strings
 
 
+def _namespaces_of(ctx: PolicyContext, spec: dict[str, Any]) -> frozenset[str] | None:
+    """The namespaces a MeshTLSAuthentication's identities run in; None when one identity
+    could be in any namespace (``*``) or is not of this cluster's trust domain."""
+    found = {r["namespace"] if r["kind"] == "ServiceAccount" else r["name"]
+             for r in spec.get("identityRefs", [])}
+    suffix = f".serviceaccount.identity.{ctx.control_plane_namespace}.{ctx.trust_domain}"
+    for identity in spec.get("identities", []):
+        # <sa>.<ns>.serviceaccount.identity.<control plane ns>.<trust domain>, sa may be "*"
+        head = identity[:-len(suffix)] if identity.endswith(suffix) else ""
+        parts = head.split(".")
+        if len(parts) != 2 or "*" in parts[1]:
+            return None
+        found.add(parts[1])
+    return frozenset(found)
+
+
 def _identity_string(ctx: PolicyContext, ref: dict[str, str]) -> str:
     suffix = f"serviceaccount.identity.{ctx.control_plane_namespace}.{ctx.trust_domain}"
     if ref["kind"] == "Namespace":
@@ -673,12 +757,12 @@ def _authentication(ctx: PolicyContext, ns: str, kind: str, wanted: str, spec: d
 
 def _authz_policy(ctx: PolicyContext, ns: str, wanted: str, target: dict[str, str],
                   refs: list[dict[str, str]], sources: tuple[ObjectRef, ...],
-                  staging_only: bool = False) -> None:
+                  staging_only: bool = False) -> str:
     name = ctx.names.claim("AuthorizationPolicy", ns, wanted,
                            _canonical([target, refs, staging_only]) if staging_only
                            else _canonical([target, refs]))
     if (ns, name) in ctx._policies:
-        return  # the same grant from another rule or source
+        return name  # the same grant from another rule or source
     ctx._policies.add((ns, name))
     manifest = Manifest(
         {"apiVersion": POLICY_API, "kind": "AuthorizationPolicy",
@@ -687,6 +771,7 @@ def _authz_policy(ctx: PolicyContext, ns: str, wanted: str, target: dict[str, st
     ctx.out.add(ctx.out.policy_staged, manifest)
     if staging_only:
         ctx.out.add(ctx.out.remove_at_enforce, manifest)
+    return name
 
 
 def _grant(ctx: PolicyContext, ns: str, wanted: str, target: dict[str, str],
@@ -703,15 +788,51 @@ def _grant(ctx: PolicyContext, ns: str, wanted: str, target: dict[str, str],
     clients from those networks, whatever their identity.
     """
     _authz_policy(ctx, ns, wanted, target, refs, sources)
+    if ctx.out.staging_mode == "audit":
+        return  # the Server is staged in audit: it admits everyone, twins add nothing
     if not any(r["kind"] in ("MeshTLSAuthentication", "ServiceAccount") for r in refs):
         return  # it already admits plaintext
+    grantees = _grant_namespaces(ctx, ns, refs)
     kept = [r for r in refs if r["kind"] == "NetworkAuthentication"]
     if not kept:
         # fact: linkerd.cluster-networks (plaintext callers are in-cluster pods: nothing from
         # outside the cluster's networks needs the twin)
         networks = [{"cidr": c} for c in facts.value("linkerd.cluster-networks", "networks")]
+        netauth = _authentication(ctx, ns, "NetworkAuthentication", "plaintext-staging",
+                                  {"networks": networks}, sources, staging_only=True)
+        _add_grantees(ctx, ("NetworkAuthentication", ns, netauth), grantees)
         kept = [{"group": "policy.linkerd.io", "kind": "NetworkAuthentication",
-                 "name": _authentication(ctx, ns, "NetworkAuthentication", "plaintext-staging",
-                                         {"networks": networks}, sources, staging_only=True)}]
-    _authz_policy(ctx, ns, k8s_name(wanted, "plaintext"), target, kept, sources,
-                  staging_only=True)
+                 "name": netauth}]
+    # fact: linkerd.network-authentication-any-client
+    ctx.out.staging_admits = (
+        "any client from the cluster networks (or the networks the rule names), with or "
+        "without a mesh identity: a NetworkAuthentication checks only the address, so Linkerd "
+        "cannot tell those callers' plaintext from another client's mTLS")
+    twin = _authz_policy(ctx, ns, k8s_name(wanted, "plaintext"), target, kept, sources,
+                         staging_only=True)
+    _add_grantees(ctx, ("AuthorizationPolicy", ns, twin), grantees)
+
+
+def _grant_namespaces(ctx: PolicyContext, ns: str,
+                      refs: list[dict[str, str]]) -> frozenset[str] | None:
+    """The namespaces of the identities a grant requires (None: any namespace)."""
+    found: set[str] = set()
+    for r in refs:
+        if r["kind"] == "ServiceAccount":
+            found.add(r.get("namespace", ns))
+        elif r["kind"] == "MeshTLSAuthentication":
+            named = ctx._grantees.get((ns, r["name"]))
+            if named is None:
+                return None
+            found |= named
+    return frozenset(found)
+
+
+def _add_grantees(ctx: PolicyContext, key: tuple[str, str, str],
+                  grantees: frozenset[str] | None) -> None:
+    """A staging-only object serves the callers of every grant that uses it."""
+    bucket = ctx.out.staging_grantees
+    if grantees is None or (key in bucket and bucket[key] is None):
+        bucket[key] = None
+    else:
+        bucket[key] = bucket.get(key, frozenset()) | grantees

@@ -25,16 +25,18 @@ class LinkerdWriter:
     MESH = "linkerd"
 
     def __init__(self, losses: LossLog, table: CapabilityTable, version: str,
-                 trust_domain: str = "cluster.local", root_namespace: str = "istio-system"):
+                 trust_domain: str = "cluster.local", root_namespace: str = "istio-system",
+                 staging: str = "strict"):
         self.losses = losses
         self.table = table
         self.version = version
         self.trust_domain = trust_domain
         self.root_namespace = root_namespace
+        self.staging = staging
 
     def write(self, graph: MeshGraph, namespaces: list[str]) -> TargetConfig:
         """Everything Linkerd needs for ``namespaces``, by phase."""
-        out = TargetConfig(self.MESH)
+        out = TargetConfig(self.MESH, staging_mode=self.staging)
         names = NameRegistry()
         if self.table.supports("route.http", self.version):
             write_routes(RouteContext(graph, self.losses, names, out,
