@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
+from migrate.aspects import declarations
 from migrate.depth import MAX_DEPTH
 from migrate.dialects import kube
 from migrate.dialects.base import ReadResult, TargetConfig
@@ -308,7 +309,9 @@ def build_ledger(steps: list[Step], losses: list[Loss], read: ReadResult, target
             entry.disposition = "outside"
             entry.reasons = ["KUBERNETES_OBJECT" if _core(ref) else "OTHER_KIND"]
         if raw is not None:
-            entry.fields = _fields(raw, entry, own, paths)
+            # A loss that holds only for a window of steps (a staging twin) is no field's fate.
+            lasting = {i for i in own if not declarations()[losses[i].code].windowed}
+            entry.fields = _fields(raw, entry, lasting, paths)
         entries.append(entry)
     for problem in unreadable:
         entries.append(Entry(ObjectRef("", "", "", ""), problem.source, problem.line or 0,

@@ -313,10 +313,13 @@ def _mesh_mtls(ctx: PolicyContext, mode: str) -> list[MTLSPolicy]:
 def _default_sources(ns_wide: list[AuthzPolicy], ns_policy: MTLSPolicy | None,
                      mesh: list[MTLSPolicy]) -> tuple[ObjectRef, ...]:
     """The source objects :func:`namespace_default` decided from: the namespace-wide ALLOW
-    policies when there are any, else the mTLS policy that made the namespace STRICT (its
-    own, or the mesh-wide one it inherits)."""
+    policies when there are any (with the namespace's own mTLS policy: their ``deny`` also
+    refuses the plaintext a STRICT one refused), else the mTLS policy that made the namespace
+    STRICT (its own, or the mesh-wide one it inherits)."""
     if ns_wide:
-        return tuple(sorted({p.origin.ref for p in ns_wide}))
+        own = {ns_policy.origin.ref} if ns_policy is not None and ns_policy.mode == "STRICT" \
+            else set()
+        return tuple(sorted({p.origin.ref for p in ns_wide} | own))
     if ns_policy is not None and ns_policy.mode not in ("UNSET",):
         return (ns_policy.origin.ref,)
     return tuple(sorted({p.origin.ref for p in mesh}))
