@@ -419,13 +419,13 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
     ),
     # The header-narrowed permission has no IR form and fails closed (AUTHZ_OPERATION_REGEX).
     # The prefixRewrite survives both ways (Istio rewrite.uri; both are Envoy prefix_rewrite).
-    # The web service is tcp under Consul (no ServiceDefaults): SERVICE_PROTOCOL.
+    # The web service is tcp under Consul (no ServiceDefaults): SERVICE_PROTOCOL. The
+    # resolver's connectTimeout becomes the DestinationRule's tcp.connectTimeout (issue 22).
     ('consul', 'istio', '03-losses'): Expected(
         there=[
-            'AUTHZ_OPERATION_REGEX', 'DESTINATION_CONNECTION_POOL', 'MULTICLUSTER',
-            'SERVICE_PROTOCOL',
+            'AUTHZ_OPERATION_REGEX', 'MULTICLUSTER', 'SERVICE_PROTOCOL',
         ],
-        back=[],
+        back=['DESTINATION_CONNECTION_POOL'],  # the Consul writer writes no connect timeout
         first=[
             'authz shop/reviews ALLOW sa:shop/web -> /*',
             'authz shop/web ALLOW nothing',
@@ -452,7 +452,7 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
     # cannot keep next to the port name http on the way back (PROTOCOL_OPAQUE, twice).
     ('consul', 'linkerd', '03-losses'): Expected(
         there=[
-            'AUTHZ_OPERATION_REGEX', 'DESTINATION_CONNECTION_POOL', 'MULTICLUSTER',
+            'AUTHZ_OPERATION_REGEX', 'DESTINATION_CONNECT_TIMEOUT', 'MULTICLUSTER',
             'ROUTE_PREFIX_SEGMENT', 'ROUTE_REWRITE',
         ],
         back=['PROTOCOL_OPAQUE', 'PROTOCOL_OPAQUE'],

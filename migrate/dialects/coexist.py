@@ -34,6 +34,9 @@ class Neutralized:
 
     body: dict[str, Any]
     original: RawObject
+    opened: str = ""
+    """The field path of a restriction the rewrite lifts for the whole migration (reported
+    as ``PLAN_EGRESS_OPEN``), empty when it lifts none."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,10 @@ class Coexistence(ABC):
     """Target role: the pod-template (section, key, value) that keeps one pod out of this mesh
     when its namespace joins, for workloads the source mesh did not inject either (None: the
     mesh injects pod by pod, so such a pod is simply not joined)."""
+    INGRESS_MESH_ONLY: ClassVar[bool] = False
+    """Source role: its ingress reaches only backends inside this mesh, so the ingress moves
+    before the first of its backends leaves (and the backends still here admit the new
+    ingress's plaintext until they move)."""
     READS_MESH_GATEWAY_ROUTES: ClassVar[bool] = False
     """Target role: its proxies apply ``gateway.networking.k8s.io`` routes with a Service
     parent (GAMMA), whoever wrote them."""
@@ -156,6 +163,29 @@ class Coexistence(ABC):
     def mesh_wide_refs(self, refs: list[ObjectRef]) -> list[ObjectRef]:
         """Objects (of the control namespace) a reviewer must check at every move."""
         return []
+
+    def pinning_refs(self, raw: dict[ObjectRef, RawObject],
+                     services: set[tuple[str, str]]) -> list[ObjectRef]:
+        """Source objects that keep this mesh's callers sending a Service's traffic into the
+        mesh after its last pod left it (default: none). The move step deletes them before
+        the pods restart when callers on this mesh remain."""
+        return []
+
+    def ingress_refs(self, raw: dict[ObjectRef, RawObject]) -> list[ObjectRef]:
+        """Objects of this mesh's ingress outside its own API groups, retired with it at the
+        ingress step (default: none)."""
+        return []
+
+    def ingress_identities(self, raw: dict[ObjectRef, RawObject]) -> set[str]:
+        """The names this mesh's ingress is authorized as (default: none)."""
+        return set()
+
+    def waiting_permissive(self, raw: dict[ObjectRef, RawObject],
+                           services: set[tuple[str, str]]) -> tuple[list[Command],
+                                                                    list[dict[str, Any]]]:
+        """Commands (and new objects) that let pods still waiting inside a move step admit the
+        plaintext of neighbours that already moved (default: none)."""
+        return [], []
 
     @abstractmethod
     def leave_commands(self, ns: str, record: Namespace | None,
@@ -229,6 +259,11 @@ class Coexistence(ABC):
 
     def join_manual(self, ns: str, workloads: list[Workload]) -> list[str]:
         """What a person must check by hand before a namespace joins (default: nothing)."""
+        return []
+
+    def identity_manual(self, w: Workload, services: list[str]) -> list[str]:
+        """Target role: what a workload (selected by ``services``) needs before it joins for
+        this mesh to give it the identity its policies name (default: nothing)."""
         return []
 
     def enforce_commands(self, ns: str, annotations: dict[str, str]) -> list[Command]:
