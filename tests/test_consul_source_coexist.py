@@ -216,3 +216,34 @@ def test_an_intention_admitting_only_the_gateway_gets_a_manual_action():
     ingress = next(s for s in result.plan.steps if s.kind == "ingress")
     assert any(line.startswith("ServiceIntentions shop/web admits api-gateway")
                for line in ingress.manual)
+
+
+TWO_INTENTIONS = GATEWAY + """
+---
+apiVersion: consul.hashicorp.com/v1alpha1
+kind: ServiceIntentions
+metadata: {name: web, namespace: shop}
+spec:
+  destination: {name: web}
+  sources: [{name: api-gateway, action: allow}]
+---
+apiVersion: consul.hashicorp.com/v1alpha1
+kind: ServiceIntentions
+metadata: {name: web-extra, namespace: shop}
+spec:
+  destination: {name: web}
+  sources: [{name: other, action: allow}]
+"""
+
+
+def test_a_rollback_restores_one_service_intentions_per_destination():
+    result = plan_yaml(TWO_INTENTIONS, source="consul", target="istio")
+    move = next(s for s in result.plan.steps if s.kind == "move" and s.namespaces == ["shop"])
+    # Both go forward; the second, which Consul never applied, is not created again on
+    # rollback (the consul-k8s webhook refuses a second one for the destination).
+    assert {"serviceintentions.consul.hashicorp.com/web-extra",
+            "serviceintentions.consul.hashicorp.com/web"} <= {
+        c.split()[2] for c in texts(move.commands) if c.startswith("kubectl delete")}
+    restored = [m["metadata"]["name"] for m in move.rollback_manifests
+                if m["kind"] == "ServiceIntentions"]
+    assert restored == ["web"]

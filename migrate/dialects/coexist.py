@@ -171,6 +171,11 @@ class Coexistence(ABC):
         the pods restart when callers on this mesh remain."""
         return []
 
+    def rejected(self, raw: dict[ObjectRef, RawObject]) -> set[ObjectRef]:
+        """Objects of this mesh's input it never applied, which a rollback must not create
+        again (default: none)."""
+        return set()
+
     def ingress_refs(self, raw: dict[ObjectRef, RawObject]) -> list[ObjectRef]:
         """Objects of this mesh's ingress outside its own API groups, retired with it at the
         ingress step (default: none)."""

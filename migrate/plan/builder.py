@@ -432,8 +432,8 @@ def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int],
     step.commands += [noted(_delete(Manifest(body, ())), "after verification")
                       for body in vacate.created]
     step.commands += [noted(_delete(m), "after verification") for m in vacate.gone_after]
-    step.rollback_sources = [p.source_object(r) for r in sorted(set(inbound) | set(vacate.before)
-                                                              | set(vacate.after))]
+    step.rollback_sources = [p.source_object(r) for r in _restorable(
+        p, set(inbound) | set(vacate.before) | set(vacate.after))]
     p.deleted.update(inbound, vacate.before, vacate.after)
     rollback += undo_manifests(step.manifests)
     step.rollback = rollback
@@ -507,6 +507,13 @@ def _vacate(p: PlanInput, group: list[str], position: dict[str, int]) -> _Vacate
         out.why = (f"{src.TITLE} keeps routing callers into a Service while these entries name "
                    "it, also once its last pod left")
     return out
+
+
+def _restorable(p: PlanInput, refs: set[ObjectRef]) -> list[ObjectRef]:
+    """The deleted source objects a rollback re-applies: not those the source mesh itself
+    rejected (``Coexistence.rejected``; a second ServiceIntentions for one destination, which
+    the consul-k8s webhook refuses to create again)."""
+    return sorted(refs - p.source.rejected(p.read.raw))
 
 
 def _template_patch(command: Command) -> tuple[str, str, str] | None:
@@ -735,7 +742,7 @@ def _cleanup(p: PlanInput, number: int, earlier: list[Step]) -> Step:
     # The uninstall removes the mesh from every namespace, also those the input did not show.
     step.commands += src.verify_left_everywhere()
     step.commands += src.uninstall_commands()
-    step.rollback_sources = [p.source_object(r) for r in remaining]
+    step.rollback_sources = [p.source_object(r) for r in _restorable(p, set(remaining))]
     group = src.GROUP_SUFFIXES[0].replace(".", "\\.")
     step.verify = dst.cleanup_verify() + [pipe(("kubectl", "get", "crd"), ("grep", "-E", group),
                                                note="expect nothing")]

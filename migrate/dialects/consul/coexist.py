@@ -136,6 +136,23 @@ class ConsulCoexistence(Coexistence):
                 out.append(ref)
         return out
 
+    def rejected(self, raw: dict[ObjectRef, RawObject]) -> set[ObjectRef]:
+        """A ServiceIntentions for a destination an earlier one (in the reader's order, which
+        the plan followed: ``ConsulState.add_named``) already has: Consul keeps one per
+        destination, and the consul-k8s webhook refuses to create the second again."""
+        seen: set[str] = set()
+        out: set[ObjectRef] = set()
+        for ref in sorted(raw, key=lambda r: (r.namespace, r.name)):
+            if ref.kind != "ServiceIntentions" or not self.owns(ref):
+                continue
+            spec = raw[ref].body.get("spec")
+            dest = spec.get("destination") if isinstance(spec, dict) else None
+            name = str(dest.get("name", "")) if isinstance(dest, dict) else ""
+            if name in seen:
+                out.add(ref)
+            seen.add(name)
+        return out
+
     def ingress_refs(self, raw: dict[ObjectRef, RawObject]) -> list[ObjectRef]:
         """The API gateway's Gateway API objects: Gateways of class ``consul`` and the routes
         whose parent is one of them."""
