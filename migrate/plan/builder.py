@@ -420,7 +420,10 @@ def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int],
     step.commands += [noted(_delete(m), "before the pods restart: " + vacate.why)
                       for m in vacate.gone_before]
     step.commands += vacate.permissive + patches
-    rollback[1 if rollback and rollback[0] == _restore(step.id) else 0:0] = vacate.again + back
+    # The permissive patches are undone too: a rollback before the entries were deleted finds
+    # them patched, and re-applying the originals would not remove the added field.
+    rollback[1 if rollback and rollback[0] == _restore(step.id) else 0:0] = \
+        vacate.again + _unpatch(p, vacate.permissive) + back
     root = src.mesh_wide_refs(p.raw_in(p.root_namespace))
     if root:
         step.manual.append(
@@ -506,6 +509,20 @@ def _vacate(p: PlanInput, group: list[str], position: dict[str, int]) -> _Vacate
         # fact: consul.virtual-ip-kept
         out.why = (f"{src.TITLE} keeps routing callers into a Service while these entries name "
                    "it, also once its last pod left")
+    return out
+
+
+def _unpatch(p: PlanInput, patches: list[Command]) -> list[Command]:
+    """Rollback of ``waiting_permissive`` patches: each ServiceDefaults' ``mutualTLSMode`` as
+    read (null removes a field the input did not set)."""
+    out = []
+    for c in patches:
+        ns, name = c.pipeline[0][5], c.pipeline[0][3]
+        ref = next((r for r in p.read.raw if r.kind == "ServiceDefaults" and
+                    r.namespace == ns and r.name == name), None)
+        spec = p.read.raw[ref].body.get("spec") if ref is not None else None
+        mode = spec.get("mutualTLSMode") if isinstance(spec, dict) else None
+        out.append(run(*c.pipeline[0][:-1], json_arg({"spec": {"mutualTLSMode": mode}})))
     return out
 
 
@@ -671,14 +688,7 @@ def _ingress(p: PlanInput, number: int, before: int | None = None) -> Step:
         if step.manifests:
             step.commands.append(_apply(step.id))
         step.commands += patches
-        for c in patches:
-            ns, name = c.pipeline[0][5], c.pipeline[0][3]
-            ref = next(r for r in p.read.raw if r.kind == "ServiceDefaults" and
-                       r.namespace == ns and r.name == name)
-            spec = p.read.raw[ref].body.get("spec")
-            mode = spec.get("mutualTLSMode") if isinstance(spec, dict) else None
-            step.rollback.append(run(*c.pipeline[0][:-1], json_arg(
-                {"spec": {"mutualTLSMode": mode}})))
+        step.rollback += _unpatch(p, patches)
         for c in patches:
             p.made_permissive[(c.pipeline[0][5], c.pipeline[0][3])] = (c, None, step.id)
         for m in step.manifests:
