@@ -196,6 +196,25 @@ CODES: dict[str, Code] = {
                               "cannot hand over: the target's proxies apply it too while both "
                               "run, next to the routing written for the same host, until its "
                               "namespace's retire step deletes it."),
+    "CONSUL_PERMISSIVE_PLAINTEXT": Code("read", "Consul permissive mode skips intentions",
+                                        "A Consul service in mutualTLSMode permissive admits "
+                                        "plaintext callers without checking its intentions; "
+                                        "the target's authorization still applies to them."),
+    "PLAN_EGRESS_OPEN": Code("plan", "Source egress restriction lifted for the migration",
+                             "The source restricted egress to its own catalog, and that "
+                             "restriction must be lifted while callees leave the source mesh: "
+                             "pods still on the source reach outside hosts meanwhile."),
+    "PLAN_VIRTUAL_IP": Code("plan", "Source entries deleted before the pods leave",
+                            "The source mesh keeps routing its callers into a Service while its "
+                            "config entries name it, also once the Service's last pod left: the "
+                            "entries go before the pods restart, so callers still on the source "
+                            "lose their routing for it, and the pods restarting apply the "
+                            "default intention."),
+    "PLAN_WAITING_PERMISSIVE": Code("plan", "Waiting pods admit plaintext during a move step",
+                                    "Pods waiting for their restart inside a move step are made "
+                                    "permissive so that the neighbours that moved first reach "
+                                    "them; the source's authorization does not apply to that "
+                                    "plaintext until they restart."),
     # -- Consul as the target (migrate/dialects/consul/write_*.py) ---------------------------
     "CONSUL_NAME_COLLISION": Code("write", "Services share one Consul name",
                                   "Consul CE has a single Consul namespace: Services with the same "

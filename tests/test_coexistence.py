@@ -90,8 +90,11 @@ def test_consul_neutralizes_mesh_destinations_only_and_keeps_the_rest():
     objects = {RawObject(b, "d.yaml", 1).ref: RawObject(b, "d.yaml", 1)
                for b in (mesh, open_mesh)}
     done, = CONSUL.neutralize(objects)
+    # Pods waiting inside a move step are made permissive, which needs the Mesh flag (issue 22).
     assert done.body["spec"] == {"transparentProxy": {"meshDestinationsOnly": False},
-                                 "tls": {"incoming": {"tlsMinVersion": "TLSv1_2"}}}
+                                 "tls": {"incoming": {"tlsMinVersion": "TLSv1_2"}},
+                                 "allowEnablingPermissiveMutualTLS": True}
+    assert done.opened == "spec.transparentProxy.meshDestinationsOnly"
     assert "resourceVersion" not in done.body["metadata"]
     assert mesh["spec"]["transparentProxy"]["meshDestinationsOnly"] is True  # input untouched
 

@@ -492,7 +492,8 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
     ),
     # The header-narrowed permission has no IR form and fails closed (AUTHZ_OPERATION_REGEX).
     # The prefixRewrite survives both ways (Istio rewrite.uri; both are Envoy prefix_rewrite).
-    # The web service is tcp under Consul (no ServiceDefaults): SERVICE_PROTOCOL.
+    # The web service is tcp under Consul (no ServiceDefaults): SERVICE_PROTOCOL. The
+    # resolver's connectTimeout becomes the DestinationRule's tcp.connectTimeout (issue 22).
     ('consul', 'istio', '03-losses'): Expected(
         there=[
             'AUTHZ_OPERATION_REGEX', 'DESTINATION_CONNECTION_POOL', 'MULTICLUSTER',

@@ -155,8 +155,8 @@ HEADLINES: dict[tuple[str, str, str], list[tuple[str, str, str]]] = {
         ("MULTICLUSTER", "ServiceResolver/payments/payments", "spec.failover"),
         ("WORKLOAD_EXPLICIT_UPSTREAMS", "Deployment/orders/orders",
          "spec.template.metadata.annotations.consul.hashicorp.com/connect-service-upstreams"),
-        ("DESTINATION_CONNECTION_POOL", "ServiceResolver/payments/payments",
-         "spec.connectTimeout"),
+        ("PLAN_VIRTUAL_IP", "Namespace/orders", "metadata.name"),
+        ("PLAN_EGRESS_OPEN", "Mesh/consul/mesh", "spec.transparentProxy.meshDestinationsOnly"),
     ],
     ("consul", "shop", "linkerd"): [
         ("MULTICLUSTER", "ServiceResolver/payments/payments", "spec.failover"),

@@ -37,6 +37,9 @@ class Neutralized:
 
     body: dict[str, Any]
     original: RawObject
+    opened: str = ""
+    """The field path of a restriction the rewrite lifts for the whole migration (reported
+    as ``PLAN_EGRESS_OPEN``), empty when it lifts none."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,10 @@ class Coexistence(ABC):
     """Source role: name prefixes of the workloads the mesh's install puts in
     :attr:`CONTROL_NAMESPACE`; anything else there is other software the cleanup must not
     delete with the namespace."""
+    INGRESS_MESH_ONLY: ClassVar[bool] = False
+    """Source role: its ingress reaches only backends inside this mesh, so the ingress moves
+    before the first of its backends leaves (and the backends still here admit the new
+    ingress's plaintext until they move)."""
     READS_MESH_GATEWAY_ROUTES: ClassVar[bool] = False
     """Target role: its proxies apply ``gateway.networking.k8s.io`` routes with a Service
     parent (GAMMA), whoever wrote them."""
@@ -166,6 +173,34 @@ class Coexistence(ABC):
     def mesh_wide_refs(self, refs: list[ObjectRef]) -> list[ObjectRef]:
         """Objects (of the control namespace) a reviewer must check at every move."""
         return []
+
+    def pinning_refs(self, raw: dict[ObjectRef, RawObject],
+                     services: set[tuple[str, str]]) -> list[ObjectRef]:
+        """Source objects that keep this mesh's callers sending a Service's traffic into the
+        mesh after its last pod left it (default: none). The move step deletes them before
+        the pods restart when callers on this mesh remain."""
+        return []
+
+    def rejected(self, raw: dict[ObjectRef, RawObject]) -> set[ObjectRef]:
+        """Objects of this mesh's input it never applied, which a rollback must not create
+        again (default: none)."""
+        return set()
+
+    def ingress_refs(self, raw: dict[ObjectRef, RawObject]) -> list[ObjectRef]:
+        """Objects of this mesh's ingress outside its own API groups, retired with it at the
+        ingress step (default: none)."""
+        return []
+
+    def ingress_identities(self, raw: dict[ObjectRef, RawObject]) -> set[str]:
+        """The names this mesh's ingress is authorized as (default: none)."""
+        return set()
+
+    def waiting_permissive(self, raw: dict[ObjectRef, RawObject],
+                           services: set[tuple[str, str]]) -> tuple[list[Command],
+                                                                    list[dict[str, Any]]]:
+        """Commands (and new objects) that let pods still waiting inside a move step admit the
+        plaintext of neighbours that already moved (default: none)."""
+        return [], []
 
     @abstractmethod
     def leave_commands(self, ns: str, record: Namespace | None,
@@ -274,6 +309,11 @@ class Coexistence(ABC):
 
     def join_manual(self, ns: str, workloads: list[Workload]) -> list[str]:
         """What a person must check by hand before a namespace joins (default: nothing)."""
+        return []
+
+    def identity_manual(self, w: Workload, services: list[str]) -> list[str]:
+        """Target role: what a workload (selected by ``services``) needs before it joins for
+        this mesh to give it the identity its policies name (default: nothing)."""
         return []
 
     def enforce_commands(self, ns: str, annotations: dict[str, str]) -> list[Command]:

@@ -347,6 +347,26 @@ class DestinationPolicy:
     """``ISTIO_MUTUAL``, ``SIMPLE``, ``MUTUAL``, ``DISABLE`` or empty."""
     outlier: OutlierDetection | None
     origin: Origin
+    consistent_hash: ConsistentHash | None = None
+    connect_timeout: str = ""
+    """A duration (``5s``); empty when not set."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistentHash:
+    """Session affinity: what a request is hashed on and the hashing algorithm."""
+
+    key: str
+    """``header``, ``cookie``, ``query``, ``source_ip``, or empty (the algorithm alone)."""
+    name: str = ""
+    cookie_ttl: str = ""
+    cookie_path: str = ""
+    algorithm: str = "ring_hash"
+    """``ring_hash`` or ``maglev``."""
+    minimum_ring_size: int | None = None
+    origin_path: str = ""
+    left_out: str = ""
+    """What the source said that this record does not hold (reported by a writer)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,6 +407,35 @@ class AuthzOperation:
 
 
 @dataclass(frozen=True, slots=True)
+class JwtRequirement:
+    """A valid JWT a request must carry: issued by one of ``issuers``, with every claim."""
+
+    issuers: tuple[str, ...]
+    claims: tuple[tuple[tuple[str, ...], str], ...] = ()
+    """(claim path, value) pairs that must all hold."""
+    origin_path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JwtProvider:
+    """Who issues tokens and how a proxy validates them (Consul JWTProvider, Istio jwtRules)."""
+
+    namespace: str
+    name: str
+    issuer: str
+    audiences: tuple[str, ...]
+    jwks_uri: str
+    jwks: str
+    """An inline key set (JSON), when the source holds one."""
+    from_headers: tuple[tuple[str, str], ...]
+    """(header name, value prefix) the token is read from; empty: the default header."""
+    from_params: tuple[str, ...]
+    forward: bool
+    payload_header: str
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
 class AuthzRule:
     """Sources (OR) AND operations (OR). Empty sources/operations mean any."""
 
@@ -397,6 +446,9 @@ class AuthzRule:
     """Features that narrow this rule but have no model (conditions, negations, JWT
     principals...). Writers leave such a rule out: failing closed refuses more requests
     than the source did, where keeping it without them would allow more."""
+    jwt: JwtRequirement | None = None
+    """The JWT the rule requires, when it is the only narrowing a writer may carry (the
+    JWT feature then stays in ``inexpressible`` for writers that cannot)."""
 
 
 @dataclass(frozen=True, slots=True)

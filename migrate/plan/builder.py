@@ -14,7 +14,7 @@ cleanup           long-term route forms, remaining source objects, uninstall the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable
 
 import networkx as nx
 
@@ -27,11 +27,11 @@ from migrate.emit.manifests import (
     source_file_name,
 )
 from migrate.ir.graph import MeshGraph
-from migrate.ir.model import AuthzPolicy, DestinationPolicy, Opaque, Route, Workload
+from migrate.ir.model import AuthzPolicy, DestinationPolicy, Opaque, Route, Service, Workload
 from migrate.losses import LossLog, ObjectRef, Severity
 from migrate.names import k8s_name
 from migrate.plan import staging
-from migrate.plan.commands import Command, noted, pipe, render, run
+from migrate.plan.commands import Command, json_arg, noted, pipe, render, run
 from migrate.plan.disruption import restart_notes, waits_for_rollout
 from migrate.plan.model import Step
 from migrate.plan.operations import add_operations, cni_reason
@@ -64,6 +64,12 @@ class PlanInput:
     (``Coexistence.hand_over_mesh_routes``): later steps delete and restore the copy."""
     spans: dict[staging.Key, staging.Window | None] = field(default_factory=dict)
     """Each staging-only grant's window (plan/staging.py)."""
+    made_permissive: dict[tuple[str, str], tuple[Command | None, Manifest | None, str]] = \
+        field(default_factory=dict)
+    """(namespace, Service) -> the patch or new source entry an earlier step (the ingress
+    step, for a source whose ingress reaches only its own mesh) made it permissive with, and
+    that step's id: the Service's move deletes the new entry with the others, and its
+    rollback makes it permissive again."""
     _raw_by_ns: dict[str, list[ObjectRef]] = field(default_factory=dict)
     _routing_by_ns: dict[str, set[ObjectRef]] = field(default_factory=dict)
 
@@ -124,14 +130,21 @@ def build_steps(p: PlanInput) -> list[Step]:
     # step, a hand-made --order may make it an earlier one.
     home = {ns: min([position[ns]] + [position[a] for a in p.deps.predecessors(ns)
                                       if a in position]) for ns in position}
+    # A source whose ingress reaches only its own mesh (Consul's API gateway) hands ingress
+    # over before the first of its backends leaves that mesh.
+    early = has_ingress and p.source.INGRESS_MESH_ONLY and bool(p.ingress_namespaces)
+    ingress_done = False
     for i, group in enumerate(p.groups):
+        if early and not ingress_done and any(ns in p.ingress_namespaces for ns in group):
+            steps.append(_ingress(p, len(steps), position[group[0]]))
+            ingress_done = True
         step = _move(p, group, len(steps), position,
                      sorted(ns for ns, h in home.items() if h == i))
         moved.update({ns: step.id for ns in group})
         _end_staging(p, step, i, moved)
         steps.append(step)
         enforce_after(i)
-    if has_ingress:
+    if has_ingress and not ingress_done:
         steps.append(_ingress(p, len(steps)))
     enforce_after(len(p.groups))
     steps.append(_cleanup(p, len(steps), steps))
@@ -143,6 +156,7 @@ def build_steps(p: PlanInput) -> list[Step]:
     staging.report(p.losses, p.target, p.spans, moves, enforces, p.source.TITLE)
     staging.report_plaintext(p.losses, p.target, p.groups, moves, enforces, p.source.TITLE,
                              p.target_side.TITLE)
+    _report_opened(p, steps)
     return steps
 
 
@@ -156,6 +170,62 @@ def _end_staging(p: PlanInput, step: Step, group: int, moved: dict[str, str]) ->
                       for m in ending]
     step.rollback = [_server_side("-f", f"steps/{moved[m.namespace]}/{manifest_file_name(m)}")
                      for m in ending] + step.rollback
+
+
+def _report_opened(p: PlanInput, steps: list[Step]) -> None:
+    """A restriction step 00 lifts on the source mesh holds for no source pod until it moves."""
+    moves = [s for s in steps if s.kind == "move"]
+    for n in p.source.neutralize(p.read.raw):
+        if n.opened and moves:
+            p.losses.report(
+                "PLAN_EGRESS_OPEN", Severity.DEGRADED, "plan", n.original.ref, n.opened,
+                f"from step 00, pods still on {p.source.TITLE} reach destinations outside its "
+                "catalog (hosts outside the cluster included), which the source refused; each "
+                f"namespace until its move step, the last at step {moves[-1].number}",
+                "If that is not acceptable, restrict egress for the window with a NetworkPolicy "
+                "or an egress firewall on the namespaces still on the source, or move those with "
+                "external callers of concern first.")
+
+
+def _report_vacate(p: PlanInput, number: int, vacate: _Vacate, group: list[str],
+                   position: dict[str, int]) -> None:
+    """The windows a move step's handling of the source entries opens (``_vacate``)."""
+    before = {r.namespace for r in vacate.before}
+    for ns in sorted(before):
+        callers = sorted({a for a in p.deps.predecessors(ns) if a != ns and (
+            a in group or position.get(a, -1) > position[group[0]])})
+        refs = ", ".join(str(r) for r in vacate.before if r.namespace == ns)
+        conflict = ns in vacate.conflict
+        p.losses.report(
+            "PLAN_VIRTUAL_IP", Severity.MANUAL if conflict else Severity.DEGRADED, "plan",
+            ObjectRef("Namespace", "", ns, "v1"), "metadata.name",
+            f"{refs} are deleted before the pods of {ns} restart at step {number}: "
+            f"{p.source.TITLE} keeps routing its callers into a Service while an entry names "
+            "it, also once its last pod left. Callers still on "
+            f"{p.source.TITLE} ({', '.join(callers) or 'none'}) reach {ns} in plaintext once "
+            "its pods restarted"
+            + (", without its routing entries," if any(
+                r.kind in ("ServiceRouter", "ServiceSplitter", "ServiceResolver")
+                for r in vacate.before if r.namespace == ns) else "")
+            + " until they move, and while the pods restart the remaining ones apply the "
+            "default intention to them"
+            + (f"; callers in step {number} that restart first reach its pods only once they "
+               "restarted (with no entry left, they cannot be made permissive)"
+               if conflict else ""),
+            "Restart when traffic is low; with the default intention deny, expect refusals "
+            "from the remaining callers during the restart.")
+    waiting = sorted({c.pipeline[0][5] + "/" + c.pipeline[0][3] for c in vacate.permissive} |
+                     {f"{b['metadata']['namespace']}/{b['metadata']['name']}"
+                      for b in vacate.created})
+    for item in waiting:
+        ns, name = item.split("/", 1)
+        p.losses.report(
+            "PLAN_WAITING_PERMISSIVE", Severity.INFO, "plan",
+            ObjectRef("Namespace", "", ns, "v1"), "metadata.name",
+            f"service {name} is permissive from the start of step {number} until its pods "
+            f"restarted: its neighbours in the step that restart first reach it in plaintext, "
+            "which its intentions do not check",
+            "Keep the step short; the entry is deleted once the pods restarted.")
 
 
 def _apply(step_id: str, verb: str = "apply", note: str = "") -> Command:
@@ -287,7 +357,6 @@ def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int],
     for ns in group:
         step.manifests += staging.applied(p.target.policy_staged.get(ns, []), p.spans)
     inbound = _source_objects(p, set(group), src.INBOUND_KINDS)
-    step.rollback_sources = [p.read.raw[r] for r in inbound]
     policy = any(p.target.policy_staged.get(ns) for ns in group)
     callers = sorted({a for b in group for a in p.deps.predecessors(b)
                       if a not in group and position.get(a, -1) > position[group[0]]})
@@ -301,11 +370,31 @@ def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int],
         + (" Staged with --staging audit: until the enforce step these namespaces admit every "
            "request from every client and only log what the final policy will refuse."
            if policy and p.target.staging_mode == "audit" else ""))
+    vacate = _vacate(p, group, position)
+    _report_vacate(p, number, vacate, group, position)
+    if vacate.before:
+        step.summary += (f" The {src.TITLE} entries naming the Services of "
+                         f"{', '.join(sorted({r.namespace for r in vacate.before}))} go before "
+                         f"their pods restart: {vacate.why}, so callers still on {src.TITLE} "
+                         f"lose its routing for them until they move.")
+    if (vacate.permissive or vacate.created) and not any(
+            r.kind == "Mesh" and src.owns(r) for r in p.read.raw):
+        # fact: consul.permissive-mtls
+        step.manual.append(f"The input has no {src.TITLE} Mesh entry: check that the live one "
+                           "sets allowEnablingPermissiveMutualTLS: true before this step, or the "
+                           "pods waiting for their restart refuse the neighbours that moved.")
+    step.manifests += [Manifest(body, ()) for body in vacate.created]
     if step.manifests:
         step.commands.append(_apply(step.id))
     # Rollback: the source's objects back first, then the pods back, then the target's out.
-    rollback: list[Command | str] = [_restore(step.id)] if inbound else []
-    for ns in group:
+    rollback: list[Command | str] = [_restore(step.id)] if inbound or vacate.before or \
+        vacate.after else []
+    switch: list[Command] = []
+    patches: list[Command] = []
+    back: list[Command] = []
+    # Namespaces whose Services are called from later steps restart first (their source
+    # entries are gone by then); the others wait in permissive mode (see _vacate).
+    for ns in vacate.order:
         record = p.graph.namespace(ns)
         workloads = _workloads(p, ns)
         staged = p.target.namespace_staged.get(ns, {})
@@ -313,26 +402,39 @@ def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int],
         # would give them a proxy, and the namespace's policies, for the first time.
         meshed = [w for w in workloads if p.graph.in_mesh(w)]
         outside = [w for w in workloads if not p.graph.in_mesh(w)]
-        step.commands += src.leave_commands(ns, record, meshed)
-        step.commands += dst.join_commands(ns, staged, meshed)
-        step.commands += staging.workload_annotations(p.target, meshed)
-        step.commands += dst.keep_out_commands(outside)
+        # The namespace's own labels first: a pod-template patch starts the rollout at once,
+        # and its pods must already see the target's injection marker.
+        for command in src.leave_commands(ns, record, meshed) + \
+                dst.join_commands(ns, staged, meshed) + \
+                staging.workload_annotations(p.target, meshed) + \
+                dst.keep_out_commands(outside):
+            (patches if _template_patch(command) else switch).append(command)
         step.manual += dst.join_manual(ns, meshed)
-        rollback += dst.unjoin_commands(ns, staged, meshed) + \
+        for w in meshed:
+            step.manual += dst.identity_manual(w, sorted(s.key.name
+                                                         for s in p.graph.services_of(w)))
+        undo = dst.unjoin_commands(ns, staged, meshed) + \
             staging.workload_annotations_undone(p.target, meshed) + \
             dst.keep_out_rollback(outside) + src.rejoin_commands(ns, record, meshed)
+        back += [c for c in undo if not _template_patch(c)]
+        rollback += [c for c in undo if _template_patch(c)]
         if outside:
             step.summary += (f" Not in {src.TITLE} and kept out of {dst.TITLE} in {ns}: "
                              + ", ".join(f"{w.kind} {w.name}" for w in outside) + ".")
         step.manual += restart_notes(p.graph, workloads, "the restart of this step")
+        rolled = {_template_patch(c) for c in patches}
+        undone = {_template_patch(c) for c in undo}
         for w in workloads:
             if w.kind in ROLLOUT_KINDS:
                 ref = f"{w.kind.lower()}/{w.name}"
-                step.commands.append(run("kubectl", "rollout", "restart", ref, "-n", ns))
+                # A pod-template patch starts the rollout itself: a restart would roll twice.
+                if (w.kind.lower(), w.name, ns) not in rolled:
+                    patches.append(run("kubectl", "rollout", "restart", ref, "-n", ns))
                 if waits_for_rollout(w):
-                    step.commands.append(run("kubectl", "rollout", "status", ref, "-n", ns,
-                                             "--timeout=10m"))
-                rollback.append(run("kubectl", "rollout", "restart", ref, "-n", ns))
+                    patches.append(run("kubectl", "rollout", "status", ref, "-n", ns,
+                                       "--timeout=10m"))
+                if (w.kind.lower(), w.name, ns) not in undone:
+                    rollback.append(run("kubectl", "rollout", "restart", ref, "-n", ns))
                 # The target's objects go only once no pod runs its proxy: a Linkerd pod
                 # whose Server is gone falls to its default policy (Server-less ports).
                 if waits_for_rollout(w):
@@ -343,24 +445,140 @@ def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int],
             else:
                 step.manual.append(f"{w.kind} {ns}/{w.name} picks up {dst.TITLE} at its next "
                                    "run.")
+    for ns in group:
         step.verify += src.verify_left(ns)
         step.verify += dst.verify_joined(
-            ns, [f"{w.kind.lower()}/{w.name}" for w in workloads if w.kind in ROLLOUT_KINDS],
-            policy)
-        if record is None:
+            ns, [f"{w.kind.lower()}/{w.name}" for w in _workloads(p, ns)
+                 if w.kind in ROLLOUT_KINDS], policy)
+        if p.graph.namespace(ns) is None:
             step.manual.append(f"The input has no Namespace object for {ns}: its injection state "
                                f"is assumed to be {src.TITLE} proxies; check before switching.")
+    step.commands += switch
+    step.commands += [noted(p.delete_source(r), "before the pods restart: " + vacate.why)
+                      for r in vacate.before]
+    step.commands += [noted(_delete(m), "before the pods restart: " + vacate.why)
+                      for m in vacate.gone_before]
+    step.commands += vacate.permissive + patches
+    # The permissive patches are undone too: a rollback before the entries were deleted finds
+    # them patched, and re-applying the originals would not remove the added field.
+    rollback[1 if rollback and rollback[0] == _restore(step.id) else 0:0] = \
+        vacate.again + _unpatch(p, vacate.permissive) + back
     root = src.mesh_wide_refs(p.raw_in(p.root_namespace))
     if root:
         step.manual.append(
             f"Check that these mesh-wide objects in the {src.TITLE} root namespace do not target "
             f"the hosts that move now ({src.TITLE} clients keep applying them): "
             + ", ".join(str(r) for r in root) + ".")
-    step.commands += [noted(src.delete_command(r), "after verification") for r in inbound]
-    p.deleted.update(inbound)
+    after = sorted(set(inbound) - set(vacate.before) | set(vacate.after))
+    step.commands += [noted(p.delete_source(r), "after verification") for r in after]
+    step.commands += [noted(_delete(Manifest(body, ())), "after verification")
+                      for body in vacate.created]
+    step.commands += [noted(_delete(m), "after verification") for m in vacate.gone_after]
+    step.rollback_sources = [p.source_object(r) for r in _restorable(
+        p, set(inbound) | set(vacate.before) | set(vacate.after))]
+    p.deleted.update(inbound, vacate.before, vacate.after)
     rollback += undo_manifests(step.manifests)
     step.rollback = rollback
     return step
+
+
+@dataclass
+class _Vacate:
+    """What a move step does to the source mesh's entries for the Services that leave it."""
+
+    first: set[str] = field(default_factory=set)
+    """Namespaces with callers on the source mesh in later steps: they restart first."""
+    before: list[ObjectRef] = field(default_factory=list)
+    """Entries deleted before the pods restart."""
+    after: list[ObjectRef] = field(default_factory=list)
+    """Entries deleted once the pods restarted (no source-mesh caller is left)."""
+    permissive: list[Command] = field(default_factory=list)
+    created: list[dict[str, Any]] = field(default_factory=list)
+    why: str = ""
+    order: list[str] = field(default_factory=list)
+    """The namespaces in restart order."""
+    gone_before: list[Manifest] = field(default_factory=list)
+    gone_after: list[Manifest] = field(default_factory=list)
+    """Source entries an earlier step created (``PlanInput.made_permissive``), deleted before
+    or after the pods restart like the entries of the input."""
+    again: list[Command] = field(default_factory=list)
+    """Rollback: what made the Services permissive in that earlier step, re-done."""
+    conflict: list[str] = field(default_factory=list)
+    """Namespaces called both by pods that already moved and by pods still on the source."""
+
+
+def _vacate(p: PlanInput, group: list[str], position: dict[str, int]) -> _Vacate:
+    """The source entries that keep routing callers into the source mesh after a Service's
+    pods left it (``Coexistence.pinning_refs``; Consul's virtual IPs) go before the pods
+    restart where callers on the source mesh remain after this step. Services called from
+    inside the step wait for their restart admitting the plaintext of the neighbours that
+    moved first (``waiting_permissive``); entries of Services without later source callers go
+    once the pods restarted."""
+    src = p.source
+    out = _Vacate()
+    out.first = {ns for ns in group for a in p.deps.predecessors(ns)
+                 if a not in group and position.get(a, -1) > position[group[0]]}
+    order = sorted(group, key=lambda n: (n not in out.first, group.index(n)))
+    rank = {ns: i for i, ns in enumerate(order)}
+    inside = [(a, b) for a in group for b in p.deps.successors(a) if b in group and b != a]
+    # A callee whose callers are still on the source once its pods restarted (callers of a
+    # later step, or of this one restarting after it) loses its entries before the restart;
+    # one whose callers restart before it waits in permissive mode.
+    early = out.first | {b for a, b in inside if rank[a] > rank[b]}
+    waiting = {b for a, b in inside if rank[a] < rank[b]}
+    services = {ns: {(ns, s.key.name) for s in p.graph.in_namespace(Service, ns)} for ns in group}
+
+    def of(namespaces: Iterable[str]) -> set[tuple[str, str]]:
+        return set().union(set(), *(services[ns] for ns in namespaces))
+
+    out.before = [r for r in src.pinning_refs(p.read.raw, of(early)) if r not in p.deleted]
+    earlier = {k: v for k, v in p.made_permissive.items() if k[0] in group}
+    out.gone_before = [m for k, (_, m, _) in sorted(earlier.items()) if m and k in of(early)]
+    out.gone_after = [m for k, (_, m, _) in sorted(earlier.items())
+                      if m and k not in of(early)]
+    out.again = [c for _, (c, _, _) in sorted(earlier.items()) if c] + [
+        _server_side("-f", f"steps/{sid}/{manifest_file_name(m)}")
+        for _, (_, m, sid) in sorted(earlier.items()) if m]
+    out.permissive, out.created = src.waiting_permissive(p.read.raw, of(waiting - early))
+    out.after = [r for r in src.pinning_refs(p.read.raw, of(set(group) - early))
+                 if r not in p.deleted]
+    out.conflict = sorted(early & waiting)
+    out.order = order
+    if out.before:
+        # fact: consul.virtual-ip-kept
+        out.why = (f"{src.TITLE} keeps routing callers into a Service while these entries name "
+                   "it, also once its last pod left")
+    return out
+
+
+def _unpatch(p: PlanInput, patches: list[Command]) -> list[Command]:
+    """Rollback of ``waiting_permissive`` patches: each ServiceDefaults' ``mutualTLSMode`` as
+    read (null removes a field the input did not set)."""
+    out = []
+    for c in patches:
+        ns, name = c.pipeline[0][5], c.pipeline[0][3]
+        ref = next((r for r in p.read.raw if r.kind == "ServiceDefaults" and
+                    r.namespace == ns and r.name == name), None)
+        spec = p.read.raw[ref].body.get("spec") if ref is not None else None
+        mode = spec.get("mutualTLSMode") if isinstance(spec, dict) else None
+        out.append(run(*c.pipeline[0][:-1], json_arg({"spec": {"mutualTLSMode": mode}})))
+    return out
+
+
+def _restorable(p: PlanInput, refs: set[ObjectRef]) -> list[ObjectRef]:
+    """The deleted source objects a rollback re-applies: not those the source mesh itself
+    rejected (``Coexistence.rejected``; a second ServiceIntentions for one destination, which
+    the consul-k8s webhook refuses to create again)."""
+    return sorted(refs - p.source.rejected(p.read.raw))
+
+
+def _template_patch(command: Command) -> tuple[str, str, str] | None:
+    """(kind, name, namespace) of a ``kubectl patch`` of a workload, else None."""
+    argv = command.pipeline[0]
+    if len(argv) > 4 and argv[:2] == ("kubectl", "patch") and "-n" in argv and \
+            argv[2] in {k.lower() for k in ROLLOUT_KINDS + ("CronJob", "Job", "ReplicaSet")}:
+        return argv[2], argv[3], argv[argv.index("-n") + 1]
+    return None
 
 
 def _enforce(p: PlanInput, group: list[str], number: int, moved: dict[str, str]) -> Step | None:
@@ -485,7 +703,10 @@ _RESOURCES: dict[tuple[str, str], str] = {}
 """(apiVersion, kind) -> the ``kind.group`` kubectl names the resource by."""
 
 
-def _ingress(p: PlanInput, number: int) -> Step:
+def _ingress(p: PlanInput, number: int, before: int | None = None) -> Step:
+    """The ingress step: after every move, or (``before``: the position of the first group
+    with ingress backends) before the first of them leaves a source whose ingress reaches
+    only its own mesh."""
     src, dst = p.source, p.target_side
     step = Step(number, "ingress", f"Replace {src.INGRESS}", "ingress",
                 sorted(p.ingress_namespaces))
@@ -493,11 +714,51 @@ def _ingress(p: PlanInput, number: int) -> Step:
         f"Replace {src.INGRESS} with a {dst.TITLE}-meshed ingress: recreate the listeners and "
         f"routes listed below, move DNS to it, and only then retire the old one. Until this "
         f"step {src.INGRESS} reaches the migrated backends in plaintext.")
+    if before is not None:
+        step.summary = (
+            f"Replace {src.INGRESS} with a {dst.TITLE}-meshed ingress before its first backend "
+            f"leaves {src.TITLE}: {src.INGRESS} reaches only services in {src.TITLE}'s "
+            "catalog. Recreate the listeners and routes listed below, move DNS to the new "
+            "ingress, and only then retire the old one. The new ingress reaches the backends "
+            f"still on {src.TITLE} in plaintext: their services are made permissive here until "
+            "they move.")
     step.manual = dst.ingress_manual(src)
     ingress_routes = {rt.origin.ref for rt in p.graph.of(Route) if rt.ingress and not rt.mesh}
     gateways = {o.origin.ref for o in p.graph.of(Opaque) if o.role == "ingress"}
     refs = sorted(r for r in p.read.raw if src.owns(r) and r not in p.deleted and (
         r in gateways or r in ingress_routes))
+    refs = sorted(set(refs) | {r for r in src.ingress_refs(p.read.raw) if r not in p.deleted})
+    if before is not None:
+        waiting = {(ns, s.key.name) for ns in sorted(p.ingress_namespaces)
+                   for s in p.graph.in_namespace(Service, ns)}
+        patches, created = src.waiting_permissive(p.read.raw, waiting)
+        step.manifests = [Manifest(body, ()) for body in created]
+        if step.manifests:
+            step.commands.append(_apply(step.id))
+        step.commands += patches
+        step.rollback += _unpatch(p, patches)
+        for c in patches:
+            p.made_permissive[(c.pipeline[0][5], c.pipeline[0][3])] = (c, None, step.id)
+        for m in step.manifests:
+            p.made_permissive[(m.namespace, m.name)] = (None, m, step.id)
+        step.rollback += undo_manifests(step.manifests)
+        if (patches or created) and not any(r.kind == "Mesh" and src.owns(r) for r in p.read.raw):
+            # fact: consul.permissive-mtls
+            step.manual.append(f"The input has no {src.TITLE} Mesh entry: check that the live "
+                               "one sets allowEnablingPermissiveMutualTLS: true before this "
+                               "step, or the backends still on it refuse the new ingress.")
+        names = src.ingress_identities(p.read.raw)
+        for ref in sorted(p.read.raw):
+            spec = p.read.raw[ref].body.get("spec")
+            sources = spec.get("sources") if isinstance(spec, dict) else None
+            named = sorted({str(x.get("name")) for x in sources if isinstance(x, dict)
+                            and str(x.get("name")) in names}) if isinstance(sources, list) else []
+            if ref.kind == "ServiceIntentions" and src.owns(ref) and named:
+                step.manual.append(
+                    f"ServiceIntentions {ref.namespace}/{ref.name} admits {', '.join(named)} "
+                    f"({src.INGRESS}): its {dst.TITLE} form names that identity, which the new "
+                    "ingress does not have; add the new ingress's namespace or service account "
+                    "to the authorization generated from it before its enforce step.")
     p.deleted.update(refs)
     for authz in p.graph.of(AuthzPolicy):
         named = {ns for ns in p.graph.caller_namespaces(authz) if ns == p.root_namespace}
@@ -514,10 +775,10 @@ def _ingress(p: PlanInput, number: int) -> Step:
                            "istio) stop working when Istio is removed: move them to the new "
                            "controller's class.")
     step.rollback_sources = [p.source_object(r) for r in refs]
-    step.commands = [noted(p.delete_source(r), "once DNS points at the new ingress")
-                     for r in refs]
+    step.commands += [noted(p.delete_source(r), "once DNS points at the new ingress")
+                      for r in refs]
     step.verify = dst.ingress_verify()
-    step.rollback = [_restore(step.id)] if refs else []
+    step.rollback = ([_restore(step.id)] if refs else []) + step.rollback
     step.rollback.append(f"Point DNS back at {src.INGRESS}.")
     return step
 
@@ -540,7 +801,7 @@ def _cleanup(p: PlanInput, number: int, earlier: list[Step]) -> Step:
     step.commands += src.verify_left_everywhere()
     step.commands += src.extension_uninstall(p.graph.features)
     step.commands += src.uninstall_commands()
-    step.rollback_sources = [p.source_object(r) for r in remaining]
+    step.rollback_sources = [p.source_object(r) for r in _restorable(p, set(remaining))]
     group = src.GROUP_SUFFIXES[0].replace(".", "\\.")
     step.verify = dst.cleanup_verify() + [pipe(("kubectl", "get", "crd"), ("grep", "-E", group),
                                                note="expect nothing")]
@@ -626,7 +887,16 @@ def plaintext_hops(p: PlanInput, steps: list[Step]) -> None:
     move = {ns: s for s in steps if s.kind == "move" for ns in s.namespaces}
     ingress = next((s for s in steps if s.kind == "ingress"), None)
     for ns in sorted(p.ingress_namespaces):
-        if ingress is not None and ns in move:
+        if ingress is not None and ns in move and ingress.number < move[ns].number:
+            p.losses.report(
+                "PLAN_PLAINTEXT_HOP", Severity.INFO, "plan", ObjectRef("Namespace", "", ns, "v1"),
+                "metadata.name",
+                f"the new {p.target_side.TITLE} ingress reaches {ns} (still on "
+                f"{p.source.TITLE}) in plaintext from step {ingress.number} to step "
+                f"{move[ns].number}",
+                f"Keep that window short; {ns}'s services admit it permissively until they "
+                "move, and terminate client TLS at the new gateway.")
+        elif ingress is not None and ns in move:
             p.losses.report(
                 "PLAN_PLAINTEXT_HOP", Severity.INFO, "plan", ObjectRef("Namespace", "", ns, "v1"),
                 "metadata.name",

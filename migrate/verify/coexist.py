@@ -19,6 +19,7 @@ from typing import Any, Iterable, Sequence
 from migrate.losses import Loss
 from migrate.verify.admits import AdmitsCheck
 from migrate.verify.admits import render_lines as render_admits
+from migrate.verify import coexist_consul as consul_side
 from migrate.verify.compare import ClusterState, object_key, target_world
 from migrate.verify.model import Client, Outcome, Probe
 from migrate.verify.probes import ANONYMOUS
@@ -76,14 +77,25 @@ def coexistence(steps: Sequence[Step], source_objects: list[dict[str, Any]],
     out = []
     admits = None if losses is None else AdmitsCheck(
         (source_mesh, target_mesh), source_objects, world, baseline, settings, losses)
+    # A Consul source: what its proxies do with the entries left at each step (issue 22).
+    consul = source_mesh == "consul"
+    patches: dict[Any, dict[str, Any]] = {}
+    gateway = consul_side.gateway_routes(source_objects) if consul else []
+    control = consul_side.control_namespaces(source_objects) if consul else set()
     for index, (manifests, commands, moved_now) in enumerate(steps):
         moved = set(moved_now)
+        extra: list[dict[str, Any]] = []
+        if consul and len(moved - moved_before) > 1:
+            extra = _waiting(state, manifests, list(commands), moved - moved_before, edges,
+                             probes, baseline, source_by_ns, patches, world, settings, control)
+        if consul:
+            patches.update(consul_side.entry_patches(commands))
         touched = state.apply(manifests, commands) | (moved ^ moved_before)
         moved_before = moved
         everywhere = index == 0 or "" in touched or settings.root_namespace in touched
         affected = [e for e in edges if everywhere or e[0] in touched or e[1] in touched]
         if affected:
-            scope = {settings.root_namespace}
+            scope = {settings.root_namespace} | control
             for caller, callee in affected:
                 scope |= {caller, callee} | reaches.get(callee, set())
             target = state.target_objects(scope) + state.patched(scope)
@@ -91,6 +103,9 @@ def coexistence(steps: Sequence[Step], source_objects: list[dict[str, Any]],
             source = [applied.pop(object_key(o), o) for ns in sorted(scope | {""})
                       for o in source_by_ns.get(ns, []) if object_key(o) not in state.deleted]
             source += [applied[k] for k in sorted(applied)]
+            if consul:
+                source = consul_side.present(source, target, patches)
+            pins = consul_side.pinned(source) if consul else {}
             now = {"source": EVALUATORS[source_mesh](source, world, settings),
                    "target": EVALUATORS[target_mesh](
                        target, target_world(source, target, state.annotations), settings)}
@@ -100,13 +115,21 @@ def coexistence(steps: Sequence[Step], source_objects: list[dict[str, Any]],
                 for probe in probes.get((caller, callee), []):
                     try:
                         _check(probe, caller, moved, baseline, now, refused, rerouted,
-                               (source_mesh, target_mesh))
+                               (source_mesh, target_mesh), pins)
                     except _DAMAGED:
                         continue
                 current[(caller, callee)] = (refused, rerouted)
         out.append({"step": index + 1, "moved": sorted(moved),
                     "calls_checked": sum(len(probes.get(e, [])) for e in edges),
-                    "refused": [r for e in edges for r in current.get(e, ([], []))[0]],
+                    "refused": [r for e in edges for r in current.get(e, ([], []))[0]] + extra
+                    + [{"caller": "(ingress)", "callee": ns, "request": f"{label} -> {ns}/{svc}",
+                        "client": "Consul API gateway", "workload": f"Service/{ns}/{svc}",
+                        "plaintext": False,
+                        # fact: consul.api-gateway-mesh-backends
+                        "why": "Consul's API gateway routes only to services in Consul's "
+                               f"catalog; {ns}/{svc} left it (BackendNotFound)"}
+                       for label, key, (ns, svc) in gateway
+                       if ns in moved and key not in state.deleted],
                     "routing_changed": [r for e in edges for r in current.get(e, ([], []))[1]]})
         if admits is not None:
             out[-1]["admits_more"] = admits.step(index, state, touched, everywhere, moved)
@@ -147,14 +170,23 @@ def _edge_probes(mesh: str, objects: list[dict[str, Any]], world: World,
 
 def _check(probe: Probe, caller: str, moved: set[str], baseline: Evaluator,
            now: dict[str, Evaluator], refused: list[dict[str, Any]],
-           rerouted: list[dict[str, Any]], meshes: tuple[str, str]) -> None:
-    """One call at one step: routed by the caller's mesh, admitted by the callee's."""
+           rerouted: list[dict[str, Any]], meshes: tuple[str, str],
+           pins: dict[tuple[str, str], str] | None = None) -> None:
+    """One call at one step: routed by the caller's mesh, admitted by the callee's (``pins``:
+    the Services a Consul source still routes into, ``coexist_consul.pinned``)."""
     mesh_of = {"source": meshes[0], "target": meshes[1]}
     side = "target" if caller in moved else "source"
-    before, after = baseline.route(probe), now[side].route(probe)
     call = {"caller": caller, "callee": probe.namespace,
             "request": f"{probe.method} {probe.namespace}/{probe.service}:{probe.port}"
                        f"{probe.path}", "client": str(probe.client)}
+    dead = consul_side.dead_end((probe.namespace, probe.service), pins or {}) \
+        if side == "source" and probe.namespace in moved else None
+    if dead:
+        if baseline.route(probe).status == "routed":
+            refused.append({**call, "workload": f"Service/{probe.namespace}/{probe.service}",
+                            "plaintext": False, "why": dead})
+        return
+    before, after = baseline.route(probe), now[side].route(probe)
     if _route_key(before) != _route_key(after):
         rerouted.append({**call, "before": before.summary(), "now": after.summary(),
                          "why": f"the caller routes with {mesh_of[side]}'s configuration at "
@@ -176,6 +208,68 @@ def _check(probe: Probe, caller: str, moved: set[str], baseline: Evaluator,
                           f"{mesh_of[callee_side]} refuses {probe.client}")
                 refused.append({**call, "workload": wid, "plaintext": plaintext,
                                 "why": f"{reason} ({', '.join(why) or 'default policy'})"})
+
+
+def _waiting(state: ClusterState, manifests: list[dict[str, Any]], commands: list[str],
+             arriving: set[str], edges: list[tuple[str, str]],
+             probes: dict[tuple[str, str], list[Probe]], baseline: Evaluator,
+             source_by_ns: dict[str, list[dict[str, Any]]], patches: dict[Any, dict[str, Any]],
+             world: World, settings: Settings, control: set[str]) -> list[dict[str, Any]]:
+    """Calls inside a Consul move step while its namespaces restart one after the other: a
+    neighbour that moved first sends plaintext to pods still waiting on Consul (refused unless
+    permissive), and a pod still waiting calls, through Consul, a Service whose pods already
+    left while an entry keeps its virtual IP (``coexist_consul``). The state is the one the
+    step's commands leave before its first pod restarts."""
+    inside = [(a, b) for a, b in edges if a in arriving and b in arriving]
+    order = consul_side.restart_order(commands)
+    rank = {ns: i for i, ns in enumerate(order)}
+    if not inside or len(order) < 2:
+        return []
+    early = ClusterState()
+    early.apply([], consul_side.before_restarts(commands))
+    gone = state.deleted | early.deleted
+    scope = {ns for edge in inside for ns in edge} | {settings.root_namespace} | control
+    source = [o for ns in sorted(scope | {""}) for o in source_by_ns.get(ns, [])
+              if object_key(o) not in gone]
+    applied = [o for o in state.target_objects(scope) + list(manifests)
+               if object_key(o) not in gone]
+    source = consul_side.present(source, applied, {
+        **patches, **consul_side.entry_patches(consul_side.before_restarts(commands))})
+    consul = EVALUATORS["consul"](source, world, settings)
+    pins = consul_side.pinned(source)
+    out: list[dict[str, Any]] = []
+    for caller, callee in inside:
+        if caller not in rank or callee not in rank:
+            continue
+        for probe in probes.get((caller, callee), []):
+            call = {"caller": caller, "callee": callee, "client": str(probe.client),
+                    "request": f"{probe.method} {callee}/{probe.service}:{probe.port}"
+                               f"{probe.path}", "during": "while the step's pods restart"}
+            try:
+                before = baseline.route(probe)
+                if before.status != "routed":
+                    continue
+                if rank[caller] > rank[callee]:
+                    dead = consul_side.dead_end((callee, probe.service), pins)
+                    if dead:
+                        out.append({**call, "workload": f"Service/{callee}/{probe.service}",
+                                    "plaintext": False, "why": f"{dead} ({callee} restarted "
+                                    f"before {caller} in this step)"})
+                    continue
+                sent = dataclasses.replace(probe, client=ANONYMOUS)
+                for backend, _ in before.backends:
+                    for wid in backend.split("+"):
+                        if not wid or wid.startswith(("Service/", "pods/")):
+                            continue
+                        ok, why = consul.allowed(sent, wid, probe.port)
+                        if baseline.allowed(probe, wid, probe.port)[0] and not ok:
+                            out.append({**call, "workload": wid, "plaintext": True, "why": (
+                                f"{wid} waits for its restart on Consul in strict mTLS; the "
+                                f"plaintext of {caller} (restarted first) is refused "
+                                f"({', '.join(why) or 'default mode'})")})
+            except _DAMAGED:
+                continue
+    return out
 
 
 def _route_key(outcome: Outcome) -> tuple[Any, ...]:

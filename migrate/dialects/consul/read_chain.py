@@ -285,7 +285,8 @@ class ChainCompiler:
 
     # -- subsets ------------------------------------------------------------------------------
     def _subsets(self, name: str, resolver: ResolverFacts) -> None:
-        if not resolver.subsets:
+        if not resolver.subsets and resolver.consistent_hash is None and \
+                not resolver.connect_timeout:
             return
         instances = self.names.instances(name)
         if not instances:
@@ -303,7 +304,9 @@ class ChainCompiler:
             self.graph.add(DestinationPolicy(
                 namespace=inst.key.namespace, name=policy_name, service=inst.key, host=name,
                 subsets=tuple(subsets), tls_mode="", outlier=None,
-                origin=Origin(resolver.ref, "spec")))
+                origin=Origin(resolver.ref, "spec"),
+                consistent_hash=resolver.consistent_hash,
+                connect_timeout=resolver.connect_timeout))
 
     def _labels(self, resolver: ResolverFacts, subset: str,
                 inst: Instance) -> tuple[tuple[str, str], ...] | None:

@@ -104,6 +104,8 @@ def _permissive_allowed(reader: ConsulReader, ref: ObjectRef, path: str) -> bool
 def _mtls(reader: ConsulReader, names: ConsulNames, graph: MeshGraph) -> None:
     """Consul mesh traffic is always mTLS: strict per namespace unless set permissive."""
     mode, origin = _global_mode(reader)
+    if mode == "PERMISSIVE" and origin is not None:
+        _report_permissive(reader, origin.ref, origin.path, "every Consul service")
     namespaces = sorted({i.key.namespace for n in names.registered()
                          for i in names.instances(n)})
     for ns in namespaces:
@@ -123,12 +125,28 @@ def _mtls(reader: ConsulReader, names: ConsulNames, graph: MeshGraph) -> None:
         instances = names.instances(name)
         if not instances:
             reader.unresolved(sd.ref, path, name, "its mTLS mode was not converted")
+        elif service_mode == "PERMISSIVE":
+            _report_permissive(reader, sd.ref, path, name)
         for inst in instances:
             policy = name if inst.key.name == name else f"{name}-{inst.key.name}"
             graph.add(MTLSPolicy(inst.key.namespace, policy, inst.service.selector,
                                  service_mode, (), False, sd.origin(path)))
             if service_mode == "STRICT":
                 graph.use(FeatureUse("mtls.strict", sd.origin(path)))
+
+
+def _report_permissive(reader: ConsulReader, ref: ObjectRef, path: str, name: str) -> None:
+    """The target carries the permissive mode but not what comes with it in Consul: plaintext
+    admitted without intentions (fact consul.permissive-mtls)."""
+    # fact: consul.permissive-mtls
+    reader.losses.report(
+        "CONSUL_PERMISSIVE_PLAINTEXT", Severity.DEGRADED, "mtls.permissive", ref, path,
+        f"{name} is permissive: Consul admits plaintext callers without checking its "
+        "intentions, while the target's authorization still applies to them, so plaintext "
+        "callers no rule admits without an identity are refused",
+        "If plaintext callers must keep reaching it, add a rule admitting callers without a "
+        "peer identity to its target policy (Istio: source.notPrincipals [\"*\"]; Linkerd: a "
+        "NetworkAuthentication); otherwise mesh those callers.")
 
 
 def _upstream_policies(reader: ConsulReader, names: ConsulNames, graph: MeshGraph) -> None:

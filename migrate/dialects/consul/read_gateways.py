@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from migrate.dialects.fields import Fields
 from migrate.ir.graph import MeshGraph
-from migrate.ir.model import Opaque
+from migrate.ir.model import Backend, Opaque, Route, Rule, ServiceKey
 from migrate.losses import ObjectRef
 
 if TYPE_CHECKING:
@@ -174,3 +174,29 @@ def read_gateway_api(reader: ConsulReader, f: Fields, graph: MeshGraph) -> None:
     graph.add(Opaque(kind, f.ref.namespace, f.ref.name, f.origin("spec"),
                      tuple(str(h) for h in hostnames) if isinstance(hostnames, list) else (),
                      "ingress" if kind == "Gateway" else ""))
+    if kind in ("HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute"):
+        _gateway_backends(f, graph)
+
+
+def _gateway_backends(f: Fields, graph: MeshGraph) -> None:
+    """A Gateway-parented route's Service backends as an ingress-only route: they tell the
+    planner which namespaces the API gateway sends traffic to (ingress-facing, enforced after
+    the ingress step). Not mesh routing: the writers skip it."""
+    parents = f.peek("spec.parentRefs")
+    if not isinstance(parents, list) or not any(
+            isinstance(p, dict) and p.get("kind", "Gateway") == "Gateway" for p in parents):
+        return
+    rules = f.peek("spec.rules")
+    backends = []
+    for i, rule in enumerate(rules if isinstance(rules, list) else []):
+        refs = rule.get("backendRefs") if isinstance(rule, dict) else None
+        for j, ref in enumerate(refs if isinstance(refs, list) else []):
+            if isinstance(ref, dict) and ref.get("kind", "Service") == "Service" and \
+                    ref.get("group", "") in ("", "core") and isinstance(ref.get("name"), str):
+                ns = str(ref.get("namespace") or f.ref.namespace)
+                backends.append(Backend(service=ServiceKey(ns, ref["name"]), host=ref["name"],
+                                        origin_path=f"spec.rules[{i}].backendRefs[{j}]"))
+    if backends:
+        graph.add(Route(f.ref.namespace, f.ref.name, "http", (), (Rule(
+            index=0, name="", matches=(), backends=tuple(backends), origin_path="spec.rules"),),
+            ingress=True, mesh=False, gateways=(), origin=f.origin("spec")))

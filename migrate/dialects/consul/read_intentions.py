@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from migrate.dialects.consul.names import ConsulNames, Instance
 from migrate.dialects.consul.methods import read_methods
 from migrate.dialects.consul.read_common import present
+from migrate.dialects.consul.read_jwt import JwtUse, read_jwt_use
 from migrate.dialects.fields import Fields, join
 from migrate.ir.graph import MeshGraph
 from migrate.ir.model import (
@@ -36,6 +37,7 @@ from migrate.ir.model import (
     AuthzPolicy,
     AuthzRule,
     AuthzSource,
+    JwtRequirement,
     ExternalService,
     FeatureUse,
     Origin,
@@ -64,6 +66,8 @@ class PermissionFacts:
     narrowing: tuple[str, ...]
     """Conditions with no model (header matches, path regex, JWT claims)."""
     path: str
+    jwt: JwtUse = ()
+    """The permission's ``jwt.providers`` (its JWT requirement, also in ``narrowing``)."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,8 @@ class IntentionsFacts:
     sources: list[SourceFacts] = field(default_factory=list)
     jwt: bool = False
     """``spec.jwt``: every request needs a valid token."""
+    jwt_use: JwtUse = ()
+    """``spec.jwt.providers``."""
 
     def source(self, key: tuple[str, str]) -> SourceFacts | None:
         """The local source entry for an identity key, if any."""
@@ -116,6 +122,7 @@ def read_service_intentions(reader: ConsulReader, f: Fields, graph: MeshGraph) -
         return
     facts = IntentionsFacts(f.ref, destination, _namespace(f, "spec.destination.namespace"))
     if present(f, "spec.jwt"):
+        facts.jwt_use = read_jwt_use(f, "spec.jwt")
         f.use(_JWT, "spec.jwt", "every request needs a valid JWT")
         facts.jwt = True
     f.note("authz.allow", "spec")
@@ -161,13 +168,15 @@ def _permission(f: Fields, path: str) -> PermissionFacts:
         f.invalid(join(path, "action"), f"action {action!r} is not allow or deny; read as deny")
         action = "deny"
     narrowing: list[str] = []
+    jwt: JwtUse = ()
     if present(f, join(path, "jwt")):
+        jwt = read_jwt_use(f, join(path, "jwt"))
         f.use(_JWT, join(path, "jwt"), "JWT providers and claims")
         narrowing.append(_JWT)
     http = join(path, "http")
     if not present(f, http):
         f.get(http)
-        return PermissionFacts(action, None, tuple(narrowing), path)
+        return PermissionFacts(action, None, tuple(narrowing), path, jwt)
     paths: tuple[str, ...] = ()
     if present(f, join(http, "pathExact")):
         paths = (f.string(join(http, "pathExact")),)
@@ -185,7 +194,7 @@ def _permission(f: Fields, path: str) -> PermissionFacts:
         narrowing.append(_REGEX)
     operation = AuthzOperation(methods=read_methods(f, http),
                                paths=paths, origin_path=http)
-    return PermissionFacts(action, operation, tuple(sorted(set(narrowing))), path)
+    return PermissionFacts(action, operation, tuple(sorted(set(narrowing))), path, jwt)
 
 
 def disjoint(a: PermissionFacts, b: PermissionFacts) -> bool:
@@ -364,7 +373,8 @@ class IntentionCompiler:
                              "excluded from the wildcard source's permissions; those permissions "
                              "were left out, so callers that only the wildcard covers are refused")
                 self._feature(_NEGATED_SOURCE, others, others.source.path)
-            rules += [AuthzRule(r.sources, r.operations, r.origin_path, r.inexpressible + extra)
+            rules += [AuthzRule(r.sources, r.operations, r.origin_path, r.inexpressible + extra,
+                                r.jwt)
                       for r in self._allowed(others, everyone)]
         return rules
 
@@ -373,8 +383,9 @@ class IntentionCompiler:
         source = d.source
         if source is None or d.kind == "deny":
             return []
+        top = d.intentions.jwt_use if d.intentions is not None else ()
         if d.kind == "allow":
-            return [AuthzRule((who,), (), source.path, d.jwt)]
+            return [AuthzRule((who,), (), source.path, d.jwt, self._jwt(top, ()))]
         rules = []
         denies: list[PermissionFacts] = []
         for p in source.permissions:
@@ -391,7 +402,7 @@ class IntentionCompiler:
                              "written, so the permission was left out (those requests are "
                              "refused)")
             rules.append(AuthzRule((who,), (p.operation,) if p.operation else (), p.path,
-                                   tuple(sorted(set(narrowing)))))
+                                   tuple(sorted(set(narrowing))), self._jwt(top, p.jwt)))
         if d.default == "allow":
             narrowing = d.jwt
             if any(p.action == "deny" for p in source.permissions):
@@ -400,8 +411,23 @@ class IntentionCompiler:
                              "requests matching no permission are allowed by default except "
                              "those a deny permission matches; that exception cannot be written, "
                              "so only the allow permissions were kept")
-            rules.append(AuthzRule((who,), (), join(source.path, "permissions"), narrowing))
+            rules.append(AuthzRule((who,), (), join(source.path, "permissions"), narrowing,
+                                   self._jwt(top, ())))
         return rules
+
+    def _jwt(self, top: JwtUse, permission: JwtUse) -> JwtRequirement | None:
+        """The JWT requirement a target can carry: one provider (of the intention or of the
+        permission, not both: a token has one issuer) that the input defines with an issuer
+        and a key set. None when there is none or it cannot be carried (the rule is then left
+        out by every writer, failing closed)."""
+        uses = [u for u in (top, permission) if u]
+        if len(uses) != 1 or len(uses[0]) != 1:
+            return None
+        name, claims = uses[0][0]
+        provider = self.reader.state.jwt_providers.get(name)
+        if provider is None or any(not path for path, _ in claims):
+            return None
+        return JwtRequirement((provider.issuer,), claims)
 
     # -- deny-list form -----------------------------------------------------------------------
     def _deny_mode(self, decisions: dict[tuple[str, str], Decision],

@@ -16,7 +16,14 @@ from migrate.dialects.consul.methods import read_methods
 from migrate.dialects.consul.read_common import present, use_if
 from migrate.dialects.fields import Fields, join
 from migrate.ir.graph import MeshGraph
-from migrate.ir.model import HeaderOps, Retry, Rewrite, RouteMatch, StringMatch
+from migrate.ir.model import (
+    ConsistentHash,
+    HeaderOps,
+    Retry,
+    Rewrite,
+    RouteMatch,
+    StringMatch,
+)
 from migrate.losses import ObjectRef
 
 if TYPE_CHECKING:
@@ -94,6 +101,8 @@ class ResolverFacts:
     default_subset: str = ""
     redirect: Target | None = None
     request_timeout: str = ""
+    consistent_hash: ConsistentHash | None = None
+    connect_timeout: str = ""
 
 
 # -- matches ----------------------------------------------------------------------------------
@@ -291,9 +300,10 @@ def read_service_resolver(reader: ConsulReader, f: Fields, graph: MeshGraph) -> 
     facts.request_timeout = f.string("spec.requestTimeout")
     if facts.request_timeout:
         f.note("route.timeout", "spec.requestTimeout")
-    use_if(f, "spec.connectTimeout", "destination.connection_pool", "connectTimeout")
+    if use_if(f, "spec.connectTimeout", "destination.connect_timeout", "connectTimeout"):
+        facts.connect_timeout = f.string("spec.connectTimeout")
     _failover(f)
-    _load_balancer(f)
+    facts.consistent_hash = _load_balancer(f)
     use_if(f, "spec.prioritizeByLocality", "destination.lb.locality", "prioritizeByLocality")
     reader.state.add_named(f, reader.state.resolvers, f.ref.name, facts)
 
@@ -308,11 +318,43 @@ def _failover(f: Fields) -> None:
         f.use("multicluster" if remote else "destination.failover", path, f"failover for {key}")
 
 
-def _load_balancer(f: Fields) -> None:
+def _load_balancer(f: Fields) -> ConsistentHash | None:
+    """Balancing: a hashing policy becomes session affinity the writers can carry (its first
+    hash policy: Istio hashes on one attribute); other algorithms are reported."""
     lb = "spec.loadBalancer"
     policy = f.string(join(lb, "policy"))
+    found = None
     if policy in ("ring_hash", "maglev") or present(f, join(lb, "hashPolicies")):
         f.use("destination.lb.consistent_hash", lb, policy or "hashPolicies")
+        found = _hash(f, lb, policy or "ring_hash")
     elif policy or present(f, lb):
         f.use("destination.lb.simple", lb, policy)
     f.get(lb)
+    return found
+
+
+def _hash(f: Fields, lb: str, policy: str) -> ConsistentHash | None:
+    """The first of ``hashPolicies`` (``field``/``fieldValue``, ``sourceIP``, ``cookieConfig``)
+    with the ring size; None when it has no form the model holds."""
+    size = f.peek(join(lb, "ringHashConfig.minimumRingSize"))
+    size = size if isinstance(size, int) and not isinstance(size, bool) else None
+    policies = f.peek(join(lb, "hashPolicies"))
+    first = policies[0] if isinstance(policies, list) and policies else {}
+    if not isinstance(first, dict):
+        return None
+    field_ = str(first.get("field", "") or "")
+    key = {"header": "header", "cookie": "cookie", "query_parameter": "query"}.get(field_, "")
+    if first.get("sourceIP") is True and not key:
+        key = "source_ip"
+    if first and not key:
+        return None
+    cookie = first.get("cookieConfig") if isinstance(first.get("cookieConfig"), dict) else {}
+    left = [f"{len(policies) - 1} more hash policies"] if isinstance(policies, list) and \
+        len(policies) > 1 else []
+    left += ["terminal"] if first.get("terminal") else []
+    left += ["a session cookie"] if cookie.get("session") else []
+    left += ["maximumRingSize"] if present(f, join(lb, "ringHashConfig.maximumRingSize")) else []
+    return ConsistentHash(key, str(first.get("fieldValue", "") or ""),
+                          str(cookie.get("ttl", "") or ""), str(cookie.get("path", "") or ""),
+                          "maglev" if policy == "maglev" else "ring_hash", size,
+                          f"{lb}.hashPolicies[0]" if first else lb, ", ".join(left))

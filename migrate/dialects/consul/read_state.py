@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from migrate.dialects.fields import Fields
-from migrate.ir.model import Origin
+from migrate.ir.model import JwtProvider, Origin
 
 if TYPE_CHECKING:
     from migrate.dialects.consul.read_defaults import (
@@ -43,6 +43,8 @@ class ConsulState:
     ingress: list[IngressFacts] = field(default_factory=list)
     terminating: list[tuple[Origin, str]] = field(default_factory=list)
     """Services a TerminatingGateway links, by the entry that links them."""
+    jwt_providers: dict[str, JwtProvider] = field(default_factory=dict)
+    """JWTProviders with an issuer and a key set, by name."""
 
     @staticmethod
     def add_named(f: Fields, table: dict[str, T], name: str, facts: T) -> None:

@@ -31,6 +31,7 @@ from migrate.dialects.consul.read_gateways import (
     read_terminating_gateway,
 )
 from migrate.dialects.consul.read_intentions import read_service_intentions
+from migrate.dialects.consul.read_jwt import read_jwt_provider
 from migrate.dialects.consul.read_routing import (
     read_service_resolver,
     read_service_router,
@@ -74,6 +75,7 @@ class ConsulReader(Reader):
         (GROUP, "ServiceResolver"): read_service_resolver,
         **{(GROUP, kind): read_opaque for kind in FEATURE_OF_KIND},
         (GROUP, "TerminatingGateway"): read_terminating_gateway,
+        (GROUP, "JWTProvider"): read_jwt_provider,
         **{(GATEWAY_API, kind): read_gateway_api for kind in GATEWAY_API_KINDS},
     }
 

@@ -1,7 +1,8 @@
 """IR destination policies -> Istio DestinationRules (networking.istio.io/v1).
 
-What the IR carries is written: subsets (name and labels), client TLS mode, and outlier
-detection (consecutive 5xx errors, base ejection time). Choices:
+What the IR carries is written: subsets (name and labels), client TLS mode, outlier
+detection (consecutive 5xx errors, base ejection time), session affinity (consistent hashing)
+and the TCP connect timeout. Choices:
 - ``tls.mode: ISTIO_MUTUAL`` (or a ``tls`` block without mode) is not written: Istio's auto
   mTLS already uses Istio mTLS towards endpoints with a sidecar and plaintext towards the
   others (istio/istio pilot/pkg/networking/core/cluster_tls.go, ``defaultTransportSocketMatch``).
@@ -76,6 +77,52 @@ def _traffic_policy(ctx: WriteContext, dp: DestinationPolicy) -> dict[str, Any]:
         # Present even when empty: an outlierDetection block turns ejection on with Istio's
         # defaults (5 consecutive 5xx, 10s interval, 30s ejection).
         out["outlierDetection"] = detection
+    if dp.consistent_hash is not None and ctx.supports("destination.lb.consistent_hash"):
+        out["loadBalancer"] = {"consistentHash": _consistent_hash(ctx, dp)}
+    if dp.connect_timeout and ctx.supports("destination.connect_timeout"):
+        timeout = istio_duration(dp.connect_timeout)
+        if timeout is None:
+            ctx.losses.report(
+                "ROUTE_DURATION", Severity.DEGRADED, "destination.connect_timeout",
+                dp.origin.ref, "spec.connectTimeout",
+                f"duration {dp.connect_timeout!r} does not parse or is under 1ms; Istio's "
+                "default applies", "Write the duration as e.g. 5s and re-run.")
+        else:
+            # fact: istio.destination-rule-lb
+            out["connectionPool"] = {"tcp": {"connectTimeout": timeout}}
+    return out
+
+
+def _consistent_hash(ctx: WriteContext, dp: DestinationPolicy) -> dict[str, Any]:
+    """``trafficPolicy.loadBalancer.consistentHash``: one hash key (Istio hashes on one
+    attribute) and the ring or Maglev table (fact istio.destination-rule-lb)."""
+    ch = dp.consistent_hash
+    assert ch is not None
+    out: dict[str, Any] = {}
+    if ch.key == "header":
+        out["httpHeaderName"] = ch.name
+    elif ch.key == "query":
+        out["httpQueryParameterName"] = ch.name
+    elif ch.key == "source_ip":
+        out["useSourceIp"] = True
+    elif ch.key == "cookie":
+        cookie = {"name": ch.name}
+        if ch.cookie_path:
+            cookie["path"] = ch.cookie_path
+        if ch.cookie_ttl:
+            cookie["ttl"] = istio_duration(ch.cookie_ttl) or ch.cookie_ttl
+        out["httpCookie"] = cookie
+    if ch.algorithm == "maglev":
+        out["maglev"] = {}
+    else:
+        out["ringHash"] = {"minimumRingSize": ch.minimum_ring_size} \
+            if ch.minimum_ring_size else {}
+    if ch.left_out:
+        ctx.losses.report(
+            "DESTINATION_LB_CONSISTENT_HASH", Severity.DEGRADED, "destination.lb.consistent_hash",
+            dp.origin.ref, ch.origin_path,
+            f"Istio hashes on one attribute: only the first hash policy is carried ({ch.left_out} "
+            "not carried)", "Check that the first hash policy gives the affinity you need.")
     return out
 
 

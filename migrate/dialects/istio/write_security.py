@@ -39,6 +39,7 @@ import json
 from typing import Any, TypeVar
 
 from migrate.dialects.base import Manifest
+from migrate.dialects.istio import write_jwt
 from migrate.dialects.istio.write_common import SECURITY_API, WriteContext, match_labels
 from migrate.dialects.scope import report_unselected
 from migrate.ir.graph import selects
@@ -203,12 +204,18 @@ def _authz(ctx: WriteContext, ns: str, policy: AuthzPolicy, wanted: str, owner: 
     ref = policy.origin.ref
     rules: list[dict[str, Any]] = []
     plaintext: list[dict[str, Any]] = []
+    issuers: set[str] = set()
     for rule in policy.rules:
-        if rule.inexpressible and policy.action == "ALLOW":
+        jwt = write_jwt.carried(ctx, rule)
+        if rule.inexpressible and policy.action == "ALLOW" and jwt is None:
+            write_jwt.left_out(ctx, policy, rule)
             continue  # left out on purpose: fails closed (the capability check reported why)
         body = _rule(ctx, ref, rule)
         if body is None:
             continue
+        if jwt is not None:
+            body = write_jwt.with_jwt(body, jwt)
+            issuers |= set(jwt.issuers)
         rules.append(body)
         variant = _plaintext_variant(body)
         if variant is not None and variant not in plaintext:
@@ -228,6 +235,9 @@ def _authz(ctx: WriteContext, ns: str, policy: AuthzPolicy, wanted: str, owner: 
         spec["rules"] = rules
     main = Manifest(_policy(name, ns, spec), (ref,))
     ctx.out.add(ctx.out.policy_staged, main)
+    authn = write_jwt.request_authentication(ctx, ns, policy, name, issuers) if issuers else None
+    if authn is not None:
+        ctx.out.add(ctx.out.policy_staged, authn)
     if policy.action != "ALLOW" or not plaintext:
         return
     companion = ctx.names.claim("AuthorizationPolicy", ns, k8s_name(name, "plaintext"),
@@ -318,7 +328,8 @@ def _plaintext_variant(rule: dict[str, Any]) -> dict[str, Any] | None:
         src = alternative["source"]
         if not (src.get("principals") or src.get("namespaces")):
             continue
-        variant = {**PLAINTEXT, **({"ipBlocks": src["ipBlocks"]} if "ipBlocks" in src else {})}
+        variant = {**PLAINTEXT, **{k: src[k] for k in ("ipBlocks", "requestPrincipals")
+                                   if k in src}}
         key = json.dumps(variant, sort_keys=True)
         if key not in seen:
             seen.add(key)
@@ -326,6 +337,7 @@ def _plaintext_variant(rule: dict[str, Any]) -> dict[str, Any] | None:
     if not variants:
         return None
     out: dict[str, Any] = {"from": variants}
-    if "to" in rule:
-        out["to"] = rule["to"]
+    for key in ("to", "when"):  # the JWT conditions hold for plaintext callers too
+        if key in rule:
+            out[key] = rule[key]
     return out
