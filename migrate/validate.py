@@ -37,6 +37,11 @@ class Violation:
         return f"{self.file}: {self.field or '(document)'}: {self.message}"
 
 
+def failures(violations: list[Violation]) -> list[Violation]:
+    """The violations that are failures: not the CEL rules that could not be evaluated."""
+    return [v for v in violations if not v.unchecked]
+
+
 class SchemaSet:
     """CRD schemas by (group, version, kind)."""
 

@@ -12,7 +12,7 @@ import pytest
 from migrate.emit.manifests import annotated, file_name
 from migrate.names import valid_name
 from migrate.pipeline import PlanOptions, PlanResult, plan_migration
-from migrate.validate import SchemaSet, validate_manifest
+from migrate.validate import SchemaSet, failures, validate_manifest
 from tests.conftest import corpus_cases, shared_sets
 from tests.test_corpus import covered, leaves
 
@@ -86,6 +86,7 @@ def test_consul_set_emits_valid_manifests(shared: Path, schemas: SchemaSet, name
             for value in (meta.get("name"), meta.get("namespace")):
                 if value is not None and not valid_name(str(value), service=is_service):
                     bad_names.append(f"{where}: {value!r}")
-    assert violations == []
+    # A CEL rule of Kubernetes' own library (url(), isURL) is reported unchecked, not failed.
+    assert failures(violations) == []
     assert bad_names == []
     assert count > 0, "the plan emits target manifests"

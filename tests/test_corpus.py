@@ -11,7 +11,7 @@ import pytest
 
 from migrate.emit.manifests import annotated, file_name
 from migrate.pipeline import PlanOptions, plan_migration
-from migrate.validate import SchemaSet, validate_manifest
+from migrate.validate import SchemaSet, failures, validate_manifest
 from tests.conftest import SAMPLES, corpus_cases, shared_sets
 
 ISTIO_SETS = shared_sets("istio")
@@ -93,7 +93,8 @@ def test_every_emitted_manifest_is_schema_valid(shared: Path, schemas: SchemaSet
             count += 1
             violations += validate_manifest(annotated(m), f"{step.id}/{file_name(m.body)}",
                                             schemas, require_schema=True)
-    assert violations == []
+    # A CEL rule of Kubernetes' own library (url(), isURL) is reported unchecked, not failed.
+    assert failures(violations) == []
     if name.startswith("samples:"):
         assert count > 20  # the samples exercise routing and authorization
 

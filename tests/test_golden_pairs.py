@@ -14,7 +14,7 @@ from migrate.emit.manifests import annotated, file_name, step_files
 from migrate.emit.planjson import plan_document
 from migrate.names import valid_name
 from migrate.pipeline import PlanOptions, PlanResult, plan_migration
-from migrate.validate import SchemaSet, validate_manifest
+from migrate.validate import SchemaSet, failures, validate_manifest
 from migrate.yamlio import dump_document
 
 GOLDEN = Path(__file__).parent / "golden_pairs"
@@ -99,5 +99,6 @@ def test_golden_pair_manifests_are_schema_valid(schemas: SchemaSet, name: str):
             service = m.body.get("kind") == "Service" and m.body.get("apiVersion") == "v1"
             if not valid_name(str(m.body["metadata"]["name"]), service=service):
                 bad_names.append(where)
-    assert violations == []
+    # A CEL rule of Kubernetes' own library (url(), isURL) is reported unchecked, not failed.
+    assert failures(violations) == []
     assert bad_names == []

@@ -496,10 +496,10 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
     # resolver's connectTimeout becomes the DestinationRule's tcp.connectTimeout (issue 22).
     ('consul', 'istio', '03-losses'): Expected(
         there=[
-            'AUTHZ_OPERATION_REGEX', 'DESTINATION_CONNECTION_POOL', 'MULTICLUSTER',
-            'PLAN_STAGING_PLAINTEXT', 'SERVICE_PROTOCOL',
+            'AUTHZ_OPERATION_REGEX', 'MULTICLUSTER', 'PLAN_STAGING_PLAINTEXT', 'SERVICE_PROTOCOL',
         ],
-        back=['PLAN_STAGING_PLAINTEXT'],
+        # the Consul writer writes no connect timeout
+        back=['DESTINATION_CONNECTION_POOL', 'PLAN_STAGING_PLAINTEXT'],
         first=[
             'authz shop/reviews ALLOW sa:shop/web -> /*',
             'authz shop/web ALLOW nothing',
@@ -528,7 +528,7 @@ EXPECTED: dict[tuple[str, str, str], Expected] = {
     # CONSUL_MTLS_MODE on the way back (as for 01-routing).
     ('consul', 'linkerd', '03-losses'): Expected(
         there=[
-            'AUTHZ_OPERATION_REGEX', 'DESTINATION_CONNECTION_POOL', 'MULTICLUSTER',
+            'AUTHZ_OPERATION_REGEX', 'DESTINATION_CONNECT_TIMEOUT', 'MULTICLUSTER',
             'PLAN_STAGING_PLAINTEXT', 'ROUTE_PREFIX_SEGMENT', 'ROUTE_REWRITE',
         ],
         back=[

@@ -383,7 +383,7 @@ def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int],
         step.manual.append(f"The input has no {src.TITLE} Mesh entry: check that the live one "
                            "sets allowEnablingPermissiveMutualTLS: true before this step, or the "
                            "pods waiting for their restart refuse the neighbours that moved.")
-    step.manifests += [Manifest(body, ()) for body in vacate.created]
+    step.manifests += [_entry_for_service(p, body) for body in vacate.created]
     if step.manifests:
         step.commands.append(_apply(step.id))
     # Rollback: the source's objects back first, then the pods back, then the target's out.
@@ -471,7 +471,7 @@ def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int],
             + ", ".join(str(r) for r in root) + ".")
     after = sorted(set(inbound) - set(vacate.before) | set(vacate.after))
     step.commands += [noted(p.delete_source(r), "after verification") for r in after]
-    step.commands += [noted(_delete(Manifest(body, ())), "after verification")
+    step.commands += [noted(_delete(_entry_for_service(p, body)), "after verification")
                       for body in vacate.created]
     step.commands += [noted(_delete(m), "after verification") for m in vacate.gone_after]
     step.rollback_sources = [p.source_object(r) for r in _restorable(
@@ -549,6 +549,15 @@ def _vacate(p: PlanInput, group: list[str], position: dict[str, int]) -> _Vacate
         out.why = (f"{src.TITLE} keeps routing callers into a Service while these entries name "
                    "it, also once its last pod left")
     return out
+
+
+def _entry_for_service(p: PlanInput, body: dict[str, Any]) -> Manifest:
+    """A source-mesh entry the plan creates for one Service (a permissive ServiceDefaults):
+    it carries that Service's meaning for the window, so it names the Service as its source."""
+    meta = body.get("metadata") or {}
+    refs = tuple(s.origin.ref for s in p.graph.in_namespace(Service, str(meta.get("namespace")))
+                 if s.key.name == meta.get("name") and s.origin is not None)
+    return Manifest(body, refs[:1])
 
 
 def _unpatch(p: PlanInput, patches: list[Command]) -> list[Command]:
@@ -732,7 +741,7 @@ def _ingress(p: PlanInput, number: int, before: int | None = None) -> Step:
         waiting = {(ns, s.key.name) for ns in sorted(p.ingress_namespaces)
                    for s in p.graph.in_namespace(Service, ns)}
         patches, created = src.waiting_permissive(p.read.raw, waiting)
-        step.manifests = [Manifest(body, ()) for body in created]
+        step.manifests = [_entry_for_service(p, body) for body in created]
         if step.manifests:
             step.commands.append(_apply(step.id))
         step.commands += patches
