@@ -17,10 +17,11 @@ import dataclasses
 from typing import Any, Iterable, Sequence
 
 from migrate.verify.compare import ClusterState, object_key, target_world
-from migrate.verify.model import Client, Outcome, Probe
+from migrate.verify.memo import Memo
+from migrate.verify.model import Client, Outcome, Probe, probe_order
 from migrate.verify.probes import ANONYMOUS
 from migrate.verify.registry import EVALUATORS, Evaluator, Settings, generate
-from migrate.verify.world import World
+from migrate.verify.world import Unique, World
 
 Step = tuple[list[dict[str, Any]], list[str], Iterable[str]]
 """(manifests applied, commands run, namespaces moved to the target once the step ran)."""
@@ -47,7 +48,8 @@ def coexistence(steps: Sequence[Step], source_objects: list[dict[str, Any]],
         return [{"step": i + 1, "not_evaluated": f"no evaluator for {source_mesh} or "
                  f"{target_mesh}"} for i in range(len(steps))]
     world = World(source_objects)
-    baseline = EVALUATORS[source_mesh](source_objects, world, settings)
+    # Memo: the source configuration never changes, so each question is asked of it once.
+    baseline = Memo(EVALUATORS[source_mesh](source_objects, world, settings))
     edges = sorted(set((str(a), str(b)) for a, b in deps))
     probes = _edge_probes(source_mesh, source_objects, world, edges)
     reaches: dict[str, set[str]] = {}
@@ -71,12 +73,18 @@ def coexistence(steps: Sequence[Step], source_objects: list[dict[str, Any]],
             scope = {settings.root_namespace}
             for caller, callee in affected:
                 scope |= {caller, callee} | reaches.get(callee, set())
-            source = [o for ns in sorted(scope | {""}) for o in source_by_ns.get(ns, [])
-                      if object_key(o) not in state.deleted]
-            target = state.target_objects(scope) + state.patched(scope)
-            now = {"source": EVALUATORS[source_mesh](source, world, settings),
-                   "target": EVALUATORS[target_mesh](
-                       target, target_world(source, target, state.annotations), settings)}
+            target = Unique(state.target_objects(scope) + state.patched(scope))
+            # Until a step deletes source objects in reach, the source side is the source
+            # configuration itself: the baseline, whose answers are kept across steps.
+            if {k[2] for k in state.deleted} & (scope | {""}):
+                source = [o for ns in sorted(scope | {""}) for o in source_by_ns.get(ns, [])
+                          if object_key(o) not in state.deleted]
+                src_now = Memo(EVALUATORS[source_mesh](source, world, settings))
+            else:
+                src_now = baseline
+            now = {"source": src_now, "target": Memo(EVALUATORS[target_mesh](
+                target, target_world([], target, state.annotations, base=world,
+                                     deleted=state.deleted), settings))}
             for caller, callee in affected:
                 refused: list[dict[str, Any]] = []
                 rerouted: list[dict[str, Any]] = []
@@ -113,10 +121,10 @@ def _edge_probes(mesh: str, objects: list[dict[str, Any]], world: World,
         requests = {(p.service, p.port, p.path, p.method, p.headers)
                     for p in routing.get(callee, [])}
         requests |= {(name, port, "/", "GET", ()) for name, port in services.get(callee, [])}
-        out[(caller, callee)] = sorted(
+        out[(caller, callee)] = sorted((
             Probe(callee, name, port, path, method, headers, Client(caller, sa), "coexistence")
             for name, port, path, method, headers in sorted(requests)
-            for sa in accounts)[:MAX_PROBES_PER_EDGE]
+            for sa in accounts), key=probe_order)[:MAX_PROBES_PER_EDGE]
     return out
 
 

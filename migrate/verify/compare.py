@@ -11,6 +11,7 @@ from migrate.aspects import declarations
 from migrate.losses import Loss
 from migrate.verify.coverage import Coverage, measure
 from migrate.verify.linkerd_eval import same_duration
+from migrate.verify.memo import Memo
 from migrate.verify.model import Outcome, Probe
 from migrate.verify.registry import EVALUATORS, PROBES, Evaluator, Settings, generate
 from migrate.verify.world import World, dig
@@ -235,11 +236,15 @@ def final_state(steps: Iterable[tuple[list[dict[str, Any]], list[str]]]) -> tupl
 
 
 def target_world(source: list[dict[str, Any]], target: list[dict[str, Any]],
-                 namespace_annotations: dict[str, dict[str, str]]) -> World:
+                 namespace_annotations: dict[str, dict[str, str]], *,
+                 base: World | None = None, deleted: Iterable[ObjectKey] = ()) -> World:
     """The Kubernetes side once the target manifests are applied: the source's Services and
     workloads, with the target's Services added, its workload patches (labels, annotations)
-    merged and the namespace annotations its commands set."""
-    world = World(source)
+    merged and the namespace annotations its commands set.
+
+    ``base``: the source's world, already read (``source`` is then not read again), less
+    the objects ``deleted`` names."""
+    world = base.copy(deleted) if base is not None else World(source)
     for body in target:
         if not isinstance(body, dict):
             continue
@@ -276,9 +281,11 @@ def compare(source: list[dict[str, Any]], target: list[dict[str, Any]],
         return result
     settings = settings or Settings(trust_domain=trust_domain, root_namespace=root_namespace)
     world = World(source)
-    src_eval = EVALUATORS[source_mesh](source, world, settings)
-    tgt_eval = EVALUATORS[target_mesh](target, target_world(source, target,
-                                                            namespace_annotations), settings)
+    # Memo: the probes of one request sent by several clients are routed once per side.
+    src_eval = Memo(EVALUATORS[source_mesh](source, world, settings))
+    tgt_eval = Memo(EVALUATORS[target_mesh](target, target_world(source, target,
+                                                                 namespace_annotations),
+                                            settings))
     by_object: dict[str, list[Loss]] = {}
     by_name: dict[str, list[str]] = {}  # shared Service name -> its name-wide losses
     for loss in losses:

@@ -80,6 +80,11 @@ class IstioEvaluator:
         self.routes = ByParent()
         self._applying: dict[tuple[str, tuple[tuple[str, str], ...]], list[dict[str, Any]]] = {}
         """AuthorizationPolicies applying to a namespace's pods with given labels (cached)."""
+        self._rules: dict[int, tuple[Any, ...]] = {}
+        """What a rule forwards to, by ``id(rule)``: it depends on the rule, not the request
+        (the rules are held by ``self.vs``, so their ids stay theirs)."""
+        self._modes: dict[tuple[Any, ...], tuple[str, tuple[str, ...]]] = {}
+        """_mtls_mode answers per (namespace, pod labels, port)."""
         for obj in sorted(objects, key=lambda o: (str(dig(o, "metadata", "namespace",
                                                           default="")),
                                                   str(dig(o, "metadata", "name", default="")))):
@@ -142,13 +147,19 @@ class IstioEvaluator:
                 return Outcome("redirect", detail=f"{r.get('redirectCode', 301)} "
                                f"{r.get('uri', probe.path)}", sources=(src,),
                                rule_path=rule_path, origin_path=origin)
-            retries = dig(rule, "retries", "attempts", default=None)
-            retry_on = str(dig(rule, "retries", "retryOn", default="")) if "retries" in rule \
-                else "default"
-            backends, used = self._backends(rule, ns)
-            return Outcome("routed", backends, timeout=str(rule.get("timeout", "")),
-                           retries=DEFAULT_RETRIES if retries is None else int(retries),
-                           detail=retry_on, mirror=_mirrors(rule, ns), sources=(src, *used),
+            forward = self._rules.get(id(rule))
+            if forward is None:
+                retries = dig(rule, "retries", "attempts", default=None)
+                retry_on = str(dig(rule, "retries", "retryOn", default="")) \
+                    if "retries" in rule else "default"
+                backends, used = self._backends(rule, ns)
+                forward = self._rules[id(rule)] = (
+                    backends, str(rule.get("timeout", "")),
+                    DEFAULT_RETRIES if retries is None else int(retries), retry_on,
+                    _mirrors(rule, ns), used)
+            backends, timeout, attempts, retry_on, mirror, used = forward
+            return Outcome("routed", backends, timeout=timeout, retries=attempts,
+                           detail=retry_on, mirror=mirror, sources=(src, *used),
                            rule_path=rule_path, origin_path=origin)
         return Outcome("no-route", sources=(src,))
 
@@ -274,6 +285,14 @@ class IstioEvaluator:
                 } | {f"Namespace/{info.namespace}"}
 
     def _mtls_mode(self, ns: str, labels: dict[str, str], port: int) -> tuple[str, tuple[str, ...]]:
+        key = (ns, tuple(sorted(labels.items())), port)
+        found = self._modes.get(key)
+        if found is None:  # the same pods and port are asked about for every probe
+            found = self._modes[key] = self._find_mtls_mode(ns, labels, port)
+        return found
+
+    def _find_mtls_mode(self, ns: str, labels: dict[str, str], port: int
+                        ) -> tuple[str, tuple[str, ...]]:
         mode, src = "PERMISSIVE", ()
         for scope in ("mesh", "namespace", "workload"):
             for p in self.pa.in_ns(self.root, ns):

@@ -48,7 +48,8 @@ class LinkerdEvaluator:
                  control_plane_namespace: str = "linkerd", cluster_domain: str = "cluster.local"
                  ) -> None:
         self.world = world
-        self.profiles = Profiles(manifests, world, cluster_domain)
+        manifests = unique(manifests)  # once, for the profiles and the rest
+        self.profiles = Profiles(manifests, world, cluster_domain, deduplicated=True)
         self.server_authorizations = ByNamespace()
         self.cluster_default = cluster_default
         self.identity_suffix = f"serviceaccount.identity.{control_plane_namespace}.{trust_domain}"
@@ -61,7 +62,9 @@ class LinkerdEvaluator:
                                                    set[tuple[str, str]]]]] = {}
         self._targets: dict[str, list[tuple[dict[str, Any], Any, Any]]] = {}
         self._sas: dict[str, list[dict[str, Any]]] = {}
-        for m in unique(manifests):
+        self._server_of: dict[tuple[Any, ...], dict[str, Any] | None] = {}
+        self._inbound: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for m in manifests:
             try:
                 self._index(m)
             except (TypeError, AttributeError, ValueError, KeyError):
@@ -139,9 +142,13 @@ class LinkerdEvaluator:
         if info is None or not injection.linkerd(self.world, info):
             return True, ()  # no proxy in the pod: nothing is enforced there
         number, name = self.world.target_port(probe.namespace, probe.service, port, info)
-        pod = set(info.labels)
-        server = next((s for s, s_port, selector in self._servers_by_name(info.namespace)
-                       if s_port in (number, name) and selector <= pod), None)
+        key = (info.namespace, info.labels, number, name)
+        if key not in self._server_of:  # the same pod and port are asked about for every probe
+            pod = set(info.labels)
+            self._server_of[key] = next(
+                (s for s, s_port, selector in self._servers_by_name(info.namespace)
+                 if s_port in (number, name) and selector <= pod), None)
+        server = self._server_of[key]
         if server is None:
             key = "config.linkerd.io/default-inbound-policy"
             default = dict(info.annotations).get(key) or self.world.namespaces.get(
@@ -149,14 +156,11 @@ class LinkerdEvaluator:
             return self._default_allows(default, probe), ()
         sname = dig(server, "metadata", "name")
         src = (_ref(server),)
-        inbound = [r for r in self.routes.parented("Server", info.namespace, str(sname))
-                   if _ns(r) == info.namespace and any(
-                       p.get("kind") == "Server" and p.get("name") == sname
-                       for p in dig(r, "spec", "parentRefs", default=[]))]
+        inbound = self._inbound_routes(info.namespace, str(sname))
         route_name = None
         if inbound:
             best = None
-            for r in sorted(inbound, key=lambda r: str(dig(r, "metadata", "name"))):
+            for r in inbound:
                 for rule in dig(r, "spec", "rules", default=[]):
                     for m in rule.get("matches") or [{}]:
                         score = self._score(r, m, probe)
@@ -176,6 +180,18 @@ class LinkerdEvaluator:
                 return True, (_ref(sa),)
         access = str(dig(server, "spec", "accessPolicy", default="deny"))
         return self._default_allows(access, probe), src
+
+    def _inbound_routes(self, namespace: str, server: str) -> list[dict[str, Any]]:
+        """The routes with a Server as parent, sorted by name (worked out once per Server)."""
+        key = (namespace, server)
+        if key not in self._inbound:
+            self._inbound[key] = sorted(
+                (r for r in self.routes.parented("Server", namespace, server)
+                 if _ns(r) == namespace and any(
+                     p.get("kind") == "Server" and p.get("name") == server
+                     for p in dig(r, "spec", "parentRefs", default=[]))),
+                key=lambda r: str(dig(r, "metadata", "name")))
+        return self._inbound[key]
 
     def _policy_targets(self, namespace: str) -> list[tuple[dict[str, Any], Any, Any]]:
         """A namespace's AuthorizationPolicies with their targetRef kind and name, in input

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 BUDGET_RETRIES = -1
 """``Outcome.retries`` for retries bounded by a budget rather than a count (a Linkerd
@@ -45,6 +46,13 @@ class Probe:
         hdr = "".join(f" {k}={v}" for k, v in self.headers)
         return (f"{self.client} -> {self.namespace}/{self.service}:{self.port} "
                 f"{self.method} {self.path}{hdr}")
+
+
+def probe_order(probe: Probe) -> tuple[Any, ...]:
+    """The dataclass order of probes as one tuple: sorting tens of thousands of probes by it
+    costs a fraction of the generated ``__lt__`` comparisons."""
+    return (probe.namespace, probe.service, probe.port, probe.path, probe.method,
+            probe.headers, probe.client.namespace, probe.client.service_account, probe.why)
 
 
 @dataclass(frozen=True)

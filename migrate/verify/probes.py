@@ -18,7 +18,7 @@ from itertools import islice
 from typing import Any
 
 from migrate.verify.istio_eval import _host_key
-from migrate.verify.model import Client, Probe
+from migrate.verify.model import Client, Probe, probe_order
 from migrate.verify.world import World, dig
 
 UNKNOWN = Client("meshmigrate-probe", "unknown")
@@ -90,7 +90,7 @@ def _vs_probes(vs: dict[str, Any], world: World) -> list[Probe]:
                     probes.extend(_match_probes(svc.namespace, svc.name, port, m, why))
         if svc.grpc:
             probes = [g for g in map(_as_grpc, probes) if g is not None]
-        out.extend(sorted(set(probes))[:MAX_PER_SERVICE])
+        out.extend(sorted(set(probes), key=probe_order)[:MAX_PER_SERVICE])
     return out
 
 
@@ -291,7 +291,7 @@ def service_probes(ns: str, name: str, world: World, matches: list[dict[str, Any
             probes += [make(paths[0], method, hit_h, {**hit_q, q: v}) for v in values[1:]]
     if svc.grpc:
         probes = [g for g in map(_as_grpc, probes) if g is not None]
-    return sorted(set(probes))[:MAX_PER_SERVICE]
+    return sorted(set(probes), key=probe_order)[:MAX_PER_SERVICE]
 
 
 def identity_probes(world: World, namespaces: dict[str, set[tuple[str, str]]],
@@ -312,5 +312,5 @@ def identity_probes(world: World, namespaces: dict[str, set[tuple[str, str]]],
                   for port, _, _ in svc.ports
                   for path, method in sorted(namespaces[ns] | {("/", "GET"), ("/", "DELETE")})
                   for client in sorted(named | {UNKNOWN, ANONYMOUS})}
-        out.extend(sorted(probes)[:MAX_PER_SERVICE])
+        out.extend(sorted(probes, key=probe_order)[:MAX_PER_SERVICE])
     return out
