@@ -221,12 +221,8 @@ def _equivalence(plan: Plan) -> list[str]:
     out += [f"| {svc} | {p} | {d} | {u} |" for svc, (p, d, u) in sorted(eq.per_service.items())]
     out.append("")
     if eq.coverage is not None:
-        missed = [(name, i, w) for name, t in (("service", eq.coverage.services),
-                                                ("route rule", eq.coverage.route_rules),
-                                                ("policy", eq.coverage.policies))
-                  for i, w in t.missed]
-        out.append(f"Covered: {eq.coverage.summary()}." + (" Not covered:" if missed else "")
-                   + "\n")
+        missed = [(name, i, w) for name, t in eq.coverage.tallies() for i, w in t.missed]
+        out += [f"Covered: {eq.coverage.summary()}." + (" Not covered:" if missed else ""), ""]
         out += [f"- {name} `{item}`: {why}" for name, item, why in missed[:30]]
         if len(missed) > 30:
             out.append(f"- ... {len(missed) - 30} more in plan.json "

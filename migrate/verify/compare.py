@@ -9,10 +9,10 @@ from typing import Any, Iterable
 
 from migrate.aspects import declarations
 from migrate.losses import Loss
-from migrate.verify.coverage import Coverage, measure
+from migrate.verify.coverage import Coverage, Hits, measure
 from migrate.verify.linkerd_eval import same_duration
 from migrate.verify.memo import Memo
-from migrate.verify.model import Outcome, Probe
+from migrate.verify.model import Outcome, Probe, probe_order
 from migrate.verify.registry import EVALUATORS, PROBES, Evaluator, Settings, generate
 from migrate.verify.world import World, dig
 from migrate.wording import counted
@@ -297,16 +297,17 @@ def compare(source: list[dict[str, Any]], target: list[dict[str, Any]],
     bodies = {f"{o.get('kind')}/{dig(o, 'metadata', 'namespace', default='default')}/"
               f"{dig(o, 'metadata', 'name')}": o for o in source if isinstance(o, dict)}
     probed: set[tuple[str, str]] = set()
-    hits: tuple[set[tuple[str, str]], set[str]] = (set(), set())
+    hits = Hits()
     origins = _origins(target)
-    for probe in generate(source_mesh, source, world):
+
+    def run(probe: Probe) -> None:
         key = f"{probe.namespace}/{probe.service}"
         probed.add((probe.namespace, probe.service))
         try:
             found = _diverge(probe, src_eval, tgt_eval, hits, origins)
         except (TypeError, AttributeError, ValueError, KeyError, IndexError):
             result.unevaluated += 1
-            continue
+            return
         for d in found:
             d.explained_by = sorted(set(_explain(d, by_object, bodies))
                                     | _explain_by_name(d, by_name, named))
@@ -315,7 +316,16 @@ def compare(source: list[dict[str, Any]], target: list[dict[str, Any]],
                                    u + sum(1 for d in found if not d.explained_by))
         result.divergences.extend(found)
         result.probes += 1
-    result.coverage = measure(source_mesh, source, world, probed, *hits)
+
+    probes = generate(source_mesh, source, world)
+    for probe in probes:
+        run(probe)
+    # A route rule no probe reached is probed alone; the probes that reach it are compared
+    # too (every rule a request can reach gets one).
+    extra: list[Probe] = []
+    result.coverage = measure(source_mesh, source, world, probed, hits, src_eval, extra)
+    for probe in sorted(set(extra) - set(probes), key=probe_order):
+        run(probe)
     return result
 
 
@@ -350,14 +360,16 @@ def _origins(target: list[dict[str, Any]]) -> dict[str, set[str]]:
 
 
 def _diverge(probe: Probe, src_eval: Evaluator, tgt_eval: Evaluator,
-             hits: tuple[set[tuple[str, str]], set[str]] = (set(), set()),
+             hits: Hits | None = None,
              origins: dict[str, set[str]] | None = None) -> list[Divergence]:
     """Every aspect in which the two meshes treat the probe differently. ``hits`` collects
-    the source rules ((object, rule path)) and policies that decided it, for coverage;
-    ``origins`` maps emitted objects to their source objects (``_origins``)."""
+    the source rules ((object, rule path)) and policies that decided it, and where it was
+    asked for authorization, for coverage; ``origins`` maps emitted objects to their source
+    objects (``_origins``)."""
+    hits = hits if hits is not None else Hits()
     src, tgt = src_eval.route(probe), tgt_eval.route(probe)
     if src.rule_path:
-        hits[0].update((ref, src.rule_path) for ref in src.sources)
+        hits.rules.update((ref, src.rule_path) for ref in src.sources)
     out: list[Divergence] = []
     candidates = set(src.sources) | set(tgt.sources)
     if "redirect" in (src.status, tgt.status) and \
@@ -388,7 +400,8 @@ def _diverge(probe: Probe, src_eval: Evaluator, tgt_eval: Evaluator,
                 if not wid or wid.startswith(("Service/", "pods/")):
                     continue
                 a, a_src = src_eval.allowed(probe, wid, probe.port)
-                hits[1].update(a_src)
+                hits.policies.update(a_src)
+                hits.asked.setdefault((wid, probe.port), []).append(probe)
                 b, b_src = tgt_eval.allowed(probe, wid, probe.port)
                 if a != b:
                     # Only the source objects that decided (the policy that refused, the

@@ -273,6 +273,50 @@ class ConsulEvaluator:
             return self.default_allow, ref
         return str(source.get("action", "")).lower() == "allow", ref
 
+    def authorization_rules(self, probe: Probe, workload: str, port: int
+                            ) -> set[tuple[str, str]]:
+        """The intention sources (``spec.sources[i]``) and L7 permissions
+        (``spec.sources[i].permissions[j]``) at the workload's destination that the request
+        matches, whichever decided (for coverage). Plaintext requests meet no intention."""
+        info = self.world.workload(workload)
+        if info is None or not injection.consul(info, self.inject_default) or \
+                not probe.client.authenticated:
+            return set()
+        out: set[tuple[str, str]] = set()
+        for intention, d_ns in self._destination_intentions(probe, info):
+            for i, source in enumerate(dig(intention, "spec", "sources", default=[]) or []):
+                if not isinstance(source, dict) or \
+                        self._source_precision(source, probe, d_ns) is None:
+                    continue
+                perms = source.get("permissions") or []
+                if not perms:
+                    out.add((_ref(intention), f"spec.sources[{i}]"))
+                out |= {(_ref(intention), f"spec.sources[{i}].permissions[{j}]")
+                        for j, perm in enumerate(perms)
+                        if isinstance(perm, dict) and _permission_matches(perm, probe)}
+        return out
+
+    def targets(self, probe: Probe, workload: str) -> set[str]:
+        """The intentions whose destination is the workload's Consul service (or ``*``), when
+        its proxy enforces them (for coverage)."""
+        info = self.world.workload(workload)
+        if info is None or not injection.consul(info, self.inject_default):
+            return set()
+        return {_ref(i) for i, _ in self._destination_intentions(probe, info)}
+
+    def _destination_intentions(self, probe: Probe, info: WorkloadInfo
+                                ) -> list[tuple[dict[str, Any], str]]:
+        """The intentions (with their destination namespace) for the workload's service."""
+        dest = self.workload_name(info, self.service_name(probe.namespace, probe.service))
+        out = []
+        for intention in self._intentions_for(dest):
+            d_name = str(dig(intention, "spec", "destination", "name", default=""))
+            d_ns = dig(intention, "spec", "destination", "namespace",
+                       default=dig(intention, "metadata", "namespace", default="default"))
+            if d_name in (dest, "*") and not (self.mirror and d_ns not in (info.namespace, "*")):
+                out.append((intention, str(d_ns)))
+        return out
+
     def _source_precision(self, source: dict[str, Any], probe: Probe,
                           dest_ns: str) -> int | None:
         if source.get("peer") or source.get("samenessGroup") or source.get("partition") not in (

@@ -271,6 +271,29 @@ class IstioEvaluator:
         hit = [p for p in allows if self._policy_matches(p, probe, port)]
         return (bool(hit), tuple(_ref(p) for p in (hit or allows)))
 
+    def authorization_rules(self, probe: Probe, workload: str, port: int
+                            ) -> set[tuple[str, str]]:
+        """The rules (policy, ``spec.rules[i]``) of the AuthorizationPolicies applying at the
+        workload that the request matches, whichever decided (for coverage)."""
+        info = self.world.workload(workload)
+        if info is None or not injection.istio(self.world, info):
+            return set()
+        port = self.world.target_port(probe.namespace, probe.service, port, info)[0] or port
+        labels = dict(info.labels)
+        return {(_ref(p), f"spec.rules[{i}]")
+                for p in self.ap.in_ns(info.namespace, self.root)
+                if self._applies(p, info.namespace, labels)
+                for i, rule in enumerate(dig(p, "spec", "rules", default=[]) or [])
+                if isinstance(rule, dict) and self._rule_matches(rule, probe, port)}
+
+    def targets(self, probe: Probe, workload: str) -> set[str]:
+        """The policies whose target (namespace, selector) holds the workload's pods, when its
+        proxy enforces them (for coverage)."""
+        info = self.world.workload(workload)
+        if info is None or not injection.istio(self.world, info):
+            return set()
+        return self.policy_refs(workload)
+
     def policy_refs(self, workload: str) -> set[str]:
         """Every PeerAuthentication and AuthorizationPolicy that applies to a workload, and its
         Namespace (without a PeerAuthentication, the namespace's PERMISSIVE default decides;

@@ -58,7 +58,10 @@ def _is_istio(obj: dict[str, Any], kind: str, group: str) -> bool:
 
 
 def routing_probes(objects: list[dict[str, Any]], world: World) -> list[Probe]:
-    """Probes for every mesh VirtualService's rules."""
+    """Probes for every mesh VirtualService's rules, and for every Gateway API route with a
+    Service parent (Istio reads those too: GAMMA)."""
+    from migrate.verify import linkerd_probes  # the Gateway API samples live there
+
     out: list[Probe] = []
     for vs in objects:
         if _is_istio(vs, "VirtualService", "networking.istio.io"):
@@ -66,7 +69,7 @@ def routing_probes(objects: list[dict[str, Any]], world: World) -> list[Probe]:
                 out.extend(_vs_probes(vs, world))
             except _DAMAGED:
                 continue
-    return out
+    return out + linkerd_probes.routing_probes(objects, world, ("gateway.networking.k8s.io",))
 
 
 def _vs_probes(vs: dict[str, Any], world: World) -> list[Probe]:
