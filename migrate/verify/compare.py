@@ -384,6 +384,9 @@ def _diverge(probe: Probe, src_eval: Evaluator, tgt_eval: Evaluator,
             out.append(_div(probe, "retries", src, tgt, candidates))
         if src.mirror != tgt.mirror:
             out.append(_div(probe, "mirror", src, tgt, candidates))
+        for aspect in ("rewrite", "request_headers", "response_headers", "fault"):
+            if getattr(src, aspect) != getattr(tgt, aspect):
+                out.append(_div(probe, aspect, src, tgt, candidates))
     if probe.why == "authorization":
         backends = [b for b, _ in src.backends] if src.status == "routed" else []
         if hasattr(src_eval, "world"):

@@ -23,7 +23,7 @@ import fnmatch
 import re
 from typing import Any
 
-from migrate.verify import gateway, injection
+from migrate.verify import changes, gateway, injection
 from migrate.verify.index import ByNamespace, ByParent
 from migrate.verify.model import Outcome, Probe
 from migrate.verify.world import World, dig, rule_origin
@@ -139,7 +139,9 @@ class IstioEvaluator:
                 continue
             rule_path = f"spec.http[{index}]"
             matches = rule.get("match") or [{}]
-            if not any(self._matches(m, probe) for m in matches if isinstance(m, dict)):
+            matched = next((m for m in matches if isinstance(m, dict)
+                            and self._matches(m, probe)), None)
+            if matched is None:
                 continue
             origin = rule_origin(vs, index)
             if isinstance(rule.get("redirect"), dict):
@@ -158,16 +160,18 @@ class IstioEvaluator:
                     DEFAULT_RETRIES if retries is None else int(retries), retry_on,
                     _mirrors(rule, ns), used)
             backends, timeout, attempts, retry_on, mirror, used = forward
+            rewrite, req, resp, fault = changes.istio_rule(rule, matched, probe.path)
             return Outcome("routed", backends, timeout=timeout, retries=attempts,
-                           detail=retry_on, mirror=mirror, sources=(src, *used),
-                           rule_path=rule_path, origin_path=origin)
+                           detail=retry_on, mirror=mirror, rewrite=rewrite,
+                           request_headers=req, response_headers=resp, fault=fault,
+                           sources=(src, *used), rule_path=rule_path, origin_path=origin)
         return Outcome("no-route", sources=(src,))
 
     def _gateway_route(self, routes: list[dict[str, Any]], probe: Probe) -> Outcome:
-        best = gateway.best_rule(routes, probe, istio=True)
+        best = gateway.best_match(routes, probe, istio=True)
         if best is None:
             return Outcome("no-route", sources=tuple(_ref(r) for r in routes))
-        route, rule, index = best
+        route, rule, index, match = best
         src, origin = (_ref(route),), rule_origin(route, index)
         redirect = gateway.redirect_of(rule, probe)
         if redirect is not None:
@@ -183,7 +187,9 @@ class IstioEvaluator:
         if forward is None:
             return Outcome("error", detail="500", sources=src, rule_path=f"spec.rules[{index}]",
                            origin_path=origin)
+        rewrite, req, resp = changes.gateway_rule(rule, match, probe.path)
         return Outcome("routed", forward, mirror=gateway.mirrors(route, rule),
+                       rewrite=rewrite, request_headers=req, response_headers=resp,
                        timeout=timeout,
                        retries=DEFAULT_RETRIES if attempts is None else int(attempts),
                        detail="default" if attempts is None else "",

@@ -27,7 +27,7 @@ from typing import Any, Iterator
 
 from migrate import facts
 from migrate.durations import to_millis
-from migrate.verify import gateway, injection
+from migrate.verify import changes, gateway, injection
 from migrate.verify.index import ByNamespace, ByParent
 from migrate.verify.linkerd_profile import Profiles
 from migrate.verify.model import Outcome, Probe
@@ -104,10 +104,10 @@ class LinkerdEvaluator:
             return Outcome("routed", ((name or f"Service/{probe.namespace}/{probe.service}",
                                        1.0),),
                            retries=_retries(annotations))
-        best = gateway.best_rule(live, probe)
+        best = gateway.best_match(live, probe)
         if best is None:
             return Outcome("no-route", sources=tuple(_ref(r) for r in live))
-        route, rule, index = best
+        route, rule, index, match = best
         annotations = dig(route, "metadata", "annotations", default={})
         src = (_ref(route),)
         rule_path, origin = f"spec.rules[{index}]", rule_origin(route, index)
@@ -127,8 +127,11 @@ class LinkerdEvaluator:
         if forward is None:
             return Outcome("error", detail="500", sources=src, rule_path=rule_path,
                            origin_path=origin)
+        # URLRewrite never gets here: Linkerd ignores a route using it (UNSUPPORTED_FILTERS).
+        _, req, resp = changes.gateway_rule(rule, match, probe.path)
         return Outcome("routed", forward, timeout=str(timeout),
-                       retries=_retries(annotations), sources=src, rule_path=rule_path,
+                       retries=_retries(annotations), request_headers=req,
+                       response_headers=resp, sources=src, rule_path=rule_path,
                        origin_path=origin)
 
     def _score(self, route: dict[str, Any], m: dict[str, Any], probe: Probe
