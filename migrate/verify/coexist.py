@@ -73,18 +73,22 @@ def coexistence(steps: Sequence[Step], source_objects: list[dict[str, Any]],
             scope = {settings.root_namespace}
             for caller, callee in affected:
                 scope |= {caller, callee} | reaches.get(callee, set())
-            target = Unique(state.target_objects(scope) + state.patched(scope))
             # Until a step deletes source objects in reach, the source side is the source
-            # configuration itself: the baseline, whose answers are kept across steps.
+            # configuration itself: the baseline, whose answers are kept across steps. Each
+            # side's evaluator is made at its first question (a step often asks only one).
             if {k[2] for k in state.deleted} & (scope | {""}):
                 source = [o for ns in sorted(scope | {""}) for o in source_by_ns.get(ns, [])
                           if object_key(o) not in state.deleted]
-                src_now = Memo(EVALUATORS[source_mesh](source, world, settings))
+                src_now = Memo(lambda source=source: EVALUATORS[source_mesh](
+                    source, world, settings))
             else:
                 src_now = baseline
-            now = {"source": src_now, "target": Memo(EVALUATORS[target_mesh](
-                target, target_world([], target, state.annotations, base=world,
-                                     deleted=state.deleted), settings))}
+            target = Unique(state.target_objects(scope) + state.patched(scope))
+            # (Asked within this step only, so the state it reads is this step's.)
+            now = {"source": src_now, "target": Memo(
+                lambda target=target: EVALUATORS[target_mesh](
+                    target, target_world([], target, state.annotations, base=world,
+                                         deleted=state.deleted), settings))}
             for caller, callee in affected:
                 refused: list[dict[str, Any]] = []
                 rerouted: list[dict[str, Any]] = []

@@ -266,15 +266,23 @@ def measure(mesh: str, objects: list[dict[str, Any]], world: World, probed: set[
     authz = authz_rules(mesh, objects)
     reached: set[str] = set()
     matched: set[tuple[str, str]] = set()
+    pending = {(ref, path): why for ref, path, why in authz}
+    rules_of: dict[str, set[tuple[str, str]]] = {}
+    for ref, path in pending:
+        rules_of.setdefault(ref, set()).add((ref, path))
     if evaluator is not None and hasattr(evaluator, "targets"):
         for (wid, port), asked in sorted(hits.asked.items()):
-            for probe in asked[:1]:
-                reached |= _ask(evaluator.targets, probe, wid)
-    pending = {(ref, path): why for ref, path, why in authz}
-    if evaluator is not None and hasattr(evaluator, "authorization_rules") and pending:
-        for (wid, port), asked in sorted(hits.asked.items()):
+            here = _ask(evaluator.targets, asked[0], wid)
+            reached |= here
+            # The rules of the policies applying here not matched yet: once none is left,
+            # the other probes asked here cannot add one.
+            todo = {r for ref in here for r in rules_of.get(ref, ())} - matched
             for probe in asked:
-                matched |= _ask(evaluator.authorization_rules, probe, wid, port)
+                if not todo or not hasattr(evaluator, "authorization_rules"):
+                    break
+                found = _ask(evaluator.authorization_rules, probe, wid, port)
+                matched |= found
+                todo -= found
     for ref, _ in sorted(set(policies)):
         out.policies.total += 1
         out.policy_targets.total += 1

@@ -32,14 +32,28 @@ class Memo:
     """An evaluator whose answers are kept, by routing class and by authorization question.
 
     It exposes the wrapped evaluator's ``world`` (and any other attribute), so it stands in
-    for it wherever an evaluator is expected."""
+    for it wherever an evaluator is expected. ``inner`` may be a function making the
+    evaluator: it is then made at the first question (a coexistence step often never asks
+    one side). ``keep_allowed=False`` keeps routing answers only, where every authorization
+    question is asked once anyway (the equivalence check)."""
 
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
+    def __init__(self, inner: Any, keep_allowed: bool = True) -> None:
+        self._inner = inner
+        self._made = not callable(inner) or hasattr(inner, "route")
         self._routes: dict[RouteKey, Outcome] = {}
-        self._allowed: dict[tuple[Any, ...], tuple[bool, tuple[str, ...]]] = {}
+        self._allowed: dict[tuple[Any, ...], tuple[bool, tuple[str, ...]]] | None = \
+            {} if keep_allowed else None
+
+    @property
+    def inner(self) -> Any:
+        """The wrapped evaluator (made now if it was given as a function)."""
+        if not self._made:
+            self._inner, self._made = self._inner(), True
+        return self._inner
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     def route(self, probe: Probe) -> Outcome:
@@ -52,6 +66,8 @@ class Memo:
 
     def allowed(self, probe: Probe, workload: str, port: int) -> tuple[bool, tuple[str, ...]]:
         """The wrapped evaluator's authorization answer (once per question)."""
+        if self._allowed is None:
+            return self.inner.allowed(probe, workload, port)
         key = (route_key(probe), probe.client, workload, port)
         found = self._allowed.get(key)
         if found is None:
