@@ -72,6 +72,7 @@ def istio_rule(rule: dict[str, Any], match: dict[str, Any] | None, path: str
     for a request ``path`` matched by ``match``."""
     rewrite = rule.get("rewrite") if isinstance(rule.get("rewrite"), dict) else {}
     new_path = None
+    # fact: istio.rewrite-uri-prefix
     if rewrite.get("uri") is not None:
         uri = (match or {}).get("uri") if isinstance(match, dict) else None
         prefix = str(uri["prefix"]) if isinstance(uri, dict) and "prefix" in uri else None
@@ -148,6 +149,7 @@ def gateway_rule(rule: dict[str, Any], match: dict[str, Any] | None, path: str,
         if not isinstance(f, dict) or f.get("type") not in honoured:
             continue
         if f["type"] == "URLRewrite":
+            # fact: gateway-api.url-rewrite
             spec = f.get("urlRewrite") or {}
             host = spec.get("hostname") or host
             p = spec.get("path") if isinstance(spec.get("path"), dict) else None
@@ -173,6 +175,7 @@ def consul_route(dest: dict[str, Any], match: dict[str, Any] | None, path: str
                  ) -> tuple[str, HeaderOps, HeaderOps]:
     """(rewrite, request header ops, response header ops) of a ServiceRouter destination."""
     new_path = None
+    # fact: consul.prefix-rewrite
     if dest.get("prefixRewrite") is not None:
         http = match.get("http") if isinstance(match, dict) else None
         http = http if isinstance(http, dict) else {}
