@@ -183,6 +183,8 @@ class IstioEvaluator:
         if backend and not isinstance(rule.get("retry"), dict):
             # conversion.go convertHTTPRoute: without a retry, backendRequest is the timeout.
             timeout = str(backend)
+        if timeout in ("0", "0s"):
+            timeout = ""  # Gateway API HTTPRouteTimeouts: zero disables the timeout
         forward = gateway.rule_backends(self.world, route, rule, probe, parent_default=False)
         if forward is None:
             return Outcome("error", detail="500", sources=src, rule_path=f"spec.rules[{index}]",
