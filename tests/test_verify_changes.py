@@ -12,27 +12,9 @@ from migrate.pipeline import PlanOptions, PlanResult, plan_migration
 from migrate.verify import changes
 from migrate.verify.compare import Equivalence, compare, final_state
 from tests.helpers import texts
+from tests.test_verify_coverage import SHOP
 
-CASE = """
-apiVersion: v1
-kind: Namespace
-metadata: {name: shop, labels: {istio-injection: enabled}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: cart, namespace: shop}
-spec: {selector: {app: cart}, ports: [{name: http, port: 80, targetPort: 8080}]}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: cart, namespace: shop}
-spec:
-  selector: {matchLabels: {app: cart}}
-  template:
-    metadata: {labels: {app: cart}}
-    spec:
-      serviceAccountName: cart
-      containers: [{name: app, image: cart, ports: [{containerPort: 8080}]}]
+CASE = SHOP + """
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService

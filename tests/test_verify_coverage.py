@@ -51,11 +51,13 @@ def test_every_reachable_item_of_a_corpus_set_is_probed(shared: Path, mesh: str,
 
 def _case(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "in.yaml"
-    path.write_text(_BASE + text)
+    path.write_text(SHOP + text)
     return path
 
 
-_BASE = """
+SHOP = """
+# A namespace of two Services, each in front of one Deployment (tests/test_verify_changes.py
+# adds its routes to it too).
 apiVersion: v1
 kind: Namespace
 metadata: {name: shop, labels: {istio-injection: enabled}}
@@ -63,7 +65,7 @@ metadata: {name: shop, labels: {istio-injection: enabled}}
 apiVersion: v1
 kind: Service
 metadata: {name: cart, namespace: shop}
-spec: {selector: {app: cart}, ports: [{port: 80, targetPort: 8080}]}
+spec: {selector: {app: cart}, ports: [{name: http, port: 80, targetPort: 8080}]}
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -165,7 +167,7 @@ spec:
 
 def test_a_linkerd_identity_naming_every_account_of_a_namespace_is_probed(tmp_path: Path):
     path = tmp_path / "in.yaml"
-    path.write_text(_BASE.replace("istio-injection: enabled", "{}").replace(
+    path.write_text(SHOP.replace("istio-injection: enabled", "{}").replace(
         "metadata: {name: shop, labels: {}}",
         "metadata: {name: shop, annotations: {linkerd.io/inject: enabled}}") + """
 ---
