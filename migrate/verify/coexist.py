@@ -76,7 +76,8 @@ def coexistence(steps: Sequence[Step], source_objects: list[dict[str, Any]],
             # Until a step deletes source objects in reach, the source side is the source
             # configuration itself: the baseline, whose answers are kept across steps. Each
             # side's evaluator is made at its first question (a step often asks only one).
-            if {k[2] for k in state.deleted} & (scope | {""}):
+            gone = [k for ns in scope | {""} for k in state.deleted_in.get(ns, ())]
+            if gone:
                 source = [o for ns in sorted(scope | {""}) for o in source_by_ns.get(ns, [])
                           if object_key(o) not in state.deleted]
                 src_now = Memo(lambda source=source: EVALUATORS[source_mesh](
@@ -88,7 +89,7 @@ def coexistence(steps: Sequence[Step], source_objects: list[dict[str, Any]],
             now = {"source": src_now, "target": Memo(
                 lambda target=target: EVALUATORS[target_mesh](
                     target, target_world([], target, state.annotations, base=world,
-                                         deleted=state.deleted), settings))}
+                                         deleted=gone), settings))}
             for caller, callee in affected:
                 refused: list[dict[str, Any]] = []
                 rerouted: list[dict[str, Any]] = []

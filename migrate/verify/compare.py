@@ -144,6 +144,8 @@ class ClusterState:
         self.patches: dict[tuple[str, str, str], dict[str, Any]] = {}
         """(kind, namespace, name) -> the workload's merge patches, merged."""
         self.deleted: set[ObjectKey] = set()
+        self.deleted_in: dict[str, set[ObjectKey]] = {}
+        """Namespace -> keys of ``deleted`` there (a step asks about its namespaces only)."""
         self._by_ns: dict[str, set[ObjectKey]] = {}
         """Namespace -> keys of the objects present there (``""``: cluster-scoped)."""
 
@@ -155,6 +157,7 @@ class ClusterState:
             self.objects[key] = body
             self._by_ns.setdefault(key[2], set()).add(key)
             self.deleted.discard(key)
+            self.deleted_in.get(key[2], set()).discard(key)
             touched.add(key[2])
         for command in commands:
             command = command.split("  #")[0].strip()
@@ -165,6 +168,7 @@ class ClusterState:
                 self.objects.pop(key, None)
                 self._by_ns.get(ns, set()).discard(key)
                 self.deleted.add(key)
+                self.deleted_in.setdefault(ns, set()).add(key)
                 touched.add(ns)
                 continue
             m = _PATCH.match(command)
