@@ -400,12 +400,13 @@ def check_coexistence(objects: list[RawObject], plan: Plan,
             moved = moved + step.namespaces
         steps.append(([m.body for m in step.manifests], [render(c) for c in step.commands],
                       list(moved)))
-    result = coexistence(steps, [o.body for o in objects],
-                         [(a, b) for a, b, _ in plan.dependencies],
-                         source_mesh=options.source, target_mesh=options.target,
-                         settings=verify_settings(options),
-                         source_groups=COEXISTENCE[options.source].GROUP_SUFFIXES,
-                         losses=plan.losses)
+    with _no_gc_pauses():  # as for the equivalence check (verify/compare.py)
+        result = coexistence(steps, [o.body for o in objects],
+                             [(a, b) for a, b, _ in plan.dependencies],
+                             source_mesh=options.source, target_mesh=options.target,
+                             settings=verify_settings(options),
+                             source_groups=COEXISTENCE[options.source].GROUP_SUFFIXES,
+                             losses=plan.losses)
     for record, step in zip(result, plan.steps):
         record["step"] = step.number  # the runbook's numbering (00 is the prerequisites)
     return result

@@ -240,6 +240,9 @@ spec:
     assert set(missed) == {"VirtualService/shop/ghost spec.http[0]",
                            "VirtualService/shop/audit spec.http[1]"}
     assert "not in the input" in missed["VirtualService/shop/ghost spec.http[0]"]
-    assert "earlier rule" in missed["VirtualService/shop/audit spec.http[1]"]
+    # Probed alone, /never is still decided by the catch-all before it: it cannot be reached.
+    assert "decided by spec.http[0]" in missed["VirtualService/shop/audit spec.http[1]"]
+    assert cov["route_rules"]["cannot_be_probed"] == 2
+    assert eq.coverage is not None and eq.coverage.complete()
     assert (cov["policies"]["covered"], cov["policies"]["total"]) == (4, 4)
     assert cov["services"]["covered"] == cov["services"]["total"] == 5

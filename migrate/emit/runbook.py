@@ -225,10 +225,7 @@ def _equivalence(plan: Plan) -> list[str]:
     out += [f"| {svc} | {p} | {d} | {u} |" for svc, (p, d, u) in sorted(eq.per_service.items())]
     out.append("")
     if eq.coverage is not None:
-        missed = [(name, i, w) for name, t in (("service", eq.coverage.services),
-                                                ("route rule", eq.coverage.route_rules),
-                                                ("policy", eq.coverage.policies))
-                  for i, w in t.missed]
+        missed = [(name, i, w) for name, t in eq.coverage.tallies() for i, w in t.missed]
         # Each line is its own list item: a "\n" inside one is escaped by visible().
         out += [f"Covered: {eq.coverage.summary()}." + (" Not covered:" if missed else ""), ""]
         out += [f"- {name} `{item}`: {why}" for name, item, why in missed[:30]]

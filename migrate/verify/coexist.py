@@ -21,10 +21,11 @@ from migrate.verify.admits import AdmitsCheck
 from migrate.verify.admits import render_lines as render_admits
 from migrate.verify import coexist_consul as consul_side
 from migrate.verify.compare import ClusterState, object_key, target_world
-from migrate.verify.model import Client, Outcome, Probe
+from migrate.verify.memo import Memo
+from migrate.verify.model import Client, Outcome, Probe, probe_order
 from migrate.verify.probes import ANONYMOUS
 from migrate.verify.registry import EVALUATORS, Evaluator, Settings, generate
-from migrate.verify.world import World
+from migrate.verify.world import Unique, World
 
 Step = tuple[list[dict[str, Any]], list[str], Iterable[str]]
 """(manifests applied, commands run, namespaces moved to the target once the step ran)."""
@@ -61,7 +62,8 @@ def coexistence(steps: Sequence[Step], source_objects: list[dict[str, Any]],
         return [{"step": i + 1, "not_evaluated": f"no evaluator for {source_mesh} or "
                  f"{target_mesh}"} for i in range(len(steps))]
     world = World(source_objects)
-    baseline = EVALUATORS[source_mesh](source_objects, world, settings)
+    # Memo: the source configuration never changes, so each question is asked of it once.
+    baseline = Memo(EVALUATORS[source_mesh](source_objects, world, settings))
     edges = sorted(set((str(a), str(b)) for a, b in deps))
     probes = _edge_probes(source_mesh, source_objects, world, edges)
     reaches: dict[str, set[str]] = {}
@@ -98,17 +100,32 @@ def coexistence(steps: Sequence[Step], source_objects: list[dict[str, Any]],
             scope = {settings.root_namespace} | control
             for caller, callee in affected:
                 scope |= {caller, callee} | reaches.get(callee, set())
-            target = state.target_objects(scope) + state.patched(scope)
-            applied = {object_key(o): o for o in target if _in_groups(o, source_groups)}
-            source = [applied.pop(object_key(o), o) for ns in sorted(scope | {""})
-                      for o in source_by_ns.get(ns, []) if object_key(o) not in state.deleted]
-            source += [applied[k] for k in sorted(applied)]
-            if consul:
-                source = consul_side.present(source, target, patches)
+            # Until a step deletes or replaces source objects in reach, the source side is the
+            # source configuration itself: the baseline, whose answers are kept across steps.
+            # Each side's evaluator is made at its first question (a step often asks only one).
+            gone = [k for ns in scope | {""} for k in state.deleted_in.get(ns, ())]
+            applied_list = state.target_objects(scope) + state.patched(scope)
+            # A source-mesh object a step applies (a route copy made at step 00) is what the
+            # source side's proxies read from then on, in place of the original.
+            applied = {object_key(o): o for o in applied_list if _in_groups(o, source_groups)}
+            source: list[dict[str, Any]] = []
+            if gone or applied or consul:
+                source = [applied.pop(object_key(o), o) for ns in sorted(scope | {""})
+                          for o in source_by_ns.get(ns, []) if object_key(o) not in state.deleted]
+                source += [applied[k] for k in sorted(applied)]
+                if consul:
+                    source = consul_side.present(source, applied_list, patches)
+                src_now = Memo(lambda source=source: EVALUATORS[source_mesh](
+                    source, world, settings))
+            else:
+                src_now = baseline
             pins = consul_side.pinned(source) if consul else {}
-            now = {"source": EVALUATORS[source_mesh](source, world, settings),
-                   "target": EVALUATORS[target_mesh](
-                       target, target_world(source, target, state.annotations), settings)}
+            target = Unique(applied_list)
+            # (Asked within this step only, so the state it reads is this step's.)
+            now = {"source": src_now, "target": Memo(
+                lambda target=target: EVALUATORS[target_mesh](
+                    target, target_world([], target, state.annotations, base=world,
+                                         deleted=gone), settings))}
             for caller, callee in affected:
                 refused: list[dict[str, Any]] = []
                 rerouted: list[dict[str, Any]] = []
@@ -161,10 +178,10 @@ def _edge_probes(mesh: str, objects: list[dict[str, Any]], world: World,
         requests = {(p.service, p.port, p.path, p.method, p.headers)
                     for p in routing.get(callee, [])}
         requests |= {(name, port, "/", "GET", ()) for name, port in services.get(callee, [])}
-        out[(caller, callee)] = sorted(
+        out[(caller, callee)] = sorted((
             Probe(callee, name, port, path, method, headers, Client(caller, sa), "coexistence")
             for name, port, path, method, headers in sorted(requests)
-            for sa in accounts)[:MAX_PROBES_PER_EDGE]
+            for sa in accounts), key=probe_order)[:MAX_PROBES_PER_EDGE]
     return out
 
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from migrate.verify import consul_filter, injection
+from migrate.verify import changes, consul_filter, injection
 from migrate.verify.model import Outcome, Probe
 from migrate.verify.world import WorkloadInfo, World, dig, rule_origin, unique
 
@@ -171,6 +171,7 @@ class ConsulEvaluator:
         router = self._entry("ServiceRouter", name, ns) if l7 else None
         sources: set[str] = set()
         dest: dict[str, Any] = {}
+        matched: dict[str, Any] | None = None
         rule_path = origin = ""
         if router is not None:
             sources.add(_ref(router))
@@ -179,24 +180,34 @@ class ConsulEvaluator:
                     dest = r.get("destination") if isinstance(r.get("destination"), dict) \
                         else {}
                     rule_path, origin = f"spec.routes[{index}]", rule_origin(router, index)
+                    matched = r.get("match") if isinstance(r.get("match"), dict) else None
                     break
         service = str(dest.get("service") or name)
         shares: dict[str, float] = {}
+        split_ops: list[dict[str, Any]] = []
         self._split_or_resolve(service, str(dest.get("serviceSubset") or ""), ns, 1.0,
-                               shares, sources, 0, use_splitter=not dest.get("serviceSubset"))
+                               shares, sources, 0, use_splitter=not dest.get("serviceSubset"),
+                               split_ops=split_ops)
         resolver = self._entry("ServiceResolver", service, ns)
         timeout = str(dest.get("requestTimeout") or
                       (dig(resolver, "spec", "requestTimeout", default="") if resolver else ""))
         if timeout in ("0", "0s"):
             timeout = ""
+        rewrite, req, resp = changes.consul_route(dest, matched, probe.path)
+        for split in split_ops:  # a split's header changes apply to the requests it takes
+            _, s_req, s_resp = changes.consul_route(split, None, probe.path)
+            req, resp = changes.union(req, s_req), changes.union(resp, s_resp)
         return Outcome("routed", tuple(sorted((k, round(v, 4)) for k, v in shares.items()
                                               if v > 0)),
-                       timeout=timeout, retries=_retries(dest), sources=tuple(sorted(sources)),
+                       timeout=timeout, retries=_retries(dest), rewrite=rewrite,
+                       request_headers=req, response_headers=resp,
+                       sources=tuple(sorted(sources)),
                        rule_path=rule_path, origin_path=origin)
 
     def _split_or_resolve(self, service: str, subset: str, ns: str, share: float,
                           out: dict[str, float], sources: set[str], depth: int,
-                          use_splitter: bool) -> None:
+                          use_splitter: bool, split_ops: list[dict[str, Any]] | None = None
+                          ) -> None:
         splitter = self._entry("ServiceSplitter", service, ns) \
             if use_splitter and depth < _MAX_DEPTH and self.protocol(service, ns) in L7 else None
         if splitter is None:
@@ -206,13 +217,15 @@ class ConsulEvaluator:
         splits = [s for s in dig(splitter, "spec", "splits", default=[]) if isinstance(s, dict)]
         for split in splits:
             weight = float(split.get("weight") or 0) / 100.0
+            if split_ops is not None and weight > 0:
+                split_ops.append(split)
             target = str(split.get("service") or service)
             sub = str(split.get("serviceSubset") or "")
             if sub or target == service:
                 self._resolve(target, sub, ns, share * weight, out, sources, depth + 1)
             else:  # another service's splitter, flattened into this one
                 self._split_or_resolve(target, "", ns, share * weight, out, sources,
-                                       depth + 1, True)
+                                       depth + 1, True, split_ops)
 
     def _resolve(self, service: str, subset: str, ns: str, share: float,
                  out: dict[str, float], sources: set[str], depth: int) -> None:
@@ -272,6 +285,50 @@ class ConsulEvaluator:
                     return str(perm.get("action", "")).lower() == "allow", ref
             return self.default_allow, ref
         return str(source.get("action", "")).lower() == "allow", ref
+
+    def authorization_rules(self, probe: Probe, workload: str, port: int
+                            ) -> set[tuple[str, str]]:
+        """The intention sources (``spec.sources[i]``) and L7 permissions
+        (``spec.sources[i].permissions[j]``) at the workload's destination that the request
+        matches, whichever decided (for coverage). Plaintext requests meet no intention."""
+        info = self.world.workload(workload)
+        if info is None or not injection.consul(info, self.inject_default) or \
+                not probe.client.authenticated:
+            return set()
+        out: set[tuple[str, str]] = set()
+        for intention, d_ns in self._destination_intentions(probe, info):
+            for i, source in enumerate(dig(intention, "spec", "sources", default=[]) or []):
+                if not isinstance(source, dict) or \
+                        self._source_precision(source, probe, d_ns) is None:
+                    continue
+                perms = source.get("permissions") or []
+                if not perms:
+                    out.add((_ref(intention), f"spec.sources[{i}]"))
+                out |= {(_ref(intention), f"spec.sources[{i}].permissions[{j}]")
+                        for j, perm in enumerate(perms)
+                        if isinstance(perm, dict) and _permission_matches(perm, probe)}
+        return out
+
+    def targets(self, probe: Probe, workload: str) -> set[str]:
+        """The intentions whose destination is the workload's Consul service (or ``*``), when
+        its proxy enforces them (for coverage)."""
+        info = self.world.workload(workload)
+        if info is None or not injection.consul(info, self.inject_default):
+            return set()
+        return {_ref(i) for i, _ in self._destination_intentions(probe, info)}
+
+    def _destination_intentions(self, probe: Probe, info: WorkloadInfo
+                                ) -> list[tuple[dict[str, Any], str]]:
+        """The intentions (with their destination namespace) for the workload's service."""
+        dest = self.workload_name(info, self.service_name(probe.namespace, probe.service))
+        out = []
+        for intention in self._intentions_for(dest):
+            d_name = str(dig(intention, "spec", "destination", "name", default=""))
+            d_ns = dig(intention, "spec", "destination", "namespace",
+                       default=dig(intention, "metadata", "namespace", default="default"))
+            if d_name in (dest, "*") and not (self.mirror and d_ns not in (info.namespace, "*")):
+                out.append((intention, str(d_ns)))
+        return out
 
     def _source_precision(self, source: dict[str, Any], probe: Probe,
                           dest_ns: str) -> int | None:

@@ -155,6 +155,14 @@ def best_rule(routes: list[dict[str, Any]], probe: Probe, istio: bool = False
 
     ``istio``: rank matches the way Istio orders them (:func:`istio_rank`) instead of by
     Gateway API specificity."""
+    found = best_match(routes, probe, istio)
+    return None if found is None else found[:3]
+
+
+def best_match(routes: list[dict[str, Any]], probe: Probe, istio: bool = False
+               ) -> tuple[dict[str, Any], dict[str, Any], int, dict[str, Any] | None] | None:
+    """``best_rule`` with the winning match (None: a rule without matches), which a
+    ``ReplacePrefixMatch`` rewrite needs."""
     best: tuple[Any, ...] | None = None
     for r_index, r in enumerate(sorted(routes, key=lambda r: str(dig(r, "metadata", "name")))):
         for i, rule in enumerate(dig(r, "spec", "rules", default=[])):
@@ -166,8 +174,8 @@ def best_rule(routes: list[dict[str, Any]], probe: Probe, istio: bool = False
                 key = ((istio_rank(r, m), -r_index, -i, -j) if istio else
                        (found, -r_index, -i))
                 if best is None or key > best[0]:
-                    best = (key, r, rule, i)
-    return None if best is None else (best[1], best[2], best[3])
+                    best = (key, r, rule, i, m)
+    return None if best is None else (best[1], best[2], best[3], best[4])
 
 
 def backends(world: World, route: dict[str, Any], rule: dict[str, Any]

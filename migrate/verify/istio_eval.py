@@ -23,7 +23,7 @@ import fnmatch
 import re
 from typing import Any
 
-from migrate.verify import gateway, injection
+from migrate.verify import changes, gateway, injection
 from migrate.verify.index import ByNamespace, ByParent
 from migrate.verify.model import Outcome, Probe
 from migrate.verify.world import World, dig, rule_origin
@@ -80,6 +80,11 @@ class IstioEvaluator:
         self.routes = ByParent()
         self._applying: dict[tuple[str, tuple[tuple[str, str], ...]], list[dict[str, Any]]] = {}
         """AuthorizationPolicies applying to a namespace's pods with given labels (cached)."""
+        self._rules: dict[int, tuple[Any, ...]] = {}
+        """What a rule forwards to, by ``id(rule)``: it depends on the rule, not the request
+        (the rules are held by ``self.vs``, so their ids stay theirs)."""
+        self._modes: dict[tuple[Any, ...], tuple[str, tuple[str, ...]]] = {}
+        """_mtls_mode answers per (namespace, pod labels, port)."""
         for obj in sorted(objects, key=lambda o: (str(dig(o, "metadata", "namespace",
                                                           default="")),
                                                   str(dig(o, "metadata", "name", default="")))):
@@ -134,7 +139,9 @@ class IstioEvaluator:
                 continue
             rule_path = f"spec.http[{index}]"
             matches = rule.get("match") or [{}]
-            if not any(self._matches(m, probe) for m in matches if isinstance(m, dict)):
+            matched = next((m for m in matches if isinstance(m, dict)
+                            and self._matches(m, probe)), None)
+            if matched is None:
                 continue
             origin = rule_origin(vs, index)
             if isinstance(rule.get("redirect"), dict):
@@ -142,21 +149,29 @@ class IstioEvaluator:
                 return Outcome("redirect", detail=f"{r.get('redirectCode', 301)} "
                                f"{r.get('uri', probe.path)}", sources=(src,),
                                rule_path=rule_path, origin_path=origin)
-            retries = dig(rule, "retries", "attempts", default=None)
-            retry_on = str(dig(rule, "retries", "retryOn", default="")) if "retries" in rule \
-                else "default"
-            backends, used = self._backends(rule, ns)
-            return Outcome("routed", backends, timeout=str(rule.get("timeout", "")),
-                           retries=DEFAULT_RETRIES if retries is None else int(retries),
-                           detail=retry_on, mirror=_mirrors(rule, ns), sources=(src, *used),
-                           rule_path=rule_path, origin_path=origin)
+            forward = self._rules.get(id(rule))
+            if forward is None:
+                retries = dig(rule, "retries", "attempts", default=None)
+                retry_on = str(dig(rule, "retries", "retryOn", default="")) \
+                    if "retries" in rule else "default"
+                backends, used = self._backends(rule, ns)
+                forward = self._rules[id(rule)] = (
+                    backends, str(rule.get("timeout", "")),
+                    DEFAULT_RETRIES if retries is None else int(retries), retry_on,
+                    _mirrors(rule, ns), used)
+            backends, timeout, attempts, retry_on, mirror, used = forward
+            rewrite, req, resp, fault = changes.istio_rule(rule, matched, probe.path)
+            return Outcome("routed", backends, timeout=timeout, retries=attempts,
+                           detail=retry_on, mirror=mirror, rewrite=rewrite,
+                           request_headers=req, response_headers=resp, fault=fault,
+                           sources=(src, *used), rule_path=rule_path, origin_path=origin)
         return Outcome("no-route", sources=(src,))
 
     def _gateway_route(self, routes: list[dict[str, Any]], probe: Probe) -> Outcome:
-        best = gateway.best_rule(routes, probe, istio=True)
+        best = gateway.best_match(routes, probe, istio=True)
         if best is None:
             return Outcome("no-route", sources=tuple(_ref(r) for r in routes))
-        route, rule, index = best
+        route, rule, index, match = best
         src, origin = (_ref(route),), rule_origin(route, index)
         redirect = gateway.redirect_of(rule, probe)
         if redirect is not None:
@@ -168,11 +183,15 @@ class IstioEvaluator:
         if backend and not isinstance(rule.get("retry"), dict):
             # conversion.go convertHTTPRoute: without a retry, backendRequest is the timeout.
             timeout = str(backend)
+        if timeout in ("0", "0s"):
+            timeout = ""  # Gateway API HTTPRouteTimeouts: zero disables the timeout
         forward = gateway.rule_backends(self.world, route, rule, probe, parent_default=False)
         if forward is None:
             return Outcome("error", detail="500", sources=src, rule_path=f"spec.rules[{index}]",
                            origin_path=origin)
+        rewrite, req, resp = changes.gateway_rule(rule, match, probe.path)
         return Outcome("routed", forward, mirror=gateway.mirrors(route, rule),
+                       rewrite=rewrite, request_headers=req, response_headers=resp,
                        timeout=timeout,
                        retries=DEFAULT_RETRIES if attempts is None else int(attempts),
                        detail="default" if attempts is None else "",
@@ -260,6 +279,29 @@ class IstioEvaluator:
         hit = [p for p in allows if self._policy_matches(p, probe, port)]
         return (bool(hit), tuple(_ref(p) for p in (hit or allows)))
 
+    def authorization_rules(self, probe: Probe, workload: str, port: int
+                            ) -> set[tuple[str, str]]:
+        """The rules (policy, ``spec.rules[i]``) of the AuthorizationPolicies applying at the
+        workload that the request matches, whichever decided (for coverage)."""
+        info = self.world.workload(workload)
+        if info is None or not injection.istio(self.world, info):
+            return set()
+        port = self.world.target_port(probe.namespace, probe.service, port, info)[0] or port
+        labels = dict(info.labels)
+        return {(_ref(p), f"spec.rules[{i}]")
+                for p in self.ap.in_ns(info.namespace, self.root)
+                if self._applies(p, info.namespace, labels)
+                for i, rule in enumerate(dig(p, "spec", "rules", default=[]) or [])
+                if isinstance(rule, dict) and self._rule_matches(rule, probe, port)}
+
+    def targets(self, probe: Probe, workload: str) -> set[str]:
+        """The policies whose target (namespace, selector) holds the workload's pods, when its
+        proxy enforces them (for coverage)."""
+        info = self.world.workload(workload)
+        if info is None or not injection.istio(self.world, info):
+            return set()
+        return self.policy_refs(workload)
+
     def policy_refs(self, workload: str) -> set[str]:
         """Every PeerAuthentication and AuthorizationPolicy that applies to a workload, and its
         Namespace (without a PeerAuthentication, the namespace's PERMISSIVE default decides;
@@ -274,6 +316,14 @@ class IstioEvaluator:
                 } | {f"Namespace/{info.namespace}"}
 
     def _mtls_mode(self, ns: str, labels: dict[str, str], port: int) -> tuple[str, tuple[str, ...]]:
+        key = (ns, tuple(sorted(labels.items())), port)
+        found = self._modes.get(key)
+        if found is None:  # the same pods and port are asked about for every probe
+            found = self._modes[key] = self._find_mtls_mode(ns, labels, port)
+        return found
+
+    def _find_mtls_mode(self, ns: str, labels: dict[str, str], port: int
+                        ) -> tuple[str, tuple[str, ...]]:
         mode, src = "PERMISSIVE", ()
         for scope in ("mesh", "namespace", "workload"):
             for p in self.pa.in_ns(self.root, ns):

@@ -23,16 +23,16 @@ linkerd2-proxy at edge-26.8.3):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 from migrate import facts
 from migrate.dialects.linkerd.injected import injected_labels
 from migrate.durations import to_millis
-from migrate.verify import gateway, injection
+from migrate.verify import changes, gateway, injection
 from migrate.verify.index import ByNamespace, ByParent
 from migrate.verify.linkerd_profile import Profiles
 from migrate.verify.model import Outcome, Probe
-from migrate.verify.world import World, WorkloadInfo, dig, rule_origin, unique
+from migrate.verify.world import WorkloadInfo, World, dig, rule_origin, unique
 
 # fact: linkerd.unsupported-filter-ignores-route
 UNSUPPORTED_FILTERS = {"URLRewrite", "RequestMirror", "ExtensionRef", "CORS", "ExternalAuth"}
@@ -49,7 +49,8 @@ class LinkerdEvaluator:
                  control_plane_namespace: str = "linkerd", cluster_domain: str = "cluster.local"
                  ) -> None:
         self.world = world
-        self.profiles = Profiles(manifests, world, cluster_domain)
+        manifests = unique(manifests)  # once, for the profiles and the rest
+        self.profiles = Profiles(manifests, world, cluster_domain, deduplicated=True)
         self.server_authorizations = ByNamespace()
         self.cluster_default = cluster_default
         self.identity_suffix = f"serviceaccount.identity.{control_plane_namespace}.{trust_domain}"
@@ -62,7 +63,9 @@ class LinkerdEvaluator:
                                                    set[tuple[str, str]]]]] = {}
         self._targets: dict[str, list[tuple[dict[str, Any], Any, Any]]] = {}
         self._sas: dict[str, list[dict[str, Any]]] = {}
-        for m in unique(manifests):
+        self._server_of: dict[tuple[Any, ...], dict[str, Any] | None] = {}
+        self._inbound: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for m in manifests:
             try:
                 self._index(m)
             except (TypeError, AttributeError, ValueError, KeyError):
@@ -102,10 +105,10 @@ class LinkerdEvaluator:
             return Outcome("routed", ((name or f"Service/{probe.namespace}/{probe.service}",
                                        1.0),),
                            retries=_retries(annotations))
-        best = gateway.best_rule(live, probe)
+        best = gateway.best_match(live, probe)
         if best is None:
             return Outcome("no-route", sources=tuple(_ref(r) for r in live))
-        route, rule, index = best
+        route, rule, index, match = best
         annotations = dig(route, "metadata", "annotations", default={})
         src = (_ref(route),)
         rule_path, origin = f"spec.rules[{index}]", rule_origin(route, index)
@@ -125,8 +128,11 @@ class LinkerdEvaluator:
         if forward is None:
             return Outcome("error", detail="500", sources=src, rule_path=rule_path,
                            origin_path=origin)
+        # URLRewrite never gets here: Linkerd ignores a route using it (UNSUPPORTED_FILTERS).
+        _, req, resp = changes.gateway_rule(rule, match, probe.path)
         return Outcome("routed", forward, timeout=str(timeout),
-                       retries=_retries(annotations), sources=src, rule_path=rule_path,
+                       retries=_retries(annotations), request_headers=req,
+                       response_headers=resp, sources=src, rule_path=rule_path,
                        origin_path=origin)
 
     def _score(self, route: dict[str, Any], m: dict[str, Any], probe: Probe
@@ -139,44 +145,89 @@ class LinkerdEvaluator:
         info = self.world.workload(workload)
         if info is None or not injection.linkerd(self.world, info):
             return True, ()  # no proxy in the pod: nothing is enforced there
-        number, name = self.world.target_port(probe.namespace, probe.service, port, info)
-        pod = set(info.labels) | set(_injected(info).items())
-        server = next((s for s, s_port, selector in self._servers_by_name(info.namespace)
-                       if s_port in (number, name) and selector <= pod), None)
+        server = self._server(probe, info, port)
         if server is None:
             key = "config.linkerd.io/default-inbound-policy"
             default = dict(info.annotations).get(key) or self.world.namespaces.get(
                 info.namespace, {}).get(key, self.cluster_default)
             return self._default_allows(default, probe), ()
-        sname = dig(server, "metadata", "name")
         src = (_ref(server),)
-        inbound = [r for r in self.routes.parented("Server", info.namespace, str(sname))
-                   if _ns(r) == info.namespace and any(
-                       p.get("kind") == "Server" and p.get("name") == sname
-                       for p in dig(r, "spec", "parentRefs", default=[]))]
-        route_name = None
-        if inbound:
-            best = None
-            for r in sorted(inbound, key=lambda r: str(dig(r, "metadata", "name"))):
-                for rule in dig(r, "spec", "rules", default=[]):
-                    for m in rule.get("matches") or [{}]:
-                        score = self._score(r, m, probe)
-                        if score is not None and (best is None or score > best[0]):
-                            best = (score, dig(r, "metadata", "name"))
-            if best is None:
-                return False, src
-            route_name = best[1]
+        route_name = self._inbound_route(probe, info, server)
+        if route_name is False:
+            return False, src
+        grant = next(self._grants(probe, info, server, route_name), None)
+        if grant is not None:
+            return True, (grant,)
+        access = str(dig(server, "spec", "accessPolicy", default="deny"))
+        return self._default_allows(access, probe), src
+
+    def authorization_rules(self, probe: Probe, workload: str, port: int
+                            ) -> set[tuple[str, str]]:
+        """The authorizations (each one rule, ``spec``) at the workload's Server that admit
+        the request, whichever decided (for coverage)."""
+        info = self.world.workload(workload)
+        if info is None or not injection.linkerd(self.world, info):
+            return set()
+        server = self._server(probe, info, port)
+        route_name = self._inbound_route(probe, info, server) if server is not None else False
+        if server is None or route_name is False:
+            return set()
+        return {(ref, "spec") for ref in self._grants(probe, info, server, route_name)}
+
+    def _server(self, probe: Probe, info: WorkloadInfo, port: int) -> dict[str, Any] | None:
+        """The Server selecting the pod and the container port the request reaches."""
+        number, name = self.world.target_port(probe.namespace, probe.service, port, info)
+        injected = tuple(sorted(_injected(info).items()))
+        key = (info.namespace, info.labels, injected, number, name)
+        if key not in self._server_of:  # the same pod and port are asked about for every probe
+            pod = set(info.labels) | set(injected)
+            self._server_of[key] = next(
+                (s for s, s_port, selector in self._servers_by_name(info.namespace)
+                 if s_port in (number, name) and selector <= pod), None)
+        return self._server_of[key]
+
+    def _inbound_route(self, probe: Probe, info: WorkloadInfo, server: dict[str, Any]
+                       ) -> str | None | bool:
+        """The name of the Server's inbound route the request takes; None when the Server
+        has none (every request); False when it has routes and none matches (refused)."""
+        inbound = self._inbound_routes(info.namespace, str(dig(server, "metadata", "name")))
+        if not inbound:
+            return None
+        best = None
+        for r in inbound:
+            for rule in dig(r, "spec", "rules", default=[]):
+                for m in rule.get("matches") or [{}]:
+                    score = self._score(r, m, probe)
+                    if score is not None and (best is None or score > best[0]):
+                        best = (score, dig(r, "metadata", "name"))
+        return False if best is None else str(best[1])
+
+    def _grants(self, probe: Probe, info: WorkloadInfo, server: dict[str, Any],
+                route_name: str | None) -> Iterator[str]:
+        """The authorizations that admit the request at the Server, in the order the
+        evaluator asks them (the first one decides)."""
+        sname = dig(server, "metadata", "name")
         for p, kind, target in self._policy_targets(info.namespace):
             hits = (kind == "Server" and target == sname) or \
                 (kind == "HTTPRoute" and target == route_name) or \
                 (kind == "Namespace" and target == info.namespace)
             if hits and self._refs_hold(p, probe):
-                return True, (_ref(p),)
+                yield _ref(p)
         for sa in self._authorizations_sorted(info.namespace):
             if self._authorizes(sa, server) and self._client_ok(sa, probe):
-                return True, (_ref(sa),)
-        access = str(dig(server, "spec", "accessPolicy", default="deny"))
-        return self._default_allows(access, probe), src
+                yield _ref(sa)
+
+    def _inbound_routes(self, namespace: str, server: str) -> list[dict[str, Any]]:
+        """The routes with a Server as parent, sorted by name (worked out once per Server)."""
+        key = (namespace, server)
+        if key not in self._inbound:
+            self._inbound[key] = sorted(
+                (r for r in self.routes.parented("Server", namespace, server)
+                 if _ns(r) == namespace and any(
+                     p.get("kind") == "Server" and p.get("name") == server
+                     for p in dig(r, "spec", "parentRefs", default=[]))),
+                key=lambda r: str(dig(r, "metadata", "name")))
+        return self._inbound[key]
 
     def _policy_targets(self, namespace: str) -> list[tuple[dict[str, Any], Any, Any]]:
         """A namespace's AuthorizationPolicies with their targetRef kind and name, in input
@@ -212,6 +263,14 @@ class LinkerdEvaluator:
                   dig(s, "spec", "podSelector", "matchLabels", default={}).items()})
                 for s in servers]
         return cache[namespace]
+
+    def targets(self, probe: Probe, workload: str) -> set[str]:
+        """The Servers and authorizations that govern the workload's pods, when its proxy
+        enforces them (for coverage)."""
+        info = self.world.workload(workload)
+        if info is None or not injection.linkerd(self.world, info):
+            return set()
+        return self.policy_refs(workload)
 
     def policy_refs(self, workload: str) -> set[str]:
         """Source objects that decide a workload's inbound policy (their losses may explain an

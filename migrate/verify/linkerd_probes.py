@@ -91,11 +91,17 @@ def _conditions(cond: Any) -> list[dict[str, Any]]:
     return [merged]
 
 
-def routing_probes(objects: list[dict[str, Any]], world: World) -> list[Probe]:
-    """Probes for every Linkerd route, ServiceProfile and TrafficSplit."""
+def routing_probes(objects: list[dict[str, Any]], world: World,
+                   groups: tuple[str, ...] = _ROUTE_GROUPS) -> list[Probe]:
+    """Probes for every Linkerd route, ServiceProfile and TrafficSplit; with ``groups``,
+    only for the Service-parented routes of those API groups (Istio reads the
+    ``gateway.networking.k8s.io`` ones, and only those)."""
     matches: dict[tuple[str, str], list[dict[str, Any]]] = {}
     whys: dict[tuple[str, str], str] = {}
     for obj in objects:
+        if groups != _ROUTE_GROUPS and not (obj.get("kind") in ("HTTPRoute", "GRPCRoute")
+                                            and _group(obj) in groups):
+            continue
         try:
             _collect(obj, matches, whys)
         except _DAMAGED:
@@ -148,6 +154,8 @@ def _clients(obj: dict[str, Any]) -> set[Client]:
         parts = str(ident).split(".")
         if len(parts) > 2 and "*" not in parts[:2]:
             found.add(Client(parts[1], parts[0]))
+        elif len(parts) > 2 and parts[0] == "*" and "*" not in parts[1]:
+            found.add(Client(parts[1], "default"))  # any account of that namespace
     for ref in (mesh.get("identityRefs") or []) + (mesh.get("serviceAccounts") or []):
         if not isinstance(ref, dict):
             continue

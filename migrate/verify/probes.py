@@ -18,7 +18,7 @@ from itertools import islice
 from typing import Any
 
 from migrate.verify.istio_eval import _host_key
-from migrate.verify.model import Client, Probe
+from migrate.verify.model import Client, Probe, probe_order
 from migrate.verify.world import World, dig
 
 UNKNOWN = Client("meshmigrate-probe", "unknown")
@@ -58,7 +58,10 @@ def _is_istio(obj: dict[str, Any], kind: str, group: str) -> bool:
 
 
 def routing_probes(objects: list[dict[str, Any]], world: World) -> list[Probe]:
-    """Probes for every mesh VirtualService's rules."""
+    """Probes for every mesh VirtualService's rules, and for every Gateway API route with a
+    Service parent (Istio reads those too: GAMMA)."""
+    from migrate.verify import linkerd_probes  # the Gateway API samples live there
+
     out: list[Probe] = []
     for vs in objects:
         if _is_istio(vs, "VirtualService", "networking.istio.io"):
@@ -66,7 +69,7 @@ def routing_probes(objects: list[dict[str, Any]], world: World) -> list[Probe]:
                 out.extend(_vs_probes(vs, world))
             except _DAMAGED:
                 continue
-    return out
+    return out + linkerd_probes.routing_probes(objects, world, ("gateway.networking.k8s.io",))
 
 
 def _vs_probes(vs: dict[str, Any], world: World) -> list[Probe]:
@@ -90,7 +93,7 @@ def _vs_probes(vs: dict[str, Any], world: World) -> list[Probe]:
                     probes.extend(_match_probes(svc.namespace, svc.name, port, m, why))
         if svc.grpc:
             probes = [g for g in map(_as_grpc, probes) if g is not None]
-        out.extend(sorted(set(probes))[:MAX_PER_SERVICE])
+        out.extend(sorted(set(probes), key=probe_order)[:MAX_PER_SERVICE])
     return out
 
 
@@ -291,7 +294,7 @@ def service_probes(ns: str, name: str, world: World, matches: list[dict[str, Any
             probes += [make(paths[0], method, hit_h, {**hit_q, q: v}) for v in values[1:]]
     if svc.grpc:
         probes = [g for g in map(_as_grpc, probes) if g is not None]
-    return sorted(set(probes))[:MAX_PER_SERVICE]
+    return sorted(set(probes), key=probe_order)[:MAX_PER_SERVICE]
 
 
 def identity_probes(world: World, namespaces: dict[str, set[tuple[str, str]]],
@@ -312,5 +315,5 @@ def identity_probes(world: World, namespaces: dict[str, set[tuple[str, str]]],
                   for port, _, _ in svc.ports
                   for path, method in sorted(namespaces[ns] | {("/", "GET"), ("/", "DELETE")})
                   for client in sorted(named | {UNKNOWN, ANONYMOUS})}
-        out.extend(sorted(probes)[:MAX_PER_SERVICE])
+        out.extend(sorted(probes, key=probe_order)[:MAX_PER_SERVICE])
     return out

@@ -13,7 +13,7 @@ from migrate.verify import consul_probes, linkerd_probes, probes
 from migrate.verify.consul_eval import ConsulEvaluator
 from migrate.verify.istio_eval import IstioEvaluator
 from migrate.verify.linkerd_eval import LinkerdEvaluator
-from migrate.verify.model import Outcome, Probe
+from migrate.verify.model import Outcome, Probe, probe_order
 from migrate.verify.world import World
 
 
@@ -70,4 +70,4 @@ PROBES: dict[str, tuple[ProbeGen, ...]] = {
 
 def generate(mesh: str, objects: list[dict[str, Any]], world: World) -> list[Probe]:
     """All probes for a source configuration, sorted and without duplicates."""
-    return sorted({p for gen in PROBES[mesh] for p in gen(objects, world)})
+    return sorted({p for gen in PROBES[mesh] for p in gen(objects, world)}, key=probe_order)

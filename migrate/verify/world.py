@@ -14,6 +14,9 @@ _TEMPLATE = {"Deployment": ("spec", "template"), "StatefulSet": ("spec", "templa
              "Job": ("spec", "template"), "CronJob": ("spec", "jobTemplate", "spec", "template"),
              "Pod": ()}
 
+_KINDS_LOWER = {kind.lower(): kind for kind in _TEMPLATE}
+"""Workload kinds as ``kubectl delete`` names them."""
+
 
 def dig(obj: Any, *keys: Any, default: Any = None) -> Any:
     """Nested lookup that tolerates wrong types."""
@@ -37,9 +40,16 @@ def rule_origin(obj: dict[str, Any], index: int) -> str:
     return origins[index] if 0 <= index < len(origins) else ""
 
 
+class Unique(list):  # type: ignore[type-arg]
+    """Objects known to hold one copy per object (a cluster state's), which ``unique`` takes
+    as they are: each evaluator built at each step of the coexistence check asked again."""
+
+
 def unique(objects: Iterable[Any]) -> list[dict[str, Any]]:
     """The objects with one copy per (API group, kind, namespace, name): the last one, as the
     reader keeps the copy read last."""
+    if isinstance(objects, Unique):
+        return objects
     found: dict[tuple[str, str, str, str], dict[str, Any]] = {}
     for obj in objects:
         if isinstance(obj, dict):
@@ -89,14 +99,45 @@ class World:
         self.namespaces: dict[str, dict[str, str]] = {}
         self._selected: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[str, ...]] = {}
         """select() answers; every change to the workloads clears it."""
+        self._by_id: dict[str, WorkloadInfo] = {}
+        """Workloads by id (``workload()`` is asked for every probe and workload)."""
+        self._backends: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+        self._ports: dict[tuple[str, str, int, str], tuple[int, str]] = {}
+        """backend() and target_port() answers; every change to the world clears them."""
         for obj in objects:
             try:
                 self._add(obj)
             except (TypeError, AttributeError, ValueError, KeyError):
                 continue  # a damaged object: the reader has reported it already
 
-    def _add(self, obj: Any) -> None:
+    def copy(self, without: Iterable[tuple[str, str, str, str]] = ()) -> "World":
+        """A copy to change apart (target manifests merged in), without the objects named in
+        ``without`` ((lower-case kind, API group, namespace, name), as ``kubectl delete``
+        names them): cheaper than reading the same objects again."""
+        out = World(())
+        out.services = dict(self.services)
+        out.workloads = {ns: list(ws) for ns, ws in self.workloads.items()}
+        out.namespaces = {ns: dict(v) for ns, v in self.namespaces.items()}
+        out._by_id = dict(self._by_id)
+        for kind, group, ns, name in without:
+            if kind == "service" and group == "":
+                out.services.pop((ns, name), None)
+            elif kind == "namespace" and group == "":
+                out.namespaces.pop(name, None)
+            elif kind in _KINDS_LOWER:
+                wid = f"{_KINDS_LOWER[kind]}/{ns}/{name}"
+                if out._by_id.pop(wid, None) is not None:
+                    out.workloads[ns] = [w for w in out.workloads[ns] if w.id != wid]
+        return out
+
+    def _changed(self) -> None:
+        """Forget the answers worked out from the workloads and Services."""
         self._selected.clear()
+        self._backends.clear()
+        self._ports.clear()
+
+    def _add(self, obj: Any) -> None:
+        self._changed()
         if isinstance(obj, dict):
             kind = obj.get("kind")
             meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
@@ -129,6 +170,7 @@ class World:
                 same = self.workloads.setdefault(ns, [])
                 same[:] = [w for w in same if w.id != info.id]  # a later copy wins, as in
                 same.append(info)  # the reader's duplicate handling
+                self._by_id[info.id] = info
 
     def patch_workload(self, obj: dict[str, Any]) -> None:
         """Merge a target manifest that patches an existing workload's pod template (a writer
@@ -136,7 +178,7 @@ class World:
         kind = obj.get("kind")
         if kind not in _TEMPLATE or not _TEMPLATE[kind]:
             return
-        self._selected.clear()
+        self._changed()
         meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
         ns, name = str(meta.get("namespace") or "default"), str(meta.get("name", ""))
         template = dig(obj, *_TEMPLATE[kind], default={})
@@ -152,9 +194,11 @@ class World:
                     old.service_account, old.ports,
                     tuple(sorted({**dict(old.annotations), **{str(k): str(v) for k, v in (
                         notes if isinstance(notes, dict) else {}).items()}}.items())))
+                self._by_id[old.id] = found[i]
 
     def add_service(self, obj: dict[str, Any]) -> None:
         """Add (or merge metadata into) a Service."""
+        self._changed()
         meta = obj.get("metadata") or {}
         ns, name = str(meta.get("namespace") or "default"), str(meta.get("name"))
         annotations = tuple(sorted((meta.get("annotations") or {}).items()))
@@ -196,20 +240,31 @@ class World:
         """How a backend is named in outcomes: the workloads it reaches, or, where the input
         has no workloads, the pod selector itself (so a subset and the per-subset Service that
         replaces it compare equal)."""
-        pods = self.select(namespace, labels)
-        if pods:
-            return "+".join(pods)
-        return f"pods/{namespace}{{{','.join(f'{k}={v}' for k, v in sorted(labels.items()))}}}" \
-            if labels else ""
+        key = (namespace, tuple(sorted((str(k), str(v)) for k, v in labels.items())))
+        found = self._backends.get(key)
+        if found is None:
+            pods = self.select(namespace, labels)
+            found = "+".join(pods) if pods else (
+                f"pods/{namespace}{{{','.join(f'{k}={v}' for k, v in key[1])}}}"
+                if labels else "")
+            self._backends[key] = found
+        return found
 
     def workload(self, wid: str) -> WorkloadInfo | None:
         """A workload by id."""
-        ns = wid.split("/")[1]
-        return next((w for w in self.workloads.get(ns, []) if w.id == wid), None)
+        return self._by_id.get(wid)
 
     def target_port(self, namespace: str, service: str, port: int, workload: WorkloadInfo
                     ) -> tuple[int, str]:
         """(container port number, container port name) a Service port reaches on a workload."""
+        key = (namespace, service, port, workload.id)
+        found = self._ports.get(key)
+        if found is None or self._by_id.get(workload.id) is not workload:
+            found = self._ports[key] = self._target_port(namespace, service, port, workload)
+        return found
+
+    def _target_port(self, namespace: str, service: str, port: int, workload: WorkloadInfo
+                     ) -> tuple[int, str]:
         svc = self.services.get((namespace, service))
         labels = dict(workload.labels)
         if svc and not (svc.selector and all(labels.get(k) == v for k, v in svc.selector)):

@@ -261,11 +261,17 @@ def _path(ctx: WriteContext, ref: ObjectRef, rm: RouteMatch) -> dict[str, str]:
     if kind == "regex":
         return {"type": "RegularExpression", "value": value}
     if kind == "prefix" and value not in ("", "/"):
-        if ctx.source_mesh == "istio":  # Gateway API sources had segment prefixes already
+        # Istio's uri prefix and Consul's pathPrefix match raw strings (Gateway API sources had
+        # segment prefixes already): "/v1/" did not match "/v1", PathPrefix "/v1/" does.
+        field = {"istio": "uri", "consul": "http.pathPrefix"}.get(ctx.source_mesh)
+        if field:
             ctx.losses.report(
-                "ROUTE_PREFIX_SEGMENT", Severity.INFO, "route.http", ref, f"{rm.origin_path}.uri",
-                f"Istio prefix {value!r} matched raw strings; PathPrefix matches whole path "
-                "segments", "Usually the intent; if raw-prefix matching mattered, use a regex.")
+                "ROUTE_PREFIX_SEGMENT", Severity.INFO, "route.http", ref,
+                f"{rm.origin_path}.{field}",
+                f"{ctx.source_mesh.capitalize()} prefix {value!r} matched raw strings; "
+                "PathPrefix matches whole path segments"
+                f"{' and also ' + value.rstrip('/') if value.endswith('/') else ''}",
+                "Usually the intent; if raw-prefix matching mattered, use a regex.")
         return {"type": "PathPrefix", "value": value}
     return {"type": "PathPrefix", "value": "/"}
 
