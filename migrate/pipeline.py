@@ -300,7 +300,8 @@ def _plan_migration(options: PlanOptions) -> PlanResult:
         ingress_namespaces=sorted(ingress), order_overridden=bool(options.order),
         override_cost=cost, steps=steps, losses=list(losses), outside=outside,
         input_problems=[str(p) for p in problems],
-        skipped=dict(sorted(read.skipped.items())), settings=settings, input_digest=digest)
+        skipped=dict(sorted(read.skipped.items())), settings=settings, input_digest=digest,
+        staged_policy=COEXISTENCE[options.target].STAGED_POLICY)
     plan.ledger = ledger.build_ledger(steps, plan.losses, read, options.target, listed,
                                       unreadable)
     if options.verify:

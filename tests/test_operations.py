@@ -121,7 +121,8 @@ spec:
 
 
 @pytest.mark.parametrize("target,words", [
-    ("linkerd", ("valid for one year", "--identity-trust-anchors-file")),
+    ("linkerd", ("valid for one year", "both trust anchor and issuer",
+                 "--identity-trust-anchors-file")),
     ("istio", ("istio-ca-secret", "plugin-ca-cert")),
     ("consul", ("built-in CA", "root_cert_ttl")),
 ])
@@ -161,9 +162,13 @@ def test_the_cleanup_deletes_a_control_namespace_with_only_the_meshs_own_workloa
     cleanup = plan.steps[-1]
     commands = texts(cleanup.commands)
     delete = commands.index("kubectl delete namespace istio-system --ignore-not-found")
-    # The input need not show every workload there: the step looks right before deleting.
-    assert commands[delete - 1].startswith(
-        "kubectl get deployments,statefulsets,daemonsets -n istio-system  # only Istio's own")
+    uninstall = commands.index("istioctl uninstall --purge -y")
+    # The input need not show everything there: the step looks before the uninstall (after
+    # it, Istio's own workloads are gone and the list says nothing about them).
+    [check] = [i for i, c in enumerate(commands) if c.startswith(
+        "kubectl get deployments,statefulsets,daemonsets,jobs,services,configmaps,secrets "
+        "-n istio-system  # only Istio's own")]
+    assert check < uninstall < delete
     assert not [m for m in cleanup.manual if m.startswith("Namespace istio-system")]
 
 

@@ -220,8 +220,13 @@ class Coexistence(ABC):
     def verify_left_everywhere(self) -> list[Command]:
         """Before the uninstall: no pod in any namespace (those the plan never read too)
         still runs this mesh's proxy."""
-        return [pipe(pods_with_containers(None), ("grep", self.PROXY_CONTAINER),
-                     note=f"expect no output; stop here if any pod still runs {self.TITLE}")]
+        # The control namespace's own pods (istio-system's gateways run an istio-proxy
+        # container too) go with the uninstall: only the others must have left.
+        return [pipe(pods_with_containers(None), ("grep", "-v", f"^{self.CONTROL_NAMESPACE}/"),
+                     ("grep", self.PROXY_CONTAINER),
+                     note=f"expect no output; stop here if a pod outside "
+                     f"{self.CONTROL_NAMESPACE} still runs {self.TITLE}'s proxy (an ingress "
+                     "gateway elsewhere too: retire it first)")]
 
     def enforced_policy(self, enforced: Sequence[Manifest]) -> str:
         """What enforcing changes, for the enforce step's summary (``enforced``: the manifests

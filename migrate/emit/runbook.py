@@ -107,9 +107,10 @@ def _lines(plan: Plan) -> Iterator[str]:
         "before their callers, so a migrated namespace only calls migrated namespaces (full mTLS "
         "and identities) and namespaces still on the source mesh never receive plaintext from "
         "the target; the only relaxation is on the target side, where calls from the source "
-        "mesh are admitted without a peer identity (on the same ports, paths and methods as "
-        "before) until the last source-mesh caller has moved. Namespaces that call each other "
-        "move together. Ingress-facing namespaces and the ingress gateway go last.")
+        "mesh are admitted without a peer identity until the last source-mesh caller has "
+        f"moved ({plan.staged_policy or 'the staged policy'}). Namespaces that call each "
+        "other move together. Ingress-facing namespaces go last; the ingress step says when "
+        "the ingress itself moves.")
     add("")
     if plan.order_overridden:
         add("**The order was set by hand (`--order`).**" + (

@@ -775,9 +775,10 @@ def _ingress(p: PlanInput, number: int, before: int | None = None) -> Step:
             verb = "refuses" if authz.action == "DENY" else "admits"
             step.manual.append(
                 f"{authz.origin.ref.kind} {authz.namespace}/{authz.name} {verb} callers from "
-                f"{p.root_namespace} ({src.INGRESS}): its {dst.TITLE} form names the same "
-                "namespace; add the new ingress's namespace or service account to the "
-                "authorization generated from it before its enforce step.")
+                f"{p.root_namespace} ({src.INGRESS}), which the new ingress will not run in: "
+                f"check what the {dst.TITLE} authorization generated from it admits (its "
+                "losses say what was left out) and add the new ingress's namespace or "
+                "service account to it before its enforce step.")
     if p.source.MESH == "istio" and any(r.kind == "Gateway" and not src.owns(r)
                                         for r in p.read.raw):
         step.manual.append("Gateway API Gateways served by Istio's controller (gatewayClassName "

@@ -89,6 +89,9 @@ class Plan:
     input_problems: list[str]
     skipped: dict[str, int]
     settings: list[SettingUsed] = field(default_factory=list)
+    staged_policy: str = ""
+    """What the target's staged (not yet enforcing) policy admits, in the target's words
+    (``Coexistence.STAGED_POLICY``): the one relaxation the runbook's order section names."""
     """The source mesh's install settings the plan used, each with where its value came from."""
     equivalence: Any = None
     """:class:`migrate.verify.compare.Equivalence` of the final state, when computed."""

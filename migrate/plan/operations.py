@@ -77,15 +77,19 @@ def install_namespace_neighbours(p: PlanInput, cleanup: Step) -> list[str]:
     delete = src.delete_control_namespace()
     if delete is None or delete not in cleanup.commands:
         return []
-    at = cleanup.commands.index(delete)
     if not others:
-        # The input may not show the namespace's workloads: the person looks before deleting.
+        # The input may not show what lives there: the person looks before the uninstall (after
+        # it, the mesh's own objects are gone and the list cannot tell them from the others).
+        first = src.uninstall_commands()[0]
+        at = cleanup.commands.index(first) if first in cleanup.commands else \
+            cleanup.commands.index(delete)
         cleanup.commands.insert(at, run(
-            "kubectl", "get", "deployments,statefulsets,daemonsets", "-n", src.CONTROL_NAMESPACE,
-            note=f"only {src.TITLE}'s own ({', '.join(p + '*' for p in src.OWN_PREFIXES)}); "
-            "anything else is deleted with the namespace: move it first"))
+            "kubectl", "get", "deployments,statefulsets,daemonsets,jobs,services,configmaps,"
+            "secrets", "-n", src.CONTROL_NAMESPACE,
+            note=f"only {src.TITLE}'s own ({', '.join(p + '*' for p in src.OWN_PREFIXES)}, its "
+            "CA and config); anything else is deleted with the namespace: move it first"))
         return []
-    del cleanup.commands[at]
+    cleanup.commands.remove(delete)
     return [f"Namespace {src.CONTROL_NAMESPACE} also runs {', '.join(others)}, which are not "
             f"{src.TITLE}'s: the plan does not delete the namespace. Once the uninstall is done, "
             f"check `kubectl get all -n {src.CONTROL_NAMESPACE}` shows only that software, and "

@@ -84,6 +84,10 @@ def coexistence(steps: Sequence[Step], source_objects: list[dict[str, Any]],
     patches: dict[Any, dict[str, Any]] = {}
     gateway = consul_side.gateway_routes(source_objects) if consul else []
     control = consul_side.control_namespaces(source_objects) if consul else set()
+    if target_mesh == "consul":
+        # The Mesh entry step 00 applies (allowEnablingPermissiveMutualTLS) is read by every
+        # Consul proxy, whichever namespace a call is in.
+        control |= consul_side.control_namespaces(m for step in steps for m in step[0])
     for index, (manifests, commands, moved_now) in enumerate(steps):
         moved = set(moved_now)
         extra: list[dict[str, Any]] = []

@@ -195,8 +195,8 @@ class IstioCoexistence(Coexistence):
         if secrets:
             notes.append("TLS secrets the Istio gateways serve (the gateway reads them from "
                          "its own namespace): " + ", ".join(sorted(secrets)) + ". Copy each "
-                         "to the new ingress's namespace, or allow the reference with a "
-                         "ReferenceGrant, before DNS moves.")
+                         "to the new ingress's namespace before DNS moves (a ReferenceGrant "
+                         "to them would break when the cleanup deletes istio-system).")
         if cors:
             notes.append("VirtualServices bound to an ingress gateway answer CORS preflights "
                          "(corsPolicy): " + ", ".join(sorted(cors)) + ". Configure the same "

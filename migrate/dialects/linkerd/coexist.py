@@ -159,14 +159,15 @@ class LinkerdCoexistence(Coexistence):
         # fact: linkerd.trust-anchor
         return [
             "Decide the trust anchor before `linkerd install`: without the --identity-* flags "
-            "it generates a trust anchor and an issuer certificate, each valid for one year, "
-            "and nothing rotates them; meshed connections fail once they expire. For "
+            "it generates one self-signed certificate, valid for one year, that serves as both "
+            "trust anchor and issuer, and nothing rotates it; meshed connections fail once it "
+            "expires, and replacing it is a trust-anchor rotation. For "
             "production create your own (https://linkerd.io/2/tasks/generate-certificates/), "
             "add --identity-trust-anchors-file, --identity-issuer-certificate-file and "
             "--identity-issuer-key-file to the `linkerd install` below, and automate the "
             "issuer's rotation (https://linkerd.io/2/tasks/"
             "automatically-rotating-control-plane-tls-credentials/). `linkerd check` warns "
-            "60 days before either expires."]
+            "60 days before expiry."]
 
     def install_verify(self) -> list[Command]:
         """Checks after installing."""
