@@ -169,6 +169,10 @@ CODES: dict[str, Code] = {
     "PLAN_PLAINTEXT_HOP": Code("plan", "Plaintext hop during coexistence",
                                "Traffic between the two meshes is plaintext and carries no peer "
                                "identity while both run."),
+    "PLAN_RESTART_CYCLE": Code("plan", "Workloads of one step that call each other",
+                               "A move step restarts its workloads callees first; workloads "
+                               "that call each other cannot all be served, so the one that "
+                               "restarts first is refused by the others until they restart."),
     "AUTHZ_WORKLOAD_DEFAULT": Code("write", "Workload default deny on undeclared ports",
                                    "Pods an ALLOW policy selects get the default inbound "
                                    "policy deny, so ports no container or Service declares "

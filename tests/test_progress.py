@@ -46,7 +46,7 @@ def test_progress_shows_the_stages_on_a_terminal(tmp_path: Path):
                   "checking equivalence", "checking coexistence"):
         assert f"\rmeshmigrate: {stage}..." in terminal
     # The line is erased before the report, which starts on a clean line.
-    assert "\r" + " " * 110 + "\rmeshmigrate: 27 losses" in terminal
+    assert "\r" + " " * 110 + "\rmeshmigrate: 28 losses" in terminal
 
 
 def test_quiet_and_pipes_show_no_progress(tmp_path: Path):
@@ -69,7 +69,7 @@ def test_quiet_prints_errors_and_the_summary_lines_only(tmp_path: Path):
     assert [line.split(":")[0] for line in lines] == ["meshmigrate", "error", "meshmigrate",
                                                       "meshmigrate", "meshmigrate"], lines
     assert lines[0].startswith("meshmigrate: detected istio")
-    assert lines[2].startswith("meshmigrate: 27 losses (5 manual")
+    assert lines[2].startswith("meshmigrate: 28 losses (5 manual")
     assert lines[3] == f"meshmigrate: wrote 10 steps to {tmp_path / 'out'}"
     assert lines[4].startswith("meshmigrate: equivalence: ")
     verified = CliRunner().invoke(main, ["verify", "--from", "istio", "-f", SHOP, "--plan",

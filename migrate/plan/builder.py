@@ -35,6 +35,7 @@ from migrate.plan.commands import Command, json_arg, noted, pipe, render, run
 from migrate.plan.disruption import restart_notes, waits_for_rollout
 from migrate.plan.model import Step
 from migrate.plan.operations import add_operations, cni_reason
+from migrate.plan.restart_order import callee_first
 from migrate.sources.model import RawObject
 
 INGRESS = "(ingress)"
@@ -390,7 +391,9 @@ def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int],
     rollback: list[Command | str] = [_restore(step.id)] if inbound or vacate.before or \
         vacate.after else []
     switch: list[Command] = []
-    patches: list[Command] = []
+    # Per workload (kind, name, namespace): its pod-template patches, then its restart (when
+    # no patch starts the rollout) and the wait for it.
+    units: dict[tuple[str, str, str], list[Command]] = {}
     back: list[Command] = []
     # Namespaces whose Services are called from later steps restart first (their source
     # entries are gone by then); the others wait in permissive mode (see _vacate).
@@ -408,7 +411,11 @@ def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int],
                 dst.join_commands(ns, staged, meshed) + \
                 staging.workload_annotations(p.target, meshed) + \
                 dst.keep_out_commands(outside):
-            (patches if _template_patch(command) else switch).append(command)
+            key = _template_patch(command)
+            if key:
+                units.setdefault(key, []).append(command)
+            else:
+                switch.append(command)
         step.manual += dst.join_manual(ns, meshed)
         for w in meshed:
             step.manual += dst.identity_manual(w, sorted(s.key.name
@@ -422,17 +429,17 @@ def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int],
             step.summary += (f" Not in {src.TITLE} and kept out of {dst.TITLE} in {ns}: "
                              + ", ".join(f"{w.kind} {w.name}" for w in outside) + ".")
         step.manual += restart_notes(p.graph, workloads, "the restart of this step")
-        rolled = {_template_patch(c) for c in patches}
         undone = {_template_patch(c) for c in undo}
         for w in workloads:
             if w.kind in ROLLOUT_KINDS:
                 ref = f"{w.kind.lower()}/{w.name}"
+                unit = units.setdefault((w.kind.lower(), w.name, ns), [])
                 # A pod-template patch starts the rollout itself: a restart would roll twice.
-                if (w.kind.lower(), w.name, ns) not in rolled:
-                    patches.append(run("kubectl", "rollout", "restart", ref, "-n", ns))
+                if not unit:
+                    unit.append(run("kubectl", "rollout", "restart", ref, "-n", ns))
                 if waits_for_rollout(w):
-                    patches.append(run("kubectl", "rollout", "status", ref, "-n", ns,
-                                       "--timeout=10m"))
+                    unit.append(run("kubectl", "rollout", "status", ref, "-n", ns,
+                                    "--timeout=10m"))
                 if (w.kind.lower(), w.name, ns) not in undone:
                     rollback.append(run("kubectl", "rollout", "restart", ref, "-n", ns))
                 # The target's objects go only once no pod runs its proxy: a Linkerd pod
@@ -458,7 +465,15 @@ def _move(p: PlanInput, group: list[str], number: int, position: dict[str, int],
                       for r in vacate.before]
     step.commands += [noted(_delete(m), "before the pods restart: " + vacate.why)
                       for m in vacate.gone_before]
-    step.commands += vacate.permissive + patches
+    # Source entries handled per namespace (Consul's) fix the namespaces' order: callees
+    # first within each; otherwise across the whole step.
+    blocks = [[ns] for ns in vacate.order] if vacate.before or vacate.after or \
+        vacate.permissive or vacate.created else [vacate.order]
+    step.commands += vacate.permissive + [c for block in blocks
+                                          for c in _restarts(p, number, block, units)]
+    keys = {(w.kind.lower(), w.name, w.namespace) for ns in vacate.order
+            for w in _workloads(p, ns)}
+    step.commands += [c for k, unit in units.items() if k not in keys for c in unit]
     # The permissive patches are undone too: a rollback before the entries were deleted finds
     # them patched, and re-applying the originals would not remove the added field.
     rollback[1 if rollback and rollback[0] == _restore(step.id) else 0:0] = \
@@ -549,6 +564,29 @@ def _vacate(p: PlanInput, group: list[str], position: dict[str, int]) -> _Vacate
         out.why = (f"{src.TITLE} keeps routing callers into a Service while these entries name "
                    "it, also once its last pod left")
     return out
+
+
+def _restarts(p: PlanInput, number: int, order: list[str],
+              units: dict[tuple[str, str, str], list[Command]]) -> list[Command]:
+    """Each workload's patches and restart, callees before their callers (restart_order.py);
+    a group of workloads that call each other is reported (``PLAN_RESTART_CYCLE``)."""
+    workloads = [w for ns in order for w in _workloads(p, ns)]
+    ordered, cycles = callee_first(p.graph, workloads)
+    keys = [(w.kind.lower(), w.name, w.namespace) for w in ordered]
+    for cycle in cycles:
+        names = ", ".join(f"{w.kind} {w.namespace}/{w.name}" for w in cycle)
+        first = cycle[0]
+        p.losses.report(
+            "PLAN_RESTART_CYCLE", Severity.DEGRADED, "plan", first.ref, "metadata.name",
+            f"{names} may call each other (their environment or the policies admitting them "
+            f"say so) and restart one after the other at step {number}: a workload that "
+            "restarted calls the others in plaintext with no identity, which those still on "
+            f"{p.source.TITLE} refuse under STRICT mTLS or an identity-based policy until "
+            "they restarted too",
+            "Run this step when traffic is low, or let the waiting workloads accept plaintext "
+            f"on {p.source.TITLE} (a permissive mTLS mode and a plaintext allowance) for the "
+            "length of the rollouts.")
+    return [c for k in keys for c in units.get(k, [])]
 
 
 def _entry_for_service(p: PlanInput, body: dict[str, Any]) -> Manifest:
